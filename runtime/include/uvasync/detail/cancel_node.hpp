@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/detail/intrusive_list.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace uvasync::detail {
+
+class runtime_state;
+struct registration_tag;
+struct child_tag;
+struct work_tag;
+
+using message_ptr = std::shared_ptr<const std::string>;
+
+inline message_ptr make_message(std::string_view text) {
+    return text.empty() ? nullptr : std::make_shared<const std::string>(text);
+}
+
+/// A callback registered on a cancel node. The registration is the list element, so
+/// registering never allocates. `fn` runs at most once, on the loop thread, and must not
+/// resume a coroutine (SEMANTICS D-14): it records and makes a task ready.
+struct cancel_registration : list_hook<registration_tag> {
+    using function = void (*)(cancel_registration*) noexcept;
+
+    explicit cancel_registration(function f) noexcept
+        : fn(f) {}
+
+    cancel_registration(const cancel_registration&) = delete;
+    cancel_registration& operator=(const cancel_registration&) = delete;
+    cancel_registration(cancel_registration&&) = delete;
+    cancel_registration& operator=(cancel_registration&&) = delete;
+    ~cancel_registration() { unlink(); }
+
+    [[nodiscard]] bool registered() const noexcept { return linked(); }
+
+    function fn;
+};
+
+/// One node of the cancellation tree: a cancel source's shared state, or a scope's own node
+/// embedded in a coroutine frame.
+///
+/// Two views of "cancelled": `requested_` is atomic and may be set from any thread (it answers
+/// `cancel_requested()`); `cancelled_` is loop-thread state and says the propagation has reached
+/// this node, which is what cancellation points and registrations look at (SEMANTICS 12.4).
+/// Invariant: if a node is `cancelled_`, so is every descendant (children of a cancelled node
+/// are born cancelled), which lets propagation skip whole subtrees.
+class cancel_node : public list_hook<child_tag>, public list_hook<work_tag> {
+public:
+    enum class storage : std::uint8_t { embedded, shared };
+
+    explicit cancel_node(storage kind = storage::embedded) noexcept
+        : shared_(kind == storage::shared) {}
+
+    cancel_node(const cancel_node&) = delete;
+    cancel_node& operator=(const cancel_node&) = delete;
+    cancel_node(cancel_node&&) = delete;
+    cancel_node& operator=(cancel_node&&) = delete;
+    ~cancel_node();
+
+    /// Loop-side view: a cancellation point under this node raises.
+    [[nodiscard]] bool cancelled() const noexcept { return cancelled_; }
+
+    /// Thread-safe view: a cancellation was requested here or reached this node.
+    [[nodiscard]] bool requested() const noexcept {
+        return requested_.load(std::memory_order_acquire);
+    }
+
+    [[nodiscard]] const message_ptr& message() const noexcept { return message_; }
+
+    [[nodiscard]] cancel_node* parent() const noexcept { return parent_; }
+
+    /// Links this node under `parent` (loop thread). A node linked under a cancelled parent is
+    /// born cancelled with the parent's message.
+    void link_to(cancel_node& parent) noexcept;
+
+    /// Removes this node from its parent in O(1).
+    void unlink_from_parent() noexcept;
+
+    /// Requests cancellation on the loop thread and propagates it before returning.
+    /// Returns true iff this call made the transition (the first request wins, D-11).
+    bool request_cancel(message_ptr message) noexcept;
+
+    /// Requests cancellation from any thread. From a foreign thread the flag is set at once and
+    /// the propagation is posted to the owning runtime's loop (SEMANTICS 12.2).
+    bool request_cancel_from_any_thread(message_ptr message) noexcept;
+
+    /// Registers `r`; runs it inline when the cancellation has already propagated here.
+    void add(cancel_registration& r) noexcept;
+
+    static void remove(cancel_registration& r) noexcept { r.unlink(); }
+
+    // Reference counting, for shared nodes only (embedded nodes live in their frame).
+    void add_ref() noexcept {
+        if (shared_) {
+            refs_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
+    void release() noexcept;
+
+    /// The runtime whose loop thread owns this node (null until bound).
+    [[nodiscard]] runtime_state* owner_runtime() const noexcept {
+        return runtime_.load(std::memory_order_acquire);
+    }
+
+    void bind_runtime(runtime_state* rt) noexcept;
+
+    /// Runs the loop-side propagation of a request whose flag is already set (used for
+    /// requests posted from another thread).
+    void propagate(message_ptr message) noexcept;
+
+    /// Runs `release()` work on the loop thread (posted by a foreign last release).
+    void destroy_on_loop() noexcept;
+
+private:
+    friend struct propagation;
+
+    std::atomic<bool> requested_{false};
+    bool cancelled_ = false;
+    bool shared_;
+    std::atomic<std::uint32_t> refs_{1};
+    std::atomic<runtime_state*> runtime_{nullptr};
+    cancel_node* parent_ = nullptr;
+    intrusive_list<cancel_node, child_tag> children_;
+    intrusive_list<cancel_registration, registration_tag> callbacks_;
+    message_ptr message_;
+};
+
+} // namespace uvasync::detail

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/scope.hpp>
+#include <uvasync/detail/task_core.hpp>
+#include <uvasync/error.hpp>
+
+#include <coroutine>
+#include <cstdint>
+
+namespace uvasync::detail {
+
+/// Raises the delivery for a cancellation point of `core` (SEMANTICS 4.1 step 2 and 4.8):
+/// a `cancelled_error` owned by the outermost cancelled scope around the point.
+[[noreturn]] void throw_cancelled(task_core* core);
+
+/// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
+task_core* require_task(const char* what);
+
+/// The shared half of every cancellation point: trio's abort protocol (SEMANTICS 1, "Abort
+/// hook"). A derived awaiter calls `park()` before it starts its operation; the operation's
+/// completion calls `complete()`; a cancellation of the innermost scope calls the derived
+/// abort hook once, which either undoes the operation and calls `aborted()`, or leaves the
+/// operation running (it cannot be undone, or it forwards the cancellation).
+/// Whatever comes first wins; the other is ignored (completion wins, D-2).
+class parked_wait : private cancel_registration {
+public:
+    enum class state : std::uint8_t { idle, waiting, completed, aborted };
+
+    parked_wait(const parked_wait&) = delete;
+    parked_wait& operator=(const parked_wait&) = delete;
+    parked_wait(parked_wait&&) = delete;
+    parked_wait& operator=(parked_wait&&) = delete;
+
+protected:
+    using abort_hook = void (*)(parked_wait*) noexcept;
+
+    explicit parked_wait(abort_hook hook) noexcept
+        : cancel_registration(&on_cancel)
+        , hook_(hook) {}
+
+    ~parked_wait() = default; // the registration unlinks itself
+
+    /// Step 2 of the protocol: false (and nothing started) when the innermost scope is already
+    /// cancelled; `finish()` then raises. Otherwise records the caller and registers the hook.
+    bool park(std::coroutine_handle<> caller, const char* what) {
+        core_ = require_task(what);
+        if (core_->current->cancelled()) {
+            state_ = state::aborted;
+            return false;
+        }
+        caller_ = caller;
+        state_ = state::waiting;
+        core_->current->node.add(*this);
+        return true;
+    }
+
+    /// The operation finished; the task becomes ready. Ignored after an abort.
+    void complete() noexcept {
+        if (state_ != state::waiting) {
+            return;
+        }
+        state_ = state::completed;
+        unlink();
+        core_->rt->schedule(core_, caller_);
+    }
+
+    /// The abort hook undid the operation; the task becomes ready and will raise.
+    void aborted() noexcept {
+        if (state_ != state::waiting) {
+            return;
+        }
+        state_ = state::aborted;
+        unlink();
+        core_->rt->schedule(core_, caller_);
+    }
+
+    /// Step 4: raises when aborted, else returns normally (the result is the caller's).
+    void finish() {
+        unlink();
+        if (state_ == state::aborted) {
+            throw_cancelled(core_);
+        }
+    }
+
+    [[nodiscard]] state current_state() const noexcept { return state_; }
+    [[nodiscard]] task_core* core() const noexcept { return core_; }
+    [[nodiscard]] bool waiting() const noexcept { return state_ == state::waiting; }
+
+private:
+    static void on_cancel(cancel_registration* r) noexcept {
+        auto* self = static_cast<parked_wait*>(r);
+        if (self->state_ == state::waiting) {
+            self->hook_(self);
+        }
+    }
+
+    abort_hook hook_;
+    task_core* core_ = nullptr;
+    std::coroutine_handle<> caller_;
+    state state_ = state::idle;
+};
+
+} // namespace uvasync::detail

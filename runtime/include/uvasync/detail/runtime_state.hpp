@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/clock.hpp>
+#include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/intrusive_list.hpp>
+#include <uvasync/detail/task_core.hpp>
+
+#include <uv.h>
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace uvasync::detail {
+
+class inbox;
+struct loop_handles;
+
+/// Which clock a runtime's deadlines use (SEMANTICS 18).
+enum class clock_kind : std::uint8_t { loop, virtual_time };
+
+/// The runtime's machinery, shared by the public `runtime` and every awaitable.
+/// Everything here is loop-thread only unless it says otherwise.
+class runtime_state {
+public:
+    struct config {
+        clock_kind clock = clock_kind::loop;
+        bool autojump = true;
+        std::chrono::milliseconds autojump_threshold{0};
+        std::chrono::milliseconds shutdown_grace{5000};
+        std::function<void(std::exception_ptr)> exception_handler;
+    };
+
+    runtime_state(uv_loop_t* loop, bool owns_loop, config cfg);
+    runtime_state(const runtime_state&) = delete;
+    runtime_state& operator=(const runtime_state&) = delete;
+    runtime_state(runtime_state&&) = delete;
+    runtime_state& operator=(runtime_state&&) = delete;
+    ~runtime_state();
+
+    [[nodiscard]] uv_loop_t* loop() const noexcept { return loop_; }
+
+    [[nodiscard]] deadline now() const noexcept {
+        return deadline(loop_clock::duration(virtual_ ? virtual_now_ : std::int64_t(uv_now(loop_))));
+    }
+
+    /// Makes `core` ready to resume at `h` (SEMANTICS D-14: never resumes inline).
+    void schedule(task_core* core, std::coroutine_handle<> h) noexcept {
+        core->resume_point = h;
+        ready_.push_back(core);
+        if (!idle_active_) {
+            start_idle();
+        }
+    }
+
+    std::uint64_t next_scope_id() noexcept { return ++scope_ids_; }
+
+    // The deadline heap.
+    void add_deadline(deadline_entry& e) noexcept;
+    void remove_deadline(deadline_entry& e) noexcept;
+
+    /// Virtual clock only: moves time forward by `d` and runs one deadline pass.
+    void advance(loop_clock::duration d);
+
+    /// Runs one deadline pass: every entry due at now(), in (deadline, registration) order.
+    void run_deadline_pass() noexcept;
+
+    /// Resumes the tasks that were ready when the drain started (SEMANTICS 13.6).
+    void drain() noexcept;
+
+    /// Registers a new task (created by spawn) and queues its first step.
+    void adopt(task_core* core) noexcept;
+
+    /// Called by task_core::finish.
+    void task_finished(task_core* core) noexcept;
+
+    /// Hands an exception nobody can observe to the exception handler. Never throws.
+    void report(std::exception_ptr e) noexcept;
+
+    /// Thread-safe: queue `fn` for the loop thread. False once the runtime has shut down.
+    bool post(std::function<void()> fn);
+
+    /// Thread-safe: queue the loop-side propagation of a request made on another thread.
+    bool post_propagation(class cancel_node* node, message_ptr message);
+
+    /// Thread-safe: queue the destruction of a shared node released on another thread.
+    bool post_release(class cancel_node* node);
+
+    [[nodiscard]] bool on_loop_thread() const noexcept {
+        return std::this_thread::get_id() == loop_thread_;
+    }
+
+    [[nodiscard]] bool accepting() const noexcept { return phase_ == phase::running; }
+    [[nodiscard]] bool shut_down() const noexcept { return phase_ == phase::closed; }
+    [[nodiscard]] bool owns_loop() const noexcept { return owns_loop_; }
+    [[nodiscard]] bool is_virtual() const noexcept { return virtual_; }
+
+    /// Cancels every task, waits (bounded) for them, closes the internal handles and lets
+    /// their close callbacks run. Idempotent.
+    void shutdown();
+
+    /// Runs the owned loop until `done()` holds.
+    template <class Pred>
+    void run_until(Pred done) {
+        keep_alive(true);
+        while (!done()) {
+            uv_run(loop_, UV_RUN_ONCE);
+        }
+        keep_alive(false);
+    }
+
+    /// Number of tasks not yet finished.
+    [[nodiscard]] std::size_t live_tasks() const noexcept { return live_tasks_; }
+
+    void on_async() noexcept;
+    void on_timer() noexcept;
+    void on_check() noexcept;
+    void on_prepare() noexcept;
+    void on_threshold_timer() noexcept;
+
+private:
+    enum class phase : std::uint8_t { running, shutting_down, closed };
+
+    void start_idle() noexcept;
+    void update_idle() noexcept;
+    void rearm_timer() noexcept;
+    void keep_alive(bool on) noexcept;
+    void sift_up(std::size_t i) noexcept;
+    void sift_down(std::size_t i) noexcept;
+    void close_handles() noexcept;
+    void wait_for_tasks();
+    void leak_remaining() noexcept;
+
+    uv_loop_t* loop_;
+    bool owns_loop_;
+    bool virtual_;
+    bool autojump_;
+    bool idle_active_ = false;
+    bool in_deadline_pass_ = false;
+    phase phase_ = phase::running;
+    std::int64_t virtual_now_ = 0;
+    std::int64_t autojump_threshold_ms_;
+    std::int64_t shutdown_grace_ms_;
+    deadline armed_for_ = never;
+    std::uint64_t scope_ids_ = 0;
+    std::uint64_t deadline_seq_ = 0;
+    std::size_t live_tasks_ = 0;
+    std::thread::id loop_thread_;
+    intrusive_queue<task_core> ready_;
+    std::vector<deadline_entry*> heap_;
+    intrusive_list<task_core, all_tasks_tag> tasks_;
+    loop_handles* handles_;
+    std::shared_ptr<inbox> inbox_;
+    std::function<void(std::exception_ptr)> exception_handler_;
+    runtime_state* previous_current_ = nullptr;
+};
+
+/// The runtime of the calling thread while one exists (set by the runtime's constructor and
+/// by its callbacks), and the task being resumed by the run queue.
+struct thread_context {
+    runtime_state* runtime = nullptr;
+    task_core* task = nullptr;
+};
+
+thread_context& this_thread_context() noexcept;
+
+inline task_core* current_task() noexcept { return this_thread_context().task; }
+
+} // namespace uvasync::detail

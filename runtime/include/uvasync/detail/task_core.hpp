@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/detail/intrusive_list.hpp>
+#include <uvasync/detail/scope.hpp>
+
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+
+namespace uvasync::detail {
+
+class runtime_state;
+class task_core;
+struct all_tasks_tag;
+struct waiter_tag;
+
+/// Something parked until a task finishes (another task's await, gather, a group).
+struct task_waiter : list_hook<waiter_tag> {
+    using function = void (*)(task_waiter*) noexcept;
+
+    explicit task_waiter(function f) noexcept
+        : on_done(f) {}
+
+    function on_done;
+};
+
+/// How many symmetric transfers a task may chain before one bounce through the run queue.
+/// GCC 12 does not compile symmetric transfer into a tail call at -O0/-O1 or under sanitizers,
+/// so each transfer can cost native stack; bouncing bounds the depth whatever the compiler.
+inline constexpr std::uint16_t transfer_budget_per_resume = 256;
+
+enum class outcome : std::uint8_t { pending, value, error, cancelled };
+
+/// The owner of a lazy task's frame (see task.hpp); the runtime only needs to destroy it.
+class task_base;
+
+/// The state of one spawned task: its scope chain, its place in the run queue, its outcome.
+/// It lives in the promise of the task's root frame and dies with it: the frame is destroyed
+/// when the task is done and no `task_handle` refers to it any more.
+class task_core : public list_hook<all_tasks_tag> {
+public:
+    task_core() noexcept = default;
+    task_core(const task_core&) = delete;
+    task_core& operator=(const task_core&) = delete;
+    task_core(task_core&&) = delete;
+    task_core& operator=(task_core&&) = delete;
+    ~task_core();
+
+    [[nodiscard]] bool done() const noexcept { return result != outcome::pending; }
+
+    /// A task_handle (or the runtime while the task runs) keeps the frame alive.
+    void add_ref() noexcept { ++refs; }
+
+    void release() noexcept;
+
+    /// Cancels the task scope (SEMANTICS 3). Loop thread only.
+    bool cancel(message_ptr message) noexcept;
+
+    /// Called by the root frame when the body has finished: wakes the waiters, reports an
+    /// error nobody can observe any more, and lets the runtime drop its reference.
+    void finish() noexcept;
+
+    // The run queue link (intrusive_queue<task_core> reads it).
+    task_core* queue_next_ = nullptr;
+
+    runtime_state* rt = nullptr;
+    std::coroutine_handle<> resume_point; // what the run queue resumes next
+    std::coroutine_handle<> root;         // the root frame that holds this core
+    task_base* body = nullptr;            // the user's task, destroyed early on a leak
+
+    scope task_scope{scope_kind::task};
+    scope* current = &task_scope; // the innermost scope at the task's current point
+    scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
+
+    intrusive_list<task_waiter, waiter_tag> waiters;
+    std::exception_ptr error;
+    message_ptr cancel_message;
+    std::uint32_t refs = 1; // the runtime's reference, dropped when the task finishes
+    outcome result = outcome::pending;
+    bool retrieved = false; // the error or value has been observed through a handle
+    bool value_taken = false;
+    std::uint16_t transfer_budget = 0; // see transfer() in task.hpp
+};
+
+} // namespace uvasync::detail

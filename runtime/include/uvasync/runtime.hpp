@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/cancel.hpp>
+#include <uvasync/clock.hpp>
+#include <uvasync/detail/root.hpp>
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/task.hpp>
+#include <uvasync/task_handle.hpp>
+
+#include <uv.h>
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace uvasync {
+
+/// How a runtime is set up. The defaults are what production code wants.
+struct runtime_options {
+    /// Use a deterministic virtual clock for every deadline (tests; SEMANTICS 18). Real I/O,
+    /// threadpool work, signals and `uv_timer_t`s you start yourself keep real time.
+    bool virtual_clock = false;
+
+    /// Virtual clock only: jump to the next deadline whenever every task is blocked.
+    bool autojump = true;
+
+    /// Virtual clock only: how long (real time) the loop must find no I/O before a jump.
+    std::chrono::milliseconds autojump_threshold{0};
+
+    /// How long shutdown waits (on the runtime's clock) for cancelled tasks to finish before
+    /// it reports them as leaked and destroys their frames (SEMANTICS 15.3).
+    std::chrono::milliseconds shutdown_grace{5000};
+
+    /// Receives errors nobody can observe any more: a detached task's failure, a leaked task.
+    /// Default: print to stderr. Called on the loop thread; must not throw.
+    std::function<void(std::exception_ptr)> exception_handler;
+};
+
+namespace detail {
+
+template <class T>
+task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, scope* parent) {
+    if (!body.valid()) {
+        throw invalid_state("uvasync: spawning an empty or already awaited task");
+    }
+    auto frame = root_body<T>(std::move(body));
+    task_state<T>& st = frame.handle.promise().state;
+    st.root = frame.handle;
+    st.rt = &rt;
+    st.task_scope.id = rt.next_scope_id();
+    if (token != nullptr) {
+        st.token_scope = new scope(scope_kind::token);
+        st.token_scope->id = rt.next_scope_id();
+        st.token_scope->node.link_to(*token);
+        st.task_scope.parent = st.token_scope;
+        st.task_scope.node.link_to(st.token_scope->node);
+    } else if (parent != nullptr) {
+        st.task_scope.parent = parent;
+        st.task_scope.node.link_to(parent->node);
+    }
+    task_handle<T> handle(&st);
+    rt.adopt(&st);
+    return handle;
+}
+
+} // namespace detail
+
+/// Runs coroutines on a libuv loop: either a loop it owns, or a host's loop it borrows.
+///
+/// A runtime that borrows a loop never takes it over: it adds an idle, a prepare, a check, a
+/// timer and an async handle, keeps them unreferenced or stopped while it has nothing to do,
+/// and the host keeps calling `uv_run`. Shutdown (explicit or in the destructor) cancels every
+/// task, waits for them up to `shutdown_grace`, closes the handles and runs the loop just long
+/// enough for their close callbacks, so the host's `uv_loop_close()` then returns 0
+/// (docs/decisions/0002-borrowed-loop-shutdown.md).
+///
+/// **Thread:** the thread that creates it is its loop thread; only `post()` and
+/// `cancel_source::request_cancel()` may be called from others.
+class runtime {
+public:
+    /// Owns a fresh loop.
+    runtime()
+        : runtime(runtime_options{}) {}
+
+    explicit runtime(runtime_options options);
+
+    /// Borrows `host` (not null; throws `std::invalid_argument`). The runtime must be shut down
+    /// or destroyed before the host closes the loop.
+    explicit runtime(uv_loop_t* host)
+        : runtime(host, runtime_options{}) {}
+
+    runtime(uv_loop_t* host, runtime_options options);
+
+    runtime(const runtime&) = delete;
+    runtime& operator=(const runtime&) = delete;
+    runtime(runtime&&) = delete;
+    runtime& operator=(runtime&&) = delete;
+
+    /// Shuts down (see `shutdown()`), then closes an owned loop.
+    ~runtime();
+
+    [[nodiscard]] uv_loop_t* loop() const noexcept { return state_->loop(); }
+
+    /// Starts `t` as an independent task. Its body starts in a later loop turn, in spawn order
+    /// (SEMANTICS 2.1). It is not inside any scope of the caller (2.8): only its handle, and
+    /// shutdown, cancel it. After shutdown began, the task is born cancelled and never runs.
+    template <class T>
+    task_handle<T> spawn(task<T> t) {
+        return detail::spawn_in(*state_, std::move(t), nullptr, nullptr);
+    }
+
+    /// Starts `t` inside a scope bound to `token` (SEMANTICS 11.12): cancelling the token
+    /// cancels the task; cancelling the task does not cancel the token. A token already
+    /// cancelled means the body never runs.
+    template <class T>
+    task_handle<T> spawn(task<T> t, const cancel_token& token) {
+        return detail::spawn_in(*state_, std::move(t), token.node(), nullptr);
+    }
+
+    /// Owned loop only: runs `t` to completion (like `asyncio.run` without the shutdown) and
+    /// returns its value or rethrows its error; a cancelled task raises `cancelled_error`.
+    /// Other tasks keep running afterwards. Throws `invalid_state` on a borrowed loop.
+    template <class T>
+    T run(task<T> t) {
+        if (!state_->owns_loop()) {
+            throw invalid_state("uvasync: runtime::run needs an owned loop; run the host loop");
+        }
+        task_handle<T> main = spawn(std::move(t));
+        state_->run_until([&] { return main.done(); });
+        auto* st = main.state();
+        st->retrieved = true;
+        switch (st->result) {
+        case detail::outcome::error:
+            std::rethrow_exception(st->error);
+        case detail::outcome::cancelled:
+            throw cancelled_error(st->cancel_message, 0);
+        default:
+            break;
+        }
+        if constexpr (!std::is_void_v<T>) {
+            return std::move(*st->value);
+        }
+    }
+
+    /// Thread-safe: runs `fn` on the loop thread, in posting order. Returns false (and drops
+    /// `fn`) once shutdown has closed the runtime.
+    bool post(std::function<void()> fn) { return state_->post(std::move(fn)); }
+
+    /// Cancels every unfinished task in spawn order, lets them finish for up to
+    /// `shutdown_grace` (then reports each straggler as a `leaked_task_error` and destroys its
+    /// frame without resuming it), reports unobserved errors, closes the runtime's handles and
+    /// lets their close callbacks run. Idempotent. Must not be called from inside a task or a
+    /// callback of this loop.
+    void shutdown() { state_->shutdown(); }
+
+    /// The runtime's clock (virtual or `uv_now`).
+    [[nodiscard]] deadline now() const noexcept { return state_->now(); }
+
+    /// Virtual clock only: advances time by `d` (rounded up to milliseconds) and fires what is
+    /// due. Throws `invalid_state` on a real clock.
+    template <class Rep, class Period>
+    void advance(std::chrono::duration<Rep, Period> d) {
+        const deadline origin{};
+        const deadline to = detail::deadline_after(origin, d);
+        state_->advance(to - origin);
+    }
+
+    [[nodiscard]] bool uses_virtual_clock() const noexcept { return state_->is_virtual(); }
+
+    /// Unfinished tasks.
+    [[nodiscard]] std::size_t task_count() const noexcept { return state_->live_tasks(); }
+
+    /// For library code.
+    [[nodiscard]] detail::runtime_state& state() noexcept { return *state_; }
+
+private:
+    std::unique_ptr<detail::runtime_state> state_;
+};
+
+/// Like `asyncio.run`: makes a runtime with its own loop, runs `t` to completion, shuts the
+/// runtime down (cancelling what is left), closes the loop, and returns the value or rethrows.
+template <class T>
+T run(task<T> t, runtime_options options = {}) {
+    runtime rt(std::move(options));
+    return rt.run(std::move(t));
+}
+
+} // namespace uvasync

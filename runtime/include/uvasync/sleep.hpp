@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/cancel.hpp>
+#include <uvasync/clock.hpp>
+#include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/park.hpp>
+
+#include <chrono>
+#include <coroutine>
+
+namespace uvasync {
+
+namespace detail {
+
+/// The awaiter behind `sleep`, `sleep_until` and `yield`. It lives in the awaiting frame and
+/// is its own deadline-heap entry and abort hook: a sleep allocates nothing.
+class sleep_awaiter : private parked_wait, private deadline_entry {
+public:
+    /// A relative sleep: the deadline is fixed when the sleep is awaited (like D-4).
+    explicit sleep_awaiter(loop_clock::duration rounded_or_due, bool relative) noexcept
+        : parked_wait(&on_abort)
+        , deadline_entry(&on_fire)
+        , delay_(rounded_or_due)
+        , relative_(relative) {}
+
+    explicit sleep_awaiter(deadline until) noexcept
+        : parked_wait(&on_abort)
+        , deadline_entry(&on_fire)
+        , until_(until) {}
+
+    sleep_awaiter(const sleep_awaiter&) = delete;
+    sleep_awaiter& operator=(const sleep_awaiter&) = delete;
+    sleep_awaiter(sleep_awaiter&& other) noexcept
+        : parked_wait(&on_abort)
+        , deadline_entry(&on_fire)
+        , delay_(other.delay_)
+        , until_(other.until_)
+        , relative_(other.relative_)
+        , forever_(other.forever_) {}
+    sleep_awaiter& operator=(sleep_awaiter&&) = delete;
+
+    ~sleep_awaiter() {
+        if (queued()) { // the frame is destroyed while parked (a leaked task at shutdown)
+            core()->rt->remove_deadline(*this);
+        }
+    }
+
+    static sleep_awaiter forever() noexcept {
+        sleep_awaiter s(never);
+        s.forever_ = true;
+        return s;
+    }
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    bool await_suspend(std::coroutine_handle<> caller) {
+        if (!park(caller, "sleep")) {
+            return false;
+        }
+        runtime_state* rt = core()->rt;
+        const deadline now = rt->now();
+        deadline when = until_;
+        if (relative_) {
+            when = forever_ || delay_ == loop_clock::duration::max() ? never : now + delay_;
+        }
+        if (when <= now) {
+            // sleep(0), sleep_until(past) and yield(): go to the tail of the run queue. This
+            // lets the loop poll, unlike a 0 ms uv_timer (see DESIGN, last paragraph).
+            complete();
+            yielded_ = true;
+        } else if (when != never) {
+            this->when = when;
+            rt->add_deadline(*this);
+        }
+        return true;
+    }
+
+    void await_resume() {
+        if (yielded_ && current_state() == state::completed && core()->current->cancelled()) {
+            throw_cancelled(core()); // yield() checks again on resumption (SEMANTICS 4.1)
+        }
+        finish();
+    }
+
+private:
+    static void on_fire(deadline_entry* e) noexcept {
+        static_cast<sleep_awaiter*>(e)->complete();
+    }
+
+    static void on_abort(parked_wait* p) noexcept {
+        auto* self = static_cast<sleep_awaiter*>(p);
+        if (self->queued()) {
+            self->core()->rt->remove_deadline(*self);
+        }
+        self->aborted();
+    }
+
+    loop_clock::duration delay_{0};
+    deadline until_ = never;
+    bool relative_ = false;
+    bool forever_ = false;
+    bool yielded_ = false;
+};
+
+/// The running task's runtime, or `invalid_state` outside a task.
+runtime_state& current_runtime(const char* what);
+
+} // namespace detail
+
+/// Suspends the task for at least `d` on the loop clock.
+///
+/// `d` may be any `std::chrono` duration: zero and negative behave as `yield()`; positive
+/// delays round up to whole milliseconds; a delay too large for the loop clock (or +infinity)
+/// sleeps until cancelled without arming any timer; NaN throws `std::invalid_argument` here,
+/// before anything else happens. The deadline is taken when the sleep is awaited.
+///
+/// **Cancellation:** a cancellation point. Total: the deadline entry is removed and
+/// `cancelled_error` is raised. **Thread:** loop thread, inside a task.
+template <class Rep, class Period>
+detail::sleep_awaiter sleep(std::chrono::duration<Rep, Period> d) {
+    // Round and range-check against a zero origin now (NaN throws here); add "now" on await.
+    const deadline origin{};
+    const deadline rel = detail::deadline_after(origin, d);
+    if (rel == never) {
+        return detail::sleep_awaiter::forever();
+    }
+    return detail::sleep_awaiter(rel - origin, true);
+}
+
+/// Suspends the task until `when` on the loop clock; a deadline already passed behaves as
+/// `yield()`, and `never` sleeps until cancelled. Cancellation as for `sleep`.
+inline detail::sleep_awaiter sleep_until(deadline when) noexcept {
+    return detail::sleep_awaiter(when);
+}
+
+/// Lets every other ready task run and the loop poll once, then continues.
+///
+/// **Cancellation:** an explicit checkpoint: raises `cancelled_error` if the current scope is
+/// cancelled, on entry and again on resumption.
+inline detail::sleep_awaiter yield() noexcept {
+    return detail::sleep_awaiter(loop_clock::duration(0), true);
+}
+
+/// `co_await checkpoint()` raises `cancelled_error` if the current scope is cancelled and
+/// otherwise continues at once, without suspending or letting other tasks run.
+inline auto checkpoint() noexcept {
+    struct awaiter {
+        [[nodiscard]] bool await_ready() const noexcept { return true; }
+        void await_suspend(std::coroutine_handle<>) const noexcept {}
+        void await_resume() const {
+            detail::task_core* core = detail::require_task("checkpoint");
+            if (core->current->cancelled()) {
+                detail::throw_cancelled(core);
+            }
+        }
+    };
+    return awaiter{};
+}
+
+/// The effective deadline at the current point: the earliest deadline of the enclosing scopes
+/// up to the nearest `shielded` scope, `never` if there is none, and no later than now when a
+/// cancellation is in effect here (SEMANTICS 5.11).
+deadline current_deadline();
+
+/// `max(0, current_deadline() - now())`; `loop_clock::duration::max()` when there is no
+/// deadline. Pass it on to a peer, or skip work that cannot finish in time.
+loop_clock::duration remaining();
+
+/// The token of the innermost scope at the current point (SEMANTICS 11.13). Its
+/// `cancel_requested()` is true iff a cancellation point here would raise. Hand it to code
+/// that is not a coroutine: threadpool work polls it, callbacks register on it. It refers to
+/// the scope and must not outlive it.
+cancel_token current_token();
+
+} // namespace uvasync

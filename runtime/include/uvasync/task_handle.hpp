@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/root.hpp>
+#include <uvasync/error.hpp>
+
+#include <coroutine>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace uvasync {
+
+namespace detail {
+
+/// Waits for a spawned task to finish: a cancellation point with forwarding (SEMANTICS 2.6).
+template <class T>
+class join_awaiter : private parked_wait, private task_waiter {
+public:
+    explicit join_awaiter(task_state<T>* target) noexcept
+        : parked_wait(&on_abort)
+        , task_waiter(&on_done)
+        , target_(target) {}
+
+    join_awaiter(const join_awaiter&) = delete;
+    join_awaiter& operator=(const join_awaiter&) = delete;
+    join_awaiter(join_awaiter&&) = delete;
+    join_awaiter& operator=(join_awaiter&&) = delete;
+
+    ~join_awaiter() { task_waiter::unlink(); }
+
+    // Awaiting a finished task is not a cancellation point.
+    [[nodiscard]] bool await_ready() const noexcept {
+        return target_ == nullptr || target_->done();
+    }
+
+    bool await_suspend(std::coroutine_handle<> caller) {
+        if (current_task() == target_) {
+            throw invalid_state("uvasync: a task cannot await its own handle");
+        }
+        if (!park(caller, "awaiting a task_handle")) {
+            return false;
+        }
+        target_->waiters.push_back(*this);
+        return true;
+    }
+
+    T await_resume() {
+        if (target_ == nullptr) {
+            throw invalid_state("uvasync: awaiting an empty task_handle");
+        }
+        task_waiter::unlink();
+        if (!target_->done()) {
+            finish(); // aborted before it started waiting: raises
+        }
+        return take();
+    }
+
+private:
+    T take() {
+        switch (target_->result) {
+        case outcome::value:
+            target_->retrieved = true;
+            if constexpr (!std::is_void_v<T>) {
+                if constexpr (std::is_copy_constructible_v<T>) {
+                    return *target_->value;
+                } else {
+                    if (target_->value_taken) {
+                        throw invalid_state(
+                            "uvasync: the move-only result of this task was already taken");
+                    }
+                    target_->value_taken = true;
+                    return std::move(*target_->value);
+                }
+            } else {
+                return;
+            }
+        case outcome::error:
+            target_->retrieved = true;
+            std::rethrow_exception(target_->error);
+        case outcome::cancelled:
+        case outcome::pending:
+            break;
+        }
+        // Cancelled: a delivery in the awaiter when one of its own scopes is cancelled (owner by
+        // D-3); otherwise an exception no scope of ours owns, carrying the task's message.
+        task_core* self = current_task();
+        if (self != nullptr && self->current->cancelled()) {
+            throw_cancelled(self);
+        }
+        throw cancelled_error(target_->cancel_message, 0);
+    }
+
+    static void on_done(task_waiter* w) noexcept { static_cast<join_awaiter*>(w)->complete(); }
+
+    // Forwarding: cancel the awaited task with our owner's message and keep waiting.
+    static void on_abort(parked_wait* p) noexcept {
+        auto* self = static_cast<join_awaiter*>(p);
+        self->target_->cancel(owner_of(self->core()->current)->node.message());
+    }
+
+    task_state<T>* target_;
+};
+
+} // namespace detail
+
+/// A spawned task, seen from outside: cancel it, ask whether it is done, await its outcome.
+///
+/// Copies refer to the same task. Dropping every handle detaches the task; it keeps running
+/// (the runtime owns it) and an error nobody observed goes to the runtime's exception handler.
+/// Awaiting returns the value (copied; a move-only value can be taken once), rethrows the
+/// error object, or raises `cancelled_error` with the task's message. Several tasks may await
+/// one handle, also after it finished.
+///
+/// **Cancellation:** awaiting is a cancellation point with forwarding: if the awaiter is
+/// cancelled while it waits, the awaited task is cancelled too and the awaiter keeps waiting
+/// for it to finish (SEMANTICS 2.6); `shield` prevents that.
+///
+/// **Thread:** loop thread only.
+template <class T = void>
+class task_handle {
+public:
+    task_handle() noexcept = default;
+
+    explicit task_handle(detail::task_state<T>* state) noexcept
+        : state_(state) {
+        state_->add_ref();
+    }
+
+    task_handle(const task_handle& other) noexcept
+        : state_(other.state_) {
+        if (state_ != nullptr) {
+            state_->add_ref();
+        }
+    }
+
+    task_handle(task_handle&& other) noexcept
+        : state_(std::exchange(other.state_, nullptr)) {}
+
+    task_handle& operator=(task_handle other) noexcept {
+        std::swap(state_, other.state_);
+        return *this;
+    }
+
+    ~task_handle() { detach(); }
+
+    /// Cancels the task. False if it is done or its scope was already cancelled (the message
+    /// of such a call is ignored); true if this call cancelled it, which does not mean it will
+    /// end cancelled (SEMANTICS 3). Never runs the task's code inline.
+    bool cancel(std::string_view message = {}) noexcept {
+        return state_ != nullptr && state_->cancel(detail::make_message(message));
+    }
+
+    /// True once the task has a value, an error, or ended cancelled.
+    [[nodiscard]] bool done() const noexcept { return state_ != nullptr && state_->done(); }
+
+    /// True if the task ended cancelled.
+    [[nodiscard]] bool cancelled() const noexcept {
+        return state_ != nullptr && state_->result == detail::outcome::cancelled;
+    }
+
+    /// True if this handle refers to a task.
+    [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+
+    explicit operator bool() const noexcept { return valid(); }
+
+    /// Lets go of the task without cancelling it.
+    void detach() noexcept {
+        if (state_ != nullptr) {
+            std::exchange(state_, nullptr)->release();
+        }
+    }
+
+    detail::join_awaiter<T> operator co_await() const noexcept {
+        return detail::join_awaiter<T>(state_);
+    }
+
+    /// For library code (task groups, gather).
+    [[nodiscard]] detail::task_state<T>* state() const noexcept { return state_; }
+
+private:
+    detail::task_state<T>* state_ = nullptr;
+};
+
+} // namespace uvasync

@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: MIT
+// The whole public API of uvasync.
+#pragma once
+
+#include <uvasync/cancel.hpp>
+#include <uvasync/clock.hpp>
+#include <uvasync/error.hpp>
+#include <uvasync/runtime.hpp>
+#include <uvasync/sleep.hpp>
+#include <uvasync/task.hpp>
+#include <uvasync/task_handle.hpp>

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+#include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/runtime_state.hpp>
+
+#include <cassert>
+
+namespace uvasync::detail {
+
+/// One loop-side propagation (SEMANTICS 11.4): first every node of the subtree is marked, in
+/// preorder and without recursion, then the callbacks run, parent before descendants and in
+/// registration order within a node, so no callback sees a half-cancelled subtree.
+///
+/// The worklist is intrusive: a node destroyed by a callback before its turn simply unlinks
+/// itself. A node's callbacks are moved to a local list before they run, so a callback may
+/// destroy its own node, or unregister a callback that has not run yet (which then never runs).
+struct propagation {
+    static void run(cancel_node& root, const message_ptr& message) noexcept {
+        intrusive_list<cancel_node, work_tag> work;
+        mark_subtree(root, message, work);
+        while (cancel_node* n = work.pop_front()) {
+            intrusive_list<cancel_registration, registration_tag> pending;
+            pending.splice_back(n->callbacks_);
+            while (cancel_registration* r = pending.pop_front()) {
+                r->fn(r);
+            }
+        }
+    }
+
+    // Stackless preorder walk over the part of the subtree that is not cancelled yet; a
+    // cancelled node's descendants are all cancelled (the class invariant), so it is skipped
+    // whole. Depth 100,000 or width 1,000,000 costs no native stack.
+    static void mark_subtree(cancel_node& root, const message_ptr& message,
+                             intrusive_list<cancel_node, work_tag>& work) noexcept {
+        if (root.cancelled_) {
+            return;
+        }
+        cancel_node* n = &root;
+        for (;;) {
+            mark(*n, message, work);
+            cancel_node* next = first_uncancelled_child(*n);
+            while (next == nullptr) {
+                if (n == &root) {
+                    return;
+                }
+                next = next_uncancelled_sibling(*n);
+                if (next == nullptr) {
+                    n = n->parent_;
+                }
+            }
+            n = next;
+        }
+    }
+
+    static void mark(cancel_node& n, const message_ptr& message,
+                     intrusive_list<cancel_node, work_tag>& work) noexcept {
+        n.cancelled_ = true;
+        n.requested_.store(true, std::memory_order_release);
+        if (!n.message_) {
+            n.message_ = message;
+        }
+        work.push_back(n);
+    }
+
+    static cancel_node* first_uncancelled_child(cancel_node& n) noexcept {
+        for (cancel_node* c = n.children_.front(); c != nullptr; c = sibling_after(n, *c)) {
+            if (!c->cancelled_) {
+                return c;
+            }
+        }
+        return nullptr;
+    }
+
+    static cancel_node* next_uncancelled_sibling(cancel_node& n) noexcept {
+        for (cancel_node* s = sibling_after(*n.parent_, n); s != nullptr;
+             s = sibling_after(*n.parent_, *s)) {
+            if (!s->cancelled_) {
+                return s;
+            }
+        }
+        return nullptr;
+    }
+
+    static cancel_node* sibling_after(cancel_node& parent, cancel_node& child) noexcept {
+        return parent.children_.next(child);
+    }
+};
+
+cancel_node::~cancel_node() {
+    // Children outlive nothing of ours: they simply become roots.
+    while (cancel_node* c = children_.pop_front()) {
+        c->parent_ = nullptr;
+    }
+    unlink_from_parent();
+    static_cast<list_hook<work_tag>&>(*this).unlink();
+    callbacks_.clear();
+}
+
+void cancel_node::link_to(cancel_node& parent) noexcept {
+    assert(parent_ == nullptr);
+    parent_ = &parent;
+    parent.children_.push_back(*this);
+    if (parent.cancelled_ && !cancelled_) {
+        // Born cancelled (SEMANTICS 11.2). Nothing is registered here yet, so no callback runs.
+        cancelled_ = true;
+        requested_.store(true, std::memory_order_release);
+        message_ = parent.message_;
+    }
+    if (runtime_.load(std::memory_order_relaxed) == nullptr) {
+        runtime_.store(parent.runtime_.load(std::memory_order_relaxed), std::memory_order_release);
+    }
+}
+
+void cancel_node::unlink_from_parent() noexcept {
+    if (parent_ != nullptr) {
+        static_cast<list_hook<child_tag>&>(*this).unlink();
+        parent_ = nullptr;
+    }
+}
+
+bool cancel_node::request_cancel(message_ptr message) noexcept {
+    if (requested_.exchange(true, std::memory_order_acq_rel)) {
+        return false;
+    }
+    propagation::run(*this, message);
+    return true;
+}
+
+bool cancel_node::request_cancel_from_any_thread(message_ptr message) noexcept {
+    runtime_state* rt = owner_runtime();
+    if (rt == nullptr || rt->on_loop_thread()) {
+        return request_cancel(std::move(message));
+    }
+    if (requested_.exchange(true, std::memory_order_acq_rel)) {
+        return false;
+    }
+    // Exactly one caller gets here; the loop thread does the rest. After shutdown the post is
+    // refused and the flag alone remains (SEMANTICS 12.7).
+    rt->post_propagation(this, std::move(message));
+    return true;
+}
+
+void cancel_node::propagate(message_ptr message) noexcept {
+    propagation::run(*this, message);
+}
+
+void cancel_node::add(cancel_registration& r) noexcept {
+    if (cancelled_) {
+        r.fn(&r); // the std rule: registering on a cancelled token runs the callback inline
+        return;
+    }
+    callbacks_.push_back(r);
+}
+
+void cancel_node::bind_runtime(runtime_state* rt) noexcept {
+    runtime_.store(rt, std::memory_order_release);
+}
+
+void cancel_node::release() noexcept {
+    if (!shared_ || refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+        return;
+    }
+    runtime_state* rt = owner_runtime();
+    if (rt != nullptr && !rt->on_loop_thread() && rt->post_release(this)) {
+        return; // unlinked on the loop thread, where the tree lives (SEMANTICS 11.3)
+    }
+    delete this;
+}
+
+void cancel_node::destroy_on_loop() noexcept { delete this; }
+
+} // namespace uvasync::detail

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/detail/cancel_node.hpp>
+
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace uvasync::detail {
+
+/// The one way into a runtime from other threads (SEMANTICS 12): messages queued under a lock
+/// and a wake-up through the runtime's single `uv_async_t`.
+///
+/// It is reference counted separately from the runtime and outlives the async handle:
+/// `uv_async_send` on a closed handle is undefined, so shutdown closes the inbox (under its
+/// lock) before it closes the handle, and later posts are refused (SEMANTICS 12.7).
+class inbox {
+public:
+    struct message {
+        enum class kind : unsigned char { call, propagate, release };
+        kind what = kind::call;
+        std::function<void()> fn;
+        cancel_node* node = nullptr;
+        message_ptr text;
+    };
+
+    explicit inbox(uv_async_t* async) noexcept
+        : async_(async) {}
+
+    bool post(message m) {
+        {
+            std::lock_guard lock(mutex_);
+            if (async_ == nullptr) {
+                return false;
+            }
+            messages_.push_back(std::move(m));
+            pending_.store(true, std::memory_order_release);
+            uv_async_send(async_); // under the lock, so close() cannot free the handle meanwhile
+        }
+        return true;
+    }
+
+    std::vector<message> take() {
+        std::lock_guard lock(mutex_);
+        pending_.store(false, std::memory_order_relaxed);
+        return std::exchange(messages_, {});
+    }
+
+    [[nodiscard]] bool pending() const noexcept { return pending_.load(std::memory_order_acquire); }
+
+    /// Refuses every later post; returns what was still queued.
+    std::vector<message> close() {
+        std::lock_guard lock(mutex_);
+        async_ = nullptr;
+        pending_.store(false, std::memory_order_relaxed);
+        return std::exchange(messages_, {});
+    }
+
+private:
+    std::mutex mutex_;
+    uv_async_t* async_;
+    std::vector<message> messages_;
+    std::atomic<bool> pending_{false};
+};
+
+} // namespace uvasync::detail

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#include <uvasync/runtime.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+namespace uvasync {
+
+namespace {
+
+detail::runtime_state::config to_config(runtime_options&& o) {
+    detail::runtime_state::config c;
+    c.clock = o.virtual_clock ? detail::clock_kind::virtual_time : detail::clock_kind::loop;
+    c.autojump = o.autojump;
+    c.autojump_threshold = o.autojump_threshold;
+    c.shutdown_grace = o.shutdown_grace;
+    c.exception_handler = std::move(o.exception_handler);
+    if (c.autojump_threshold.count() < 0 || c.shutdown_grace.count() < 0) {
+        throw std::invalid_argument("uvasync: runtime_options durations must not be negative");
+    }
+    return c;
+}
+
+uv_loop_t* make_loop() {
+    auto loop = std::make_unique<uv_loop_t>();
+    if (const int rc = uv_loop_init(loop.get()); rc < 0) {
+        throw std::system_error(-rc, std::generic_category(),
+                                std::string("uvasync: uv_loop_init: ") + uv_strerror(rc));
+    }
+    return loop.release();
+}
+
+} // namespace
+
+runtime::runtime(runtime_options options) {
+    auto config = to_config(std::move(options));
+    uv_loop_t* loop = make_loop();
+    try {
+        state_ = std::make_unique<detail::runtime_state>(loop, true, std::move(config));
+    } catch (...) {
+        uv_loop_close(loop);
+        delete loop;
+        throw;
+    }
+}
+
+runtime::runtime(uv_loop_t* host, runtime_options options)
+    : state_(std::make_unique<detail::runtime_state>(host, false, to_config(std::move(options)))) {}
+
+runtime::~runtime() = default; // runtime_state's destructor shuts down
+
+} // namespace uvasync

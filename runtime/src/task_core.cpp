@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/task_core.hpp>
+
+namespace uvasync::detail {
+
+task_core::~task_core() {
+    static_cast<list_hook<all_tasks_tag>&>(*this).unlink();
+    waiters.clear();
+    delete token_scope;
+}
+
+void task_core::release() noexcept {
+    if (--refs != 0) {
+        return;
+    }
+    if (rt != nullptr && result == outcome::error && !retrieved) {
+        rt->report(error); // the last handle went away without looking (asyncio's GC log)
+    }
+    root.destroy(); // destroys *this
+}
+
+bool task_core::cancel(message_ptr message) noexcept {
+    if (done()) {
+        return false;
+    }
+    return task_scope.node.request_cancel(std::move(message));
+}
+
+void task_core::finish() noexcept {
+    // Waiters only become ready here; they run later from the run queue (D-14).
+    while (task_waiter* w = waiters.pop_front()) {
+        w->on_done(w);
+    }
+    if (rt != nullptr) {
+        rt->task_finished(this);
+        if (result == outcome::error && refs == 1 && !retrieved) {
+            retrieved = true;
+            rt->report(error); // detached and failed: nobody else can ever see it
+        }
+    }
+    release();
+}
+
+} // namespace uvasync::detail

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT
+#include <uvasync/detail/park.hpp>
+#include <uvasync/sleep.hpp>
+#include <uvasync/task.hpp>
+
+#include <algorithm>
+#include <string>
+
+namespace uvasync {
+
+namespace detail {
+
+thread_context& this_thread_context() noexcept {
+    thread_local thread_context context;
+    return context;
+}
+
+std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept {
+    static std::atomic<std::ptrdiff_t> counter{0};
+    return counter;
+}
+
+void throw_cancelled(task_core* core) {
+    scope* owner = owner_of(core->current);
+    throw cancelled_error(owner->node.message(), owner->id);
+}
+
+task_core* require_task(const char* what) {
+    task_core* core = current_task();
+    if (core == nullptr) {
+        throw invalid_state(std::string("uvasync: ") + what + " is only allowed inside a task");
+    }
+    return core;
+}
+
+runtime_state& current_runtime(const char* what) {
+    if (task_core* core = current_task()) {
+        return *core->rt;
+    }
+    if (runtime_state* rt = this_thread_context().runtime) {
+        return *rt;
+    }
+    throw invalid_state(std::string("uvasync: ") + what + " needs a runtime on this thread");
+}
+
+} // namespace detail
+
+loop_clock::time_point loop_clock::now() {
+    return detail::current_runtime("loop_clock::now()").now();
+}
+
+deadline current_deadline() {
+    detail::task_core* core = detail::require_task("current_deadline()");
+    deadline d = detail::effective_deadline(core->current);
+    if (core->current->cancelled()) {
+        d = std::min(d, core->rt->now());
+    }
+    return d;
+}
+
+loop_clock::duration remaining() {
+    detail::task_core* core = detail::require_task("remaining()");
+    const deadline d = current_deadline();
+    if (d == never) {
+        return loop_clock::duration::max();
+    }
+    return std::max(loop_clock::duration(0), d - core->rt->now());
+}
+
+cancel_token current_token() {
+    detail::task_core* core = detail::require_task("current_token()");
+    return cancel_token::from_node(&core->current->node);
+}
+
+cancel_source::cancel_source()
+    : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
+    node_->bind_runtime(detail::this_thread_context().runtime);
+}
+
+cancel_source::cancel_source(const cancel_token& parent)
+    : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
+    detail::runtime_state* rt = detail::this_thread_context().runtime;
+    if (parent.node() != nullptr) {
+        node_->link_to(*parent.node());
+        if (rt == nullptr) {
+            rt = parent.node()->owner_runtime();
+        }
+    }
+    node_->bind_runtime(rt);
+}
+
+} // namespace uvasync

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+
+namespace uvasync::test {
+
+/// Counts live instances, so a test can check that every frame-held object was destroyed
+/// exactly once (cppcoro's `counted`).
+struct counted {
+    static std::atomic<std::ptrdiff_t>& live() noexcept {
+        static std::atomic<std::ptrdiff_t> n{0};
+        return n;
+    }
+
+    counted() noexcept { ++live(); }
+    counted(const counted&) noexcept { ++live(); }
+    counted(counted&&) noexcept { ++live(); }
+    counted& operator=(const counted&) = default;
+    counted& operator=(counted&&) = default;
+    ~counted() { --live(); }
+};
+
+} // namespace uvasync::test

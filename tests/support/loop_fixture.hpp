@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "counted.hpp"
+
+#include <uvasync/uvasync.hpp>
+
+#include <doctest/doctest.h>
+#include <uv.h>
+
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace uvasync::test {
+
+/// Every test runs on a private loop owned by this fixture (never the default loop), with a
+/// runtime borrowing it. The destructor is libuv's MAKE_VALGRIND_HAPPY with reporting: it shuts
+/// the runtime down, names every handle still open, checks that `uv_loop_close` returns 0, and
+/// checks that no coroutine frame and no `counted` object is still alive.
+///
+/// Unobserved errors reported by the runtime are collected in `reported` instead of printed.
+class loop_fixture {
+public:
+    explicit loop_fixture(runtime_options options = virtual_clock())
+        : frames_before_(detail::live_frame_counter().load())
+        , counted_before_(counted::live().load()) {
+        REQUIRE(uv_loop_init(&loop_) == 0);
+        options.exception_handler = [this](std::exception_ptr e) { reported.push_back(e); };
+        rt.emplace(&loop_, std::move(options));
+    }
+
+    loop_fixture(const loop_fixture&) = delete;
+    loop_fixture& operator=(const loop_fixture&) = delete;
+    loop_fixture(loop_fixture&&) = delete;
+    loop_fixture& operator=(loop_fixture&&) = delete;
+
+    ~loop_fixture() {
+        rt.reset();
+        std::vector<std::string> open;
+        uv_walk(
+            &loop_,
+            [](uv_handle_t* h, void* arg) {
+                static_cast<std::vector<std::string>*>(arg)->emplace_back(
+                    uv_handle_type_name(uv_handle_get_type(h)));
+                if (uv_is_closing(h) == 0) {
+                    uv_close(h, nullptr);
+                }
+            },
+            &open);
+        for (const auto& name : open) {
+            CHECK_MESSAGE(false, "handle left open: " << name);
+        }
+        uv_run(&loop_, UV_RUN_DEFAULT);
+        CHECK(uv_loop_close(&loop_) == 0);
+        CHECK(detail::live_frame_counter().load() == frames_before_);
+        CHECK(counted::live().load() == counted_before_);
+    }
+
+    static runtime_options virtual_clock() {
+        runtime_options o;
+        o.virtual_clock = true;
+        return o;
+    }
+
+    static runtime_options real_clock() { return runtime_options{}; }
+
+    /// Spawns `t` and runs the loop until it is done; returns its value or rethrows.
+    template <class T>
+    T run(task<T> t) {
+        task_handle<T> h = rt->spawn(std::move(t));
+        run_until([&] { return h.done(); });
+        return take(h);
+    }
+
+    /// Runs loop iterations until `done()` holds (the fixture is the host here).
+    template <class Pred>
+    void run_until(Pred done) {
+        while (!done()) {
+            uv_run(&loop_, UV_RUN_ONCE);
+        }
+    }
+
+    /// Runs the loop until it has nothing left to do.
+    void run_all() { uv_run(&loop_, UV_RUN_DEFAULT); }
+
+    [[nodiscard]] deadline now() const { return rt->now(); }
+
+    uv_loop_t* loop() noexcept { return &loop_; }
+
+    std::optional<runtime> rt;
+    std::vector<std::exception_ptr> reported;
+
+private:
+    template <class T>
+    static T take(task_handle<T>& h) {
+        auto* st = h.state();
+        st->retrieved = true;
+        if (st->result == detail::outcome::error) {
+            std::rethrow_exception(st->error);
+        }
+        if (st->result == detail::outcome::cancelled) {
+            throw cancelled_error(st->cancel_message, 0);
+        }
+        if constexpr (!std::is_void_v<T>) {
+            return std::move(*st->value);
+        }
+    }
+
+    uv_loop_t loop_{};
+    std::ptrdiff_t frames_before_;
+    std::ptrdiff_t counted_before_;
+};
+
+/// Milliseconds elapsed on the loop clock since `start`.
+inline long long ms_since(deadline start) {
+    return (loop_clock::now() - start).count();
+}
+
+} // namespace uvasync::test
