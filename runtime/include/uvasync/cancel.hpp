@@ -3,6 +3,7 @@
 
 #include <uvasync/detail/cancel_node.hpp>
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/token_wait.hpp>
 #include <uvasync/error.hpp>
 
 #include <coroutine>
@@ -205,6 +206,8 @@ private:
     cancel_token token_; // keeps a shared node alive while registered
     F f_;
 };
+
+inline auto cancel_token::cancelled() const { return detail::token_wait(node_); }
 
 template <class F>
 cancel_callback<std::decay_t<F>> cancel_token::on_cancel(F&& f) const {

@@ -19,6 +19,11 @@ namespace uvasync {
 template <class T = void>
 class task;
 
+/// The value of a `void` result where a value is needed (`std::optional<unit>`, tuples).
+struct unit {
+    friend constexpr bool operator==(unit, unit) noexcept { return true; }
+};
+
 namespace detail {
 
 /// Live coroutine frames of this library's coroutine types, for leak checks in tests. Counted

@@ -9,3 +9,5 @@
 #include <uvasync/sleep.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
+#include <uvasync/shield.hpp>
+#include <uvasync/timeout.hpp>

@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/clock.hpp>
+#include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/scope.hpp>
+#include <uvasync/detail/scoped_body.hpp>
+#include <uvasync/error.hpp>
+#include <uvasync/task.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace uvasync {
+
+template <class T, bool MoveOn, class Factory>
+class timeout_awaiter;
+
+/// A timeout scope: a cancel scope with a deadline (SEMANTICS 5), like trio's `CancelScope`
+/// with a deadline or asyncio's `Timeout`. The scope forms of `timeout`, `timeout_at`,
+/// `move_on_after` and `move_on_at` hand one to their body.
+///
+/// When the deadline passes (or `cancel()` is called) the scope expires: every cancellation
+/// point inside it raises `cancelled_error`, level-triggered, until the body ends. If that
+/// cancellation leaves the body and this scope owns it (no enclosing scope up to the nearest
+/// shield is cancelled, SEMANTICS 4.8), the scope converts it: `timeout` throws
+/// `timeout_error`, `move_on_*` returns an empty optional. Any other exception passes.
+///
+/// **Thread:** loop thread only; use it only while the body runs.
+class timeout_scope : private detail::deadline_entry {
+public:
+    timeout_scope(const timeout_scope&) = delete;
+    timeout_scope& operator=(const timeout_scope&) = delete;
+    timeout_scope(timeout_scope&&) = delete;
+    timeout_scope& operator=(timeout_scope&&) = delete;
+
+    ~timeout_scope() {
+        if (phase_ == phase::active) { // the frame is destroyed while suspended inside
+            leave();
+        }
+    }
+
+    /// The deadline, or `never`.
+    [[nodiscard]] deadline when() const noexcept { return scope_.own_deadline; }
+
+    /// True once the deadline passed or `cancel()` was called while the scope was active, even
+    /// if nothing was delivered. Cancellation from an enclosing scope does not set it.
+    [[nodiscard]] bool expired() const noexcept { return expired_; }
+
+    /// True if this scope converted a cancellation (trio's `cancelled_caught`).
+    [[nodiscard]] bool caught() const noexcept { return caught_; }
+
+    /// Moves the deadline (earlier or later); `never` removes it; a deadline already due
+    /// expires the scope at once (D-5). Only while active and not expired, else
+    /// `invalid_state`. An inner scope never extends an outer one: the effective deadline is
+    /// the minimum.
+    void reschedule(deadline when) {
+        if (phase_ != phase::active || expired_) {
+            throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
+        }
+        rt_->remove_deadline(*this);
+        set_deadline(when);
+    }
+
+    /// `reschedule(now() + d)`, with the duration rules of `sleep`.
+    template <class Rep, class Period>
+    void reschedule(std::chrono::duration<Rep, Period> d) {
+        if (phase_ != phase::active) {
+            throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
+        }
+        reschedule(detail::deadline_after(rt_->now(), d));
+    }
+
+    /// Expires the scope now (as if its deadline had passed). No effect after it expired or
+    /// ended; `invalid_state` before it was entered.
+    void cancel() {
+        if (phase_ == phase::created) {
+            throw invalid_state("uvasync: cancel() on a timeout scope that was not entered");
+        }
+        expire();
+    }
+
+private:
+    template <class T, bool MoveOn, class Factory>
+    friend class timeout_awaiter;
+    template <class T, class Factory, class Scope>
+    friend class detail::scoped_body;
+
+    enum class phase : std::uint8_t { created, active, exited };
+
+    // Either a relative delay (taken at entry, D-4) or an absolute deadline.
+    timeout_scope(loop_clock::duration delay, bool relative, deadline at) noexcept
+        : deadline_entry(&on_fire)
+        , delay_(delay)
+        , at_(at)
+        , relative_(relative) {}
+
+    void enter(detail::task_core* core) {
+        core_ = core;
+        rt_ = core->rt;
+        scope_.id = rt_->next_scope_id();
+        scope_.parent = core->current;
+        scope_.node.link_to(core->current->node);
+        core->current = &scope_;
+        phase_ = phase::active;
+        const deadline now = rt_->now();
+        deadline when = at_;
+        if (relative_) {
+            when = delay_ == loop_clock::duration::max() ? never : now + delay_;
+        }
+        set_deadline(when);
+    }
+
+    void leave() noexcept {
+        rt_->remove_deadline(*this);
+        core_->current = scope_.parent;
+        scope_.node.unlink_from_parent();
+        phase_ = phase::exited;
+    }
+
+    void set_deadline(deadline when) noexcept {
+        scope_.own_deadline = when;
+        if (when <= rt_->now()) {
+            expire(); // already due: expires synchronously, the body still starts (D-5)
+        } else if (when != never) {
+            deadline_entry::when = when;
+            rt_->add_deadline(*this);
+        }
+    }
+
+    void expire() noexcept {
+        if (phase_ != phase::active || expired_) {
+            return;
+        }
+        expired_ = true;
+        rt_->remove_deadline(*this);
+        scope_.node.request_cancel(nullptr);
+    }
+
+    static void on_fire(deadline_entry* e) noexcept { static_cast<timeout_scope*>(e)->expire(); }
+
+    detail::scope scope_{detail::scope_kind::timeout};
+    detail::task_core* core_ = nullptr;
+    detail::runtime_state* rt_ = nullptr;
+    loop_clock::duration delay_;
+    deadline at_;
+    bool relative_;
+    bool expired_ = false;
+    bool caught_ = false;
+    phase phase_ = phase::created;
+};
+
+/// The awaiter of `timeout`, `timeout_at`, `move_on_after` and `move_on_at`: runs the body
+/// inline in the awaiting task, inside a `timeout_scope`. Await it once.
+template <class T, bool MoveOn, class Factory>
+class [[nodiscard]] timeout_awaiter
+    : private detail::scoped_body<T, Factory, timeout_scope> {
+    using base = detail::scoped_body<T, Factory, timeout_scope>;
+
+public:
+    using result_type =
+        std::conditional_t<MoveOn, std::optional<std::conditional_t<std::is_void_v<T>, unit, T>>,
+                           T>;
+
+    timeout_awaiter(task<T> body, Factory factory, loop_clock::duration delay, bool relative,
+                    deadline at)
+        : base(std::move(body), std::move(factory), delay, relative, at) {}
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) {
+        if (this->scope_.phase_ != timeout_scope::phase::created) {
+            throw invalid_state("uvasync: a timeout scope can be entered once");
+        }
+        this->scope_.enter(detail::require_task("entering a timeout scope"));
+        return this->start(caller);
+    }
+
+    result_type await_resume() {
+        timeout_scope& s = this->scope_;
+        s.leave();
+        try {
+            if constexpr (std::is_void_v<T>) {
+                this->take();
+                if constexpr (MoveOn) {
+                    return result_type(unit{});
+                }
+            } else {
+                return this->take();
+            }
+        } catch (const cancelled_error& e) {
+            if (e.owner() != s.scope_.id) {
+                throw; // not ours: an enclosing scope, the task, or nobody owns it
+            }
+            s.caught_ = true;
+            if constexpr (MoveOn) {
+                return std::nullopt;
+            } else {
+                std::throw_with_nested(timeout_error());
+            }
+        }
+    }
+};
+
+namespace detail {
+
+template <class F>
+concept scope_body_factory = std::invocable<F&, timeout_scope&> &&
+                             is_task<std::invoke_result_t<F&, timeout_scope&>>::value;
+
+template <class Body>
+struct body_traits {
+    using task_type = decltype(as_task(std::declval<Body>()));
+    using value_type = typename task_type::value_type;
+};
+
+template <class F>
+    requires scope_body_factory<F>
+struct body_traits<F> {
+    using value_type = typename std::invoke_result_t<F&, timeout_scope&>::value_type;
+};
+
+template <bool MoveOn, class Body>
+auto make_timeout(Body&& body, loop_clock::duration delay, bool relative, deadline at) {
+    using B = std::remove_cvref_t<Body>;
+    using T = typename body_traits<B>::value_type;
+    if constexpr (scope_body_factory<B>) {
+        return timeout_awaiter<T, MoveOn, B>(task<T>(), std::forward<Body>(body), delay, relative,
+                                             at);
+    } else {
+        return timeout_awaiter<T, MoveOn, no_factory>(as_task(std::forward<Body>(body)),
+                                                      no_factory{}, delay, relative, at);
+    }
+}
+
+template <bool MoveOn, class Rep, class Period, class Body>
+auto make_relative_timeout(std::chrono::duration<Rep, Period> d, Body&& body) {
+    const deadline origin{};
+    const deadline rel = deadline_after(origin, d); // NaN throws here, before anything runs
+    const auto delay = rel == never ? loop_clock::duration::max() : rel - origin;
+    return make_timeout<MoveOn>(std::forward<Body>(body), delay, true, never);
+}
+
+} // namespace detail
+
+/// Runs `body` (an awaitable, or a callable `(timeout_scope&) -> task<T>`) inside a timeout
+/// scope whose deadline is `d` after entry. Returns the body's result, or throws
+/// `timeout_error` (with the `cancelled_error` nested) when the scope's own expiry ended it.
+///
+/// Durations follow `sleep`: zero or negative means already expired (the body starts and is
+/// cancelled at its first cancellation point), sub-millisecond rounds up, too large means no
+/// deadline, NaN throws `std::invalid_argument` before the body runs.
+///
+/// **Cancellation:** an enclosing cancellation (the task's, an outer timeout's, a bound
+/// token's) passes through as `cancelled_error`, also when it coincides with this deadline
+/// (SEMANTICS 4.8). If the body completes in the same iteration as the deadline, or swallows
+/// the delivery and returns, its result is returned (D-2, 5.8).
+template <class Rep, class Period, class Body>
+auto timeout(std::chrono::duration<Rep, Period> d, Body&& body) {
+    return detail::make_relative_timeout<false>(d, std::forward<Body>(body));
+}
+
+/// `timeout` with an absolute deadline on the loop clock; `never` adds no deadline.
+template <class Body>
+auto timeout_at(deadline at, Body&& body) {
+    return detail::make_timeout<false>(std::forward<Body>(body), loop_clock::duration(0), false,
+                                       at);
+}
+
+/// Like `timeout`, but the scope's own expiry yields an empty `std::optional` instead of an
+/// exception (trio's `move_on_after`). A `void` body gives `std::optional<unit>`.
+template <class Rep, class Period, class Body>
+auto move_on_after(std::chrono::duration<Rep, Period> d, Body&& body) {
+    return detail::make_relative_timeout<true>(d, std::forward<Body>(body));
+}
+
+/// `move_on_after` with an absolute deadline.
+template <class Body>
+auto move_on_at(deadline at, Body&& body) {
+    return detail::make_timeout<true>(std::forward<Body>(body), loop_clock::duration(0), false,
+                                      at);
+}
+
+} // namespace uvasync
+
+#include <uvasync/cancel.hpp>
+
+namespace uvasync {
+
+/// Runs `aw` until it completes or `token` is cancelled (tokio's `run_until_cancelled`,
+/// SEMANTICS 11.10). Returns the result, or an empty optional when the token's cancellation
+/// ended it. A token already cancelled means `aw` never starts. If completion and the token's
+/// cancellation are recorded in the same iteration, the result wins (D-2).
+template <class A>
+auto run_until_cancelled(cancel_token token, A&& aw)
+    -> task<std::optional<std::conditional_t<
+        std::is_void_v<typename decltype(detail::as_task(std::declval<A>()))::value_type>, unit,
+        typename decltype(detail::as_task(std::declval<A>()))::value_type>>> {
+    auto body = detail::as_task(std::forward<A>(aw));
+    if (token.cancel_requested()) {
+        co_return std::nullopt;
+    }
+    auto bound = [&](timeout_scope& s) {
+        return [](timeout_scope& s, const cancel_token& t,
+                  decltype(body)& b) -> task<typename decltype(body)::value_type> {
+            auto on_cancel = t.on_cancel([&s]() noexcept { s.cancel(); });
+            co_return co_await b;
+        }(s, token, body);
+    };
+    co_return co_await move_on_at(never, bound);
+}
+
+} // namespace uvasync
