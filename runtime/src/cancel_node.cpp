@@ -95,8 +95,23 @@ cancel_node::~cancel_node() {
     callbacks_.clear();
 }
 
+namespace {
+
+/// A node used on a loop thread belongs to that thread's runtime from then on, so that later
+/// requests from other threads are posted there instead of propagating on their own thread.
+void bind_if_unbound(std::atomic<runtime_state*>& rt) noexcept {
+    if (rt.load(std::memory_order_relaxed) == nullptr) {
+        if (runtime_state* current = this_thread_context().runtime) {
+            rt.store(current, std::memory_order_release);
+        }
+    }
+}
+
+} // namespace
+
 void cancel_node::link_to(cancel_node& parent) noexcept {
     assert(parent_ == nullptr);
+    bind_if_unbound(parent.runtime_);
     parent_ = &parent;
     parent.children_.push_back(*this);
     if (parent.cancelled_ && !cancelled_) {
@@ -144,6 +159,7 @@ void cancel_node::propagate(message_ptr message) noexcept {
 }
 
 void cancel_node::add(cancel_registration& r) noexcept {
+    bind_if_unbound(runtime_);
     if (cancelled_) {
         r.fn(&r); // the std rule: registering on a cancelled token runs the callback inline
         return;

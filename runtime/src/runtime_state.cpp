@@ -496,6 +496,9 @@ void runtime_state::shutdown() {
     if (phase_ == phase::closed) {
         return;
     }
+    if (current_task() != nullptr) {
+        throw invalid_state("uvasync: a runtime cannot be shut down from inside one of its tasks");
+    }
     runtime_scope current(this);
     if (phase_ == phase::running) {
         phase_ = phase::shutting_down;

@@ -129,6 +129,9 @@ public:
         if (!state_->owns_loop()) {
             throw invalid_state("uvasync: runtime::run needs an owned loop; run the host loop");
         }
+        if (detail::current_task() != nullptr) {
+            throw invalid_state("uvasync: runtime::run cannot be called from inside a task");
+        }
         task_handle<T> main = spawn(std::move(t));
         state_->run_until([&] { return main.done(); });
         auto* st = main.state();
