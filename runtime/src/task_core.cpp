@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <uvasync/detail/child_set.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/task_core.hpp>
 
@@ -6,6 +7,7 @@ namespace uvasync::detail {
 
 task_core::~task_core() {
     static_cast<list_hook<all_tasks_tag>&>(*this).unlink();
+    static_cast<list_hook<child_set_tag>&>(*this).unlink();
     waiters.clear();
     delete token_scope;
 }
@@ -28,6 +30,9 @@ bool task_core::cancel(message_ptr message) noexcept {
 }
 
 void task_core::finish() noexcept {
+    if (parent_set != nullptr) {
+        parent_set->child_finished(this); // the group records the outcome first (SEMANTICS 9.4)
+    }
     // Waiters only become ready here; they run later from the run queue (D-14).
     while (task_waiter* w = waiters.pop_front()) {
         w->on_done(w);

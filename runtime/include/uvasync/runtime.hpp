@@ -5,6 +5,7 @@
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/root.hpp>
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/spawn.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 
@@ -40,34 +41,6 @@ struct runtime_options {
     std::function<void(std::exception_ptr)> exception_handler;
 };
 
-namespace detail {
-
-template <class T>
-task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, scope* parent) {
-    if (!body.valid()) {
-        throw invalid_state("uvasync: spawning an empty or already awaited task");
-    }
-    auto frame = root_body<T>(std::move(body));
-    task_state<T>& st = frame.handle.promise().state;
-    st.root = frame.handle;
-    st.rt = &rt;
-    st.task_scope.id = rt.next_scope_id();
-    if (token != nullptr) {
-        st.token_scope = new scope(scope_kind::token);
-        st.token_scope->id = rt.next_scope_id();
-        st.token_scope->node.link_to(*token);
-        st.task_scope.parent = st.token_scope;
-        st.task_scope.node.link_to(st.token_scope->node);
-    } else if (parent != nullptr) {
-        st.task_scope.parent = parent;
-        st.task_scope.node.link_to(parent->node);
-    }
-    task_handle<T> handle(&st);
-    rt.adopt(&st);
-    return handle;
-}
-
-} // namespace detail
 
 /// Runs coroutines on a libuv loop: either a loop it owns, or a host's loop it borrows.
 ///

@@ -11,3 +11,5 @@
 #include <uvasync/task_handle.hpp>
 #include <uvasync/shield.hpp>
 #include <uvasync/timeout.hpp>
+#include <uvasync/exception_group.hpp>
+#include <uvasync/task_group.hpp>

@@ -12,8 +12,10 @@ namespace uvasync::detail {
 
 class runtime_state;
 class task_core;
+class child_set;
 struct all_tasks_tag;
 struct waiter_tag;
+struct child_set_tag;
 
 /// Something parked until a task finishes (another task's await, gather, a group).
 struct task_waiter : list_hook<waiter_tag> {
@@ -38,7 +40,7 @@ class task_base;
 /// The state of one spawned task: its scope chain, its place in the run queue, its outcome.
 /// It lives in the promise of the task's root frame and dies with it: the frame is destroyed
 /// when the task is done and no `task_handle` refers to it any more.
-class task_core : public list_hook<all_tasks_tag> {
+class task_core : public list_hook<all_tasks_tag>, public list_hook<child_set_tag> {
 public:
     task_core() noexcept = default;
     task_core(const task_core&) = delete;
@@ -72,6 +74,7 @@ public:
     scope task_scope{scope_kind::task};
     scope* current = &task_scope; // the innermost scope at the task's current point
     scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
+    child_set* parent_set = nullptr; // the task group or gather this task is a child of
 
     intrusive_list<task_waiter, waiter_tag> waiters;
     std::exception_ptr error;

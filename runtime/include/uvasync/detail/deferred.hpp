@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/error.hpp>
+#include <uvasync/task.hpp>
+
+#include <coroutine>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace uvasync::detail {
+
+/// An awaitable that keeps its arguments and only creates the coroutine when awaited, passing
+/// the arguments by reference (they live in this awaiter, in the awaiting frame).
+///
+/// Why: GCC 12.2 destroys a lambda or aggregate temporary twice when it is passed by value to
+/// a coroutine inside a `co_await` expression (TOOLCHAIN.md, "GCC 12.2 double destruction").
+/// Entry points such as `task_group::run(lambda)` and `gather(...)` are therefore plain
+/// functions returning this, and the coroutine takes references.
+template <class T, class Impl, class... Args>
+class [[nodiscard]] deferred_call {
+public:
+    template <class... A>
+    explicit deferred_call(A&&... args)
+        : args_(std::forward<A>(args)...) {}
+
+    deferred_call(const deferred_call&) = delete;
+    deferred_call& operator=(const deferred_call&) = delete;
+    deferred_call(deferred_call&&) = delete;
+    deferred_call& operator=(deferred_call&&) = delete;
+    ~deferred_call() = default;
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) {
+        if (body_.valid()) {
+            throw invalid_state("uvasync: this awaitable was already awaited");
+        }
+        body_ = std::apply([](Args&... a) { return Impl::call(a...); }, args_);
+        auto h = body_.handle();
+        h.promise().continuation_ = caller;
+        return transfer(h);
+    }
+
+    T await_resume() {
+        struct destroy_after {
+            task<T>& t;
+            ~destroy_after() { t.reset(); }
+        } guard{body_};
+        if constexpr (std::is_void_v<T>) {
+            body_.handle().promise().take();
+        } else {
+            return body_.handle().promise().take();
+        }
+    }
+
+private:
+    std::tuple<Args...> args_;
+    task<T> body_;
+};
+
+} // namespace uvasync::detail
