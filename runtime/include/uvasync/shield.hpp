@@ -3,7 +3,9 @@
 
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/scope.hpp>
+#include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/scoped_body.hpp>
+#include <uvasync/detail/spawn.hpp>
 #include <uvasync/task.hpp>
 
 #include <coroutine>
@@ -81,6 +83,43 @@ auto shielded(A&& aw) {
     auto body = detail::as_task(std::forward<A>(aw));
     using T = typename decltype(body)::value_type;
     return detail::shielded_awaiter<T>(std::move(body));
+}
+
+namespace detail {
+
+template <class B>
+struct shield_impl {
+    static auto call(B& aw) {
+        if constexpr (requires { aw.state(); aw.cancel(); }) {
+            return run(aw);
+        } else {
+            task_core* core = require_task("shield()");
+            return run(spawn_in(*core->rt, as_task(std::move(aw)), nullptr, nullptr));
+        }
+    }
+
+    template <class T>
+    static task<T> run(task_handle<T> h) {
+        co_return co_await join_awaiter<T, false>(h.state());
+    }
+};
+
+} // namespace detail
+
+/// Protects `aw` from the caller's cancellation, asyncio style (SEMANTICS 8a): a `task` (or any
+/// awaitable) is spawned as an independent task, a `task_handle` is used as it is, and the
+/// caller awaits its outcome. If the caller is cancelled, the caller raises at once and stops
+/// waiting; the work runs on undisturbed, and its failure, if nobody else can observe it, goes
+/// to the runtime's exception handler. Shutdown cancels it like any task.
+/// `timeout(d, shield(t))` throws `timeout_error` at `d` while `t` continues.
+///
+/// It cannot be used to await cleanup in a cancelled task (the caller raises at once); use
+/// `shielded` for that.
+template <class A>
+auto shield(A&& aw) {
+    using B = std::remove_cvref_t<A>;
+    using T = typename decltype(detail::shield_impl<B>::call(std::declval<B&>()))::value_type;
+    return detail::deferred_call<T, detail::shield_impl<B>, B>(std::forward<A>(aw));
 }
 
 } // namespace uvasync

@@ -14,8 +14,9 @@ namespace uvasync {
 
 namespace detail {
 
-/// Waits for a spawned task to finish: a cancellation point with forwarding (SEMANTICS 2.6).
-template <class T>
+/// Waits for a spawned task to finish: a cancellation point with forwarding (SEMANTICS 2.6),
+/// or, for `shield`, without: the waiter just stops waiting (8a.3).
+template <class T, bool Forward = true>
 class join_awaiter : private parked_wait, private task_waiter {
 public:
     explicit join_awaiter(task_state<T>* target) noexcept
@@ -95,9 +96,15 @@ private:
     static void on_done(task_waiter* w) noexcept { static_cast<join_awaiter*>(w)->complete(); }
 
     // Forwarding: cancel the awaited task with our owner's message and keep waiting.
+    // Detached (shield): stop waiting; the task runs on undisturbed.
     static void on_abort(parked_wait* p) noexcept {
         auto* self = static_cast<join_awaiter*>(p);
-        self->target_->cancel(owner_of(self->core()->current)->node.message());
+        if constexpr (Forward) {
+            self->target_->cancel(owner_of(self->core()->current)->node.message());
+        } else {
+            self->task_waiter::unlink();
+            self->aborted();
+        }
     }
 
     task_state<T>* target_;
@@ -121,6 +128,8 @@ private:
 template <class T = void>
 class task_handle {
 public:
+    using value_type = T;
+
     task_handle() noexcept = default;
 
     explicit task_handle(detail::task_state<T>* state) noexcept

@@ -13,3 +13,5 @@
 #include <uvasync/timeout.hpp>
 #include <uvasync/exception_group.hpp>
 #include <uvasync/task_group.hpp>
+#include <uvasync/gather.hpp>
+#include <uvasync/wait_for.hpp>

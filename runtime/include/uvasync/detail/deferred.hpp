@@ -27,7 +27,7 @@ public:
 
     deferred_call(const deferred_call&) = delete;
     deferred_call& operator=(const deferred_call&) = delete;
-    deferred_call(deferred_call&&) = delete;
+    deferred_call(deferred_call&&) noexcept = default; // only before it is awaited
     deferred_call& operator=(deferred_call&&) = delete;
     ~deferred_call() = default;
 

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <uvasync/detail/child_set.hpp>
+#include <uvasync/detail/deferred.hpp>
+#include <uvasync/detail/park.hpp>
+#include <uvasync/error.hpp>
+#include <uvasync/task.hpp>
+#include <uvasync/task_handle.hpp>
+
+#include <exception>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace uvasync {
+
+/// Selects the `gather` form that returns every outcome instead of the first failure.
+struct return_exceptions_t {
+    explicit constexpr return_exceptions_t() = default;
+};
+
+inline constexpr return_exceptions_t return_exceptions{};
+
+/// What one child of `gather(return_exceptions, ...)` ended with: a value, an error, or
+/// cancelled. `void` children hold `unit`.
+template <class T>
+class outcome {
+public:
+    using value_type = std::conditional_t<std::is_void_v<T>, unit, T>;
+
+    explicit outcome(value_type v)
+        : v_(std::in_place_index<0>, std::move(v)) {}
+
+    explicit outcome(std::exception_ptr e)
+        : v_(std::in_place_index<1>, std::move(e)) {}
+
+    explicit outcome(cancelled_error c)
+        : v_(std::in_place_index<2>, std::move(c)) {}
+
+    [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
+    [[nodiscard]] bool has_error() const noexcept { return v_.index() == 1; }
+    [[nodiscard]] bool cancelled() const noexcept { return v_.index() == 2; }
+    explicit operator bool() const noexcept { return has_value(); }
+
+    /// The value; rethrows the error or the `cancelled_error` otherwise.
+    value_type& value() & {
+        rethrow_unless_value();
+        return std::get<0>(v_);
+    }
+
+    value_type&& value() && {
+        rethrow_unless_value();
+        return std::get<0>(std::move(v_));
+    }
+
+    /// The error (null unless `has_error()`).
+    [[nodiscard]] std::exception_ptr error() const noexcept {
+        return has_error() ? std::get<1>(v_) : nullptr;
+    }
+
+private:
+    void rethrow_unless_value() const {
+        if (v_.index() == 1) {
+            std::rethrow_exception(std::get<1>(v_));
+        }
+        if (v_.index() == 2) {
+            throw std::get<2>(v_);
+        }
+    }
+
+    std::variant<value_type, std::exception_ptr, cancelled_error> v_;
+};
+
+namespace detail {
+
+template <class T>
+using value_or_unit = std::conditional_t<std::is_void_v<T>, unit, T>;
+
+/// A child_set that remembers the first failure in completion order (SEMANTICS 10.4).
+class gather_set : public child_set {
+public:
+    explicit gather_set(bool cancel_on_failure) noexcept
+        : child_set(&on_child_done)
+        , cancel_on_failure_(cancel_on_failure) {}
+
+    std::exception_ptr first_error;
+    message_ptr first_cancel_message;
+    bool failed = false;
+
+private:
+    static void on_child_done(child_set* set, task_core* child) noexcept {
+        auto* g = static_cast<gather_set*>(set);
+        child->retrieved = true; // gather consumes every child's outcome (10.4)
+        if (child->result == outcome::value || g->failed) {
+            return;
+        }
+        g->failed = true;
+        if (child->result == outcome::error) {
+            g->first_error = child->error;
+        } else {
+            g->first_cancel_message = child->cancel_message;
+        }
+        if (g->cancel_on_failure_) {
+            g->cancel(make_message("a gathered task failed"));
+        }
+    }
+
+    bool cancel_on_failure_;
+};
+
+template <class A>
+auto as_child(A& aw) {
+    using B = std::remove_cvref_t<A>;
+    if constexpr (is_task<B>::value) {
+        return std::move(aw);
+    } else if constexpr (requires { typename B::value_type; aw.state(); }) {
+        // A task_handle: waited for with forwarding, through a child that awaits it (10.1).
+        return [](B h) -> task<typename B::value_type> { co_return co_await h; }(aw);
+    } else {
+        return as_task(std::move(aw));
+    }
+}
+
+template <class A>
+using child_value_t = typename decltype(as_child(std::declval<A&>()))::value_type;
+
+template <class T>
+value_or_unit<T> take_value(task_state<T>* st) {
+    if constexpr (std::is_void_v<T>) {
+        return unit{};
+    } else {
+        return std::move(*st->value);
+    }
+}
+
+template <class T>
+uvasync::outcome<T> take_outcome(task_state<T>* st) {
+    switch (st->result) {
+    case outcome::value:
+        return uvasync::outcome<T>(take_value(st));
+    case outcome::error:
+        return uvasync::outcome<T>(st->error);
+    default:
+        return uvasync::outcome<T>(cancelled_error(st->cancel_message, 0));
+    }
+}
+
+/// After the wait: the first failure, raised in the awaiter (10.4, 10.6).
+[[noreturn]] inline void raise_first_failure(gather_set& set, task_core* core) {
+    if (set.first_error) {
+        std::rethrow_exception(set.first_error);
+    }
+    if (core->current->cancelled()) {
+        throw_cancelled(core); // a delivery in the awaiter, owner by D-3
+    }
+    throw cancelled_error(set.first_cancel_message, 0); // a child someone else cancelled
+}
+
+/// Gather's result when an enclosing scope is cancelled and a child ended cancelled (10.6):
+/// the caller's own cancellation, not buried in a result list.
+template <class Handles>
+void raise_if_cancelled_from_outside(const Handles& any_cancelled, task_core* core) {
+    if (any_cancelled && core->current->cancelled()) {
+        throw_cancelled(core);
+    }
+}
+
+template <bool ReturnExceptions, class... A>
+struct gather_fixed {
+    using result = std::conditional_t<ReturnExceptions,
+                                      std::tuple<uvasync::outcome<child_value_t<A>>...>,
+                                      std::tuple<value_or_unit<child_value_t<A>>...>>;
+
+    static task<result> call(A&... aws) {
+        task_core* core = require_task("gather");
+        if constexpr (sizeof...(A) == 0) {
+            co_return result{};
+        } else {
+            if (core->current->cancelled()) {
+                throw_cancelled(core); // entry is a cancellation point; nothing starts (10.2)
+            }
+            gather_set set(!ReturnExceptions);
+            set.enter(core);
+            // Braced initialisation spawns left to right, so children start in argument order.
+            std::tuple<task_handle<child_value_t<A>>...> handles{set.spawn(as_child(aws))...};
+            co_await set.wait_all();
+            set.leave();
+            if constexpr (ReturnExceptions) {
+                const bool any_cancelled =
+                    std::apply([](auto&... h) { return (h.cancelled() || ...); }, handles);
+                raise_if_cancelled_from_outside(any_cancelled, core);
+                co_return std::apply(
+                    [](auto&... h) { return result{take_outcome(h.state())...}; }, handles);
+            } else {
+                if (set.failed) {
+                    raise_first_failure(set, core);
+                }
+                co_return std::apply([](auto&... h) { return result{take_value(h.state())...}; },
+                                     handles);
+            }
+        }
+    }
+};
+
+template <bool ReturnExceptions, class T>
+struct gather_range {
+    using result = std::conditional_t<ReturnExceptions, std::vector<uvasync::outcome<T>>,
+                                      std::vector<value_or_unit<T>>>;
+
+    static task<result> call(std::vector<task<T>>& tasks) {
+        task_core* core = require_task("gather");
+        result out;
+        if (tasks.empty()) {
+            co_return out;
+        }
+        if (core->current->cancelled()) {
+            throw_cancelled(core);
+        }
+        gather_set set(!ReturnExceptions);
+        set.enter(core);
+        std::vector<task_handle<T>> handles;
+        handles.reserve(tasks.size());
+        for (auto& t : tasks) {
+            handles.push_back(set.spawn(std::move(t)));
+        }
+        co_await set.wait_all();
+        set.leave();
+        out.reserve(handles.size());
+        if constexpr (ReturnExceptions) {
+            bool any_cancelled = false;
+            for (auto& h : handles) {
+                any_cancelled = any_cancelled || h.cancelled();
+            }
+            raise_if_cancelled_from_outside(any_cancelled, core);
+            for (auto& h : handles) {
+                out.push_back(take_outcome(h.state()));
+            }
+        } else {
+            if (set.failed) {
+                raise_first_failure(set, core);
+            }
+            for (auto& h : handles) {
+                out.push_back(take_value(h.state()));
+            }
+        }
+        co_return out;
+    }
+};
+
+} // namespace detail
+
+/// Runs the awaitables concurrently, each as a child task inside a gather scope, and returns
+/// their results in argument order (`void` ones as `unit`). Structured (SEMANTICS D-9, 10):
+/// the first failure (an error, or a child that ended cancelled) cancels the others, gather
+/// waits for all of them, cleanup included, then rethrows that first failure; no child
+/// outlives the call. A `task_handle` argument is awaited with forwarding. With no arguments
+/// it returns an empty tuple without suspending.
+///
+/// **Cancellation:** entering is a cancellation point (nothing starts in a cancelled scope).
+/// A cancellation from outside reaches every child; gather still waits for all of them and
+/// returns their values if they all produced one, else raises.
+template <class... A>
+auto gather(A&&... aws) {
+    using impl = detail::gather_fixed<false, std::remove_cvref_t<A>...>;
+    return detail::deferred_call<typename impl::result, impl, std::remove_cvref_t<A>...>(
+        std::forward<A>(aws)...);
+}
+
+/// Like `gather`, but failures do not cancel the siblings and every child's `outcome` is
+/// returned. If a scope around the gather is cancelled and some child ended cancelled, it
+/// raises `cancelled_error` instead (asyncio bpo-32684).
+template <class... A>
+auto gather(return_exceptions_t, A&&... aws) {
+    using impl = detail::gather_fixed<true, std::remove_cvref_t<A>...>;
+    return detail::deferred_call<typename impl::result, impl, std::remove_cvref_t<A>...>(
+        std::forward<A>(aws)...);
+}
+
+/// `gather` over a runtime-sized list of tasks: `std::vector<task<T>>` to `std::vector<T>`.
+template <class T>
+auto gather(std::vector<task<T>> tasks) {
+    using impl = detail::gather_range<false, T>;
+    return detail::deferred_call<typename impl::result, impl, std::vector<task<T>>>(
+        std::move(tasks));
+}
+
+/// `gather(return_exceptions, ...)` over a runtime-sized list of tasks.
+template <class T>
+auto gather(return_exceptions_t, std::vector<task<T>> tasks) {
+    using impl = detail::gather_range<true, T>;
+    return detail::deferred_call<typename impl::result, impl, std::vector<task<T>>>(
+        std::move(tasks));
+}
+
+} // namespace uvasync
