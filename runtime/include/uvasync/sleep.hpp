@@ -31,8 +31,8 @@ public:
 
     sleep_awaiter(const sleep_awaiter&) = delete;
     sleep_awaiter& operator=(const sleep_awaiter&) = delete;
-    sleep_awaiter(sleep_awaiter&& other) noexcept
-        : parked_wait(&on_abort)
+    sleep_awaiter(sleep_awaiter&& other) noexcept // only before it is awaited
+        : parked_wait(std::move(other))
         , deadline_entry(&on_fire)
         , delay_(other.delay_)
         , until_(other.until_)

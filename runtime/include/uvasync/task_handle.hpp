@@ -26,7 +26,10 @@ public:
 
     join_awaiter(const join_awaiter&) = delete;
     join_awaiter& operator=(const join_awaiter&) = delete;
-    join_awaiter(join_awaiter&&) = delete;
+    join_awaiter(join_awaiter&& other) noexcept // only before it is awaited
+        : parked_wait(std::move(other))
+        , task_waiter(&on_done)
+        , target_(other.target_) {}
     join_awaiter& operator=(join_awaiter&&) = delete;
 
     ~join_awaiter() { task_waiter::unlink(); }

@@ -15,3 +15,7 @@
 #include <uvasync/task_group.hpp>
 #include <uvasync/gather.hpp>
 #include <uvasync/wait_for.hpp>
+#include <uvasync/sync/event.hpp>
+#include <uvasync/sync/future.hpp>
+#include <uvasync/sync/queue.hpp>
+#include <uvasync/sync/semaphore.hpp>

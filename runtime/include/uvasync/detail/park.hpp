@@ -31,8 +31,13 @@ public:
 
     parked_wait(const parked_wait&) = delete;
     parked_wait& operator=(const parked_wait&) = delete;
-    parked_wait(parked_wait&&) = delete;
     parked_wait& operator=(parked_wait&&) = delete;
+
+    /// Awaiters may be moved before they are awaited (for example into `timeout(d, aw)`),
+    /// never while parked.
+    parked_wait(parked_wait&& other) noexcept
+        : cancel_registration(&on_cancel)
+        , hook_(other.hook_) {}
 
 protected:
     using abort_hook = void (*)(parked_wait*) noexcept;

@@ -5,6 +5,7 @@
 #include <uvasync/detail/park.hpp>
 
 #include <coroutine>
+#include <utility>
 
 namespace uvasync::detail {
 
@@ -23,7 +24,9 @@ public:
 
     token_wait(const token_wait&) = delete;
     token_wait& operator=(const token_wait&) = delete;
-    token_wait(token_wait&&) = delete;
+    token_wait(token_wait&& other) noexcept // only before it is awaited
+        : parked_wait(std::move(other))
+        , token_(std::exchange(other.token_, nullptr)) {}
     token_wait& operator=(token_wait&&) = delete;
 
     ~token_wait() {
