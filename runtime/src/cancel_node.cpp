@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+#include "inbox.hpp"
+
 #include <uvasync/detail/cancel_node.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 
@@ -93,16 +95,19 @@ cancel_node::~cancel_node() {
     unlink_from_parent();
     static_cast<list_hook<work_tag>&>(*this).unlink();
     callbacks_.clear();
+    if (inbox* box = inbox_.load(std::memory_order_acquire)) {
+        box->release();
+    }
 }
 
 namespace {
 
-/// A node used on a loop thread belongs to that thread's runtime from then on, so that later
-/// requests from other threads are posted there instead of propagating on their own thread.
-void bind_if_unbound(std::atomic<runtime_state*>& rt) noexcept {
-    if (rt.load(std::memory_order_relaxed) == nullptr) {
+/// A shared node used on a loop thread belongs to that thread's runtime from then on, so that
+/// later requests from other threads are posted there instead of propagating on their own.
+void bind_to_current(cancel_node& n) noexcept {
+    if (n.bound_inbox() == nullptr) {
         if (runtime_state* current = this_thread_context().runtime) {
-            rt.store(current, std::memory_order_release);
+            n.bind(current->mailbox());
         }
     }
 }
@@ -111,7 +116,7 @@ void bind_if_unbound(std::atomic<runtime_state*>& rt) noexcept {
 
 void cancel_node::link_to(cancel_node& parent) noexcept {
     assert(parent_ == nullptr);
-    bind_if_unbound(parent.runtime_);
+    bind_to_current(parent);
     parent_ = &parent;
     parent.children_.push_back(*this);
     if (parent.cancelled_ && !cancelled_) {
@@ -119,9 +124,6 @@ void cancel_node::link_to(cancel_node& parent) noexcept {
         cancelled_ = true;
         requested_.store(true, std::memory_order_release);
         message_ = parent.message_;
-    }
-    if (runtime_.load(std::memory_order_relaxed) == nullptr) {
-        runtime_.store(parent.runtime_.load(std::memory_order_relaxed), std::memory_order_release);
     }
 }
 
@@ -141,8 +143,8 @@ bool cancel_node::request_cancel(message_ptr message) noexcept {
 }
 
 bool cancel_node::request_cancel_from_any_thread(message_ptr message) noexcept {
-    runtime_state* rt = owner_runtime();
-    if (rt == nullptr || rt->on_loop_thread()) {
+    inbox* box = bound_inbox();
+    if (box == nullptr || box->on_loop_thread()) {
         return request_cancel(std::move(message));
     }
     if (requested_.exchange(true, std::memory_order_acq_rel)) {
@@ -150,7 +152,14 @@ bool cancel_node::request_cancel_from_any_thread(message_ptr message) noexcept {
     }
     // Exactly one caller gets here; the loop thread does the rest. After shutdown the post is
     // refused and the flag alone remains (SEMANTICS 12.7).
-    rt->post_propagation(this, std::move(message));
+    inbox::message m;
+    m.what = inbox::message::kind::propagate;
+    m.node = this;
+    m.text = std::move(message);
+    add_ref(); // the message keeps the node alive until the loop has run it
+    if (!box->post(std::move(m))) {
+        release();
+    }
     return true;
 }
 
@@ -159,7 +168,7 @@ void cancel_node::propagate(message_ptr message) noexcept {
 }
 
 void cancel_node::add(cancel_registration& r) noexcept {
-    bind_if_unbound(runtime_);
+    bind_to_current(*this);
     if (cancelled_) {
         r.fn(&r); // the std rule: registering on a cancelled token runs the callback inline
         return;
@@ -167,17 +176,29 @@ void cancel_node::add(cancel_registration& r) noexcept {
     callbacks_.push_back(r);
 }
 
-void cancel_node::bind_runtime(runtime_state* rt) noexcept {
-    runtime_.store(rt, std::memory_order_release);
+void cancel_node::bind(inbox* box) noexcept {
+    if (!shared_ || box == nullptr) {
+        return; // embedded scope nodes are never reached from other threads
+    }
+    inbox* expected = nullptr;
+    box->add_ref();
+    if (!inbox_.compare_exchange_strong(expected, box, std::memory_order_acq_rel)) {
+        box->release(); // already bound
+    }
 }
 
 void cancel_node::release() noexcept {
     if (!shared_ || refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) {
         return;
     }
-    runtime_state* rt = owner_runtime();
-    if (rt != nullptr && !rt->on_loop_thread() && rt->post_release(this)) {
-        return; // unlinked on the loop thread, where the tree lives (SEMANTICS 11.3)
+    inbox* box = bound_inbox();
+    if (box != nullptr && !box->on_loop_thread()) {
+        inbox::message m;
+        m.what = inbox::message::kind::release;
+        m.node = this;
+        if (box->post(std::move(m))) {
+            return; // unlinked on the loop thread, where the tree lives (SEMANTICS 11.3)
+        }
     }
     delete this;
 }

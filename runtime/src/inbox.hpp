@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <functional>
+#include <cstdint>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -30,7 +32,22 @@ public:
     };
 
     explicit inbox(uv_async_t* async) noexcept
-        : async_(async) {}
+        : async_(async)
+        , loop_thread_(std::this_thread::get_id()) {}
+
+    // Reference counted: the runtime holds one reference, and so does every cancel source
+    // bound to the runtime, so a request from another thread never reaches a freed inbox.
+    void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+
+    void release() noexcept {
+        if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            delete this;
+        }
+    }
+
+    [[nodiscard]] bool on_loop_thread() const noexcept {
+        return std::this_thread::get_id() == loop_thread_;
+    }
 
     bool post(message m) {
         {
@@ -64,6 +81,8 @@ public:
 private:
     std::mutex mutex_;
     uv_async_t* async_;
+    std::thread::id loop_thread_;
+    std::atomic<std::uint32_t> refs_{1};
     std::vector<message> messages_;
     std::atomic<bool> pending_{false};
 };

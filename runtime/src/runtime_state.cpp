@@ -131,7 +131,7 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
                            }
                        }),
          "uv_async_init");
-    inbox_ = std::make_shared<inbox>(&handles_->async);
+    inbox_ = new inbox(&handles_->async);
 
     // Prepare and check always run while the loop runs, but must never keep it alive; the
     // async handle only keeps an owned loop alive while run() waits for its main task.
@@ -156,6 +156,7 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
 
 runtime_state::~runtime_state() {
     shutdown();
+    inbox_->release();
     thread_context& ctx = this_thread_context();
     if (ctx.runtime == this) {
         ctx.runtime = previous_current_;
@@ -435,26 +436,6 @@ void runtime_state::advance(loop_clock::duration d) {
 bool runtime_state::post(std::function<void()> fn) {
     inbox::message m;
     m.fn = std::move(fn);
-    return inbox_->post(std::move(m));
-}
-
-bool runtime_state::post_propagation(cancel_node* node, message_ptr message) {
-    node->add_ref(); // the message keeps a shared node alive until the loop has run it
-    inbox::message m;
-    m.what = inbox::message::kind::propagate;
-    m.node = node;
-    m.text = std::move(message);
-    if (!inbox_->post(std::move(m))) {
-        node->release();
-        return false;
-    }
-    return true;
-}
-
-bool runtime_state::post_release(cancel_node* node) {
-    inbox::message m;
-    m.what = inbox::message::kind::release;
-    m.node = node;
     return inbox_->post(std::move(m));
 }
 

@@ -74,19 +74,20 @@ cancel_token current_token() {
 
 cancel_source::cancel_source()
     : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
-    node_->bind_runtime(detail::this_thread_context().runtime);
+    if (detail::runtime_state* rt = detail::this_thread_context().runtime) {
+        node_->bind(rt->mailbox());
+    }
 }
 
 cancel_source::cancel_source(const cancel_token& parent)
     : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
-    detail::runtime_state* rt = detail::this_thread_context().runtime;
+    if (detail::runtime_state* rt = detail::this_thread_context().runtime) {
+        node_->bind(rt->mailbox());
+    }
     if (parent.node() != nullptr) {
         node_->link_to(*parent.node());
-        if (rt == nullptr) {
-            rt = parent.node()->owner_runtime();
-        }
+        node_->bind(parent.node()->bound_inbox());
     }
-    node_->bind_runtime(rt);
 }
 
 } // namespace uvasync

@@ -11,7 +11,7 @@
 
 namespace uvasync::detail {
 
-class runtime_state;
+class inbox;
 struct registration_tag;
 struct child_tag;
 struct work_tag;
@@ -104,12 +104,13 @@ public:
 
     void release() noexcept;
 
-    /// The runtime whose loop thread owns this node (null until bound).
-    [[nodiscard]] runtime_state* owner_runtime() const noexcept {
-        return runtime_.load(std::memory_order_acquire);
-    }
+    /// Shared nodes only: binds the node to the inbox of the runtime whose loop thread owns
+    /// it, once; later requests from other threads are posted there.
+    void bind(inbox* box) noexcept;
 
-    void bind_runtime(runtime_state* rt) noexcept;
+    [[nodiscard]] inbox* bound_inbox() const noexcept {
+        return inbox_.load(std::memory_order_acquire);
+    }
 
     /// Runs the loop-side propagation of a request whose flag is already set (used for
     /// requests posted from another thread).
@@ -125,7 +126,7 @@ private:
     bool cancelled_ = false;
     bool shared_;
     std::atomic<std::uint32_t> refs_{1};
-    std::atomic<runtime_state*> runtime_{nullptr};
+    std::atomic<inbox*> inbox_{nullptr}; // shared nodes only; holds a reference
     cancel_node* parent_ = nullptr;
     intrusive_list<cancel_node, child_tag> children_;
     intrusive_list<cancel_registration, registration_tag> callbacks_;

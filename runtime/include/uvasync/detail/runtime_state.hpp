@@ -86,11 +86,8 @@ public:
     /// Thread-safe: queue `fn` for the loop thread. False once the runtime has shut down.
     bool post(std::function<void()> fn);
 
-    /// Thread-safe: queue the loop-side propagation of a request made on another thread.
-    bool post_propagation(class cancel_node* node, message_ptr message);
-
-    /// Thread-safe: queue the destruction of a shared node released on another thread.
-    bool post_release(class cancel_node* node);
+    /// The runtime's inbox (for binding cancel sources; see cancel_node::bind).
+    [[nodiscard]] inbox* mailbox() const noexcept { return inbox_; }
 
     [[nodiscard]] bool on_loop_thread() const noexcept {
         return std::this_thread::get_id() == loop_thread_;
@@ -156,7 +153,7 @@ private:
     std::vector<deadline_entry*> heap_;
     intrusive_list<task_core, all_tasks_tag> tasks_;
     loop_handles* handles_;
-    std::shared_ptr<inbox> inbox_;
+    inbox* inbox_; // one reference, released by the destructor
     std::function<void(std::exception_ptr)> exception_handler_;
     runtime_state* previous_current_ = nullptr;
 };
