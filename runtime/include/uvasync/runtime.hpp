@@ -5,6 +5,7 @@
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/root.hpp>
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/park.hpp>
 #include <uvasync/detail/spawn.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
@@ -156,6 +157,21 @@ public:
 private:
     std::unique_ptr<detail::runtime_state> state_;
 };
+
+/// Spawns `t` on the runtime of the running task (asyncio's `create_task`); see
+/// `runtime::spawn`. Outside a task it uses the calling thread's runtime; with none,
+/// `invalid_state`.
+template <class T>
+task_handle<T> spawn(task<T> t) {
+    return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), nullptr, nullptr);
+}
+
+/// Spawns `t` inside a scope bound to `token`; see `runtime::spawn(t, token)`.
+template <class T>
+task_handle<T> spawn(task<T> t, const cancel_token& token) {
+    return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), token.node(),
+                            nullptr);
+}
 
 /// Like `asyncio.run`: makes a runtime with its own loop, runs `t` to completion, shuts the
 /// runtime down (cancelling what is left), closes the loop, and returns the value or rethrows.

@@ -23,7 +23,7 @@ public:
     shield_scope() = default;
     shield_scope(const shield_scope&) = delete;
     shield_scope& operator=(const shield_scope&) = delete;
-    shield_scope(shield_scope&&) = delete;
+    shield_scope(shield_scope&&) noexcept {} // only before entry: nothing to carry over
     shield_scope& operator=(shield_scope&&) = delete;
     ~shield_scope() = default;
 
@@ -48,6 +48,9 @@ class shielded_awaiter : private scoped_body<T, no_factory, shield_scope> {
 public:
     explicit shielded_awaiter(task<T> body)
         : base(std::move(body), no_factory{}) {}
+
+    shielded_awaiter(shielded_awaiter&& other) noexcept // only before it is awaited
+        : base(std::move(other)) {}
 
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 

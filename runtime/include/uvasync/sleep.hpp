@@ -103,9 +103,6 @@ private:
     bool yielded_ = false;
 };
 
-/// The running task's runtime, or `invalid_state` outside a task.
-runtime_state& current_runtime(const char* what);
-
 } // namespace detail
 
 /// Suspends the task for at least `d` on the loop clock.

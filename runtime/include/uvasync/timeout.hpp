@@ -38,8 +38,14 @@ class timeout_scope : private detail::deadline_entry {
 public:
     timeout_scope(const timeout_scope&) = delete;
     timeout_scope& operator=(const timeout_scope&) = delete;
-    timeout_scope(timeout_scope&&) = delete;
     timeout_scope& operator=(timeout_scope&&) = delete;
+
+    /// Only a scope that was never entered can be moved (its configuration is copied).
+    timeout_scope(timeout_scope&& other) noexcept
+        : deadline_entry(&on_fire)
+        , delay_(other.delay_)
+        , at_(other.at_)
+        , relative_(other.relative_) {}
 
     ~timeout_scope() {
         if (phase_ == phase::active) { // the frame is destroyed while suspended inside

@@ -28,7 +28,12 @@ public:
 
     scoped_body(const scoped_body&) = delete;
     scoped_body& operator=(const scoped_body&) = delete;
-    scoped_body(scoped_body&&) = delete;
+    // Movable only before it is awaited (e.g. into shielded(timeout(...))): the scope is
+    // rebuilt from its configuration; nothing is linked yet.
+    scoped_body(scoped_body&& other) noexcept(std::is_nothrow_move_constructible_v<Factory>)
+        : scope_(std::move(other.scope_))
+        , body_(std::move(other.body_))
+        , factory_(std::move(other.factory_)) {}
     scoped_body& operator=(scoped_body&&) = delete;
     ~scoped_body() = default;
 
