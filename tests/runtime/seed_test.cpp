@@ -19,11 +19,9 @@ namespace {
 using trace = std::vector<std::pair<long long, std::string>>;
 using scenario_fn = uvasync::task<> (*)(seed::log&);
 
-uvasync::task<> record(scenario_fn s, seed::log& out) { co_await s(out); }
-
 trace run_scenario(scenario_fn s) {
+    std::optional<seed::log> out; // outlives the fixture: detached tasks may log at shutdown
     loop_fixture f;
-    std::optional<seed::log> out;
     f.run([](std::optional<seed::log>& o, scenario_fn s) -> uvasync::task<> {
         o.emplace(false);
         co_await s(*o);
@@ -119,8 +117,8 @@ TEST_SUITE("seed") {
             // Every 50 ms up to past the scenario's end: before, at and between its suspensions.
             for (long long at = 0; at <= 7000; at += 50) {
                 CAPTURE(at);
+                std::optional<seed::log> out; // outlives the runtime's shutdown
                 loop_fixture f; // checks no handle, no frame, uv_loop_close == 0
-                std::optional<seed::log> out;
                 auto h = f.rt->spawn([](std::optional<seed::log>& o, scenario_fn sc) -> uvasync::task<> {
                     o.emplace(false);
                     co_await sc(*o);
