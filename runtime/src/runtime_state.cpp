@@ -273,8 +273,12 @@ void runtime_state::on_threshold_timer() noexcept {
 }
 
 void runtime_state::keep_alive(bool on) noexcept {
+    keep_alive_holders_ += on ? 1 : -1;
+    if (handles_ == nullptr) {
+        return; // closed
+    }
     auto* h = reinterpret_cast<uv_handle_t*>(&handles_->async);
-    if (on) {
+    if (keep_alive_holders_ > 0) {
         uv_ref(h);
     } else {
         uv_unref(h);

@@ -74,12 +74,15 @@ public:
         return take(h);
     }
 
-    /// Runs loop iterations until `done()` holds (the fixture is the host here).
+    /// Runs loop iterations until `done()` holds (the fixture is the host here). The loop is
+    /// kept alive meanwhile, so a wake-up from another thread is waited for, not spun on.
     template <class Pred>
     void run_until(Pred done) {
+        rt->keep_loop_alive(true);
         while (!done()) {
             uv_run(&loop_, UV_RUN_ONCE);
         }
+        rt->keep_loop_alive(false);
     }
 
     /// Runs the loop until it has nothing left to do.

@@ -134,6 +134,12 @@ public:
     /// callback of this loop.
     void shutdown() { state_->shutdown(); }
 
+    /// While on, the runtime's cross-thread wake-up handle keeps the loop alive, so `uv_run`
+    /// waits for `post()` and `request_cancel()` from other threads instead of returning when
+    /// nothing else is active. Off by default (a borrowed loop is never kept alive by an idle
+    /// runtime); `run()` turns it on while it waits. Calls nest.
+    void keep_loop_alive(bool on) noexcept { state_->keep_alive(on); }
+
     /// The runtime's clock (virtual or `uv_now`).
     [[nodiscard]] deadline now() const noexcept { return state_->now(); }
 

@@ -112,6 +112,10 @@ public:
         keep_alive(false);
     }
 
+    /// Keeps the loop alive (or not) for posts and requests from other threads; see
+    /// runtime::keep_loop_alive. Counted, so nested holders compose.
+    void keep_alive(bool on) noexcept;
+
     /// Number of tasks not yet finished.
     [[nodiscard]] std::size_t live_tasks() const noexcept { return live_tasks_; }
 
@@ -127,7 +131,6 @@ private:
     void start_idle() noexcept;
     void update_idle() noexcept;
     void rearm_timer() noexcept;
-    void keep_alive(bool on) noexcept;
     void sift_up(std::size_t i) noexcept;
     void sift_down(std::size_t i) noexcept;
     void close_handles() noexcept;
@@ -148,6 +151,7 @@ private:
     std::uint64_t scope_ids_ = 0;
     std::uint64_t deadline_seq_ = 0;
     std::size_t live_tasks_ = 0;
+    int keep_alive_holders_ = 0;
     std::thread::id loop_thread_;
     intrusive_queue<task_core> ready_;
     std::vector<deadline_entry*> heap_;
