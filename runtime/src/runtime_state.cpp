@@ -214,6 +214,15 @@ void runtime_state::drain() noexcept {
 }
 
 void runtime_state::adopt(task_core* core) noexcept {
+    if (phase_ == phase::closed) {
+        // Nothing will ever run it: it ends cancelled before its first step (SEMANTICS 2.7),
+        // and its frame goes with its last handle.
+        core->rt = nullptr;
+        core->cancel_message = make_message("runtime is shut down");
+        core->result = outcome::cancelled;
+        core->finish();
+        return;
+    }
     tasks_.push_back(*core);
     ++live_tasks_;
     if (phase_ != phase::running) {
@@ -223,7 +232,14 @@ void runtime_state::adopt(task_core* core) noexcept {
     schedule(core, core->root);
 }
 
-void runtime_state::task_finished(task_core* /*core*/) noexcept { --live_tasks_; }
+void runtime_state::task_finished(task_core* /*core*/) noexcept {
+    --live_tasks_;
+    if (live_tasks_ == 0 && grace_ != nullptr) {
+        // Shutdown is waiting and nothing is left: the grace deadline must not be reached (a
+        // virtual clock would otherwise jump to it).
+        remove_deadline(*grace_);
+    }
+}
 
 void runtime_state::report(std::exception_ptr e) noexcept {
     try {
@@ -527,6 +543,7 @@ void runtime_state::wait_for_tasks() {
         grace.expired = true;
     } else if (grace.when != never) {
         add_deadline(grace);
+        grace_ = &grace;
     }
     // A virtual clock must be able to reach the grace deadline on its own.
     const bool saved_autojump = autojump_;
@@ -537,6 +554,7 @@ void runtime_state::wait_for_tasks() {
     }
     autojump_ = saved_autojump;
     remove_deadline(grace);
+    grace_ = nullptr;
     if (live_tasks_ > 0) {
         leak_remaining();
     }

@@ -151,6 +151,7 @@ private:
     std::uint64_t scope_ids_ = 0;
     std::uint64_t deadline_seq_ = 0;
     std::size_t live_tasks_ = 0;
+    deadline_entry* grace_ = nullptr; // shutdown's grace deadline while it waits
     int keep_alive_holders_ = 0;
     std::thread::id loop_thread_;
     intrusive_queue<task_core> ready_;
