@@ -20,6 +20,21 @@ std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept {
     return counter;
 }
 
+void* frame_allocation::operator new(std::size_t size) {
+    void* p = ::operator new(size);
+#ifndef NDEBUG
+    live_frame_counter().fetch_add(1, std::memory_order_relaxed);
+#endif
+    return p;
+}
+
+void frame_allocation::operator delete(void* p, std::size_t size) noexcept {
+#ifndef NDEBUG
+    live_frame_counter().fetch_sub(1, std::memory_order_relaxed);
+#endif
+    ::operator delete(p, size);
+}
+
 void throw_cancelled(task_core* core) {
     scope* owner = owner_of(core->current);
     throw cancelled_error(owner->node.message(), owner->id);
