@@ -497,7 +497,7 @@ void runtime_state::shutdown() {
     if (phase_ == phase::closed) {
         return;
     }
-    if (current_task() != nullptr) {
+    if (task_core* t = current_task(); t != nullptr && t->rt == this) {
         throw invalid_state("uvasync: a runtime cannot be shut down from inside one of its tasks");
     }
     runtime_scope current(this);

@@ -45,8 +45,9 @@ struct runtime_options {
 
 /// Runs coroutines on a libuv loop: either a loop it owns, or a host's loop it borrows.
 ///
-/// A runtime that borrows a loop never takes it over: it adds an idle, a prepare, a check, a
-/// timer and an async handle, keeps them unreferenced or stopped while it has nothing to do,
+/// A runtime that borrows a loop never takes it over: it adds an idle, a prepare, a check, an
+/// async and two timer handles (deadlines; the virtual clock's autojump threshold), keeps them
+/// unreferenced or stopped while it has nothing to do,
 /// and the host keeps calling `uv_run`. Shutdown (explicit or in the destructor) cancels every
 /// task, waits for them up to `shutdown_grace`, closes the handles and runs the loop just long
 /// enough for their close callbacks, so the host's `uv_loop_close()` then returns 0
@@ -103,8 +104,8 @@ public:
         if (!state_->owns_loop()) {
             throw invalid_state("uvasync: runtime::run needs an owned loop; run the host loop");
         }
-        if (detail::current_task() != nullptr) {
-            throw invalid_state("uvasync: runtime::run cannot be called from inside a task");
+        if (detail::task_core* t = detail::current_task(); t != nullptr && t->rt == state_.get()) {
+            throw invalid_state("uvasync: runtime::run cannot be called from inside its own task");
         }
         task_handle<T> main = spawn(std::move(t));
         state_->run_until([&] { return main.done(); });

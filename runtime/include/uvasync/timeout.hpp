@@ -3,6 +3,7 @@
 
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
@@ -181,6 +182,10 @@ public:
 
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 
+    /// The scope, for reading `expired()` and `caught()` after a named awaiter was awaited:
+    /// `auto t = timeout(1s, work()); co_await t; bool late = t.scope().expired();`
+    [[nodiscard]] const timeout_scope& scope() const noexcept { return this->scope_; }
+
     std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) {
         if (this->scope_.phase_ != timeout_scope::phase::created) {
             throw invalid_state("uvasync: a timeout scope can be entered once");
@@ -300,27 +305,42 @@ auto move_on_at(deadline at, Body&& body) {
 
 namespace uvasync {
 
+namespace detail {
+
+template <class B>
+struct run_until_cancelled_impl {
+    using T = typename decltype(as_task(std::declval<B>()))::value_type;
+    using result = std::optional<std::conditional_t<std::is_void_v<T>, unit, T>>;
+
+    static task<result> call(cancel_token& token, B& aw) {
+        auto body = as_task(std::move(aw));
+        if (token.cancel_requested()) {
+            co_return std::nullopt; // never starts
+        }
+        co_return co_await move_on_at(never, [&](timeout_scope& s) {
+            return bound(s, token, body);
+        });
+    }
+
+    static task<T> bound(timeout_scope& s, const cancel_token& token, task<T>& body) {
+        auto on_cancel = token.on_cancel([&s]() noexcept { s.cancel(); });
+        co_return co_await body;
+    }
+};
+
+} // namespace detail
+
 /// Runs `aw` until it completes or `token` is cancelled (tokio's `run_until_cancelled`,
 /// SEMANTICS 11.10). Returns the result, or an empty optional when the token's cancellation
 /// ended it. A token already cancelled means `aw` never starts. If completion and the token's
-/// cancellation are recorded in the same iteration, the result wins (D-2).
+/// cancellation are recorded in the same iteration, the result wins (D-2). The arguments are
+/// kept by value until awaited.
 template <class A>
-auto run_until_cancelled(cancel_token token, A&& aw)
-    -> task<std::optional<std::conditional_t<
-        std::is_void_v<typename decltype(detail::as_task(std::declval<A>()))::value_type>, unit,
-        typename decltype(detail::as_task(std::declval<A>()))::value_type>>> {
-    auto body = detail::as_task(std::forward<A>(aw));
-    if (token.cancel_requested()) {
-        co_return std::nullopt;
-    }
-    auto bound = [&](timeout_scope& s) {
-        return [](timeout_scope& s, const cancel_token& t,
-                  decltype(body)& b) -> task<typename decltype(body)::value_type> {
-            auto on_cancel = t.on_cancel([&s]() noexcept { s.cancel(); });
-            co_return co_await b;
-        }(s, token, body);
-    };
-    co_return co_await move_on_at(never, bound);
+auto run_until_cancelled(cancel_token token, A&& aw) {
+    using B = std::remove_cvref_t<A>;
+    using impl = detail::run_until_cancelled_impl<B>;
+    return detail::deferred_call<typename impl::result, impl, cancel_token, B>(
+        std::move(token), std::forward<A>(aw));
 }
 
 } // namespace uvasync
