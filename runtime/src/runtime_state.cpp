@@ -208,6 +208,7 @@ void runtime_state::drain() noexcept {
     while (task_core* core = batch.pop_front()) {
         ctx.task = core;
         core->transfer_budget = transfer_budget_per_resume;
+        core->deliveries_without_suspending = 0;
         core->resume_point.resume(); // may destroy *core
     }
     ctx.task = saved;

@@ -36,6 +36,13 @@ void frame_allocation::operator delete(void* p, std::size_t size) noexcept {
 }
 
 void throw_cancelled(task_core* core) {
+    // A task that swallows its cancellation in a loop never suspends again and cannot be
+    // interrupted (SEMANTICS 4.6): say so once, through the exception handler.
+    if (++core->deliveries_without_suspending == 1000) {
+        core->rt->report(std::make_exception_ptr(invalid_state(
+            "uvasync: a task raised 1000 cancellations without suspending; it swallows "
+            "cancelled_error in a loop and can no longer be interrupted")));
+    }
     scope* owner = owner_of(core->current);
     throw cancelled_error(owner->node.message(), owner->id);
 }

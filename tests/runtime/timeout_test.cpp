@@ -2207,6 +2207,29 @@ TEST_SUITE("timeout") {
         CHECK(tr == trace{"timeout: invalid_argument", "move_on_after: invalid_argument"});
     }
 
+    TEST_CASE_FIXTURE(loop_fixture,
+                      "4.6 a task that swallows 1000 deliveries without suspending is reported") {
+        auto h = rt->spawn([]() -> task<int> {
+            int swallowed = 0;
+            while (swallowed < 1500) {
+                try {
+                    co_await sleep(1s); // raises at once: the scope is cancelled
+                } catch (const cancelled_error&) {
+                    ++swallowed;
+                }
+            }
+            co_return swallowed;
+        }());
+        // Cancelled once it has started (before its first step the body would never run).
+        CHECK(run([](task_handle<int> t) -> task<int> {
+                  co_await sleep(1ms);
+                  t.cancel("stop");
+                  co_return co_await t;
+              }(h)) == 1500);
+        REQUIRE(reported.size() == 1);
+        CHECK_THROWS_AS(std::rethrow_exception(reported.front()), invalid_state);
+    }
+
 } // TEST_SUITE
 
 } // namespace

@@ -84,6 +84,7 @@ public:
     bool retrieved = false; // the error or value has been observed through a handle
     bool value_taken = false;
     std::uint16_t transfer_budget = 0; // see transfer() in task.hpp
+    std::uint16_t deliveries_without_suspending = 0; // see throw_cancelled()
 };
 
 } // namespace uvasync::detail
