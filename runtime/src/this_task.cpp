@@ -28,11 +28,11 @@ void* frame_allocation::operator new(std::size_t size) {
     return p;
 }
 
-void frame_allocation::operator delete(void* p, std::size_t size) noexcept {
+void frame_allocation::operator delete(void* p, std::size_t /*size*/) noexcept {
 #ifndef NDEBUG
     live_frame_counter().fetch_sub(1, std::memory_order_relaxed);
 #endif
-    ::operator delete(p, size);
+    ::operator delete(p); // not the sized form: clang 14 does not declare it by default
 }
 
 void throw_cancelled(task_core* core) {

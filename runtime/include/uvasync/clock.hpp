@@ -51,26 +51,42 @@ deadline deadline_after(deadline now, std::chrono::duration<Rep, Period> d) {
         return now;
     }
     const std::int64_t room = (never - now).count(); // milliseconds until `never`
-    // Milliseconds = count * num * 1000 / den, rounded up. Long double first, only to bound it.
+    // Milliseconds = count * num * 1000 / den, rounded up. A long double estimate rejects what
+    // is far out of range (and +inf) before anything is converted; the exact value decides.
     constexpr long double scale = 1000.0L * static_cast<long double>(Period::num) /
                                   static_cast<long double>(Period::den);
     const long double approx = static_cast<long double>(count) * scale;
-    if (!(approx < static_cast<long double>(room) / 2)) { // +inf lands here too
+    const auto room_ld = static_cast<long double>(room);
+    if (!(approx < room_ld * 2)) {
         return never;
     }
     std::int64_t ms = 0;
     if constexpr (std::is_floating_point_v<Rep>) {
-        ms = static_cast<std::int64_t>(std::ceil(approx));
+        const long double up = std::ceil(approx);
+        if (!(up < room_ld)) {
+            return never;
+        }
+        ms = static_cast<std::int64_t>(up);
     } else {
-        // Exact in 128 bits: count < 2^64, num and 1000 are small.
+        // Exact in 128 bits: count * num * 1000 stays below 2^127 for any standard ratio
+        // once the estimate above is in range.
         __extension__ using wide = __int128;
         const wide num = static_cast<wide>(count) * Period::num * 1000;
-        ms = static_cast<std::int64_t>((num + Period::den - 1) / Period::den);
+        const wide up = (num + Period::den - 1) / Period::den;
+        if (up >= static_cast<wide>(room)) {
+            return never;
+        }
+        ms = static_cast<std::int64_t>(up);
     }
     if (ms < 1) {
         ms = 1; // a positive delay is never due at once
     }
     return now + loop_clock::duration(ms);
+}
+
+/// `now + delay` for an already rounded, non-negative delay, saturating to `never`.
+inline deadline add_saturated(deadline now, loop_clock::duration delay) noexcept {
+    return delay >= never - now ? never : now + delay;
 }
 
 } // namespace detail

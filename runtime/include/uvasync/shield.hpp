@@ -92,13 +92,26 @@ namespace detail {
 
 template <class B>
 struct shield_impl {
-    static auto call(B& aw) {
+    using T = typename decltype(as_task(std::declval<B>()))::value_type;
+
+    static task<T> call(B& aw) {
         if constexpr (requires { aw.state(); aw.cancel(); }) {
             return run(aw);
+        } else if constexpr (is_task<B>::value) {
+            return run(spawn_in(*require_task("shield()")->rt, std::move(aw), nullptr, nullptr));
         } else {
-            task_core* core = require_task("shield()");
-            return run(spawn_in(*core->rt, as_task(std::move(aw)), nullptr, nullptr));
+            return ready_or_spawned(aw);
         }
+    }
+
+    // A result that is already there is returned at once, without a spawn or a suspension
+    // (SEMANTICS 8a.1).
+    static task<T> ready_or_spawned(B& aw) {
+        if (get_awaiter(aw).await_ready()) {
+            co_return co_await std::move(aw);
+        }
+        co_return co_await run(
+            spawn_in(*require_task("shield()")->rt, as_task(std::move(aw)), nullptr, nullptr));
     }
 
     template <class T>
@@ -121,7 +134,7 @@ struct shield_impl {
 template <class A>
 auto shield(A&& aw) {
     using B = std::remove_cvref_t<A>;
-    using T = typename decltype(detail::shield_impl<B>::call(std::declval<B&>()))::value_type;
+    using T = typename detail::shield_impl<B>::T;
     return detail::deferred_call<T, detail::shield_impl<B>, B>(std::forward<A>(aw));
 }
 

@@ -62,7 +62,7 @@ public:
         const deadline now = rt->now();
         deadline when = until_;
         if (relative_) {
-            when = forever_ || delay_ == loop_clock::duration::max() ? never : now + delay_;
+            when = forever_ ? never : add_saturated(now, delay_);
         }
         if (when <= now) {
             // sleep(0), sleep_until(past) and yield(): go to the tail of the run queue. This

@@ -120,7 +120,7 @@ private:
         const deadline now = rt_->now();
         deadline when = at_;
         if (relative_) {
-            when = delay_ == loop_clock::duration::max() ? never : now + delay_;
+            when = detail::add_saturated(now, delay_);
         }
         set_deadline(when);
     }

@@ -68,8 +68,8 @@ public:
         if (state_ == nullptr) {
             throw invalid_state("uvasync: awaiting an empty future");
         }
-        if (!state_->done()) {
-            finish(); // raises: this waiter was cancelled; the future stays pending (D-13)
+        if (current_state() == state::aborted || !state_->done()) {
+            finish(); // raises: this waiter was cancelled (the future is untouched, D-13)
         }
         switch (state_->result.index()) {
         case 2:

@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash
+# Shared by scripts/test and scripts/demo: installs the Debian 12 packages uvasync needs, and
+# only the missing ones. Source it, then call `uvasync_install_deps`.
+#
+# Checking costs about 0.1 s when everything is there. When something is missing it runs
+# `apt-get update` once and installs quietly (about 10 s on a fresh machine, TOOLCHAIN.md 8).
+# Root is required for that part; otherwise sudo is used (non-interactively when there is no
+# terminal, as in CI).
+
+# cmake is here because Debian's doctest-dev ships only a CMake config: without cmake, Meson's
+# dependency('doctest') finds nothing (TOOLCHAIN.md 2). libclang-rt-14-dev holds clang's
+# sanitizer runtimes.
+UVASYNC_APT_PACKAGES=(meson ninja-build pkg-config g++ clang-14 libclang-rt-14-dev libuv1-dev
+    doctest-dev cmake)
+
+# Prints the packages from "$@" that are not installed, one per line.
+uvasync_missing_packages() {
+    local p
+    for p in "$@"; do
+        if [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" != "ii " ]]; then
+            printf '%s\n' "$p"
+        fi
+    done
+}
+
+# Installs whatever of UVASYNC_APT_PACKAGES is missing.
+uvasync_install_deps() {
+    local -a want=("${UVASYNC_APT_PACKAGES[@]}") missing=() sudo=()
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "deps: dpkg-query not found; this script expects Debian 12. Install by hand:" >&2
+        echo "deps:   ${want[*]}" >&2
+        return 1
+    fi
+    mapfile -t missing < <(uvasync_missing_packages "${want[@]}")
+    if ((${#missing[@]} == 0)); then
+        echo "deps: all required packages are installed"
+        return 0
+    fi
+    if ((EUID != 0)); then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "deps: need root (or sudo) to install: ${missing[*]}" >&2
+            return 1
+        fi
+        sudo=(sudo)
+        [[ -t 0 ]] || sudo+=(-n) # no terminal: fail instead of waiting for a password
+    fi
+    echo "deps: installing ${missing[*]}"
+    local -a apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq
+        -o DPkg::Lock::Timeout=600)
+    local log
+    log=$(mktemp "${TMPDIR:-/tmp}/uvasync-apt.XXXXXX")
+    if ! { "${apt[@]}" update && "${apt[@]}" install -y --no-install-recommends "${missing[@]}"; } \
+        >"$log" 2>&1 </dev/null; then
+        echo "deps: apt-get failed:" >&2
+        cat "$log" >&2
+        rm -f "$log"
+        return 1
+    fi
+    rm -f "$log"
+    mapfile -t missing < <(uvasync_missing_packages "${want[@]}")
+    if ((${#missing[@]} != 0)); then
+        echo "deps: still missing after apt-get: ${missing[*]}" >&2
+        return 1
+    fi
+    echo "deps: done"
+}

@@ -1,0 +1,748 @@
+// SPDX-License-Identifier: MIT
+// semaphore: a counting semaphore with FIFO hand-off and RAII permits (asyncio.Semaphore).
+// SEMANTICS 1 (cancellation points), 4.1 (protocol of a cancellation point), 4.9 / D-2
+// (completion wins: a permit handed over is never dropped, Kotlin #2233), D-1 (level
+// triggering), D-14 (resumption from the ready queue only).
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <uvasync/uvasync.hpp>
+
+#include "loop_fixture.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using namespace uvasync;
+using uvasync::test::loop_fixture;
+
+using log_t = std::vector<std::string>;
+using permit_slot = std::optional<semaphore::permit>;
+
+/// A virtual clock that moves only when the test calls `advance()`, so a hand-off and a
+/// deadline can be recorded in the same iteration.
+runtime_options manual_clock() {
+    runtime_options o;
+    o.virtual_clock = true;
+    o.autojump = false;
+    return o;
+}
+
+/// Waits for a permit and moves it into `slot`, which the test owns; the task then ends and the
+/// test decides when to release.
+task<> acquire_into(semaphore& s, permit_slot& slot, log_t& log, std::string name) {
+    log.push_back(name + " waits");
+    slot.emplace(co_await s.acquire());
+    log.push_back(name + " got");
+}
+
+/// Takes a permit, then reaches one more cancellation point while holding it. A task whose
+/// scope was cancelled after the hand-off gets the permit (D-2), raises at the `yield()`, and
+/// releases the permit as it unwinds.
+task<> acquire_then_checkpoint(semaphore& s, log_t& log, std::string name) {
+    log.push_back(name + " waits");
+    semaphore::permit p = co_await s.acquire();
+    log.push_back(name + (p.held() ? " got" : " got an empty permit"));
+    co_await yield();
+    log.push_back(name + " passed the checkpoint");
+}
+
+/// Cancels its own task (the test stores the handle in `self` right after spawning), then
+/// acquires: the scope is already cancelled when the acquire starts.
+task<> self_cancelled_acquire(task_handle<>& self, semaphore& s, log_t& log) {
+    CHECK(self.cancel("self"));
+    try {
+        semaphore::permit p = co_await s.acquire();
+        log.push_back(p.held() ? "got" : "got an empty permit");
+    } catch (const cancelled_error& e) {
+        log.push_back("raised " + std::string(e.message()));
+        throw;
+    }
+    co_await yield();
+    log.push_back("passed the checkpoint");
+}
+
+/// Catches the first delivery, then acquires again in the same (still cancelled) task scope.
+task<> swallow_and_acquire_again(semaphore& s, log_t& log) {
+    try {
+        semaphore::permit p = co_await s.acquire();
+        log.push_back("got");
+    } catch (const cancelled_error& e) {
+        log.push_back("first raised " + std::string(e.message()));
+    }
+    try {
+        semaphore::permit p = co_await s.acquire();
+        log.push_back("got on retry");
+    } catch (const cancelled_error& e) {
+        log.push_back("retry raised " + std::string(e.message()));
+        throw;
+    }
+}
+
+task<std::string> acquire_with_timeout(semaphore& s, loop_clock::duration d) {
+    try {
+        semaphore::permit p = co_await timeout(d, s.acquire());
+        co_return p.held() ? "got" : "got an empty permit";
+    } catch (const timeout_error&) {
+        co_return "timeout";
+    }
+}
+
+/// `move_on_after(d, acquire())`; the permit (if any) goes to `slot`.
+task<std::string> acquire_or_move_on(semaphore& s, loop_clock::duration d, permit_slot& slot) {
+    std::optional<semaphore::permit> p = co_await move_on_after(d, s.acquire());
+    if (!p) {
+        co_return "moved on";
+    }
+    slot.emplace(std::move(*p));
+    co_return "got";
+}
+
+/// Holds a permit for `hold`, then lets it go.
+task<> hold_for(semaphore& s, loop_clock::duration hold) {
+    semaphore::permit p = co_await s.acquire();
+    co_await sleep(hold);
+}
+
+/// One worker of the conservation test: `rounds` times, acquire (bounded by a timeout of
+/// `patience`), hold for 1 ms, release.
+task<> worker(semaphore& s, int rounds, loop_clock::duration patience, int& acquired) {
+    for (int i = 0; i < rounds; ++i) {
+        std::optional<semaphore::permit> p = co_await move_on_after(patience, s.acquire());
+        if (p) {
+            ++acquired;
+            co_await sleep(1ms);
+        }
+    }
+}
+
+template <class T>
+task<T> join(task_handle<T> h) {
+    co_return co_await h;
+}
+
+/// Awaits a finished handle and returns the message of the `cancelled_error` it raises.
+task<std::string> cancel_message_of(task_handle<> h) {
+    try {
+        co_await h;
+    } catch (const cancelled_error& e) {
+        co_return std::string(e.message());
+    }
+    co_return "<not cancelled>";
+}
+
+} // namespace
+
+TEST_SUITE("semaphore") {
+
+    // -----------------------------------------------------------------------------------------
+    // Completes
+
+    TEST_CASE_FIXTURE(loop_fixture, "4.1 acquire with a free permit completes without suspending") {
+        semaphore s(2);
+        for (int round = 0; round < 2; ++round) {
+            log_t log;
+            permit_slot a;
+            permit_slot b;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
+            run_all();
+            REQUIRE(ha.done());
+            REQUIRE(hb.done());
+            // Neither suspended: each body ran to its end before the next task started.
+            CHECK(log == log_t{"a waits", "a got", "b waits", "b got"});
+            CHECK(a->held());
+            CHECK(b->held());
+            CHECK(s.available() == 0);
+            a.reset();
+            CHECK(s.available() == 1);
+            b.reset();
+            CHECK(s.available() == 2);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "D-14 release hands the permit to a parked waiter, which "
+                                    "resumes later from the ready queue") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot a;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            run_all();
+            CHECK(log == log_t{"a waits"});
+            CHECK_FALSE(ha.done());
+
+            mine->release();
+            CHECK(log == log_t{"a waits"}); // not resumed inside release()
+            CHECK(s.available() == 0);      // handed over, not made free
+
+            run_all();
+            CHECK(ha.done());
+            CHECK(log == log_t{"a waits", "a got"});
+            REQUIRE(a.has_value());
+            CHECK(a->held());
+            a.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "waiters are served in FIFO order, one permit per release") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot a;
+            permit_slot b;
+            permit_slot c;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
+            task_handle<> hc = rt->spawn(acquire_into(s, c, log, "c"));
+            run_all();
+            CHECK(log == log_t{"a waits", "b waits", "c waits"});
+
+            mine.reset(); // the permit goes to a, the first waiter
+            run_all();
+            CHECK(ha.done());
+            CHECK_FALSE(hb.done());
+            CHECK_FALSE(hc.done());
+
+            a.reset(); // to b
+            run_all();
+            CHECK(hb.done());
+            CHECK_FALSE(hc.done());
+
+            b.reset(); // to c
+            run_all();
+            CHECK(hc.done());
+            CHECK(log == log_t{"a waits", "b waits", "c waits", "a got", "b got", "c got"});
+            CHECK(s.available() == 0);
+            c.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "a permit handed to a waiter cannot be taken by try_acquire "
+                                    "or by a later acquire before the waiter runs") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot a;
+            permit_slot late;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            run_all();
+
+            // The newcomer is queued to run before a is made ready.
+            task_handle<> hl = rt->spawn(acquire_into(s, late, log, "late"));
+            mine.reset(); // handed to a, which has not run yet
+            CHECK(s.available() == 0);
+            CHECK_FALSE(s.try_acquire()); // no barging
+            run_all();
+            CHECK(ha.done());
+            CHECK_FALSE(hl.done()); // the newcomer queues behind
+            CHECK(log == log_t{"a waits", "late waits", "a got"});
+
+            a.reset();
+            run_all();
+            CHECK(hl.done());
+            late.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "try_acquire takes a free permit and never suspends; it "
+                                    "returns nothing when none is free or a waiter queues") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> p = s.try_acquire(); // outside any task
+            REQUIRE(p.has_value());
+            CHECK(p->held());
+            CHECK(s.available() == 0);
+            CHECK_FALSE(s.try_acquire().has_value());
+
+            log_t log;
+            permit_slot a;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            run_all();
+            CHECK_FALSE(ha.done());
+            CHECK_FALSE(s.try_acquire().has_value());
+
+            p.reset();
+            run_all();
+            CHECK(ha.done());
+            a.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // RAII permits
+
+    TEST_CASE_FIXTURE(loop_fixture, "a permit releases on destruction and on release(), once") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            {
+                semaphore::permit p = std::move(*s.try_acquire());
+                CHECK(p.held());
+                CHECK(s.available() == 0);
+            }
+            CHECK(s.available() == 1);
+
+            semaphore::permit p = std::move(*s.try_acquire());
+            p.release();
+            CHECK_FALSE(p.held());
+            CHECK(s.available() == 1);
+            p.release(); // no effect the second time
+            CHECK(s.available() == 1);
+        }
+        semaphore::permit empty;
+        CHECK_FALSE(empty.held());
+        empty.release();
+        CHECK(s.available() == 1);
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "moving a permit transfers it; the moved-from permit "
+                                    "releases nothing") {
+        semaphore s(2);
+        for (int round = 0; round < 2; ++round) {
+            semaphore::permit a = std::move(*s.try_acquire());
+            semaphore::permit b(std::move(a));
+            CHECK_FALSE(a.held()); // NOLINT(bugprone-use-after-move)
+            CHECK(b.held());
+            CHECK(s.available() == 1);
+            a = semaphore::permit();
+            CHECK(s.available() == 1);
+
+            // Move assignment releases the permit the target held.
+            semaphore::permit c = std::move(*s.try_acquire());
+            CHECK(s.available() == 0);
+            c = std::move(b);
+            CHECK(s.available() == 1);
+            CHECK(c.held());
+            CHECK_FALSE(b.held()); // NOLINT(bugprone-use-after-move)
+            c.release();
+            CHECK(s.available() == 2);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "a permit released while a task waits is handed to it") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            semaphore::permit mine = std::move(*s.try_acquire());
+            log_t log;
+            permit_slot a;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            run_all();
+            CHECK_FALSE(ha.done());
+            semaphore::permit moved(std::move(mine));
+            moved = semaphore::permit(); // releases: hands to a
+            CHECK(s.available() == 0);
+            run_all();
+            CHECK(ha.done());
+            a.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Cancelled before start
+
+    TEST_CASE_FIXTURE(loop_fixture, "4.1 acquire in an already cancelled scope raises without "
+                                    "queueing, so a later release makes the permit free") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            task_handle<> self;
+            self = rt->spawn(self_cancelled_acquire(self, s, log));
+            run_all();
+            REQUIRE(self.done());
+            CHECK(self.cancelled());
+            CHECK(log == log_t{"raised self"});
+            CHECK(run(cancel_message_of(self)) == "self");
+
+            mine.reset(); // nobody waits: the permit becomes free, nothing was taken
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "4.1 acquire with a free permit in a cancelled scope is not a "
+                                    "cancellation point: it takes the permit and the next "
+                                    "cancellation point raises, releasing it") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            log_t log;
+            task_handle<> self;
+            self = rt->spawn(self_cancelled_acquire(self, s, log));
+            run_all();
+            REQUIRE(self.done());
+            CHECK(self.cancelled());
+            CHECK(log == log_t{"got"}); // the yield() raised; the permit was released unwinding
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "D-5 move_on_after(0ms) around an acquire with no free permit "
+                                    "moves on at once and queues nothing") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            permit_slot slot;
+            const deadline start = now();
+            CHECK(run(acquire_or_move_on(s, 0ms, slot)) == "moved on");
+            CHECK(now() - start == 0ms);
+            CHECK_FALSE(slot.has_value());
+            mine.reset(); // nobody waits
+            CHECK(s.available() == 1);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Cancelled while pending
+
+    TEST_CASE_FIXTURE(loop_fixture, "cancelling a parked waiter detaches only it; the others are "
+                                    "still served in FIFO order") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot a;
+            permit_slot b;
+            permit_slot c;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
+            task_handle<> hc = rt->spawn(acquire_into(s, c, log, "c"));
+            run_all();
+
+            CHECK(hb.cancel("stop b"));
+            CHECK(log == log_t{"a waits", "b waits", "c waits"}); // D-14: b did not run yet
+            run_all();
+            CHECK(hb.done());
+            CHECK(hb.cancelled());
+            CHECK(run(cancel_message_of(hb)) == "stop b");
+            CHECK_FALSE(b.has_value());
+            CHECK_FALSE(ha.done());
+            CHECK_FALSE(hc.done());
+
+            mine.reset(); // to a
+            run_all();
+            CHECK(ha.done());
+            CHECK_FALSE(hc.done());
+            a.reset(); // to c: b is no longer queued
+            run_all();
+            CHECK(hc.done());
+            CHECK(log == log_t{"a waits", "b waits", "c waits", "a got", "c got"});
+            c.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "cancelling the only parked waiter leaves the semaphore as if "
+                                    "it had never waited") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot a;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            run_all();
+            CHECK(ha.cancel());
+            run_all();
+            CHECK(ha.cancelled());
+            mine.reset();
+            CHECK(s.available() == 1); // not handed to the cancelled waiter
+            CHECK(s.try_acquire().has_value());
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Cancelled after completion, before resumption
+
+    TEST_CASE_FIXTURE(loop_fixture,
+                      "D-2 4.9 a waiter cancelled after the hand-off gets the permit, "
+                      "raises at its next cancellation point and releases the permit "
+                      "unwinding (Kotlin #2233)") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            task_handle<> ha = rt->spawn(acquire_then_checkpoint(s, log, "a"));
+            run_all();
+            CHECK(log == log_t{"a waits"});
+
+            mine.reset();             // the hand-off is recorded: a is ready
+            CHECK(ha.cancel("late")); // then its scope is cancelled, before it resumes
+            CHECK(s.available() == 0);
+            run_all();
+            CHECK(ha.done());
+            CHECK(ha.cancelled());
+            CHECK(log == log_t{"a waits", "a got"});
+            CHECK(run(cancel_message_of(ha)) == "late");
+            CHECK(s.available() == 1); // released as it unwound: no leak
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "4.1 a waiter cancelled while parked raises and takes nothing "
+                                    "even if a permit is released before it resumes") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot a;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            run_all();
+            CHECK(ha.cancel("stop")); // the abort is recorded first
+            mine.reset();             // a is no longer queued: the permit becomes free
+            CHECK(s.available() == 1);
+            run_all();
+            CHECK(ha.cancelled());
+            CHECK(log == log_t{"a waits"});
+            CHECK_FALSE(a.has_value());
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "D-2 the permit released by a waiter unwinding after a late "
+                                    "cancellation goes to the next waiter") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot b;
+            task_handle<> ha = rt->spawn(acquire_then_checkpoint(s, log, "a"));
+            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
+            run_all();
+
+            mine.reset();
+            CHECK(ha.cancel());
+            run_all();
+            CHECK(ha.cancelled());
+            CHECK(hb.done());
+            CHECK(log == log_t{"a waits", "b waits", "a got", "b got"});
+            CHECK(s.available() == 0);
+            b.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE("D-2 4.9 a hand-off and a deadline recorded in the same iteration: the timeout "
+              "returns the permit (5.8)") {
+        loop_fixture f(manual_clock());
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            permit_slot slot;
+            std::string outcome;
+            const deadline start = f.now();
+            task_handle<std::string> h = f.rt->spawn(acquire_or_move_on(s, 10ms, slot));
+            f.run_all();
+            CHECK_FALSE(h.done());
+
+            mine.reset();        // hand-off recorded first
+            f.rt->advance(10ms); // then the scope's deadline passes, same iteration
+            f.run_until([&] { return h.done(); });
+            CHECK(f.now() - start == 10ms);
+            REQUIRE(slot.has_value());
+            CHECK(slot->held());
+            CHECK(s.available() == 0);
+            slot.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE("4.9 a deadline recorded before the hand-off detaches the waiter: the permit stays "
+              "free") {
+        loop_fixture f(manual_clock());
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            permit_slot slot;
+            task_handle<std::string> h = f.rt->spawn(acquire_or_move_on(s, 10ms, slot));
+            f.run_all();
+
+            f.rt->advance(10ms); // the waiter is detached first
+            mine.reset();        // nobody waits any more
+            CHECK(s.available() == 1);
+            f.run_until([&] { return h.done(); });
+            CHECK_FALSE(slot.has_value());
+            CHECK(s.available() == 1);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Cancelled twice
+
+    TEST_CASE_FIXTURE(loop_fixture, "D-11 cancelling a parked waiter twice detaches it once and "
+                                    "keeps the first message") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot a;
+            permit_slot b;
+            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
+            run_all();
+            CHECK(ha.cancel("first"));
+            CHECK_FALSE(ha.cancel("second"));
+            run_all();
+            CHECK(ha.cancelled());
+            CHECK(run(cancel_message_of(ha)) == "first");
+            CHECK_FALSE(ha.cancel("third")); // done
+
+            mine.reset(); // to b
+            run_all();
+            CHECK(hb.done());
+            b.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture,
+                      "D-1 a waiter that swallows its cancellation and acquires again "
+                      "raises again without queueing") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            task_handle<> h = rt->spawn(swallow_and_acquire_again(s, log));
+            run_all();
+            CHECK(h.cancel("stop"));
+            run_all();
+            CHECK(h.cancelled());
+            CHECK(log == log_t{"first raised stop", "retry raised stop"});
+            mine.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Inside timeout / move_on_after
+
+    TEST_CASE_FIXTURE(loop_fixture, "5.6 a timeout around a parked acquire throws timeout_error at "
+                                    "its deadline and takes no permit") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            const deadline start = now();
+            CHECK(run(acquire_with_timeout(s, 5ms)) == "timeout");
+            CHECK(now() - start == 5ms);
+            mine.reset(); // nobody waits
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "a timeout around an acquire returns the permit when one is "
+                                    "released before the deadline") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            const deadline start = now();
+            task_handle<> holder = rt->spawn(hold_for(s, 3ms));
+            task_handle<std::string> waiter = rt->spawn(acquire_with_timeout(s, 10ms));
+            run_until([&] { return holder.done() && waiter.done(); });
+            CHECK(now() - start == 3ms);
+            CHECK(run(join(waiter)) == "got");
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture,
+                      "move_on_after around a parked acquire moves on at its deadline "
+                      "and the permit goes to the next waiter") {
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot first;
+            permit_slot second;
+            const deadline start = now();
+            task_handle<std::string> h1 = rt->spawn(acquire_or_move_on(s, 5ms, first));
+            task_handle<> h2 = rt->spawn(acquire_into(s, second, log, "second"));
+            run_until([&] { return h1.done(); });
+            CHECK(now() - start == 5ms);
+            CHECK_FALSE(first.has_value());
+            CHECK_FALSE(h2.done());
+
+            mine.reset();
+            run_all();
+            CHECK(h2.done());
+            second.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    TEST_CASE("4.8 a task cancellation passes through a timeout around an acquire as "
+              "cancelled_error") {
+        loop_fixture f(manual_clock());
+        semaphore s(1);
+        for (int round = 0; round < 2; ++round) {
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            task_handle<std::string> h = f.rt->spawn(acquire_with_timeout(s, 1h));
+            f.run_all();
+            CHECK_FALSE(h.done());
+            CHECK(h.cancel("outer"));
+            f.run_until([&] { return h.done(); });
+            CHECK(h.cancelled()); // not converted into timeout_error
+            mine.reset();
+            CHECK(s.available() == 1);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Conservation
+
+    TEST_CASE_FIXTURE(loop_fixture, "permits are conserved across hand-offs, timeouts and "
+                                    "cancellations (Kotlin #2233)") {
+        semaphore s(3);
+        for (int round = 0; round < 2; ++round) {
+            constexpr int workers = 40;
+            std::vector<task_handle<>> hs;
+            int acquired = 0;
+            for (int i = 0; i < workers; ++i) {
+                hs.push_back(
+                    rt->spawn(worker(s, 5, std::chrono::milliseconds(1 + i % 4), acquired)));
+            }
+            // Cancel every seventh worker once it had a chance to park or hold a permit.
+            run_until([&] { return acquired > 0; });
+            for (int i = 0; i < workers; i += 7) {
+                hs[static_cast<std::size_t>(i)].cancel();
+            }
+            run_until([&] {
+                for (const auto& h : hs) {
+                    if (!h.done()) {
+                        return false;
+                    }
+                }
+                return true;
+            });
+            CHECK(acquired > 0);
+            CHECK(s.available() == 3);
+            CHECK(s.try_acquire().has_value());
+        }
+    }
+}
