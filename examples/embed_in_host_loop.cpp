@@ -2,11 +2,10 @@
 // A program that owns its libuv loop lends it to uvasync: the host keeps calling uv_run, a
 // plain libuv timer of the host's runs beside the coroutines, and after shutdown the host's
 // uv_loop_close() returns 0.
-#include <uvasync/uvasync.hpp>
+#include <cstdio>
 
 #include <uv.h>
-
-#include <cstdio>
+#include <uvasync/uvasync.hpp>
 
 using namespace std::chrono_literals;
 using namespace uvasync;
@@ -30,7 +29,8 @@ int main() {
     // The host's own libuv code, untouched by uvasync.
     uv_timer_t host_timer;
     uv_timer_init(&loop, &host_timer);
-    uv_timer_start(&host_timer, [](uv_timer_t*) { std::printf("host timer fired\n"); }, 50, 0);
+    uv_timer_start(
+        &host_timer, [](uv_timer_t*) { std::printf("host timer fired\n"); }, 50, 0);
 
     {
         runtime rt(&loop);

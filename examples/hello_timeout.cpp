@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The README's example: a timeout around slow work, a move_on_after, and cleanup that awaits.
-#include <uvasync/uvasync.hpp>
-
 #include <cstdio>
+
+#include <uvasync/uvasync.hpp>
 
 using namespace std::chrono_literals;
 using namespace uvasync;

@@ -4,14 +4,14 @@
 // runs all of them on the virtual clock and checks every line and its loop-clock time.
 #pragma once
 
-#include <uvasync/uvasync.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <uvasync/uvasync.hpp>
 
 namespace seed {
 
@@ -195,9 +195,8 @@ inline task<int> child(log& out, int id, std::chrono::seconds takes) {
 
 inline task<> gather_timeout(log& out) {
     try {
-        co_await uvasync::wait_for(uvasync::gather(child(out, 1, 1s), child(out, 2, 5s),
-                                                   child(out, 3, 10s)),
-                                   3s);
+        co_await uvasync::wait_for(
+            uvasync::gather(child(out, 1, 1s), child(out, 2, 5s), child(out, 3, 10s)), 3s);
     } catch (const uvasync::timeout_error&) {
         out.line("gather timed out; every child has finished");
     }
@@ -207,10 +206,12 @@ inline task<> gather_timeout(log& out) {
 inline int main_for(task<> (*scenario)(log&), int argc, char** argv) {
     uvasync::runtime_options options;
     options.virtual_clock = argc > 1 && std::string(argv[1]) == "--virtual";
-    uvasync::run([](task<> (*s)(log&)) -> task<> {
-        log out(true);
-        co_await s(out);
-    }(scenario), options);
+    uvasync::run(
+        [](task<> (*s)(log&)) -> task<> {
+            log out(true);
+            co_await s(out);
+        }(scenario),
+        options);
     return 0;
 }
 

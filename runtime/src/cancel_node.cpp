@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
-#include "inbox.hpp"
+#include <cassert>
 
 #include <uvasync/detail/cancel_node.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 
-#include <cassert>
+#include "inbox.hpp"
 
 namespace uvasync::detail {
 
@@ -203,6 +203,8 @@ void cancel_node::release() noexcept {
     delete this;
 }
 
-void cancel_node::destroy_on_loop() noexcept { delete this; }
+void cancel_node::destroy_on_loop() noexcept {
+    delete this;
+}
 
 } // namespace uvasync::detail

@@ -1,17 +1,16 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/cancel_node.hpp>
-
-#include <uv.h>
-
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <uv.h>
+#include <uvasync/detail/cancel_node.hpp>
 
 namespace uvasync::detail {
 

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
-#include <uvasync/runtime.hpp>
-
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+
+#include <uvasync/runtime.hpp>
 
 namespace uvasync {
 
@@ -47,7 +47,8 @@ runtime::runtime(runtime_options options) {
 }
 
 runtime::runtime(uv_loop_t* host, runtime_options options)
-    : state_(std::make_unique<detail::runtime_state>(host, false, to_config(std::move(options)))) {}
+    : state_(std::make_unique<detail::runtime_state>(host, false, to_config(std::move(options)))) {
+}
 
 runtime::~runtime() = default; // runtime_state's destructor shuts down
 

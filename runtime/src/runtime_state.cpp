@@ -1,17 +1,16 @@
 // SPDX-License-Identifier: MIT
-#include "inbox.hpp"
-
-#include <uvasync/task.hpp>
-
-#include <uvasync/detail/runtime_state.hpp>
-#include <uvasync/error.hpp>
-
 #include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/error.hpp>
+#include <uvasync/task.hpp>
+
+#include "inbox.hpp"
 
 namespace uvasync::detail {
 
@@ -404,8 +403,7 @@ void runtime_state::rearm_timer() noexcept {
     }
     // Relative to the cached loop time, which is what uv_timer_start adds it to, so the
     // absolute deadline stays exact (SEMANTICS 6.3).
-    const std::int64_t delay =
-        std::max<std::int64_t>(0, (top - now()).count());
+    const std::int64_t delay = std::max<std::int64_t>(0, (top - now()).count());
     uv_timer_start(
         &handles_->timer,
         [](uv_timer_t* t) {
@@ -534,11 +532,13 @@ void runtime_state::shutdown() {
 void runtime_state::wait_for_tasks() {
     struct grace_entry : deadline_entry {
         bool expired = false;
+
         grace_entry()
             : deadline_entry([](deadline_entry* e) noexcept {
                 static_cast<grace_entry*>(e)->expired = true;
             }) {}
     } grace;
+
     grace.when = deadline_after(now(), std::chrono::milliseconds(shutdown_grace_ms_));
     if (grace.when == now()) {
         grace.expired = true;

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
+#include <algorithm>
+#include <string>
+
 #include <uvasync/detail/park.hpp>
 #include <uvasync/sleep.hpp>
 #include <uvasync/task.hpp>
-
-#include <algorithm>
-#include <string>
 
 namespace uvasync {
 

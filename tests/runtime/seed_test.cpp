@@ -2,14 +2,14 @@
 // The seed scenarios (examples/seed) on the virtual clock: every line, in order, at its exact
 // loop-clock time; then each scenario again with a cancellation injected at every point in
 // time where it is suspended.
-#include "../../examples/seed/scenarios.hpp"
-#include "loop_fixture.hpp"
-
-#include <doctest/doctest.h>
-
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include "../../examples/seed/scenarios.hpp"
+#include "loop_fixture.hpp"
 
 using namespace std::chrono_literals;
 using uvasync::test::loop_fixture;
@@ -56,24 +56,22 @@ TEST_SUITE("seed") {
     }
 
     TEST_CASE("2b. an envelope rescheduled from inside lets all stages complete at 6 s") {
-        check_trace(run_scenario(&seed::rescheduled_envelope),
-                    {{0, "starting stage 1"},
-                     {2000, "stage 1 complete"},
-                     {2000, "envelope extended"},
-                     {2000, "starting stage 2"},
-                     {3000, "stage 2 complete"},
-                     {3000, "starting stage 3"},
-                     {6000, "stage 3 complete"},
-                     {6000, "all stages completed"}});
+        check_trace(run_scenario(&seed::rescheduled_envelope), {{0, "starting stage 1"},
+                                                                {2000, "stage 1 complete"},
+                                                                {2000, "envelope extended"},
+                                                                {2000, "starting stage 2"},
+                                                                {3000, "stage 2 complete"},
+                                                                {3000, "starting stage 3"},
+                                                                {6000, "stage 3 complete"},
+                                                                {6000, "all stages completed"}});
     }
 
     TEST_CASE("3. a worker cancelled at 2.5 s cleans up and its awaiter sees it cancelled") {
-        check_trace(run_scenario(&seed::cancel_worker),
-                    {{0, "working... step 0"},
-                     {1000, "working... step 1"},
-                     {2000, "working... step 2"},
-                     {2500, "worker cancelled, cleaning up"},
-                     {2500, "main: worker was cancelled"}});
+        check_trace(run_scenario(&seed::cancel_worker), {{0, "working... step 0"},
+                                                         {1000, "working... step 1"},
+                                                         {2000, "working... step 2"},
+                                                         {2500, "worker cancelled, cleaning up"},
+                                                         {2500, "main: worker was cancelled"}});
     }
 
     TEST_CASE("4. wait_for with a 2 s limit on a 5 s operation times out at 2 s") {
@@ -108,25 +106,28 @@ TEST_SUITE("seed") {
                      {3100, "gather timed out; every child has finished"}});
     }
 
-    TEST_CASE("a cancellation injected at every suspension point leaks nothing and cleans up once") {
+    TEST_CASE(
+        "a cancellation injected at every suspension point leaks nothing and cleans up once") {
         const std::vector<scenario_fn> scenarios = {
-            &seed::basic_timeout,    &seed::nested_timeouts,   &seed::rescheduled_envelope,
-            &seed::cancel_worker,    &seed::wait_for_timeout,  &seed::deadline_tracking,
-            &seed::server_pattern,   &seed::gather_timeout};
+            &seed::basic_timeout,  &seed::nested_timeouts,  &seed::rescheduled_envelope,
+            &seed::cancel_worker,  &seed::wait_for_timeout, &seed::deadline_tracking,
+            &seed::server_pattern, &seed::gather_timeout};
         for (scenario_fn s : scenarios) {
             // Every 50 ms up to past the scenario's end: before, at and between its suspensions.
             for (long long at = 0; at <= 7000; at += 50) {
                 CAPTURE(at);
                 std::optional<seed::log> out; // outlives the runtime's shutdown
-                loop_fixture f; // checks no handle, no frame, uv_loop_close == 0
-                auto h = f.rt->spawn([](std::optional<seed::log>& o, scenario_fn sc) -> uvasync::task<> {
-                    o.emplace(false);
-                    co_await sc(*o);
-                }(out, s));
-                auto killer = f.rt->spawn([](uvasync::task_handle<> victim, long long ms) -> uvasync::task<> {
-                    co_await uvasync::sleep(std::chrono::milliseconds(ms));
-                    victim.cancel("injected");
-                }(h, at));
+                loop_fixture f;               // checks no handle, no frame, uv_loop_close == 0
+                auto h =
+                    f.rt->spawn([](std::optional<seed::log>& o, scenario_fn sc) -> uvasync::task<> {
+                        o.emplace(false);
+                        co_await sc(*o);
+                    }(out, s));
+                auto killer =
+                    f.rt->spawn([](uvasync::task_handle<> victim, long long ms) -> uvasync::task<> {
+                        co_await uvasync::sleep(std::chrono::milliseconds(ms));
+                        victim.cancel("injected");
+                    }(h, at));
                 f.run_until([&] { return h.done() && killer.done(); });
                 REQUIRE(out.has_value());
                 int cleanups_started = 0;

@@ -15,10 +15,14 @@ struct counted {
     }
 
     counted() noexcept { ++live(); }
+
     counted(const counted&) noexcept { ++live(); }
+
     counted(counted&&) noexcept { ++live(); }
+
     counted& operator=(const counted&) = default;
     counted& operator=(counted&&) = default;
+
     ~counted() { --live(); }
 };
 

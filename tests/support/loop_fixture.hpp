@@ -1,17 +1,16 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include "counted.hpp"
-
-#include <uvasync/uvasync.hpp>
-
-#include <doctest/doctest.h>
-#include <uv.h>
-
 #include <exception>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <doctest/doctest.h>
+#include <uv.h>
+#include <uvasync/uvasync.hpp>
+
+#include "counted.hpp"
 
 namespace uvasync::test {
 

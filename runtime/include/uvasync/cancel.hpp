@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/cancel_node.hpp>
-#include <uvasync/detail/runtime_state.hpp>
-#include <uvasync/detail/token_wait.hpp>
-#include <uvasync/error.hpp>
-
 #include <coroutine>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+
+#include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/token_wait.hpp>
+#include <uvasync/error.hpp>
 
 namespace uvasync {
 
@@ -207,7 +207,9 @@ private:
     F f_;
 };
 
-inline auto cancel_token::cancelled() const { return detail::token_wait(node_); }
+inline auto cancel_token::cancelled() const {
+    return detail::token_wait(node_);
+}
 
 template <class F>
 cancel_callback<std::decay_t<F>> cancel_token::on_cancel(F&& f) const {

@@ -53,8 +53,8 @@ deadline deadline_after(deadline now, std::chrono::duration<Rep, Period> d) {
     const std::int64_t room = (never - now).count(); // milliseconds until `never`
     // Milliseconds = count * num * 1000 / den, rounded up. A long double estimate rejects what
     // is far out of range (and +inf) before anything is converted; the exact value decides.
-    constexpr long double scale = 1000.0L * static_cast<long double>(Period::num) /
-                                  static_cast<long double>(Period::den);
+    constexpr long double scale =
+        1000.0L * static_cast<long double>(Period::num) / static_cast<long double>(Period::den);
     const long double approx = static_cast<long double>(count) * scale;
     const auto room_ld = static_cast<long double>(room);
     if (!(approx < room_ld * 2)) {

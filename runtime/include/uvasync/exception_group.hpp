@@ -62,9 +62,8 @@ public:
     split() const {
         std::vector<std::exception_ptr> match;
         std::vector<std::exception_ptr> rest;
-        flatten(errors_, [&](const std::exception_ptr& e) {
-            (is<E>(e) ? match : rest).push_back(e);
-        });
+        flatten(errors_,
+                [&](const std::exception_ptr& e) { (is<E>(e) ? match : rest).push_back(e); });
         auto wrap = [](std::vector<std::exception_ptr>&& v) -> std::optional<exception_group> {
             if (v.empty()) {
                 return std::nullopt;

@@ -1,19 +1,19 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/child_set.hpp>
-#include <uvasync/detail/deferred.hpp>
-#include <uvasync/detail/park.hpp>
-#include <uvasync/error.hpp>
-#include <uvasync/task.hpp>
-#include <uvasync/task_handle.hpp>
-
 #include <exception>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include <uvasync/detail/child_set.hpp>
+#include <uvasync/detail/deferred.hpp>
+#include <uvasync/detail/park.hpp>
+#include <uvasync/error.hpp>
+#include <uvasync/task.hpp>
+#include <uvasync/task_handle.hpp>
 
 namespace uvasync {
 
@@ -41,8 +41,11 @@ public:
         : v_(std::in_place_index<2>, std::move(c)) {}
 
     [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
+
     [[nodiscard]] bool has_error() const noexcept { return v_.index() == 1; }
+
     [[nodiscard]] bool cancelled() const noexcept { return v_.index() == 2; }
+
     explicit operator bool() const noexcept { return has_value(); }
 
     /// The value; rethrows the error or the `cancelled_error` otherwise.
@@ -116,7 +119,10 @@ auto as_child(A& aw) {
     using B = std::remove_cvref_t<A>;
     if constexpr (is_task<B>::value) {
         return std::move(aw);
-    } else if constexpr (requires { typename B::value_type; aw.state(); }) {
+    } else if constexpr (requires {
+                             typename B::value_type;
+                             aw.state();
+                         }) {
         // A task_handle: waited for with forwarding, through a child that awaits it (10.1).
         return [](B h) -> task<typename B::value_type> { co_return co_await h; }(aw);
     } else {
@@ -170,9 +176,9 @@ void raise_if_cancelled_from_outside(const Handles& any_cancelled, task_core* co
 
 template <bool ReturnExceptions, class... A>
 struct gather_fixed {
-    using result = std::conditional_t<ReturnExceptions,
-                                      std::tuple<uvasync::outcome<child_value_t<A>>...>,
-                                      std::tuple<value_or_unit<child_value_t<A>>...>>;
+    using result =
+        std::conditional_t<ReturnExceptions, std::tuple<uvasync::outcome<child_value_t<A>>...>,
+                           std::tuple<value_or_unit<child_value_t<A>>...>>;
 
     static task<result> call(A&... aws) {
         task_core* core = require_task("gather");
@@ -192,8 +198,8 @@ struct gather_fixed {
                 const bool any_cancelled =
                     std::apply([](auto&... h) { return (h.cancelled() || ...); }, handles);
                 raise_if_cancelled_from_outside(any_cancelled, core);
-                co_return std::apply(
-                    [](auto&... h) { return result{take_outcome(h.state())...}; }, handles);
+                co_return std::apply([](auto&... h) { return result{take_outcome(h.state())...}; },
+                                     handles);
             } else {
                 if (set.failed) {
                     raise_first_failure(set, core);

@@ -1,23 +1,22 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/cancel.hpp>
-#include <uvasync/clock.hpp>
-#include <uvasync/detail/root.hpp>
-#include <uvasync/detail/runtime_state.hpp>
-#include <uvasync/detail/park.hpp>
-#include <uvasync/detail/spawn.hpp>
-#include <uvasync/task.hpp>
-#include <uvasync/task_handle.hpp>
-
-#include <uv.h>
-
 #include <chrono>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <type_traits>
 #include <utility>
+
+#include <uv.h>
+#include <uvasync/cancel.hpp>
+#include <uvasync/clock.hpp>
+#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/root.hpp>
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/spawn.hpp>
+#include <uvasync/task.hpp>
+#include <uvasync/task_handle.hpp>
 
 namespace uvasync {
 
@@ -41,7 +40,6 @@ struct runtime_options {
     /// Default: print to stderr. Called on the loop thread; must not throw.
     std::function<void(std::exception_ptr)> exception_handler;
 };
-
 
 /// Runs coroutines on a libuv loop: either a loop it owns, or a host's loop it borrows.
 ///

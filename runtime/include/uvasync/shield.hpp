@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <coroutine>
+#include <utility>
+
+#include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/scope.hpp>
-#include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/scoped_body.hpp>
 #include <uvasync/detail/spawn.hpp>
 #include <uvasync/task.hpp>
-
-#include <coroutine>
-#include <utility>
 
 namespace uvasync {
 
@@ -23,7 +23,9 @@ public:
     shield_scope() = default;
     shield_scope(const shield_scope&) = delete;
     shield_scope& operator=(const shield_scope&) = delete;
+
     shield_scope(shield_scope&&) noexcept {} // only before entry: nothing to carry over
+
     shield_scope& operator=(shield_scope&&) = delete;
     ~shield_scope() = default;
 
@@ -95,7 +97,10 @@ struct shield_impl {
     using T = typename decltype(as_task(std::declval<B>()))::value_type;
 
     static task<T> call(B& aw) {
-        if constexpr (requires { aw.state(); aw.cancel(); }) {
+        if constexpr (requires {
+                          aw.state();
+                          aw.cancel();
+                      }) {
             return run(aw);
         } else if constexpr (is_task<B>::value) {
             return run(spawn_in(*require_task("shield()")->rt, std::move(aw), nullptr, nullptr));

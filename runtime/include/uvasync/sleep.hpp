@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <chrono>
+#include <coroutine>
+
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
 #include <uvasync/detail/park.hpp>
-
-#include <chrono>
-#include <coroutine>
 
 namespace uvasync {
 
@@ -31,6 +31,7 @@ public:
 
     sleep_awaiter(const sleep_awaiter&) = delete;
     sleep_awaiter& operator=(const sleep_awaiter&) = delete;
+
     sleep_awaiter(sleep_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
         , deadline_entry(&on_fire)
@@ -38,6 +39,7 @@ public:
         , until_(other.until_)
         , relative_(other.relative_)
         , forever_(other.forever_) {}
+
     sleep_awaiter& operator=(sleep_awaiter&&) = delete;
 
     ~sleep_awaiter() {
@@ -84,9 +86,7 @@ public:
     }
 
 private:
-    static void on_fire(deadline_entry* e) noexcept {
-        static_cast<sleep_awaiter*>(e)->complete();
-    }
+    static void on_fire(deadline_entry* e) noexcept { static_cast<sleep_awaiter*>(e)->complete(); }
 
     static void on_abort(parked_wait* p) noexcept {
         auto* self = static_cast<sleep_awaiter*>(p);
@@ -144,7 +144,9 @@ inline detail::sleep_awaiter yield() noexcept {
 inline auto checkpoint() noexcept {
     struct awaiter {
         [[nodiscard]] bool await_ready() const noexcept { return true; }
+
         void await_suspend(std::coroutine_handle<>) const noexcept {}
+
         void await_resume() const {
             detail::task_core* core = detail::require_task("checkpoint");
             if (core->current->cancelled()) {
@@ -152,6 +154,7 @@ inline auto checkpoint() noexcept {
             }
         }
     };
+
     return awaiter{};
 }
 

@@ -1,10 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/runtime_state.hpp>
-#include <uvasync/detail/task_core.hpp>
-#include <uvasync/error.hpp>
-
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
@@ -13,6 +9,10 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/task_core.hpp>
+#include <uvasync/error.hpp>
 
 namespace uvasync {
 
@@ -85,7 +85,8 @@ public:
     task<T> get_return_object() noexcept;
 
     template <class U = T>
-        requires std::is_convertible_v<U&&, T>
+    requires std::is_convertible_v<U&&, T>
+
     void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
         value_.emplace(std::forward<U>(value));
     }
@@ -175,9 +176,7 @@ public:
         explicit awaiter(task& t) noexcept
             : task_(t) {}
 
-        [[nodiscard]] bool await_ready() const noexcept {
-            return !task_.handle_ || task_.awaited_;
-        }
+        [[nodiscard]] bool await_ready() const noexcept { return !task_.handle_ || task_.awaited_; }
 
         std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) noexcept {
             task_.awaited_ = true;
@@ -192,10 +191,13 @@ public:
                 throw invalid_state("uvasync: this task was already awaited or is empty");
             }
             auto h = std::coroutine_handle<promise_type>::from_address(task_.handle_.address());
+
             struct destroy_after {
                 task& t;
+
                 ~destroy_after() { t.reset(); }
             } guard{task_};
+
             if constexpr (std::is_void_v<T>) {
                 h.promise().take();
             } else {

@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <concepts>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
 #include <uvasync/detail/child_set.hpp>
 #include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/park.hpp>
@@ -8,13 +15,6 @@
 #include <uvasync/exception_group.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
-
-#include <concepts>
-#include <exception>
-#include <optional>
-#include <type_traits>
-#include <utility>
-#include <vector>
 
 namespace uvasync {
 
@@ -47,9 +47,11 @@ public:
     /// When the group absorbs its own cancellation (`cancel()`), a non-void result is
     /// value-initialised.
     template <class F>
-        requires std::invocable<std::decay_t<F>&, task_group&> &&
-                 detail::is_task<std::invoke_result_t<std::decay_t<F>&, task_group&>>::value
-    static auto run(F&& body) {
+    requires std::invocable < std::decay_t<F>
+
+    &, task_group& >
+           &&detail::is_task<std::invoke_result_t<std::decay_t<F>&, task_group&>>::value static auto
+           run(F&& body) {
         using B = std::decay_t<F>;
         using T = typename std::invoke_result_t<B&, task_group&>::value_type;
         return detail::deferred_call<T, runner<B>, B>(std::forward<F>(body));

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/park.hpp>
-#include <uvasync/detail/root.hpp>
-#include <uvasync/error.hpp>
-
 #include <coroutine>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+
+#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/root.hpp>
+#include <uvasync/error.hpp>
 
 namespace uvasync {
 
@@ -26,10 +26,12 @@ public:
 
     join_awaiter(const join_awaiter&) = delete;
     join_awaiter& operator=(const join_awaiter&) = delete;
+
     join_awaiter(join_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
         , task_waiter(&on_done)
         , target_(other.target_) {}
+
     join_awaiter& operator=(join_awaiter&&) = delete;
 
     ~join_awaiter() { task_waiter::unlink(); }

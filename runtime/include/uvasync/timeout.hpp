@@ -1,6 +1,14 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <chrono>
+#include <concepts>
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
 #include <uvasync/detail/deferred.hpp>
@@ -10,14 +18,6 @@
 #include <uvasync/detail/scoped_body.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
-
-#include <chrono>
-#include <concepts>
-#include <coroutine>
-#include <exception>
-#include <optional>
-#include <type_traits>
-#include <utility>
 
 namespace uvasync {
 
@@ -167,8 +167,7 @@ private:
 /// The awaiter of `timeout`, `timeout_at`, `move_on_after` and `move_on_at`: runs the body
 /// inline in the awaiting task, inside a `timeout_scope`. Await it once.
 template <class T, bool MoveOn, class Factory>
-class [[nodiscard]] timeout_awaiter
-    : private detail::scoped_body<T, Factory, timeout_scope> {
+class [[nodiscard]] timeout_awaiter : private detail::scoped_body<T, Factory, timeout_scope> {
     using base = detail::scoped_body<T, Factory, timeout_scope>;
 
 public:
@@ -223,8 +222,8 @@ public:
 namespace detail {
 
 template <class F>
-concept scope_body_factory = std::invocable<F&, timeout_scope&> &&
-                             is_task<std::invoke_result_t<F&, timeout_scope&>>::value;
+concept scope_body_factory =
+    std::invocable<F&, timeout_scope&> && is_task<std::invoke_result_t<F&, timeout_scope&>>::value;
 
 template <class Body>
 struct body_traits {
@@ -233,7 +232,8 @@ struct body_traits {
 };
 
 template <class F>
-    requires scope_body_factory<F>
+requires scope_body_factory<F>
+
 struct body_traits<F> {
     using value_type = typename std::invoke_result_t<F&, timeout_scope&>::value_type;
 };
@@ -295,8 +295,7 @@ auto move_on_after(std::chrono::duration<Rep, Period> d, Body&& body) {
 /// `move_on_after` with an absolute deadline.
 template <class Body>
 auto move_on_at(deadline at, Body&& body) {
-    return detail::make_timeout<true>(std::forward<Body>(body), loop_clock::duration(0), false,
-                                      at);
+    return detail::make_timeout<true>(std::forward<Body>(body), loop_clock::duration(0), false, at);
 }
 
 } // namespace uvasync
@@ -317,9 +316,8 @@ struct run_until_cancelled_impl {
         if (token.cancel_requested()) {
             co_return std::nullopt; // never starts
         }
-        co_return co_await move_on_at(never, [&](timeout_scope& s) {
-            return bound(s, token, body);
-        });
+        co_return co_await move_on_at(never,
+                                      [&](timeout_scope& s) { return bound(s, token, body); });
     }
 
     static task<T> bound(timeout_scope& s, const cancel_token& token, task<T>& body) {
@@ -339,8 +337,8 @@ template <class A>
 auto run_until_cancelled(cancel_token token, A&& aw) {
     using B = std::remove_cvref_t<A>;
     using impl = detail::run_until_cancelled_impl<B>;
-    return detail::deferred_call<typename impl::result, impl, cancel_token, B>(
-        std::move(token), std::forward<A>(aw));
+    return detail::deferred_call<typename impl::result, impl, cancel_token, B>(std::move(token),
+                                                                               std::forward<A>(aw));
 }
 
 } // namespace uvasync

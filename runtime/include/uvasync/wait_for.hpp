@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <chrono>
+#include <type_traits>
+#include <utility>
+
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/park.hpp>
@@ -9,10 +13,6 @@
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 #include <uvasync/timeout.hpp>
-
-#include <chrono>
-#include <type_traits>
-#include <utility>
 
 namespace uvasync {
 
@@ -38,7 +38,10 @@ struct wait_for_impl {
         if constexpr (is_task<B>::value) {
             aw.reset(); // never starts: its frame is destroyed without running
             raise_own_timeout();
-        } else if constexpr (requires { aw.state(); aw.cancel(); }) {
+        } else if constexpr (requires {
+                                 aw.state();
+                                 aw.cancel();
+                             }) {
             if (!aw.done()) {
                 aw.cancel();
                 task_handle<T> h = aw;

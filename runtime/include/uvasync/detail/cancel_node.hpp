@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/intrusive_list.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include <uvasync/detail/intrusive_list.hpp>
 
 namespace uvasync::detail {
 
@@ -35,6 +35,7 @@ struct cancel_registration : list_hook<registration_tag> {
     cancel_registration& operator=(const cancel_registration&) = delete;
     cancel_registration(cancel_registration&&) = delete;
     cancel_registration& operator=(cancel_registration&&) = delete;
+
     ~cancel_registration() { unlink(); }
 
     [[nodiscard]] bool registered() const noexcept { return linked(); }

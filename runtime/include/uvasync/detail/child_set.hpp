@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <coroutine>
+#include <utility>
+
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -10,9 +13,6 @@
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
-
-#include <coroutine>
-#include <utility>
 
 namespace uvasync::detail {
 
@@ -43,7 +43,8 @@ public:
     template <class T>
     task_handle<T> spawn(task<T> t) {
         if (phase_ != phase::open) {
-            throw invalid_state("uvasync: spawning into a task group or gather that is not running");
+            throw invalid_state(
+                "uvasync: spawning into a task group or gather that is not running");
         }
         task_handle<T> h = spawn_in(*owner_->rt, std::move(t), nullptr, &scope_);
         h.state()->parent_set = this;
@@ -52,11 +53,16 @@ public:
     }
 
     /// Cancels the scope (children, and the owner's code inside it). True on the transition.
-    bool cancel(message_ptr message) noexcept { return scope_.node.request_cancel(std::move(message)); }
+    bool cancel(message_ptr message) noexcept {
+        return scope_.node.request_cancel(std::move(message));
+    }
 
     [[nodiscard]] bool empty() const noexcept { return children_.empty(); }
+
     [[nodiscard]] std::uint64_t scope_id() const noexcept { return scope_.id; }
+
     [[nodiscard]] bool scope_cancelled() const noexcept { return scope_.cancelled(); }
+
     [[nodiscard]] task_core* owner() const noexcept { return owner_; }
 
     /// Waits until every child has finished. Not a cancellation point: it raises nothing and
@@ -64,10 +70,14 @@ public:
     auto wait_all() noexcept {
         struct awaiter {
             child_set& set;
+
             [[nodiscard]] bool await_ready() const noexcept { return set.children_.empty(); }
+
             void await_suspend(std::coroutine_handle<> h) noexcept { set.exit_waiter_ = h; }
+
             void await_resume() const noexcept {}
         };
+
         return awaiter{*this};
     }
 

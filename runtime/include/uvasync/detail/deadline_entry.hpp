@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/clock.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+
+#include <uvasync/clock.hpp>
 
 namespace uvasync::detail {
 

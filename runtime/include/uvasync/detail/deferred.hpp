@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/error.hpp>
-#include <uvasync/task.hpp>
-
 #include <coroutine>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+
+#include <uvasync/error.hpp>
+#include <uvasync/task.hpp>
 
 namespace uvasync::detail {
 
@@ -46,8 +46,10 @@ public:
     T await_resume() {
         struct destroy_after {
             task<T>& t;
+
             ~destroy_after() { t.reset(); }
         } guard{body_};
+
         if constexpr (std::is_void_v<T>) {
             body_.handle().promise().take();
         } else {

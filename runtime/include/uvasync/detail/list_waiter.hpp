@@ -14,8 +14,10 @@ class list_waiter : protected parked_wait, public list_hook<sync_waiter_tag> {
 public:
     list_waiter(const list_waiter&) = delete;
     list_waiter& operator=(const list_waiter&) = delete;
+
     list_waiter(list_waiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other)) {}
+
     list_waiter& operator=(list_waiter&&) = delete;
 
     /// The primitive hands this waiter its result: it leaves the list and becomes ready.

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <coroutine>
+#include <cstdint>
+
 #include <uvasync/detail/cancel_node.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/task_core.hpp>
 #include <uvasync/error.hpp>
-
-#include <coroutine>
-#include <cstdint>
 
 namespace uvasync::detail {
 
@@ -94,7 +94,9 @@ protected:
     }
 
     [[nodiscard]] state current_state() const noexcept { return state_; }
+
     [[nodiscard]] task_core* core() const noexcept { return core_; }
+
     [[nodiscard]] bool waiting() const noexcept { return state_ == state::waiting; }
 
 private:

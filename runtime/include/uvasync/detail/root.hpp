@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/task_core.hpp>
-#include <uvasync/error.hpp>
-#include <uvasync/task.hpp>
-
 #include <coroutine>
 #include <exception>
 #include <optional>
 #include <type_traits>
+
+#include <uvasync/detail/task_core.hpp>
+#include <uvasync/error.hpp>
+#include <uvasync/task.hpp>
 
 namespace uvasync::detail {
 

@@ -1,13 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/clock.hpp>
-#include <uvasync/detail/deadline_entry.hpp>
-#include <uvasync/detail/intrusive_list.hpp>
-#include <uvasync/detail/task_core.hpp>
-
-#include <uv.h>
-
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
@@ -16,6 +9,12 @@
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include <uv.h>
+#include <uvasync/clock.hpp>
+#include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/intrusive_list.hpp>
+#include <uvasync/detail/task_core.hpp>
 
 namespace uvasync::detail {
 
@@ -47,7 +46,8 @@ public:
     [[nodiscard]] uv_loop_t* loop() const noexcept { return loop_; }
 
     [[nodiscard]] deadline now() const noexcept {
-        return deadline(loop_clock::duration(virtual_ ? virtual_now_ : std::int64_t(uv_now(loop_))));
+        return deadline(
+            loop_clock::duration(virtual_ ? virtual_now_ : std::int64_t(uv_now(loop_))));
     }
 
     /// Makes `core` ready to resume at `h` (SEMANTICS D-14: never resumes inline).
@@ -94,8 +94,11 @@ public:
     }
 
     [[nodiscard]] bool accepting() const noexcept { return phase_ == phase::running; }
+
     [[nodiscard]] bool shut_down() const noexcept { return phase_ == phase::closed; }
+
     [[nodiscard]] bool owns_loop() const noexcept { return owns_loop_; }
+
     [[nodiscard]] bool is_virtual() const noexcept { return virtual_; }
 
     /// Cancels every task, waits (bounded) for them, closes the internal handles and lets
@@ -172,6 +175,8 @@ struct thread_context {
 
 thread_context& this_thread_context() noexcept;
 
-inline task_core* current_task() noexcept { return this_thread_context().task; }
+inline task_core* current_task() noexcept {
+    return this_thread_context().task;
+}
 
 } // namespace uvasync::detail

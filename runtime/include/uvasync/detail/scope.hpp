@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <cstdint>
+
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/cancel_node.hpp>
-
-#include <cstdint>
 
 namespace uvasync::detail {
 

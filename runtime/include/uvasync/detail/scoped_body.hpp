@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/scope.hpp>
-#include <uvasync/detail/task_core.hpp>
-#include <uvasync/task.hpp>
-
 #include <coroutine>
 #include <type_traits>
 #include <utility>
+
+#include <uvasync/detail/scope.hpp>
+#include <uvasync/detail/task_core.hpp>
+#include <uvasync/task.hpp>
 
 namespace uvasync::detail {
 
@@ -28,12 +28,14 @@ public:
 
     scoped_body(const scoped_body&) = delete;
     scoped_body& operator=(const scoped_body&) = delete;
+
     // Movable only before it is awaited (e.g. into shielded(timeout(...))): the scope is
     // rebuilt from its configuration; nothing is linked yet.
     scoped_body(scoped_body&& other) noexcept(std::is_nothrow_move_constructible_v<Factory>)
         : scope_(std::move(other.scope_))
         , body_(std::move(other.body_))
         , factory_(std::move(other.factory_)) {}
+
     scoped_body& operator=(scoped_body&&) = delete;
     ~scoped_body() = default;
 
@@ -63,8 +65,10 @@ protected:
     T take() {
         struct destroy_after {
             task<T>& t;
+
             ~destroy_after() { t.reset(); }
         } guard{body_};
+
         if constexpr (std::is_void_v<T>) {
             body_.handle().promise().take();
         } else {

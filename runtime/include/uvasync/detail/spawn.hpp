@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <utility>
+
 #include <uvasync/detail/root.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
-
-#include <utility>
 
 namespace uvasync::detail {
 
@@ -38,4 +38,3 @@ task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, sco
 }
 
 } // namespace uvasync::detail
-

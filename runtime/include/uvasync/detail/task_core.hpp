@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/intrusive_list.hpp>
-#include <uvasync/detail/scope.hpp>
-
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+
+#include <uvasync/detail/intrusive_list.hpp>
+#include <uvasync/detail/scope.hpp>
 
 namespace uvasync::detail {
 
@@ -72,8 +72,8 @@ public:
     task_base* body = nullptr;            // the user's task, destroyed early on a leak
 
     scope task_scope{scope_kind::task};
-    scope* current = &task_scope; // the innermost scope at the task's current point
-    scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
+    scope* current = &task_scope;    // the innermost scope at the task's current point
+    scope* token_scope = nullptr;    // owned; encloses task_scope for a task spawned with a token
     child_set* parent_set = nullptr; // the task group or gather this task is a child of
 
     intrusive_list<task_waiter, waiter_tag> waiters;
@@ -83,7 +83,7 @@ public:
     outcome result = outcome::pending;
     bool retrieved = false; // the error or value has been observed through a handle
     bool value_taken = false;
-    std::uint16_t transfer_budget = 0; // see transfer() in task.hpp
+    std::uint16_t transfer_budget = 0;               // see transfer() in task.hpp
     std::uint16_t deliveries_without_suspending = 0; // see throw_cancelled()
 };
 

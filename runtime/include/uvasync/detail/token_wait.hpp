@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/cancel_node.hpp>
-#include <uvasync/detail/park.hpp>
-
 #include <coroutine>
 #include <utility>
+
+#include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/park.hpp>
 
 namespace uvasync::detail {
 
@@ -24,9 +24,11 @@ public:
 
     token_wait(const token_wait&) = delete;
     token_wait& operator=(const token_wait&) = delete;
+
     token_wait(token_wait&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
         , token_(std::exchange(other.token_, nullptr)) {}
+
     token_wait& operator=(token_wait&&) = delete;
 
     ~token_wait() {

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/list_waiter.hpp>
-
 #include <coroutine>
+
+#include <uvasync/detail/list_waiter.hpp>
 
 namespace uvasync {
 

@@ -1,11 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/cancel_node.hpp>
-#include <uvasync/detail/list_waiter.hpp>
-#include <uvasync/error.hpp>
-#include <uvasync/task.hpp>
-
 #include <coroutine>
 #include <exception>
 #include <future>
@@ -15,6 +10,11 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+
+#include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/list_waiter.hpp>
+#include <uvasync/error.hpp>
+#include <uvasync/task.hpp>
 
 namespace uvasync {
 
@@ -102,6 +102,7 @@ public:
     future() noexcept = default;
 
     [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+
     [[nodiscard]] bool done() const noexcept { return state_ != nullptr && state_->done(); }
 
     auto operator co_await() const noexcept {
@@ -142,16 +143,15 @@ public:
     [[nodiscard]] future<T> get_future() const { return future<T>(state_); }
 
     template <class U = T>
-        requires(!std::is_void_v<U>)
-    bool set_value(U&& value) {
+
+    requires(!std::is_void_v<U>) bool set_value(U&& value) {
         return state_->template settle<1>(std::forward<U>(value));
     }
 
     template <class U = T>
-        requires std::is_void_v<U>
-    bool set_value() {
-        return state_->template settle<1>(unit{});
-    }
+    requires std::is_void_v<U>
+
+    bool set_value() { return state_->template settle<1>(unit{}); }
 
     bool set_exception(std::exception_ptr e) { return state_->template settle<2>(std::move(e)); }
 

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/list_waiter.hpp>
-#include <uvasync/error.hpp>
-
 #include <coroutine>
 #include <cstddef>
 #include <deque>
 #include <limits>
 #include <optional>
 #include <utility>
+
+#include <uvasync/detail/list_waiter.hpp>
+#include <uvasync/error.hpp>
 
 namespace uvasync {
 
@@ -130,8 +130,11 @@ public:
     }
 
     [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
+
     [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
+
     [[nodiscard]] bool full() const noexcept { return items_.size() >= capacity_; }
+
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
 
 private:

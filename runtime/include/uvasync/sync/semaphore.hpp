@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <uvasync/detail/list_waiter.hpp>
-#include <uvasync/error.hpp>
-
 #include <coroutine>
 #include <cstddef>
 #include <optional>
 #include <utility>
+
+#include <uvasync/detail/list_waiter.hpp>
+#include <uvasync/error.hpp>
 
 namespace uvasync {
 
