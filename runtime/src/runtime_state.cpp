@@ -445,7 +445,11 @@ void runtime_state::advance(loop_clock::duration d) {
         throw invalid_state("uvasync: advance() needs a runtime with a virtual clock");
     }
     runtime_scope current(this);
-    virtual_now_ += std::max<std::int64_t>(0, d.count());
+    // Saturates: advancing past the end of the clock stops at `never`, never overflows.
+    virtual_now_ = add_saturated(deadline(loop_clock::duration(virtual_now_)),
+                                 std::max(loop_clock::duration(0), d))
+                       .time_since_epoch()
+                       .count();
     run_deadline_pass();
 }
 
