@@ -42,6 +42,15 @@ runtime_state* owner_of_handle(uv_handle_t* h) {
     return static_cast<loop_handles*>(h->data)->owner;
 }
 
+/// The libuv callback of each runtime handle: forwards to the runtime while it still owns the
+/// handle (after shutdown nothing is forwarded).
+template <class Handle, void (runtime_state::*Member)() noexcept>
+void forward(Handle* h) {
+    if (runtime_state* rt = owner_of_handle(reinterpret_cast<uv_handle_t*>(h))) {
+        (rt->*Member)();
+    }
+}
+
 void on_handle_closed(uv_handle_t* h) {
     auto* handles = static_cast<loop_handles*>(h->data);
     if (--handles->open == 0) {
@@ -122,28 +131,14 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     init(reinterpret_cast<uv_handle_t*>(&handles_->check), uv_check_init(loop_, &handles_->check),
          "uv_check_init");
     init(reinterpret_cast<uv_handle_t*>(&handles_->async),
-         uv_async_init(loop_, &handles_->async,
-                       [](uv_async_t* a) {
-                           if (runtime_state* rt =
-                                   owner_of_handle(reinterpret_cast<uv_handle_t*>(a))) {
-                               rt->on_async();
-                           }
-                       }),
+         uv_async_init(loop_, &handles_->async, &forward<uv_async_t, &runtime_state::on_async>),
          "uv_async_init");
     inbox_ = new inbox(&handles_->async);
 
     // Prepare and check always run while the loop runs, but must never keep it alive; the
     // async handle only keeps an owned loop alive while run() waits for its main task.
-    uv_prepare_start(&handles_->prepare, [](uv_prepare_t* p) {
-        if (runtime_state* rt = owner_of_handle(reinterpret_cast<uv_handle_t*>(p))) {
-            rt->on_prepare();
-        }
-    });
-    uv_check_start(&handles_->check, [](uv_check_t* c) {
-        if (runtime_state* rt = owner_of_handle(reinterpret_cast<uv_handle_t*>(c))) {
-            rt->on_check();
-        }
-    });
+    uv_prepare_start(&handles_->prepare, &forward<uv_prepare_t, &runtime_state::on_prepare>);
+    uv_check_start(&handles_->check, &forward<uv_check_t, &runtime_state::on_check>);
     uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->prepare));
     uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->check));
     uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->async));
@@ -263,14 +258,9 @@ void runtime_state::on_check() noexcept {
             virtual_now_ = std::max(virtual_now_, heap_.front()->when.time_since_epoch().count());
             run_deadline_pass();
         } else if (uv_is_active(reinterpret_cast<uv_handle_t*>(&handles_->threshold)) == 0) {
-            uv_timer_start(
-                &handles_->threshold,
-                [](uv_timer_t* t) {
-                    if (runtime_state* rt = owner_of_handle(reinterpret_cast<uv_handle_t*>(t))) {
-                        rt->on_threshold_timer();
-                    }
-                },
-                static_cast<std::uint64_t>(autojump_threshold_ms_), 0);
+            uv_timer_start(&handles_->threshold,
+                           &forward<uv_timer_t, &runtime_state::on_threshold_timer>,
+                           static_cast<std::uint64_t>(autojump_threshold_ms_), 0);
         }
     } else if (virtual_ && !ready_.empty()) {
         uv_timer_stop(&handles_->threshold); // activity: the threshold starts over
@@ -404,14 +394,8 @@ void runtime_state::rearm_timer() noexcept {
     // Relative to the cached loop time, which is what uv_timer_start adds it to, so the
     // absolute deadline stays exact (SEMANTICS 6.3).
     const std::int64_t delay = std::max<std::int64_t>(0, (top - now()).count());
-    uv_timer_start(
-        &handles_->timer,
-        [](uv_timer_t* t) {
-            if (runtime_state* rt = owner_of_handle(reinterpret_cast<uv_handle_t*>(t))) {
-                rt->on_timer();
-            }
-        },
-        static_cast<std::uint64_t>(delay), 0);
+    uv_timer_start(&handles_->timer, &forward<uv_timer_t, &runtime_state::on_timer>,
+                   static_cast<std::uint64_t>(delay), 0);
     armed_for_ = top;
 }
 

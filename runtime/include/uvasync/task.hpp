@@ -179,30 +179,15 @@ public:
         [[nodiscard]] bool await_ready() const noexcept { return !task_.handle_ || task_.awaited_; }
 
         std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) noexcept {
-            task_.awaited_ = true;
             started_ = true;
-            auto h = std::coroutine_handle<promise_type>::from_address(task_.handle_.address());
-            h.promise().continuation_ = caller;
-            return detail::transfer(h);
+            return task_.start_inline(caller);
         }
 
         T await_resume() {
             if (!started_) {
                 throw invalid_state("uvasync: this task was already awaited or is empty");
             }
-            auto h = std::coroutine_handle<promise_type>::from_address(task_.handle_.address());
-
-            struct destroy_after {
-                task& t;
-
-                ~destroy_after() { t.reset(); }
-            } guard{task_};
-
-            if constexpr (std::is_void_v<T>) {
-                h.promise().take();
-            } else {
-                return h.promise().take();
-            }
+            return task_.take_result();
         }
 
     private:
@@ -213,6 +198,29 @@ public:
     awaiter operator co_await() & noexcept { return awaiter(*this); }
 
     awaiter operator co_await() && noexcept { return awaiter(*this); }
+
+    /// For library code: starts this unstarted task inline with `caller` as its continuation.
+    std::coroutine_handle<> start_inline(std::coroutine_handle<> caller) noexcept {
+        awaited_ = true;
+        handle().promise().continuation_ = caller;
+        return detail::transfer(handle());
+    }
+
+    /// For library code: the finished task's value, or its exception rethrown; the frame is
+    /// destroyed either way.
+    T take_result() {
+        struct destroy_after {
+            task& t;
+
+            ~destroy_after() { t.reset(); }
+        } guard{*this};
+
+        if constexpr (std::is_void_v<T>) {
+            handle().promise().take();
+        } else {
+            return handle().promise().take();
+        }
+    }
 
     /// For library code: the typed handle (null when empty).
     [[nodiscard]] std::coroutine_handle<promise_type> handle() const noexcept {

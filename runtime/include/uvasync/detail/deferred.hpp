@@ -38,24 +38,10 @@ public:
             throw invalid_state("uvasync: this awaitable was already awaited");
         }
         body_ = std::apply([](Args&... a) { return Impl::call(a...); }, args_);
-        auto h = body_.handle();
-        h.promise().continuation_ = caller;
-        return transfer(h);
+        return body_.start_inline(caller);
     }
 
-    T await_resume() {
-        struct destroy_after {
-            task<T>& t;
-
-            ~destroy_after() { t.reset(); }
-        } guard{body_};
-
-        if constexpr (std::is_void_v<T>) {
-            body_.handle().promise().take();
-        } else {
-            return body_.handle().promise().take();
-        }
-    }
+    T await_resume() { return body_.take_result(); }
 
 private:
     std::tuple<Args...> args_;

@@ -56,25 +56,11 @@ protected:
             scope_.leave();
             throw invalid_state("uvasync: the body of a scope is an empty or awaited task");
         }
-        auto h = body_.handle();
-        h.promise().continuation_ = caller;
-        return transfer(h);
+        return body_.start_inline(caller);
     }
 
     /// The body's result, or its exception; the frame is destroyed either way.
-    T take() {
-        struct destroy_after {
-            task<T>& t;
-
-            ~destroy_after() { t.reset(); }
-        } guard{body_};
-
-        if constexpr (std::is_void_v<T>) {
-            body_.handle().promise().take();
-        } else {
-            return body_.handle().promise().take();
-        }
-    }
+    T take() { return body_.take_result(); }
 
     // The scope is declared first so that, when a suspended frame is destroyed, the body (whose
     // awaiters are registered on the scope) is destroyed before the scope.
