@@ -14,34 +14,9 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "string_makers.hpp"
 
 using namespace std::chrono_literals;
-
-namespace doctest {
-template <>
-struct StringMaker<std::vector<std::string>> {
-    static String convert(const std::vector<std::string>& v) {
-        std::string s = "{";
-        for (const auto& e : v) {
-            s += "\"" + e + "\", ";
-        }
-        s += "}";
-        return String(s.c_str());
-    }
-};
-
-template <>
-struct StringMaker<std::vector<int>> {
-    static String convert(const std::vector<int>& v) {
-        std::string s = "{";
-        for (int e : v) {
-            s += std::to_string(e) + ", ";
-        }
-        s += "}";
-        return String(s.c_str());
-    }
-};
-} // namespace doctest
 
 namespace {
 

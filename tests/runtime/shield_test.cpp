@@ -20,20 +20,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
-
-namespace doctest {
-template <>
-struct StringMaker<std::vector<std::string>> {
-    static String convert(const std::vector<std::string>& v) {
-        std::string s = "{";
-        for (const auto& e : v) {
-            s += "\"" + e + "\", ";
-        }
-        s += "}";
-        return String(s.c_str());
-    }
-};
-} // namespace doctest
+#include "string_makers.hpp"
 
 namespace uvasync::test {
 namespace {
