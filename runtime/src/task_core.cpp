@@ -2,6 +2,7 @@
 #include <uvasync/detail/child_set.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/task_core.hpp>
+#include <uvasync/error.hpp>
 
 namespace uvasync::detail {
 
@@ -20,6 +21,10 @@ void task_core::release() noexcept {
         rt->report(error); // the last handle went away without looking (asyncio's GC log)
     }
     root.destroy(); // destroys *this
+}
+
+void task_core::throw_cancelled_outcome() const {
+    throw cancelled_error(cancel_message, 0);
 }
 
 bool task_core::cancel(message_ptr message) noexcept {

@@ -70,7 +70,7 @@ public:
     T run(task<T> t) {
         task_handle<T> h = rt->spawn(std::move(t));
         run_until([&] { return h.done(); });
-        return take(h);
+        return h.state()->take_outcome();
     }
 
     /// Runs loop iterations until `done()` holds (the fixture is the host here). The loop is
@@ -95,21 +95,6 @@ public:
     std::vector<std::exception_ptr> reported;
 
 private:
-    template <class T>
-    static T take(task_handle<T>& h) {
-        auto* st = h.state();
-        st->retrieved = true;
-        if (st->result == detail::outcome::error) {
-            std::rethrow_exception(st->error);
-        }
-        if (st->result == detail::outcome::cancelled) {
-            throw cancelled_error(st->cancel_message, 0);
-        }
-        if constexpr (!std::is_void_v<T>) {
-            return std::move(*st->value);
-        }
-    }
-
     uv_loop_t loop_{};
     std::ptrdiff_t frames_before_;
     std::ptrdiff_t counted_before_;

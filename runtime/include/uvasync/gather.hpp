@@ -167,8 +167,7 @@ uvasync::outcome<T> take_outcome(task_state<T>* st) {
 
 /// Gather's result when an enclosing scope is cancelled and a child ended cancelled (10.6):
 /// the caller's own cancellation, not buried in a result list.
-template <class Handles>
-void raise_if_cancelled_from_outside(const Handles& any_cancelled, task_core* core) {
+inline void raise_if_cancelled_from_outside(bool any_cancelled, task_core* core) {
     if (any_cancelled && core->current->cancelled()) {
         throw_cancelled(core);
     }

@@ -107,19 +107,7 @@ public:
         }
         task_handle<T> main = spawn(std::move(t));
         state_->run_until([&] { return main.done(); });
-        auto* st = main.state();
-        st->retrieved = true;
-        switch (st->result) {
-        case detail::outcome::error:
-            std::rethrow_exception(st->error);
-        case detail::outcome::cancelled:
-            throw cancelled_error(st->cancel_message, 0);
-        default:
-            break;
-        }
-        if constexpr (!std::is_void_v<T>) {
-            return std::move(*st->value);
-        }
+        return main.state()->take_outcome();
     }
 
     /// Thread-safe: runs `fn` on the loop thread, in posting order. Returns false (and drops

@@ -17,10 +17,20 @@ template <class T>
 class task_state : public task_core {
 public:
     std::optional<T> value;
+
+    /// For a finished task, taken once by its single owner (`run`): the value, or the error
+    /// rethrown, or `cancelled_error` with the task's message.
+    T take_outcome() {
+        rethrow_unless_value();
+        return std::move(*value);
+    }
 };
 
 template <>
-class task_state<void> : public task_core {};
+class task_state<void> : public task_core {
+public:
+    void take_outcome() { rethrow_unless_value(); }
+};
 
 /// The root frame of a spawned task: it owns the task's state (in its promise) and awaits the
 /// user's `task<T>` inline, turning whatever comes out into the task's outcome (SEMANTICS 2.3).

@@ -56,6 +56,17 @@ public:
 
     void release() noexcept;
 
+    /// Marks the outcome observed and rethrows it unless it is a value.
+    void rethrow_unless_value() {
+        retrieved = true;
+        if (result == outcome::error) {
+            std::rethrow_exception(error);
+        }
+        if (result == outcome::cancelled) {
+            throw_cancelled_outcome();
+        }
+    }
+
     /// Cancels the task scope (SEMANTICS 3). Loop thread only.
     bool cancel(message_ptr message) noexcept;
 
@@ -63,6 +74,10 @@ public:
     /// error nobody can observe any more, and lets the runtime drop its reference.
     void finish() noexcept;
 
+private:
+    [[noreturn]] void throw_cancelled_outcome() const;
+
+public:
     // The run queue link (intrusive_queue<task_core> reads it).
     task_core* queue_next_ = nullptr;
 
