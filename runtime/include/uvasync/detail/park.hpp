@@ -65,6 +65,14 @@ protected:
         return true;
     }
 
+    /// The operation could not be started after `park()` (libuv returned an error, so no
+    /// callback will come): leaves the wait without scheduling, so `await_suspend` can return
+    /// false and `await_resume` reports the error at once.
+    void unpark() noexcept {
+        state_ = state::completed;
+        unlink();
+    }
+
     /// The operation finished; the task becomes ready. Ignored after an abort.
     void complete() noexcept {
         if (state_ != state::waiting) {
