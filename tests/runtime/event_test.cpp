@@ -22,15 +22,6 @@ using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
 
-/// A virtual clock that moves only when the test calls `advance()`, so a `set()` and a
-/// deadline can be recorded in the same iteration.
-runtime_options manual_clock() {
-    runtime_options o;
-    o.virtual_clock = true;
-    o.autojump = false;
-    return o;
-}
-
 task<> wait_and_log(event& e, log_t& log, std::string name) {
     log.push_back(name + " waits");
     co_await e.wait();
@@ -353,7 +344,7 @@ TEST_SUITE("event") {
     }
 
     TEST_CASE("D-2 4.9 a set and a deadline recorded in the same iteration: the wait completes") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         event e;
         for (int round = 0; round < 2; ++round) {
             const deadline start = f.now();
@@ -370,7 +361,7 @@ TEST_SUITE("event") {
     }
 
     TEST_CASE("4.9 a deadline recorded before the set detaches the waiter") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         event e;
         for (int round = 0; round < 2; ++round) {
             task_handle<std::string> h = f.rt->spawn(wait_or_move_on(e, 10ms));
@@ -462,7 +453,7 @@ TEST_SUITE("event") {
 
     TEST_CASE("4.8 a task cancellation passes through a timeout around a wait as "
               "cancelled_error") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         event e;
         for (int round = 0; round < 2; ++round) {
             task_handle<std::string> h = f.rt->spawn(wait_with_timeout(e, 1h));

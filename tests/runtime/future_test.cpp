@@ -16,6 +16,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "test_error.hpp"
 
 using namespace std::chrono_literals;
 
@@ -24,26 +25,9 @@ namespace {
 using namespace uvasync;
 using uvasync::test::counted;
 using uvasync::test::loop_fixture;
+using uvasync::test::my_error;
 
 using log_t = std::vector<std::string>;
-
-/// A virtual clock that moves only when the test calls `advance()`, so a `set_value` and a
-/// deadline can be recorded in the same iteration.
-runtime_options manual_clock() {
-    runtime_options o;
-    o.virtual_clock = true;
-    o.autojump = false;
-    return o;
-}
-
-/// An ordinary error with a payload, to check that the rethrown object is the one set.
-struct my_error : std::runtime_error {
-    explicit my_error(int c)
-        : std::runtime_error("my_error")
-        , code(c) {}
-
-    int code;
-};
 
 task<> consume(future<std::string> fut, log_t& log, std::string name) {
     log.push_back(name + " waits");
@@ -398,7 +382,7 @@ TEST_SUITE("future") {
     }
 
     TEST_CASE("4.8 a promise's cancellation passes through a timeout scope unconverted") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
@@ -552,7 +536,7 @@ TEST_SUITE("future") {
 
     TEST_CASE("D-2 4.9 a set_value and a deadline recorded in the same iteration: the value is "
               "returned") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
@@ -570,7 +554,7 @@ TEST_SUITE("future") {
 
     TEST_CASE("D-13 a deadline recorded before set_value detaches the waiter; set_value still "
               "succeeds") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
@@ -666,7 +650,7 @@ TEST_SUITE("future") {
 
     TEST_CASE("4.8 a task cancellation passes through a timeout around a future as "
               "cancelled_error, and the future stays pending") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();

@@ -28,15 +28,6 @@ using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
 
-/// A virtual clock that moves only when the test calls `advance()`, so a hand-off and a
-/// deadline can be recorded in the same iteration.
-runtime_options manual_clock() {
-    runtime_options o;
-    o.virtual_clock = true;
-    o.autojump = false;
-    return o;
-}
-
 task<> get_and_log(queue<int>& q, log_t& log, std::string name) {
     log.push_back(name + " waits");
     const int v = co_await q.get();
@@ -583,7 +574,7 @@ TEST_SUITE("queue") {
 
     TEST_CASE("D-2 4.9 a hand-off and a deadline recorded in the same iteration: the item is "
               "returned") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
             const deadline start = f.now();
@@ -601,7 +592,7 @@ TEST_SUITE("queue") {
 
     TEST_CASE("4.9 a deadline recorded before the put detaches the getter: the item stays "
               "queued") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
             task_handle<std::string> h = f.rt->spawn(get_or_move_on(q, 10ms));
@@ -715,7 +706,7 @@ TEST_SUITE("queue") {
     }
 
     TEST_CASE("4.8 a task cancellation passes through a timeout around a get as cancelled_error") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
             task_handle<std::string> h = f.rt->spawn(get_with_timeout(q, 1h));

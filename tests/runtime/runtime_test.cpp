@@ -13,6 +13,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "test_error.hpp"
 
 using namespace std::chrono_literals;
 
@@ -21,14 +22,7 @@ namespace {
 using namespace uvasync;
 using uvasync::test::counted;
 using uvasync::test::loop_fixture;
-
-struct my_error : std::runtime_error {
-    explicit my_error(int c)
-        : std::runtime_error("my_error")
-        , code(c) {}
-
-    int code;
-};
+using uvasync::test::my_error;
 
 /// Checks, like loop_fixture does, that a test with an owned runtime leaves no coroutine frame
 /// and no `counted` object behind. Declare it before the runtime.

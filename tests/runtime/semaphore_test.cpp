@@ -26,15 +26,6 @@ using uvasync::test::loop_fixture;
 using log_t = std::vector<std::string>;
 using permit_slot = std::optional<semaphore::permit>;
 
-/// A virtual clock that moves only when the test calls `advance()`, so a hand-off and a
-/// deadline can be recorded in the same iteration.
-runtime_options manual_clock() {
-    runtime_options o;
-    o.virtual_clock = true;
-    o.autojump = false;
-    return o;
-}
-
 /// Waits for a permit and moves it into `slot`, which the test owns; the task then ends and the
 /// test decides when to release.
 task<> acquire_into(semaphore& s, permit_slot& slot, log_t& log, std::string name) {
@@ -545,7 +536,7 @@ TEST_SUITE("semaphore") {
 
     TEST_CASE("D-2 4.9 a hand-off and a deadline recorded in the same iteration: the timeout "
               "returns the permit (5.8)") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
             std::optional<semaphore::permit> mine = s.try_acquire();
@@ -571,7 +562,7 @@ TEST_SUITE("semaphore") {
 
     TEST_CASE("4.9 a deadline recorded before the hand-off detaches the waiter: the permit stays "
               "free") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
             std::optional<semaphore::permit> mine = s.try_acquire();
@@ -697,7 +688,7 @@ TEST_SUITE("semaphore") {
 
     TEST_CASE("4.8 a task cancellation passes through a timeout around an acquire as "
               "cancelled_error") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
             std::optional<semaphore::permit> mine = s.try_acquire();

@@ -29,12 +29,6 @@ std::string since(deadline t0) {
     return "+" + std::to_string(ms_since(t0));
 }
 
-runtime_options manual_clock() {
-    runtime_options o = loop_fixture::virtual_clock();
-    o.autojump = false;
-    return o;
-}
-
 task<void> record(trace& tr, std::string what) {
     tr.push_back(std::move(what));
     co_return;
@@ -621,7 +615,7 @@ TEST_SUITE("sleep") {
 
     TEST_CASE("D-14 6.5 entries with different deadlines that are due in one pass all complete "
               "before any woken task runs") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         pair_state st;
         const deadline t0 = f.now();
         st.first = f.rt->spawn(wake_and_cancel_other(t0 + 5ms, st));

@@ -15,6 +15,7 @@
 
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
+#include "test_error.hpp"
 
 using namespace std::chrono_literals;
 
@@ -23,15 +24,7 @@ namespace {
 using namespace uvasync;
 using uvasync::test::counted;
 using uvasync::test::loop_fixture;
-
-/// An ordinary error with a code, to tell failures apart.
-struct my_error : std::runtime_error {
-    explicit my_error(int c)
-        : std::runtime_error("my_error " + std::to_string(c))
-        , code(c) {}
-
-    int code;
-};
+using uvasync::test::my_error;
 
 /// A second, unrelated error type.
 struct other_error : std::runtime_error {

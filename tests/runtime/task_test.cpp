@@ -12,6 +12,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "test_error.hpp"
 
 using namespace std::chrono_literals;
 
@@ -20,15 +21,7 @@ namespace {
 using namespace uvasync;
 using uvasync::test::counted;
 using uvasync::test::loop_fixture;
-
-/// An ordinary error with a payload, to check that the rethrown object is the thrown one.
-struct my_error : std::runtime_error {
-    explicit my_error(int c)
-        : std::runtime_error("my_error")
-        , code(c) {}
-
-    int code;
-};
+using uvasync::test::my_error;
 
 /// An error type that does not derive from std::exception.
 struct plain_error {

@@ -2,8 +2,8 @@
 // Cancellation points, delivery and ownership (SEMANTICS 4) and timeout scopes (SEMANTICS 5).
 //
 // Every test runs on the fixture's virtual clock (autojump on unless a test needs to make
-// several events fall into one iteration; those use `manual_clock()` and `advance`), so the
-// times asserted below are exact loop-clock differences.
+// several events fall into one iteration; those use `loop_fixture::manual_clock()` and `advance`),
+// so the times asserted below are exact loop-clock differences.
 //
 // C++ forbids `co_await` inside a handler, so "cleanup that awaits in a catch block" is written
 // the usual C++20 way: the handler keeps the exception_ptr, the cleanup awaits after the try
@@ -48,14 +48,6 @@ std::string since(deadline t0) {
 std::string flags(const timeout_scope& s) {
     return std::string("expired=") + (s.expired() ? "1" : "0") +
            " caught=" + (s.caught() ? "1" : "0");
-}
-
-/// Virtual clock without autojump: time moves only by `rt->advance`, so several deadlines and
-/// cancellations can be recorded in one iteration before any task runs.
-runtime_options manual_clock() {
-    runtime_options o = loop_fixture::virtual_clock();
-    o.autojump = false;
-    return o;
 }
 
 task<int> value_now(int v) {
@@ -1577,7 +1569,7 @@ TEST_SUITE("timeout") {
 
     TEST_CASE(
         "4.8 nested timeouts that expire in the same iteration: only the outermost converts") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         const std::vector<loop_clock::duration> ds{10ms, 5ms};
         std::vector<scope_record> rec(ds.size());
         const deadline t0 = f.now();
@@ -1641,7 +1633,7 @@ TEST_SUITE("timeout") {
     TEST_CASE(
         "4.8 a task cancel() recorded before the timeout's expiry in the same iteration escapes "
         "the timeout as cancelled_error") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         scope_record rec;
         task_handle<void> h = f.rt->spawn(timeout_around_sleep(10ms, rec));
         f.run_all();
@@ -1658,7 +1650,7 @@ TEST_SUITE("timeout") {
     TEST_CASE(
         "4.8 a task cancel() recorded after the timeout's expiry in the same iteration escapes "
         "the timeout as cancelled_error") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         scope_record rec;
         task_handle<void> h = f.rt->spawn(timeout_around_sleep(10ms, rec));
         f.run_all();
@@ -1690,7 +1682,7 @@ TEST_SUITE("timeout") {
               "cancelled_error escapes the timeout") {
         for (const bool token_first : {true, false}) {
             CAPTURE(token_first);
-            loop_fixture f(manual_clock());
+            loop_fixture f(loop_fixture::manual_clock());
             scope_record rec;
             cancel_source src;
             task_handle<void> h = f.rt->spawn(timeout_around_sleep(10ms, rec), src.token());
@@ -2147,7 +2139,7 @@ TEST_SUITE("timeout") {
     }
 
     TEST_CASE("5.13 timeout scopes open no libuv handle, however many are active") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         const int before = count_handles(f.loop());
         const std::vector<loop_clock::duration> deep(50, 1h);
         std::vector<scope_record> rec(deep.size());

@@ -16,6 +16,7 @@
 
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
+#include "test_error.hpp"
 
 using namespace std::chrono_literals;
 
@@ -24,15 +25,7 @@ namespace {
 using namespace uvasync;
 using uvasync::test::counted;
 using uvasync::test::loop_fixture;
-
-/// An ordinary error with a code, to tell failures apart.
-struct my_error : std::runtime_error {
-    explicit my_error(int c)
-        : std::runtime_error("my_error " + std::to_string(c))
-        , code(c) {}
-
-    int code;
-};
+using uvasync::test::my_error;
 
 /// Events with the loop-clock time (ms since `t0`) at which they happened: "name what@ms".
 struct trace {
@@ -380,12 +373,6 @@ TEST_SUITE("wait_for") {
     // 7.6 Outer cancellation in the same iteration as the deadline
 
     namespace {
-    runtime_options manual_clock() {
-        runtime_options o = loop_fixture::virtual_clock();
-        o.autojump = false;
-        return o;
-    }
-
     task<std::string> t_same_iteration(trace& tr, bool& parked) {
         parked = true;
         try {
@@ -407,7 +394,7 @@ TEST_SUITE("wait_for") {
             CAPTURE(cancel_first);
             trace tr;
             bool parked = false;
-            loop_fixture f(manual_clock());
+            loop_fixture f(loop_fixture::manual_clock());
             tr.t0 = f.now();
             auto h = f.rt->spawn(t_same_iteration(tr, parked));
             f.run_until([&] { return parked; });

@@ -63,6 +63,15 @@ public:
         return o;
     }
 
+    /// A virtual clock that moves only when the test calls `rt->advance()`, so several
+    /// deadlines, completions and cancellations can be recorded in one iteration before any
+    /// task runs.
+    static runtime_options manual_clock() {
+        runtime_options o = virtual_clock();
+        o.autojump = false;
+        return o;
+    }
+
     static runtime_options real_clock() { return runtime_options{}; }
 
     /// Spawns `t` and runs the loop until it is done; returns its value or rethrows.
