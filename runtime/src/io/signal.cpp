@@ -48,7 +48,7 @@ public:
         }
     }
 
-    void close(close_waiter* w) noexcept override {
+    void close(closable_waiter* w) noexcept override {
         set_closer(w);
         if (closing_) {
             return;
@@ -247,8 +247,8 @@ detail::signal_awaiter signal_set::wait() {
     return detail::signal_awaiter(state_);
 }
 
-detail::close_awaiter signal_set::close() noexcept {
-    return detail::close_awaiter(std::exchange(state_, nullptr));
+detail::closable_awaiter signal_set::close() noexcept {
+    return detail::closable_awaiter(std::exchange(state_, nullptr));
 }
 
 } // namespace uvasync

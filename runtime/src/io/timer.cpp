@@ -19,7 +19,7 @@ public:
         , interval_(interval)
         , due_(rt.now() + interval) {}
 
-    void close(close_waiter* w) noexcept override {
+    void close(closable_waiter* w) noexcept override {
         stop();
         set_closer(w);
         wake_closer();
@@ -175,8 +175,8 @@ void timer::stop() noexcept {
     }
 }
 
-detail::close_awaiter timer::close() noexcept {
-    return detail::close_awaiter(std::exchange(state_, nullptr));
+detail::closable_awaiter timer::close() noexcept {
+    return detail::closable_awaiter(std::exchange(state_, nullptr));
 }
 
 bool timer::running() const noexcept {

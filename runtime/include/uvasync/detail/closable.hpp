@@ -12,7 +12,7 @@ class closable;
 
 /// A task parked until an I/O object's last close callback. Not a cancellation point
 /// (SEMANTICS 14.4): nothing aborts it, it always ends with the close callback.
-struct close_waiter {
+struct closable_waiter {
     task_core* core = nullptr;
     std::coroutine_handle<> caller;
     closable* target = nullptr; // cleared by the object when it wakes the waiter
@@ -31,10 +31,10 @@ public:
 
     /// Starts closing (idempotent). `w`, if not null, is woken after the last close callback.
     /// The object must not be used by its owner afterwards: it deletes itself.
-    virtual void close(close_waiter* w) noexcept = 0;
+    virtual void close(closable_waiter* w) noexcept = 0;
 
     /// The waiter's frame is being destroyed without being resumed: forget it.
-    void forget(close_waiter* w) noexcept {
+    void forget(closable_waiter* w) noexcept {
         if (closer_ == w) {
             closer_ = nullptr;
         }
@@ -44,7 +44,7 @@ protected:
     virtual ~closable() = default;
 
     /// Records the waiter for `close(w)`.
-    void set_closer(close_waiter* w) noexcept {
+    void set_closer(closable_waiter* w) noexcept {
         if (w != nullptr) {
             closer_ = w;
             w->target = this;
@@ -54,7 +54,7 @@ protected:
     /// Called by the derived object after its last close callback, right before it deletes
     /// itself: makes the closing task ready.
     void wake_closer() noexcept {
-        if (close_waiter* w = closer_) {
+        if (closable_waiter* w = closer_) {
             closer_ = nullptr;
             w->target = nullptr;
             w->core->rt->schedule(w->core, w->caller);
@@ -62,27 +62,27 @@ protected:
     }
 
 private:
-    close_waiter* closer_ = nullptr;
+    closable_waiter* closer_ = nullptr;
 };
 
 /// The awaiter behind every `close()` of an I/O object. It owns the object's state from the
 /// `close()` call on: awaiting it closes and resumes after the last close callback; dropping
 /// it unawaited still closes (without waiting). Never a cancellation point.
-class close_awaiter {
+class closable_awaiter {
 public:
-    explicit close_awaiter(closable* target) noexcept
+    explicit closable_awaiter(closable* target) noexcept
         : target_(target) {}
 
-    close_awaiter(const close_awaiter&) = delete;
-    close_awaiter& operator=(const close_awaiter&) = delete;
-    close_awaiter& operator=(close_awaiter&&) = delete;
+    closable_awaiter(const closable_awaiter&) = delete;
+    closable_awaiter& operator=(const closable_awaiter&) = delete;
+    closable_awaiter& operator=(closable_awaiter&&) = delete;
 
-    close_awaiter(close_awaiter&& other) noexcept // only before it is awaited
+    closable_awaiter(closable_awaiter&& other) noexcept // only before it is awaited
         : target_(other.target_) {
         other.target_ = nullptr;
     }
 
-    ~close_awaiter() {
+    ~closable_awaiter() {
         if (target_ != nullptr) { // never awaited
             target_->close(nullptr);
         }
@@ -106,7 +106,7 @@ public:
 
 private:
     closable* target_;
-    close_waiter waiter_;
+    closable_waiter waiter_;
 };
 
 } // namespace uvasync::detail

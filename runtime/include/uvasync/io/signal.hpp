@@ -94,7 +94,7 @@ public:
     /// Stops catching the signals and closes the handles; queued signals are dropped and a
     /// task waiting in `wait()` raises `invalid_state`. The returned awaitable resumes after
     /// the last close callback (awaiting it is optional). Never a cancellation point.
-    [[nodiscard]] detail::close_awaiter close() noexcept;
+    [[nodiscard]] detail::closable_awaiter close() noexcept;
 
     /// True until the set is closed or moved from.
     [[nodiscard]] bool is_open() const noexcept { return state_ != nullptr; }

@@ -96,7 +96,7 @@ public:
     /// Closes the timer (stopping it). A timer has no libuv handle, so the returned awaitable
     /// resumes through the run queue at once; it exists so that every I/O object closes the
     /// same way. Never a cancellation point.
-    [[nodiscard]] detail::close_awaiter close() noexcept;
+    [[nodiscard]] detail::closable_awaiter close() noexcept;
 
     /// The interval given to the constructor.
     [[nodiscard]] std::chrono::milliseconds interval() const noexcept { return interval_; }
