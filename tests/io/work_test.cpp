@@ -251,7 +251,7 @@ task<void> open_then_checkpoint(std::string path, int& fd_seen) {
 
 TEST_SUITE("work") {
     TEST_CASE("work_saturated_pool_queued_never_runs_running_delivers_results_are_released") {
-        const int fds_before = open_fds();
+        const int fds_before = fds_baseline();
         temp_dir dir;
         fifo pipe(dir);
         {
@@ -292,7 +292,7 @@ TEST_SUITE("work") {
     }
 
     TEST_CASE("work_frames_destroyed_at_shutdown_orphan_their_requests_without_leaks") {
-        const int fds_before = open_fds();
+        const int fds_before = fds_baseline();
         temp_dir dir;
         fifo pipe(dir);
         std::atomic<int> ran{0};
