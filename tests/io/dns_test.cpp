@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include <doctest/doctest.h>
 #include <uv.h>
@@ -18,7 +19,6 @@
 #include "request_support.hpp"
 
 #include <netdb.h>
-#include <poll.h>
 
 namespace uvasync::test {
 namespace {
@@ -76,6 +76,25 @@ task<void> reverse_localhost(bool& armed, std::string& host) {
         co_await reverse(socket_address::parse("127.0.0.1", 80), NI_NUMERICHOST | NI_NUMERICSERV);
     host = n.host;
     co_await yield();
+}
+
+/// Waits, without running the loop, until `n` finished threadpool requests wait for their
+/// callbacks. Reads libuv's done queue (`loop->wq`, unix layout of 1.x) under its mutex.
+void wait_done_queue(uv_loop_t* loop, int n) {
+    for (int spins = 0; spins < 30000; ++spins) {
+        uv_mutex_lock(&loop->wq_mutex);
+        int count = 0;
+        for (void** q = static_cast<void**>(loop->wq[0]); q != static_cast<void**>(loop->wq);
+             q = static_cast<void**>(q[0])) {
+            ++count;
+        }
+        uv_mutex_unlock(&loop->wq_mutex);
+        if (count >= n) {
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    FAIL("the threadpool did not finish in 30 s");
 }
 
 TEST_SUITE("dns") {
@@ -201,14 +220,18 @@ TEST_SUITE("dns") {
         int count = -1;
         {
             loop_fixture f(o);
+            pool_gate gate;
+            auto b1 = f.rt->spawn(gate.block(1));
+            auto b2 = f.rt->spawn(gate.block(2));
+            f.run(gate.wait_running(pool_size));
             auto h = f.rt->spawn(resolve_localhost(armed, count));
-            f.run_until([&] { return armed; });
-            // The loop is not run: wait until the threadpool signals the loop's backend (the
-            // work-done async), i.e. the lookup finished and its callback is pending.
-            pollfd p{uv_backend_fd(f.loop()), POLLIN, 0};
-            REQUIRE(::poll(&p, 1, 30000) == 1);
+            f.run_until([&] { return armed; }); // queued behind the blockers
+            // From here the loop does not run: open the gate and wait until the blockers and
+            // the lookup have finished (all three wait in the loop's done queue).
+            gate.open();
+            wait_done_queue(f.loop(), 3);
             f.rt->shutdown();
-            CHECK(f.reported.size() == 1);
+            CHECK(f.reported.size() == 3); // the lookup and both blockers: none was resumed
             f.reported.clear();
         }
         CHECK(count == -1);
