@@ -12,6 +12,7 @@
 
 #include <doctest/doctest.h>
 #include <uv.h>
+#include <uvasync/io/dns.hpp>
 #include <uvasync/io/fs.hpp>
 #include <uvasync/io/work.hpp>
 #include <uvasync/uvasync.hpp>
@@ -38,6 +39,15 @@ task<std::thread::id> thread_of_work() {
 
 task<std::unique_ptr<int>> move_only_result() {
     co_return co_await to_thread([] { return std::make_unique<int>(42); });
+}
+
+/// A function with an owning capture, named before the co_await. GCC 12.2 destroys a lambda
+/// temporary with a non-trivial destructor twice when it is written inside the co_await
+/// expression, also for to_thread, which is not a coroutine ("free(): double free detected";
+/// TOOLCHAIN.md, "GCC 12.2 double destruction"): name it first.
+task<int> owning_capture() {
+    auto fn = [p = std::make_unique<int>(41)] { return *p + 1; };
+    co_return co_await to_thread(std::move(fn));
 }
 
 task<int> void_result(std::atomic<int>& ran) {
@@ -90,6 +100,7 @@ TEST_SUITE("work") {
     TEST_CASE("work_to_thread_returns_move_only_and_void_results") {
         loop_fixture f;
         CHECK(*f.run(move_only_result()) == 42);
+        CHECK(f.run(owning_capture()) == 42);
         std::atomic<int> ran{0};
         CHECK(f.run(void_result(ran)) == 1);
     }
@@ -249,6 +260,12 @@ task<void> open_then_checkpoint(std::string path, int& fd_seen) {
     co_await yield(); // raises; `file` closes its fd while the frame unwinds
 }
 
+task<void> resolve_queued(bool& armed, int& count) {
+    armed = true;
+    address_list list = co_await resolve("localhost", "80");
+    count = static_cast<int>(list.size());
+}
+
 TEST_SUITE("work") {
     TEST_CASE("work_saturated_pool_queued_never_runs_running_delivers_results_are_released") {
         const int fds_before = fds_baseline();
@@ -268,13 +285,19 @@ TEST_SUITE("work") {
             std::atomic<int> ran{0};
             bool armed = false;
             auto queued = f.rt->spawn(counted_work(ran, armed));
-            f.run_until([&] { return armed; });
+            bool lookup_armed = false;
+            int count = -1;
+            auto lookup = f.rt->spawn(resolve_queued(lookup_armed, count));
+            f.run_until([&] { return armed && lookup_armed; });
 
             opener.cancel("cancel all");
             runner.cancel("cancel all");
             queued.cancel("cancel all");
-            f.run_until([&] { return queued.done(); });
+            lookup.cancel("cancel all");
+            f.run_until([&] { return queued.done() && lookup.done(); });
             check_cancelled(queued);
+            check_cancelled(lookup); // UV_EAI_CANCELED: no addrinfo was made
+            CHECK(count == -1);
             CHECK_FALSE(opener.done());
             CHECK_FALSE(runner.done());
 
