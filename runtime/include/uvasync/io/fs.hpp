@@ -83,6 +83,9 @@ class scandir_op;
 
 /// A move-only owner of an open file descriptor, made by `fs::open`.
 ///
+/// Do not close or destroy a file while another task awaits a `read` or `write` on it: that
+/// request would run on a descriptor number that may already name another file.
+///
 /// The destructor closes a descriptor still open, synchronously (a `uv_fs_close` without a
 /// callback; closing a regular file does not block in practice). Prefer `co_await f.close()`
 /// where the close error matters.
