@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +35,19 @@ inline const bool pool_size_set = [] {
 
 inline constexpr int pool_size = 2;
 
+/// Yields to the loop until `done()` holds. The real-time bound only turns a hang (a broken
+/// premise, such as a kernel that hides wait channels) into a failure; no test relies on it.
+template <class Pred>
+task<void> yield_until(Pred done, const char* what) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > give_up) {
+            FAIL("gave up waiting: " << what);
+        }
+        co_await yield();
+    }
+}
+
 /// Occupies threadpool threads with `to_thread` jobs that wait until `open()` is called.
 class pool_gate {
 public:
@@ -49,18 +63,16 @@ public:
 
     /// Suspends (yielding to the loop) until `n` jobs run on threadpool threads.
     task<void> wait_running(int n) {
-        while (running_.load() < n) {
-            co_await yield();
-        }
+        auto running = [this, n] { return running_.load() >= n; };
+        co_await yield_until(running, "threadpool jobs running");
     }
 
     void open() noexcept { gate_.count_down(); }
 
     /// Suspends (yielding to the loop) until `flag` is set by another thread.
     static task<void> wait_for(const std::atomic<bool>& flag) {
-        while (!flag.load()) {
-            co_await yield();
-        }
+        auto set = [&flag] { return flag.load(); };
+        co_await yield_until(set, "flag set by a threadpool thread");
     }
 
     [[nodiscard]] int running() const noexcept { return running_.load(); }
@@ -166,9 +178,8 @@ public:
 
     /// Suspends (yielding) until a threadpool thread is blocked opening the FIFO.
     static task<void> wait_blocked() {
-        while (!blocked_in_fifo_open()) {
-            co_await yield();
-        }
+        auto blocked = [] { return blocked_in_fifo_open(); };
+        co_await yield_until(blocked, "a threadpool thread blocked in open(2) of the FIFO");
     }
 
 private:
