@@ -129,13 +129,18 @@ private:
 /// If `f` is invocable with a `const cancel_token&`, it is called with a token owned by the
 /// operation. That token becomes cancelled when the awaiting task is cancelled while `f` runs
 /// (or when the awaiting frame is destroyed meanwhile), and `f` may poll
-/// `token.cancel_requested()` (an atomic load, safe on the threadpool thread) to stop early.
+/// `token.cancel_requested()` (an atomic load, safe on the threadpool thread) to stop early;
+/// its `cancelled()` awaitable and `on_cancel` stay loop-thread only.
 /// Unlike `current_token()`, this token stays valid as long as `f` holds it, even if the
 /// awaiting frame is destroyed.
 ///
 /// ```cpp
 /// std::uint64_t sum = co_await uvasync::to_thread([&] { return checksum(bytes); });
 /// ```
+///
+/// Name a function that owns something (a capture with a non-trivial destructor) before the
+/// `co_await`: GCC 12.2 destroys such a lambda temporary twice when it is written inside the
+/// `co_await` expression (TOOLCHAIN.md; work_test's `owning_capture`).
 ///
 /// **Cancellation:** a cancellation point. Before the call, nothing is queued. While `f` is
 /// queued, `uv_cancel` removes it, `f` never runs and `cancelled_error` is raised. While `f`
