@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT
+// resolve and reverse over uv_getaddrinfo / uv_getnameinfo (SEMANTICS 14.6, D-2). No test needs
+// the network: "localhost", numeric hosts and the reserved ".invalid" domain only. The
+// threadpool has two threads (request_support.hpp).
+
+#include <atomic>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include <doctest/doctest.h>
+#include <uv.h>
+#include <uvasync/io/dns.hpp>
+#include <uvasync/uvasync.hpp>
+
+#include "loop_fixture.hpp"
+#include "request_support.hpp"
+
+#include <netdb.h>
+
+namespace uvasync::test {
+namespace {
+
+template <class T>
+void check_cancelled(task_handle<T>& h) {
+    REQUIRE(h.done());
+    CHECK_THROWS_AS(h.state()->take_outcome(), cancelled_error);
+}
+
+template <class T>
+void check_uv_error(task_handle<T>& h, int code) {
+    REQUIRE(h.done());
+    try {
+        h.state()->take_outcome();
+        FAIL("no error");
+    } catch (const std::system_error& e) {
+        CHECK_MESSAGE(e.code() == uv_error_code(code), e.what());
+    }
+}
+
+task<std::set<std::string>> resolve_to_strings(std::string host, std::string service,
+                                               resolve_hints hints = {}) {
+    address_list list = co_await resolve(std::move(host), std::move(service), hints);
+    std::set<std::string> out;
+    for (const socket_address& a : list) {
+        out.insert(a.to_string());
+    }
+    CHECK(list.size() >= out.size());
+    CHECK(list.empty() == out.empty());
+    co_return out;
+}
+
+task<name_info> reverse_of(socket_address a, int flags) {
+    co_return co_await reverse(a, flags);
+}
+
+/// `armed` is set just before the request; `count` receives the number of addresses.
+task<void> resolve_localhost(bool& armed, int& count) {
+    armed = true;
+    address_list list = co_await resolve("localhost", "80");
+    count = static_cast<int>(list.size());
+    co_await yield(); // raises when the scope was cancelled meanwhile; `list` is freed
+}
+
+task<void> resolve_cancelled(task_handle<void>& self, bool& resumed) {
+    self.cancel("before start");
+    address_list list = co_await resolve("localhost", "80");
+    resumed = true;
+}
+
+task<void> reverse_localhost(bool& armed, std::string& host) {
+    armed = true;
+    name_info n =
+        co_await reverse(socket_address::parse("127.0.0.1", 80), NI_NUMERICHOST | NI_NUMERICSERV);
+    host = n.host;
+    co_await yield();
+}
+
+/// Waits, without running the loop, until `n` finished threadpool requests wait for their
+/// callbacks. Reads libuv's done queue (`loop->wq`, unix layout of 1.x) under its mutex.
+void wait_done_queue(uv_loop_t* loop, int n) {
+    for (int spins = 0; spins < 30000; ++spins) {
+        uv_mutex_lock(&loop->wq_mutex);
+        int count = 0;
+        for (void** q = static_cast<void**>(loop->wq[0]); q != static_cast<void**>(loop->wq);
+             q = static_cast<void**>(q[0])) {
+            ++count;
+        }
+        uv_mutex_unlock(&loop->wq_mutex);
+        if (count >= n) {
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    FAIL("the threadpool did not finish in 30 s");
+}
+
+TEST_SUITE("dns") {
+    TEST_CASE("dns_resolve_localhost_and_numeric_hosts") {
+        loop_fixture f;
+        const std::set<std::string> local = f.run(resolve_to_strings("localhost", "8080"));
+        REQUIRE_FALSE(local.empty());
+        for (const std::string& s : local) {
+            CHECK_MESSAGE((s == "127.0.0.1:8080" || s == "[::1]:8080"), s);
+        }
+        resolve_hints numeric;
+        numeric.flags = AI_NUMERICHOST | AI_NUMERICSERV;
+        CHECK(f.run(resolve_to_strings("127.0.0.1", "80", numeric)) ==
+              std::set<std::string>{"127.0.0.1:80"});
+        numeric.family = AF_INET6;
+        CHECK(f.run(resolve_to_strings("::1", "443", numeric)) ==
+              std::set<std::string>{"[::1]:443"});
+    }
+
+    TEST_CASE("dns_reverse_numeric") {
+        loop_fixture f;
+        const name_info n = f.run(
+            reverse_of(socket_address::parse("127.0.0.1", 8080), NI_NUMERICHOST | NI_NUMERICSERV));
+        CHECK(n.host == "127.0.0.1");
+        CHECK(n.service == "8080");
+    }
+
+    TEST_CASE("dns_failures_raise_system_error_with_the_uv_code") {
+        loop_fixture f;
+        auto unknown = f.rt->spawn(resolve_to_strings("nonexistent.invalid", "80"));
+        resolve_hints numeric;
+        numeric.flags = AI_NUMERICHOST;
+        auto not_numeric = f.rt->spawn(resolve_to_strings("localhost", "80", numeric));
+        f.run_until([&] { return unknown.done() && not_numeric.done(); });
+        check_uv_error(unknown, UV_EAI_NONAME);
+        check_uv_error(not_numeric, UV_EAI_NONAME);
+        CHECK_THROWS_AS((void)resolve(std::string("a\0b", 3), "80"), std::invalid_argument);
+    }
+
+    TEST_CASE("dns_requests_that_fail_to_start_resume_at_once") {
+        loop_fixture f;
+        auto neither = f.rt->spawn(resolve_to_strings("", ""));
+        auto unspec = f.rt->spawn(reverse_of(socket_address(), 0));
+        f.run_until([&] { return neither.done() && unspec.done(); });
+        check_uv_error(neither, UV_EINVAL);
+        check_uv_error(unspec, UV_EINVAL);
+    }
+
+    TEST_CASE("dns_cancelled_before_start_makes_no_request") {
+        loop_fixture f;
+        bool resumed = false;
+        task_handle<void> h;
+        h = f.rt->spawn(resolve_cancelled(h, resumed));
+        f.run_until([&] { return h.done(); });
+        check_cancelled(h);
+        CHECK_FALSE(resumed);
+    }
+
+    TEST_CASE("dns_cancelled_while_queued_is_taken_back") {
+        loop_fixture f;
+        pool_gate gate;
+        auto b1 = f.rt->spawn(gate.block(1));
+        auto b2 = f.rt->spawn(gate.block(2));
+        f.run(gate.wait_running(pool_size));
+        bool armed_a = false;
+        bool armed_b = false;
+        int count = -1;
+        std::string host;
+        auto a = f.rt->spawn(resolve_localhost(armed_a, count));
+        auto b = f.rt->spawn(reverse_localhost(armed_b, host));
+        f.run_until([&] { return armed_a && armed_b; });
+        CHECK(a.cancel("queued"));
+        CHECK_FALSE(a.cancel("twice"));
+        CHECK(b.cancel("queued"));
+        f.run_until([&] { return a.done() && b.done(); });
+        check_cancelled(a);
+        check_cancelled(b);
+        CHECK(count == -1); // UV_EAI_CANCELED: nothing was delivered
+        CHECK(host.empty());
+        gate.open();
+        f.run_until([&] { return b1.done() && b2.done(); });
+    }
+
+    TEST_CASE("dns_cancelled_after_completion_before_resumption_delivers_the_list") {
+        // The list reaches the task and is freed while it unwinds (LeakSanitizer checks).
+        loop_fixture f;
+        bool armed = false;
+        int count = -1;
+        bool resumed_at_cancel = true;
+        task_handle<void> h;
+        after_completion hook(f.loop(), armed, [&] {
+            resumed_at_cancel = count != -1;
+            h.cancel("after completion");
+        });
+        h = f.rt->spawn(resolve_localhost(armed, count));
+        f.run_until([&] { return h.done(); });
+        CHECK(hook.fired());
+        CHECK_FALSE(resumed_at_cancel);
+        CHECK(count >= 1);
+        check_cancelled(h);
+    }
+
+    TEST_CASE("dns_reverse_cancelled_after_completion_delivers_the_names") {
+        loop_fixture f;
+        bool armed = false;
+        std::string host;
+        task_handle<void> h;
+        after_completion hook(f.loop(), armed, [&] { h.cancel("after completion"); });
+        h = f.rt->spawn(reverse_localhost(armed, host));
+        f.run_until([&] { return h.done(); });
+        CHECK(hook.fired());
+        CHECK(host == "127.0.0.1");
+        check_cancelled(h);
+    }
+
+    TEST_CASE("dns_list_nobody_takes_is_freed_when_the_frame_is_gone") {
+        // The frame is destroyed at shutdown after the lookup finished on the threadpool but
+        // before the loop ran its callback: uv_cancel says UV_EBUSY, the callback hands the
+        // list to the orphaned operation, which frees it (LeakSanitizer checks).
+        runtime_options o = loop_fixture::virtual_clock();
+        o.shutdown_grace = std::chrono::milliseconds(0);
+        bool armed = false;
+        int count = -1;
+        {
+            loop_fixture f(o);
+            pool_gate gate;
+            auto b1 = f.rt->spawn(gate.block(1));
+            auto b2 = f.rt->spawn(gate.block(2));
+            f.run(gate.wait_running(pool_size));
+            auto h = f.rt->spawn(resolve_localhost(armed, count));
+            f.run_until([&] { return armed; }); // queued behind the blockers
+            // From here the loop does not run: open the gate and wait until the blockers and
+            // the lookup have finished (all three wait in the loop's done queue).
+            gate.open();
+            wait_done_queue(f.loop(), 3);
+            f.rt->shutdown();
+            CHECK(f.reported.size() == 3); // the lookup and both blockers: none was resumed
+            f.reported.clear();
+        }
+        CHECK(count == -1);
+    }
+
+    TEST_CASE("dns_queued_request_orphaned_at_shutdown_is_cancelled") {
+        runtime_options o = loop_fixture::virtual_clock();
+        o.shutdown_grace = std::chrono::milliseconds(0);
+        bool armed = false;
+        int count = -1;
+        {
+            loop_fixture f(o);
+            pool_gate gate;
+            auto b1 = f.rt->spawn(gate.block(1));
+            auto b2 = f.rt->spawn(gate.block(2));
+            f.run(gate.wait_running(pool_size));
+            auto h = f.rt->spawn(resolve_localhost(armed, count));
+            f.run_until([&] { return armed; });
+            f.rt->shutdown();
+            CHECK(f.reported.size() == 3);
+            f.reported.clear();
+            gate.open();
+        }
+        CHECK(count == -1);
+    }
+}
+
+} // namespace
+} // namespace uvasync::test

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: MIT
+// uvasync::fs over libuv's fs requests (SEMANTICS 14.6, D-2). The threadpool has two threads
+// (request_support.hpp), so tests can fill it and leave a request queued.
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <uv.h>
+#include <uvasync/io/fs.hpp>
+#include <uvasync/io/work.hpp>
+#include <uvasync/uvasync.hpp>
+
+#include "loop_fixture.hpp"
+#include "request_support.hpp"
+
+#include <fcntl.h>
+
+namespace uvasync::test {
+namespace {
+
+template <class T>
+void check_cancelled(task_handle<T>& h) {
+    REQUIRE(h.done());
+    CHECK_THROWS_AS(h.state()->take_outcome(), cancelled_error);
+}
+
+template <class T>
+void check_uv_error(task_handle<T>& h, int code) {
+    REQUIRE(h.done());
+    try {
+        h.state()->take_outcome();
+        FAIL("no error");
+    } catch (const std::system_error& e) {
+        CHECK_MESSAGE(e.code() == uv_error_code(code), e.what());
+    }
+}
+
+bool exists(const std::string& path) {
+    return ::access(path.c_str(), F_OK) == 0;
+}
+
+task<std::string> round_trip(const temp_dir& dir) {
+    const std::string a = dir / "a.txt";
+    co_await fs::write_file(a, "hello, requests");
+    std::string back = co_await fs::read_file(a);
+
+    // Positioned reads and writes on one file.
+    fs::file f = co_await fs::open(a, UV_FS_O_RDWR);
+    CHECK(f.is_open());
+    std::array<char, 5> buf{};
+    const std::size_t n1 = co_await f.read(buf, 7);
+    CHECK(n1 == 5);
+    CHECK(std::string(buf.data(), 5) == "reque");
+    const std::string patch = "HELLO";
+    const std::size_t n2 = co_await f.write(patch, 0);
+    CHECK(n2 == 5);
+    const std::size_t n3 = co_await f.read(std::span<char>(), 0); // empty buffer: 0, no error
+    CHECK(n3 == 0);
+    std::array<char, 64> rest{};
+    const std::size_t n4 = co_await f.read(rest, 100); // past the end
+    CHECK(n4 == 0);
+    co_await f.close();
+    CHECK_FALSE(f.is_open());
+    co_await f.close(); // closing a closed file resumes at once
+
+    const uv_stat_t st = co_await fs::stat(a);
+    CHECK(st.st_size == 15);
+
+    co_await fs::mkdir(dir / "sub");
+    co_await fs::rename(a, dir / "sub/b.txt");
+    std::vector<fs::dir_entry> top = co_await fs::scandir(dir.str());
+    std::vector<fs::dir_entry> sub = co_await fs::scandir(dir / "sub");
+    CHECK(top.size() == 1);
+    CHECK(top.at(0).name == "sub");
+    CHECK(top.at(0).type == UV_DIRENT_DIR);
+    CHECK(sub.size() == 1);
+    CHECK(sub.at(0).name == "b.txt");
+    CHECK(sub.at(0).type == UV_DIRENT_FILE);
+    const std::string moved = co_await fs::read_file(dir / "sub/b.txt");
+    back += "|" + moved;
+    co_await fs::unlink(dir / "sub/b.txt");
+    co_await fs::rmdir(dir / "sub");
+    const std::vector<fs::dir_entry> none = co_await fs::scandir(dir.str());
+    CHECK(none.empty());
+    co_return back;
+}
+
+task<void> open_path(std::string path, int flags = UV_FS_O_RDONLY) {
+    fs::file f = co_await fs::open(std::move(path), flags);
+}
+
+task<void> stat_path(std::string path) {
+    (void)co_await fs::stat(std::move(path));
+}
+
+task<void> io_on_closed_file() {
+    fs::file f;
+    std::array<char, 4> buf{};
+    (void)co_await f.read(buf);
+}
+
+/// Makes `open(path, O_CREAT)`; `armed` is set just before the request.
+task<void> create_file(std::string path, bool& armed, bool& resumed) {
+    armed = true;
+    fs::file f = co_await fs::open(std::move(path), UV_FS_O_WRONLY | UV_FS_O_CREAT);
+    resumed = true;
+    co_await yield(); // raises when the scope was cancelled meanwhile
+}
+
+task<void> create_file_cancelled(task_handle<void>& self, std::string path) {
+    self.cancel("before start");
+    fs::file f = co_await fs::open(std::move(path), UV_FS_O_WRONLY | UV_FS_O_CREAT);
+}
+
+task<void> open_then_checkpoint(std::string path, int& fd_seen) {
+    fs::file file = co_await fs::open(std::move(path), UV_FS_O_RDONLY);
+    fd_seen = file.fd();
+    co_await yield(); // raises; `file` closes its fd while the frame unwinds
+}
+
+task<void> close_cancelled(task_handle<void>& self, std::string path, int& fd) {
+    fs::file f = co_await fs::open(std::move(path), UV_FS_O_RDONLY);
+    fd = f.fd();
+    self.cancel("before close");
+    co_await f.close(); // raises, but the descriptor is released
+}
+
+TEST_SUITE("fs") {
+    TEST_CASE("fs_primitives_complete") {
+        const int fds_before = fds_baseline();
+        temp_dir dir;
+        {
+            loop_fixture f;
+            CHECK(f.run(round_trip(dir)) == "hello, requests|HELLO, requests");
+        }
+        CHECK(open_fds() == fds_before);
+    }
+
+    TEST_CASE("fs_failures_raise_system_error_with_the_uv_code") {
+        temp_dir dir;
+        loop_fixture f;
+        auto missing = f.rt->spawn(open_path(dir / "missing"));
+        auto empty = f.rt->spawn(open_path(""));
+        auto nostat = f.rt->spawn(stat_path(dir / "missing"));
+        f.run_until([&] { return missing.done() && empty.done() && nostat.done(); });
+        check_uv_error(missing, UV_ENOENT);
+        check_uv_error(empty, UV_ENOENT);
+        check_uv_error(nostat, UV_ENOENT);
+        CHECK_THROWS_AS((void)fs::open(std::string("a\0b", 3), 0), std::invalid_argument);
+        CHECK_THROWS_AS(f.run(io_on_closed_file()), invalid_state);
+    }
+
+    TEST_CASE("fs_cancelled_before_start_makes_no_request") {
+        temp_dir dir;
+        loop_fixture f;
+        task_handle<void> h;
+        h = f.rt->spawn(create_file_cancelled(h, dir / "never"));
+        f.run_until([&] { return h.done(); });
+        check_cancelled(h);
+        CHECK_FALSE(exists(dir / "never"));
+    }
+
+    TEST_CASE("fs_cancelled_while_queued_is_taken_back") {
+        temp_dir dir;
+        loop_fixture f;
+        pool_gate gate;
+        auto b1 = f.rt->spawn(gate.block(1));
+        auto b2 = f.rt->spawn(gate.block(2));
+        f.run(gate.wait_running(pool_size));
+        bool armed = false;
+        bool resumed = false;
+        auto h = f.rt->spawn(create_file(dir / "queued", armed, resumed));
+        f.run_until([&] { return armed; });
+        CHECK(h.cancel("queued"));
+        CHECK_FALSE(h.cancel("twice"));
+        f.run_until([&] { return h.done(); });
+        check_cancelled(h);
+        CHECK_FALSE(resumed);
+        gate.open();
+        f.run_until([&] { return b1.done() && b2.done(); });
+        CHECK_FALSE(exists(dir / "queued")); // the open never ran
+    }
+
+    TEST_CASE("fs_cancelled_while_running_delivers_the_file_and_closes_it_on_unwind") {
+        const int fds_before = fds_baseline();
+        temp_dir dir;
+        fifo pipe(dir);
+        int fd_seen = -1;
+        {
+            loop_fixture f;
+            auto h = f.rt->spawn(open_then_checkpoint(pipe.path(), fd_seen));
+            f.run(fifo::wait_blocked());
+            CHECK(h.cancel("running"));
+            CHECK_FALSE(h.cancel("twice"));
+            pipe.release();
+            f.run_until([&] { return h.done(); });
+            check_cancelled(h);
+        }
+        CHECK(fd_seen >= 0); // completion wins: the task got the file ...
+        pipe.close_writer();
+        CHECK(open_fds() == fds_before); // ... and closed it while unwinding
+    }
+
+    TEST_CASE("fs_cancelled_after_completion_before_resumption_delivers_the_result") {
+        temp_dir dir;
+        loop_fixture f;
+        bool armed = false;
+        bool resumed = false;
+        bool resumed_at_cancel = true;
+        task_handle<void> h;
+        after_completion hook(f.loop(), armed, [&] {
+            resumed_at_cancel = resumed;
+            h.cancel("after completion");
+        });
+        h = f.rt->spawn(create_file(dir / "created", armed, resumed));
+        f.run_until([&] { return h.done(); });
+        CHECK(hook.fired());
+        CHECK_FALSE(resumed_at_cancel);
+        CHECK(resumed); // the open's result reached the task
+        check_cancelled(h);
+        CHECK(exists(dir / "created"));
+    }
+
+    TEST_CASE("fs_close_cancelled_still_releases_the_descriptor") {
+        const int fds_before = fds_baseline();
+        temp_dir dir;
+        const std::string path = dir / "c";
+        {
+            loop_fixture f;
+            f.run(fs::write_file(path, "x"));
+            int fd = -1;
+            task_handle<void> h;
+            h = f.rt->spawn(close_cancelled(h, path, fd));
+            f.run_until([&] { return h.done(); });
+            check_cancelled(h);
+            CHECK(fd >= 0);
+        }
+        CHECK(open_fds() == fds_before);
+    }
+
+    TEST_CASE("fs_open_orphaned_at_shutdown_closes_the_fd_nobody_took") {
+        const int fds_before = fds_baseline();
+        temp_dir dir;
+        fifo pipe(dir);
+        int fd_seen = -1;
+        {
+            runtime_options o = loop_fixture::virtual_clock();
+            o.shutdown_grace = std::chrono::milliseconds(0);
+            loop_fixture f(o);
+            auto h = f.rt->spawn(open_then_checkpoint(pipe.path(), fd_seen));
+            f.run(fifo::wait_blocked());
+            f.rt->shutdown(); // the frame is destroyed while open(2) runs
+            CHECK(f.reported.size() == 1);
+            f.reported.clear();
+            pipe.release(); // the fixture's last uv_run delivers the orphaned callback
+        }
+        CHECK(fd_seen == -1);
+        pipe.close_writer();
+        CHECK(open_fds() == fds_before);
+    }
+}
+
+} // namespace
+} // namespace uvasync::test
