@@ -34,8 +34,8 @@ pipe_stream pipe_stream::open(uv_file fd) {
 task<pipe_stream> pipe_stream::connect(std::string path) {
     const std::string label = "pipe_stream::connect " + path;
     pipe_stream p = create(false);
-    detail::request_awaiter connecting(p.state_, detail::request_awaiter::op::connect_pipe,
-                                       path.c_str(), label.c_str());
+    detail::stream_request_awaiter connecting(
+        p.state_, detail::stream_request_awaiter::op::connect_pipe, path.c_str(), label.c_str());
     co_await connecting;
     co_return p;
 }

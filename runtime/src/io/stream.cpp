@@ -241,7 +241,7 @@ void stream_state::on_read(uv_stream_t* st, ssize_t nread, const uv_buf_t* /*b*/
 
 void stream_state::on_connect(uv_connect_t* req, int status) noexcept {
     auto* s = static_cast<stream_state*>(req->data);
-    if (request_awaiter* w = s->connect_waiter) {
+    if (stream_request_awaiter* w = s->connect_waiter) {
         s->connect_waiter = nullptr;
         w->deliver(status);
     }
@@ -249,7 +249,7 @@ void stream_state::on_connect(uv_connect_t* req, int status) noexcept {
 
 void stream_state::on_shutdown(uv_shutdown_t* req, int status) noexcept {
     auto* s = static_cast<stream_state*>(req->data);
-    if (request_awaiter* w = s->shutdown_waiter) {
+    if (stream_request_awaiter* w = s->shutdown_waiter) {
         s->shutdown_waiter = nullptr;
         w->deliver(status);
     }
@@ -520,10 +520,10 @@ void write_awaiter::on_closed(void* p) noexcept {
 }
 
 // ---------------------------------------------------------------------------------------------
-// request_awaiter (connect, shutdown)
+// stream_request_awaiter (connect, shutdown)
 
-request_awaiter::request_awaiter(stream_state* s, op kind, const void* target,
-                                 const char* label) noexcept
+stream_request_awaiter::stream_request_awaiter(stream_state* s, op kind, const void* target,
+                                               const char* label) noexcept
     : parked_wait(&on_abort)
     , state_(s)
     , op_(kind)
@@ -531,7 +531,7 @@ request_awaiter::request_awaiter(stream_state* s, op kind, const void* target,
     , label_(label) {
 }
 
-request_awaiter::request_awaiter(request_awaiter&& other) noexcept
+stream_request_awaiter::stream_request_awaiter(stream_request_awaiter&& other) noexcept
     : parked_wait(std::move(other))
     , state_(other.state_)
     , op_(other.op_)
@@ -541,17 +541,17 @@ request_awaiter::request_awaiter(request_awaiter&& other) noexcept
 
 namespace {
 
-request_awaiter*& slot_of(stream_state* s, request_awaiter::op o) noexcept {
-    return o == request_awaiter::op::shutdown ? s->shutdown_waiter : s->connect_waiter;
+stream_request_awaiter*& slot_of(stream_state* s, stream_request_awaiter::op o) noexcept {
+    return o == stream_request_awaiter::op::shutdown ? s->shutdown_waiter : s->connect_waiter;
 }
 
-const char* op_name(request_awaiter::op o) noexcept {
-    return o == request_awaiter::op::shutdown ? "shutdown" : "connect";
+const char* op_name(stream_request_awaiter::op o) noexcept {
+    return o == stream_request_awaiter::op::shutdown ? "shutdown" : "connect";
 }
 
 } // namespace
 
-request_awaiter::~request_awaiter() {
+stream_request_awaiter::~stream_request_awaiter() {
     // A frame destroyed while the request is pending: the request and the address live in the
     // state (libuv copied the address), so detaching is enough; the callback finds no waiter.
     if (state_ != nullptr && waiting() && slot_of(state_, op_) == this) {
@@ -559,7 +559,7 @@ request_awaiter::~request_awaiter() {
     }
 }
 
-bool request_awaiter::await_suspend(std::coroutine_handle<> caller) {
+bool stream_request_awaiter::await_suspend(std::coroutine_handle<> caller) {
     if (state_ != nullptr) {
         kind_ = state_->kind;
     }
@@ -605,7 +605,7 @@ bool request_awaiter::await_suspend(std::coroutine_handle<> caller) {
     return true;
 }
 
-void request_awaiter::await_resume() {
+void stream_request_awaiter::await_resume() {
     finish();
     if (status_ < 0) {
         if (label_ != nullptr) {
@@ -620,7 +620,7 @@ void request_awaiter::await_resume() {
     }
 }
 
-void request_awaiter::deliver(int status) noexcept {
+void stream_request_awaiter::deliver(int status) noexcept {
     status_ = status;
     if (status == UV_ECANCELED) {
         reason_ = state_->close_reason != nullptr ? state_->close_reason : closed_reason;
@@ -628,8 +628,8 @@ void request_awaiter::deliver(int status) noexcept {
     complete();
 }
 
-void request_awaiter::on_abort(parked_wait* p) noexcept {
-    auto* self = static_cast<request_awaiter*>(p);
+void stream_request_awaiter::on_abort(parked_wait* p) noexcept {
+    auto* self = static_cast<stream_request_awaiter*>(p);
     // Neither a connect nor a shutdown can be undone: close the handle (SEMANTICS 14.5).
     slot_of(self->state_, self->op_) = nullptr;
     self->closed_.link(self->state_, &on_closed, self);
@@ -640,8 +640,8 @@ void request_awaiter::on_abort(parked_wait* p) noexcept {
                                       "was cancelled");
 }
 
-void request_awaiter::on_closed(void* p) noexcept {
-    auto* self = static_cast<request_awaiter*>(p);
+void stream_request_awaiter::on_closed(void* p) noexcept {
+    auto* self = static_cast<stream_request_awaiter*>(p);
     self->aborted();
 }
 
@@ -903,8 +903,9 @@ detail::write_awaiter stream::write(std::string data) {
     return detail::write_awaiter(state_, std::move(data));
 }
 
-detail::request_awaiter stream::shutdown() {
-    return detail::request_awaiter(state_, detail::request_awaiter::op::shutdown, nullptr, nullptr);
+detail::stream_request_awaiter stream::shutdown() {
+    return detail::stream_request_awaiter(state_, detail::stream_request_awaiter::op::shutdown,
+                                          nullptr, nullptr);
 }
 
 detail::close_awaiter stream::close() {

@@ -132,8 +132,8 @@ struct stream_state final : handle_base {
     // destroyed frame leaves nothing for libuv to touch.
     uv_connect_t connect_req{};
     uv_shutdown_t shutdown_req{};
-    request_awaiter* connect_waiter = nullptr;
-    request_awaiter* shutdown_waiter = nullptr;
+    stream_request_awaiter* connect_waiter = nullptr;
+    stream_request_awaiter* shutdown_waiter = nullptr;
 };
 
 /// Creates a stream state whose handle `init` initialises (`init` returns a libuv status).

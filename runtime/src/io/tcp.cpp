@@ -46,8 +46,8 @@ task<tcp_stream> tcp_stream::connect(socket_address address) {
                      "tcp_stream",
                      [loop](detail::stream_state* st) { return uv_tcp_init(loop, &st->u.tcp); },
                      label.c_str()));
-    detail::request_awaiter connecting(s.state_, detail::request_awaiter::op::connect_tcp,
-                                       address.data(), label.c_str());
+    detail::stream_request_awaiter connecting(
+        s.state_, detail::stream_request_awaiter::op::connect_tcp, address.data(), label.c_str());
     co_await connecting;
     co_return s;
 }

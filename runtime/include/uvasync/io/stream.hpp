@@ -114,16 +114,17 @@ private:
 };
 
 /// The awaiter of requests that only closing the handle can cancel: connect and shutdown.
-class request_awaiter : private parked_wait {
+class stream_request_awaiter : private parked_wait {
 public:
     enum class op : unsigned char { connect_tcp, connect_pipe, shutdown };
 
-    request_awaiter(stream_state* s, op kind, const void* target, const char* label) noexcept;
-    request_awaiter(request_awaiter&& other) noexcept; // only before it is awaited
-    request_awaiter(const request_awaiter&) = delete;
-    request_awaiter& operator=(const request_awaiter&) = delete;
-    request_awaiter& operator=(request_awaiter&&) = delete;
-    ~request_awaiter();
+    stream_request_awaiter(stream_state* s, op kind, const void* target,
+                           const char* label) noexcept;
+    stream_request_awaiter(stream_request_awaiter&& other) noexcept; // only before it is awaited
+    stream_request_awaiter(const stream_request_awaiter&) = delete;
+    stream_request_awaiter& operator=(const stream_request_awaiter&) = delete;
+    stream_request_awaiter& operator=(stream_request_awaiter&&) = delete;
+    ~stream_request_awaiter();
 
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 
@@ -255,7 +256,7 @@ public:
     ///
     /// **Cancellation:** like a pending write: terminal, the stream is closed.
     /// **Errors:** `std::system_error` (uv category), `UV_EBADF` on a closed stream.
-    [[nodiscard]] detail::request_awaiter shutdown();
+    [[nodiscard]] detail::stream_request_awaiter shutdown();
 
     /// Closes the handle and resumes after its close callback. Idempotent: closing a closed,
     /// closing or never opened stream resumes as soon as the handle is gone.

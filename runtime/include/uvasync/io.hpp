@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: MIT
+// The I/O layer of uvasync: libuv handles and requests as cancellation-safe awaitables.
+// docs/io/ describes each facility and what cancelling it does (SEMANTICS 14).
+#pragma once
+
+#include <uvasync/io/address.hpp>
+#include <uvasync/io/dns.hpp>
+#include <uvasync/io/error.hpp>
+#include <uvasync/io/fs.hpp>
+#include <uvasync/io/pipe.hpp>
+#include <uvasync/io/process.hpp>
+#include <uvasync/io/signal.hpp>
+#include <uvasync/io/stream.hpp>
+#include <uvasync/io/tcp.hpp>
+#include <uvasync/io/timer.hpp>
+#include <uvasync/io/tty.hpp>
+#include <uvasync/io/udp.hpp>
+#include <uvasync/io/work.hpp>
