@@ -36,8 +36,8 @@ struct close_waiter {
     close_waiter& operator=(close_waiter&&) = delete;
     ~close_waiter();
 
-    /// Links this node into `h`'s list; `fn` runs in the close callback.
-    void link(handle_base* h, void (*fn)(close_waiter*) noexcept) noexcept;
+    /// Links this node into `h`'s list; `fn(context)` runs in the close callback.
+    void link(handle_base* h, void (*fn)(void*) noexcept, void* ctx) noexcept;
     void unlink() noexcept;
 
     [[nodiscard]] bool linked() const noexcept { return owner != nullptr; }
@@ -45,7 +45,8 @@ struct close_waiter {
     handle_base* owner = nullptr;
     close_waiter* prev = nullptr;
     close_waiter* next = nullptr;
-    void (*on_closed)(close_waiter*) noexcept = nullptr;
+    void (*on_closed)(void*) noexcept = nullptr;
+    void* context = nullptr;
 };
 
 /// The awaiter of `stream::read_some` (and, in peek mode, of the internal "wait for more
@@ -98,7 +99,7 @@ public:
 private:
     friend struct write_request;
     static void on_abort(parked_wait* p) noexcept;
-    static void on_closed(close_waiter* w) noexcept;
+    static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
 
     stream_state* state_;
@@ -132,7 +133,7 @@ public:
 private:
     friend struct stream_state;
     static void on_abort(parked_wait* p) noexcept;
-    static void on_closed(close_waiter* w) noexcept;
+    static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
 
     stream_state* state_;
@@ -162,7 +163,7 @@ public:
     void await_resume() const noexcept {}
 
 private:
-    static void on_closed(close_waiter* w) noexcept;
+    static void on_closed(void* self) noexcept;
 
     handle_base* handle_;
     task_core* core_ = nullptr;
@@ -277,6 +278,11 @@ protected:
         : state_(s) {}
 
     detail::stream_state* state_ = nullptr;
+
+private:
+    static task<std::size_t> read_exactly_loop(stream* self, std::span<char> buffer);
+    static task<std::string> read_until_loop(stream* self, std::string delimiter,
+                                             std::size_t max_size);
 };
 
 } // namespace uvasync
