@@ -8,6 +8,7 @@
 #include <uv.h>
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/stream.hpp>
+#include <uvasync/sleep.hpp>
 
 #include "stream_state.hpp"
 
@@ -862,6 +863,8 @@ task<std::string> stream::read_until(std::string_view delimiter, std::size_t max
 
 task<std::string> stream::read_until_loop(stream* self, std::string delimiter,
                                           std::size_t max_size) {
+    // Level-triggered like read_some: a cancelled scope raises even when the line is buffered.
+    co_await checkpoint();
     std::size_t searched = 0; // bytes of the buffer already known not to start a delimiter
     for (;;) {
         detail::stream_state* s = self->state_;
