@@ -32,11 +32,12 @@ inline uvasync::task<std::string> read_to_end(uvasync::tcp_stream& s) {
 /// Prints `text` with CR and LF made visible, indented, one line per LF.
 inline void print_exchange(const char* what, const std::string& text) {
     std::printf("  %s:\n    ", what);
-    for (const char ch : text) {
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char ch = text[i];
         if (ch == '\r') {
             std::printf("\\r");
         } else if (ch == '\n') {
-            std::printf("\\n\n    ");
+            std::printf(i + 1 < text.size() ? "\\n\n    " : "\\n");
         } else {
             std::putchar(ch);
         }

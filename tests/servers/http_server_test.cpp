@@ -3,6 +3,9 @@
 // 127.0.0.1. Timeout tests run on the virtual clock with an autojump threshold (loopback data
 // is readable as soon as it is written, so a jump never overtakes I/O); the others use the
 // real clock with timeouts that only bound a broken run.
+#include <array>
+#include <cstdlib>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +27,27 @@ using servers::server_options;
 using namespace servers::test;
 using uvasync::loop_clock;
 using uvasync::test::loop_fixture;
+
+// Counts every allocation of the process, for the hot-path test below.
+namespace {
+std::size_t allocations = 0;
+} // namespace
+
+void* operator new(std::size_t n) {
+    ++allocations;
+    if (void* p = std::malloc(n == 0 ? 1 : n)) {
+        return p;
+    }
+    throw std::bad_alloc();
+}
+
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+
+void operator delete(void* p, std::size_t /*n*/) noexcept {
+    std::free(p);
+}
 
 namespace {
 
@@ -488,6 +512,41 @@ TEST_SUITE("http_server") {
         CHECK(closed);
         CHECK(server.stats().cancelled == 1);
         CHECK(server.stats().request_timeouts == 0);
+    }
+
+    TEST_CASE("http_server_allocates_nothing_per_keep_alive_request") {
+        loop_fixture f(loop_fixture::real_clock());
+        http_server server(quiet_options());
+        std::size_t during = 0;
+        constexpr int measured = 200;
+        auto client = [&during](socket_address a) -> task<> {
+            tcp_stream s = co_await tcp_stream::connect(a);
+            constexpr std::string_view answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                                "Content-Length: 13\r\n\r\nHello, World!";
+            std::array<char, 256> buf{};
+            std::size_t before = 0;
+            // A lean client: borrowed writes and a fixed buffer, no coroutine frame per request.
+            for (int i = 0; i < 20 + measured; ++i) {
+                if (i == 20) { // warmed up: buffers and the deadline heap have their capacity
+                    before = allocations;
+                }
+                co_await s.write(std::span<const char>(get_root.data(), get_root.size()));
+                std::size_t got = 0;
+                while (got < answer.size()) {
+                    const std::size_t n =
+                        co_await s.read_some(std::span<char>(buf.data() + got, buf.size() - got));
+                    REQUIRE(n != 0);
+                    got += n;
+                }
+                CHECK(std::string_view(buf.data(), got) == answer);
+            }
+            during = allocations - before;
+            co_await s.close();
+        };
+        f.run(with_server(server, client));
+        CHECK(server.stats().requests == 20 + measured);
+        MESSAGE("allocations during " << measured << " requests (server and client): " << during);
+        CHECK(during == 0);
     }
 
 } // TEST_SUITE
