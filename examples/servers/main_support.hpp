@@ -33,13 +33,14 @@ inline uvasync::task<void> stop_on_signal(server_base& server) {
 inline void print_stats(const server_stats& s) {
     std::printf(
         "accepted %llu, requests %llu, request timeouts %llu, idle timeouts %llu, "
-        "rejected %llu, incomplete %llu, errors %llu, cancelled %llu, still open %llu\n",
+        "rejected %llu, incomplete %llu, resets %llu, errors %llu, cancelled %llu, "
+        "still open %llu\n",
         static_cast<unsigned long long>(s.accepted), static_cast<unsigned long long>(s.requests),
         static_cast<unsigned long long>(s.request_timeouts),
         static_cast<unsigned long long>(s.idle_timeouts),
         static_cast<unsigned long long>(s.rejected), static_cast<unsigned long long>(s.incomplete),
-        static_cast<unsigned long long>(s.errors), static_cast<unsigned long long>(s.cancelled),
-        static_cast<unsigned long long>(s.active));
+        static_cast<unsigned long long>(s.resets), static_cast<unsigned long long>(s.errors),
+        static_cast<unsigned long long>(s.cancelled), static_cast<unsigned long long>(s.active));
 }
 
 /// Serves on `listener` until SIGINT/SIGTERM; with `demo` set, runs `demo` as a client

@@ -151,6 +151,13 @@ task<void> server_base::connection(uvasync::tcp_stream stream,
     } catch (const uvasync::cancelled_error&) {
         slot.scope = nullptr;
         throw;
+    } catch (const std::system_error& e) {
+        slot.scope = nullptr;
+        if (e.code() == std::errc::connection_reset || e.code() == std::errc::broken_pipe) {
+            ++stats_.resets; // the client went away (wrk resets at the end of a run)
+        } else {
+            ++stats_.errors;
+        }
     } catch (...) {
         slot.scope = nullptr;
         ++stats_.errors; // reset by peer, a failed write, ...: this connection only

@@ -53,7 +53,8 @@ struct server_stats {
     std::uint64_t idle_timeouts = 0;    ///< connections closed by the idle timeout
     std::uint64_t rejected = 0;         ///< connections closed with 400/431 (or a line too long)
     std::uint64_t incomplete = 0;       ///< clients that left in the middle of a request
-    std::uint64_t errors = 0;           ///< connections ended by an I/O error (reset, ...)
+    std::uint64_t resets = 0;           ///< connections reset by the client (ECONNRESET, EPIPE)
+    std::uint64_t errors = 0;           ///< connections ended by another error
     std::uint64_t accept_errors = 0;    ///< failed accepts (EMFILE, ...), retried after a pause
     std::uint64_t cancelled = 0;        ///< connections cancelled after the shutdown grace
 };
