@@ -110,6 +110,9 @@ task<void> server_base::accept_loop(uvasync::task_group& group, uvasync::tcp_lis
         try {
             stream = co_await listener.accept();
         } catch (const std::system_error&) {
+            if (!listener.is_open()) {
+                co_return; // closed by its owner: shut down as if requested
+            }
             ++stats_.accept_errors; // EMFILE and friends: the client stays queued; retry
             failed = true;
         }

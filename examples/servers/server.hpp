@@ -113,7 +113,9 @@ public:
     /// **Cancellation:** cancelling the awaiting task cancels every connection at once; the
     /// listener is left to its owner.
     /// **Errors:** a connection's failure is counted, never propagated; accept errors are
-    /// counted and retried after 100 ms. `uvasync::invalid_state` on a second call.
+    /// counted and retried after 100 ms. If the listener's owner closes it, the server shuts
+    /// down as if `request_shutdown()` had been called. `uvasync::invalid_state` on a second
+    /// call.
     /// **Thread:** loop thread, inside a task.
     uvasync::task<void> serve(uvasync::tcp_listener& listener);
 
