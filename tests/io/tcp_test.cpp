@@ -633,6 +633,45 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_split_delimiter_max_size_and_eof")
     run(read_until_cases(l));
 }
 
+task<std::string> read_line_and_report(stream& s) {
+    try {
+        co_return co_await s.read_until("\n", 100);
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_cancelled_while_pending_consumes_nothing") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("par"); }(p));
+    task_handle<std::string> r = rt->spawn(read_line_and_report(p.server));
+    run(nap(5ms));
+    REQUIRE_FALSE(r.done());
+    CHECK(p.server.buffered() == 3);
+    CHECK(r.cancel("first"));
+    CHECK_FALSE(r.cancel("second"));
+    run_until([&] { return r.done(); });
+    CHECK(r.state()->take_outcome() == "cancelled: first");
+    CHECK(p.server.buffered() == 3); // the partial line stays
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("tial\n"); }(p));
+    CHECK(run(p.server.read_until("\n", 100)) == "partial\n");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_completed_then_cancelled_in_the_same_turn_returns") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    task_handle<std::string> r = rt->spawn(read_line_and_report(p.server));
+    run(nap(5ms));
+    REQUIRE_FALSE(r.done());
+    check_hook hook(loop(), [&] { return p.server.buffered() == 4 && r.cancel("late"); });
+    uv_buf_t b = uv_buf_init(const_cast<char*>("abc\n"), 4);
+    REQUIRE(uv_try_write(p.client.native_stream(), &b, 1) == 4);
+    run_until([&] { return r.done(); });
+    CHECK(hook.fired());
+    CHECK(r.state()->take_outcome() == "abc\n"); // completion wins
+}
+
 task<void> read_exactly_cases(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
     task_handle<void> sender = spawn(send_in_pieces(p.client, {"abcd", "efghij", "kl"}));

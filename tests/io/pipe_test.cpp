@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+// pipe_stream and pipe_listener: Unix domain sockets in a temporary directory, and fds from
+// socketpair() (SEMANTICS 14.2 - 14.5).
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <system_error>
+
+#include <doctest/doctest.h>
+#include <uv.h>
+#include <uvasync/io/pipe.hpp>
+#include <uvasync/uvasync.hpp>
+
+#include "stream_support.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace uvasync::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// A fresh temporary directory, removed (with the sockets in it) at the end of the test.
+class temp_dir {
+public:
+    temp_dir() {
+        char pattern[] = "/tmp/uvasync-pipe-XXXXXX";
+        REQUIRE(::mkdtemp(pattern) != nullptr);
+        path_ = pattern;
+    }
+
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    temp_dir(temp_dir&&) = delete;
+    temp_dir& operator=(temp_dir&&) = delete;
+
+    ~temp_dir() {
+        for (const auto& f : files_) {
+            ::unlink(f.c_str());
+        }
+        ::rmdir(path_.c_str());
+    }
+
+    std::string file(const std::string& name) {
+        files_.push_back(path_ + "/" + name);
+        return files_.back();
+    }
+
+private:
+    std::string path_;
+    std::vector<std::string> files_;
+};
+
+struct pipe_pair {
+    pipe_stream client;
+    pipe_stream server;
+};
+
+task<pipe_pair> connect_pipe_pair(pipe_listener& l, std::string path) {
+    task_handle<pipe_stream> connecting = spawn(pipe_stream::connect(path));
+    pipe_stream server = co_await l.accept();
+    pipe_stream client = co_await connecting;
+    co_return pipe_pair{std::move(client), std::move(server)};
+}
+
+task<void> pipe_echo(pipe_listener& l, std::string path) {
+    pipe_pair p = co_await connect_pipe_pair(l, path);
+    CHECK(p.client.is_open());
+    CHECK(p.client.native_handle() != nullptr);
+    co_await p.client.write(std::string("ping\n"));
+    const std::string line = co_await p.server.read_until("\n", 64);
+    CHECK(line == "ping\n");
+    co_await p.server.write(std::span<const char>(line));
+    CHECK(co_await read_n(p.client, 5) == "ping\n");
+    co_await p.client.shutdown();
+    CHECK(co_await p.server.read_until("\n", 64) == ""); // EOF
+    co_await p.server.close();
+    co_await p.client.close();
+}
+
+TEST_CASE_FIXTURE(io_fixture, "pipe_listener_connect_accept_echo") {
+    temp_dir dir;
+    const std::string path = dir.file("echo.sock");
+    pipe_listener l = pipe_listener::bind(path);
+    CHECK(l.is_open());
+    for (int round = 0; round < 2; ++round) {
+        run(pipe_echo(l, path));
+    }
+    run([](pipe_listener& x) -> task<void> { co_await x.close(); }(l));
+    CHECK_FALSE(l.is_open());
+}
+
+TEST_CASE_FIXTURE(io_fixture, "pipe_connect_to_a_missing_path_and_bind_in_use_fail") {
+    temp_dir dir;
+    const std::string missing = dir.file("missing.sock");
+    const failure f = run(failure_of(pipe_stream::connect(missing)));
+    CHECK(f.code == UV_ENOENT);
+    CHECK(f.what == "pipe_stream::connect " + missing + ": no such file or directory");
+
+    const std::string path = dir.file("taken.sock");
+    pipe_listener l = pipe_listener::bind(path);
+    try {
+        pipe_listener again = pipe_listener::bind(path);
+        FAIL("bound twice");
+    } catch (const std::system_error& e) {
+        CHECK(e.code().value() == UV_EADDRINUSE);
+        CHECK(contains(e.what(), "pipe_listener::bind " + path));
+    }
+}
+
+task<void> socketpair_echo(pipe_stream& a, pipe_stream& b) {
+    co_await a.write("over a socketpair");
+    CHECK(co_await read_n(b, 17) == "over a socketpair");
+    co_await b.write(std::string("back"));
+    CHECK(co_await read_n(a, 4) == "back");
+    co_await a.close();
+    char c[4];
+    CHECK(co_await b.read_some(c) == 0);
+}
+
+TEST_CASE_FIXTURE(io_fixture, "pipe_open_wraps_existing_fds") {
+    int fds[2] = {-1, -1};
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    pipe_stream a = pipe_stream::open(fds[0]);
+    pipe_stream b = pipe_stream::open(fds[1]); // the streams own the fds from here on
+    CHECK(a.is_open());
+    run(socketpair_echo(a, b));
+    CHECK_THROWS_AS((void)pipe_stream::open(-1), std::system_error);
+}
+
+TEST_CASE_FIXTURE(io_fixture, "pipe_create_gives_an_initialised_unconnected_pipe") {
+    pipe_stream p = pipe_stream::create();
+    CHECK(p.is_open());
+    REQUIRE(p.native_handle() != nullptr);
+    CHECK(uv_handle_get_type(reinterpret_cast<uv_handle_t*>(p.native_handle())) == UV_NAMED_PIPE);
+    pipe_stream ipc = pipe_stream::create(true);
+    CHECK(ipc.native_handle()->ipc == 1);
+    // Writing to an unconnected pipe fails cleanly.
+    const failure f =
+        run(failure_of([](pipe_stream& s) -> task<void> { co_await s.write("x"); }(p)));
+    CHECK(f.code != 0);
+    CHECK(contains(f.what, "pipe_stream::write"));
+}
+
+TEST_CASE_FIXTURE(io_fixture, "pipe_accept_and_read_cancelled_while_pending") {
+    temp_dir dir;
+    const std::string path = dir.file("cancel.sock");
+    pipe_listener l = pipe_listener::bind(path);
+    task_handle<std::string> a = rt->spawn([](pipe_listener& x) -> task<std::string> {
+        try {
+            pipe_stream s = co_await x.accept();
+            co_return "accepted";
+        } catch (const cancelled_error& e) {
+            co_return "cancelled: " + std::string(e.message());
+        }
+    }(l));
+    run(nap(5ms));
+    CHECK(a.cancel("first"));
+    CHECK_FALSE(a.cancel("second"));
+    run_until([&] { return a.done(); });
+    CHECK(a.state()->take_outcome() == "cancelled: first");
+
+    // The connection made afterwards waits for the next accept.
+    pipe_pair p = run(connect_pipe_pair(l, path));
+    task_handle<std::string> r = rt->spawn([](pipe_stream& s) -> task<std::string> {
+        try {
+            co_return co_await read_chunk(s);
+        } catch (const cancelled_error& e) {
+            co_return "cancelled: " + std::string(e.message());
+        }
+    }(p.server));
+    run(nap(5ms));
+    CHECK(r.cancel("stop"));
+    run_until([&] { return r.done(); });
+    CHECK(r.state()->take_outcome() == "cancelled: stop");
+    run([](pipe_pair& pp) -> task<void> { co_await pp.client.write("after"); }(p));
+    CHECK(run(read_chunk(p.server)) == "after");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "pipe_write_cancelled_under_backpressure_closes_the_stream") {
+    int fds[2] = {-1, -1};
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    pipe_stream a = pipe_stream::open(fds[0]);
+    pipe_stream b = pipe_stream::open(fds[1]);
+    CHECK(fill_until_eagain(a) > 0);
+    std::vector<char> big(1 << 20, 'p');
+    task_handle<std::string> w =
+        rt->spawn([](pipe_stream& s, std::span<const char> d) -> task<std::string> {
+            try {
+                co_await s.write(d);
+                co_return "written";
+            } catch (const cancelled_error&) {
+                co_return "cancelled";
+            }
+        }(a, big));
+    run(nap(5ms));
+    CHECK_FALSE(w.done());
+    w.cancel();
+    run_until([&] { return w.done(); });
+    CHECK(w.state()->take_outcome() == "cancelled");
+    CHECK_FALSE(a.is_open());
+    const failure f =
+        run(failure_of([](pipe_stream& s) -> task<void> { co_await s.write("x"); }(a)));
+    CHECK(f.what == "pipe_stream::write: the stream was closed because a pending write was "
+                    "cancelled: bad file descriptor");
+}
+
+} // namespace
+} // namespace uvasync::test
