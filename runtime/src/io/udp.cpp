@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: MIT
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include <uv.h>
+#include <uvasync/error.hpp>
+#include <uvasync/io/error.hpp>
+#include <uvasync/io/udp.hpp>
+
+namespace uvasync {
+
+namespace detail {
+
+/// The socket's handle and its one receiver. Freed in the close callback.
+class udp_state final : public closable {
+public:
+    udp_state() noexcept { handle_.data = this; }
+
+    /// Frees a state whose handle was never initialised (there is nothing to close).
+    static void discard(udp_state* s) noexcept { delete s; }
+
+    uv_udp_t* handle() noexcept { return &handle_; }
+
+    [[nodiscard]] bool closing() const noexcept { return closing_; }
+
+    void close(closable_waiter* w) noexcept override {
+        set_closer(w);
+        if (closing_) {
+            return;
+        }
+        closing_ = true;
+        if (udp_receive_awaiter* r = std::exchange(receiver_, nullptr)) {
+            uv_udp_recv_stop(&handle_);
+            r->deliver(UV_ECANCELED, 0, nullptr, false);
+        }
+        // Queued sends complete with UV_ECANCELED before the close callback (handle.rst).
+        uv_close(reinterpret_cast<uv_handle_t*>(&handle_), &on_close);
+    }
+
+    [[nodiscard]] bool busy() const noexcept { return receiver_ != nullptr; }
+
+    /// Starts reading for `r`; a negative status when libuv refuses.
+    int receive(udp_receive_awaiter* r) noexcept {
+        receiver_ = r;
+        const int rc = uv_udp_recv_start(&handle_, &on_alloc, &on_receive);
+        if (rc < 0) {
+            receiver_ = nullptr;
+        }
+        return rc;
+    }
+
+    /// The receiver is cancelled or its frame goes away: stop reading, so nothing is read
+    /// into its buffer any more.
+    void forget(udp_receive_awaiter* r) noexcept {
+        if (receiver_ == r) {
+            receiver_ = nullptr;
+            uv_udp_recv_stop(&handle_);
+        }
+    }
+
+private:
+    ~udp_state() override = default;
+
+    static void on_close(uv_handle_t* h) noexcept {
+        auto* self = static_cast<udp_state*>(h->data);
+        self->wake_closer();
+        delete self;
+    }
+
+    // libuv calls on_alloc and then on_receive within one read, with nothing in between, so
+    // the receiver's buffer (in its frame) is only used while the receiver is registered.
+    static void on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t* buf) noexcept {
+        auto* self = static_cast<udp_state*>(h->data);
+        if (udp_receive_awaiter* r = self->receiver_) {
+            *buf = uv_buf_init(r->buffer_.data(), static_cast<unsigned>(r->buffer_.size()));
+        } else {
+            *buf = uv_buf_init(nullptr, 0); // libuv reports UV_ENOBUFS to on_receive
+        }
+    }
+
+    static void on_receive(uv_udp_t* h, ssize_t nread, const uv_buf_t* /*buf*/,
+                           const sockaddr* from, unsigned flags) noexcept {
+        auto* self = static_cast<udp_state*>(h->data);
+        udp_receive_awaiter* r = self->receiver_;
+        if (r == nullptr) {
+            uv_udp_recv_stop(h);
+            return;
+        }
+        if (nread == 0 && from == nullptr) {
+            return; // nothing to read after all (EAGAIN): keep waiting
+        }
+        self->receiver_ = nullptr;
+        // Stop at once: later datagrams stay in the kernel for the next receive.
+        uv_udp_recv_stop(h);
+        if (nread < 0) {
+            r->deliver(static_cast<int>(nread), 0, nullptr, false);
+        } else {
+            r->deliver(0, static_cast<std::size_t>(nread), from, (flags & UV_UDP_PARTIAL) != 0);
+        }
+    }
+
+    uv_udp_t handle_{};
+    udp_receive_awaiter* receiver_ = nullptr;
+    bool closing_ = false;
+};
+
+/// A queued send: owns its copy of the datagram until libuv's callback, which may come after
+/// the awaiting task has been cancelled or destroyed.
+struct udp_send_request {
+    uv_udp_send_t req{};
+    std::string data;
+    udp_send_awaiter* waiter = nullptr;
+
+    static void on_sent(uv_udp_send_t* req, int status) noexcept {
+        auto* self = static_cast<udp_send_request*>(req->data);
+        if (udp_send_awaiter* w = self->waiter) {
+            w->request_ = nullptr;
+            w->deliver(status);
+        }
+        delete self;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// send
+
+udp_send_awaiter::~udp_send_awaiter() {
+    if (request_ != nullptr) { // the frame is destroyed while the send is queued
+        request_->waiter = nullptr;
+    }
+}
+
+bool udp_send_awaiter::await_suspend(std::coroutine_handle<> caller) {
+    if (state_ == nullptr || state_->closing()) {
+        status_ = UV_EBADF;
+        return false;
+    }
+    if (!park(caller, "udp_socket::send")) {
+        return false;
+    }
+    if (to_.family() != AF_INET && to_.family() != AF_INET6) {
+        status_ = UV_EINVAL;
+        unpark();
+        return false;
+    }
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): libuv does not write to it
+    uv_buf_t buf =
+        uv_buf_init(const_cast<char*>(data_.data()), static_cast<unsigned>(data_.size()));
+    const int sent = uv_udp_try_send(state_->handle(), &buf, 1, to_.data());
+    if (sent != UV_EAGAIN) { // sent, or failed for good
+        status_ = sent < 0 ? sent : 0;
+        unpark();
+        return false;
+    }
+    auto* req = new udp_send_request;
+    req->data.assign(data_.data(), data_.size());
+    req->req.data = req;
+    buf = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
+    if (const int rc = uv_udp_send(&req->req, state_->handle(), &buf, 1, to_.data(),
+                                   &udp_send_request::on_sent);
+        rc < 0) {
+        delete req; // no callback will come
+        status_ = rc;
+        unpark();
+        return false;
+    }
+    req->waiter = this;
+    request_ = req;
+    return true;
+}
+
+void udp_send_awaiter::await_resume() {
+    finish();
+    if (status_ < 0) {
+        throw_uv_error(status_, ("udp_socket::send to " + to_.to_string()).c_str());
+    }
+}
+
+void udp_send_awaiter::on_abort(parked_wait* p) noexcept {
+    // libuv cannot cancel a send request: let it finish on its own, with its own copy.
+    auto* self = static_cast<udp_send_awaiter*>(p);
+    if (self->request_ != nullptr) {
+        self->request_->waiter = nullptr;
+        self->request_ = nullptr;
+    }
+    self->aborted();
+}
+
+void udp_send_awaiter::deliver(int status) noexcept {
+    status_ = status;
+    complete();
+}
+
+// ---------------------------------------------------------------------------------------------
+// receive
+
+udp_receive_awaiter::~udp_receive_awaiter() {
+    if (registered_ && waiting()) { // the frame is destroyed while parked
+        state_->forget(this);
+    }
+}
+
+bool udp_receive_awaiter::await_suspend(std::coroutine_handle<> caller) {
+    if (state_ == nullptr || state_->closing()) {
+        status_ = UV_EBADF;
+        return false;
+    }
+    if (state_->busy()) {
+        throw invalid_state("uvasync: udp_socket::receive is already awaited by another task");
+    }
+    if (!park(caller, "udp_socket::receive")) {
+        return false;
+    }
+    if (const int rc = state_->receive(this); rc < 0) {
+        status_ = rc;
+        unpark();
+        return false;
+    }
+    registered_ = true;
+    return true;
+}
+
+udp_datagram udp_receive_awaiter::await_resume() {
+    finish();
+    if (status_ < 0) {
+        throw_uv_error(status_, "udp_socket::receive");
+    }
+    return std::move(result_);
+}
+
+void udp_receive_awaiter::on_abort(parked_wait* p) noexcept {
+    auto* self = static_cast<udp_receive_awaiter*>(p);
+    self->state_->forget(self);
+    self->aborted();
+}
+
+void udp_receive_awaiter::deliver(int status, std::size_t size, const sockaddr* from,
+                                  bool truncated) noexcept {
+    status_ = status;
+    result_.size = size;
+    result_.truncated = truncated;
+    if (from != nullptr && (from->sa_family == AF_INET || from->sa_family == AF_INET6)) {
+        result_.from = socket_address::from(from);
+    }
+    complete();
+}
+
+} // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// udp_socket
+
+udp_socket::udp_socket(udp_socket&& other) noexcept
+    : state_(std::exchange(other.state_, nullptr)) {
+}
+
+udp_socket& udp_socket::operator=(udp_socket&& other) noexcept {
+    if (this != &other) {
+        if (state_ != nullptr) {
+            state_->close(nullptr);
+        }
+        state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+}
+
+udp_socket::~udp_socket() {
+    if (state_ != nullptr) {
+        state_->close(nullptr);
+    }
+}
+
+udp_socket udp_socket::bind(socket_address address) {
+    const std::string what = "udp_socket::bind " + address.to_string();
+    uv_loop_t* loop = detail::current_runtime("udp_socket::bind").loop();
+    auto* state = new detail::udp_state;
+    if (const int rc = uv_udp_init(loop, state->handle()); rc < 0) {
+        detail::udp_state::discard(state);
+        throw_uv_error(rc, what.c_str());
+    }
+    udp_socket s;
+    s.state_ = state; // closes the handle if binding fails
+    detail::check_uv(uv_udp_bind(state->handle(), address.data(), 0), what.c_str());
+    return s;
+}
+
+detail::udp_send_awaiter udp_socket::send(std::span<const char> data, const socket_address& to) {
+    return {state_, data, to};
+}
+
+detail::udp_receive_awaiter udp_socket::receive(std::span<char> buffer) {
+    if (buffer.empty()) {
+        throw std::invalid_argument("uvasync: udp_socket::receive needs a non-empty buffer");
+    }
+    return {state_, buffer};
+}
+
+socket_address udp_socket::local_address() const {
+    if (state_ == nullptr) {
+        throw_uv_error(UV_EBADF, "udp_socket::local_address");
+    }
+    sockaddr_storage ss{};
+    int len = sizeof(ss);
+    detail::check_uv(uv_udp_getsockname(state_->handle(), reinterpret_cast<sockaddr*>(&ss), &len),
+                     "udp_socket::local_address");
+    return socket_address::from(reinterpret_cast<const sockaddr*>(&ss));
+}
+
+detail::closable_awaiter udp_socket::close() noexcept {
+    return detail::closable_awaiter(std::exchange(state_, nullptr));
+}
+
+uv_udp_t* udp_socket::native_handle() noexcept {
+    return state_ != nullptr ? state_->handle() : nullptr;
+}
+
+} // namespace uvasync
