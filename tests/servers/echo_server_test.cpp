@@ -273,4 +273,36 @@ TEST_SUITE("echo_server") {
         CHECK(server.stats().cancelled == 0);
     }
 
+    TEST_CASE("echo_server_shuts_down_when_its_listener_is_closed_by_the_owner") {
+        loop_fixture f(loop_fixture::real_clock());
+        echo_server server(quiet_options());
+        bool refused = false;
+        auto scenario = [&server, &refused]() -> task<> {
+            tcp_listener listener = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
+            const socket_address a = listener.local_address();
+            auto body = [&](uvasync::task_group& g) -> task<> {
+                g.spawn(server.serve(listener));
+                tcp_stream s = co_await tcp_stream::connect(a);
+                co_await write_all(s, "before\n");
+                CHECK(co_await read_bytes(s, 7) == "before\n");
+                co_await listener.close(); // serve ends: the idle connection is closed too
+                CHECK(co_await read_to_end(s) == "");
+                co_await s.close();
+                try {
+                    tcp_stream late = co_await tcp_stream::connect(a);
+                    co_await late.close();
+                } catch (const std::system_error& e) {
+                    refused = e.code() == std::errc::connection_refused;
+                }
+            };
+            co_await uvasync::task_group::run(body);
+        };
+        f.run(scenario());
+        CHECK(refused);
+        CHECK(server.shutting_down());
+        CHECK(server.stats().requests == 1);
+        CHECK(server.stats().active == 0);
+        CHECK(server.stats().accept_errors == 0);
+    }
+
 } // TEST_SUITE
