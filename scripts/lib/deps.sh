@@ -10,9 +10,9 @@
 
 # cmake is here because Debian's doctest-dev ships only a CMake config: without cmake, Meson's
 # dependency('doctest') finds nothing (TOOLCHAIN.md 2). libclang-rt-14-dev holds clang's
-# sanitizer runtimes.
+# sanitizer runtimes. libhttp-parser-dev is the HTTP parser of examples/servers.
 UVASYNC_APT_PACKAGES=(meson ninja-build pkg-config g++ clang-14 libclang-rt-14-dev libuv1-dev
-    doctest-dev cmake)
+    doctest-dev cmake libhttp-parser-dev)
 
 # Prints the packages from "$@" that are not installed, one per line.
 uvasync_missing_packages() {
