@@ -192,9 +192,9 @@ void runtime_state::update_idle() noexcept {
     }
 }
 
-void runtime_state::drain() noexcept {
+bool runtime_state::drain() noexcept {
     if (ready_.empty()) {
-        return;
+        return false;
     }
     auto batch = ready_.take();
     thread_context& ctx = this_thread_context();
@@ -206,6 +206,7 @@ void runtime_state::drain() noexcept {
         core->resume_point.resume(); // may destroy *core
     }
     ctx.task = saved;
+    return true;
 }
 
 void runtime_state::adopt(task_core* core) noexcept {
@@ -246,26 +247,37 @@ void runtime_state::report(std::exception_ptr e) noexcept {
 
 void runtime_state::on_prepare() noexcept {
     runtime_scope current(this);
-    drain();
-    update_idle();
+    const bool ran = drain();
+    settle(ran);
 }
 
 void runtime_state::on_check() noexcept {
     runtime_scope current(this);
-    if (virtual_ && autojump_ && ready_.empty() && !heap_.empty() && !inbox_->pending()) {
+    if (virtual_ && autojump_ && autojump_threshold_ms_ == 0 && ready_.empty() && !heap_.empty() &&
+        !inbox_->pending()) {
         // Every task is blocked and only deadlines are pending: jump (SEMANTICS 18.4).
-        if (autojump_threshold_ms_ == 0) {
-            virtual_now_ = std::max(virtual_now_, heap_.front()->when.time_since_epoch().count());
-            run_deadline_pass();
-        } else if (uv_is_active(reinterpret_cast<uv_handle_t*>(&handles_->threshold)) == 0) {
+        virtual_now_ = std::max(virtual_now_, heap_.front()->when.time_since_epoch().count());
+        run_deadline_pass();
+    }
+    const bool ran = drain();
+    settle(ran);
+}
+
+void runtime_state::settle(bool ran) noexcept {
+    if (virtual_ && autojump_ && autojump_threshold_ms_ > 0) {
+        // The threshold measures real time in which no task ran. It is decided after the
+        // drain: tasks that just ran may have blocked on I/O, and with nothing ready the poll
+        // then sleeps until the threshold timer (or I/O) wakes it. Deciding before the drain
+        // left the poll with no timer at all.
+        auto* threshold = reinterpret_cast<uv_handle_t*>(&handles_->threshold);
+        if (!ready_.empty() || heap_.empty() || inbox_->pending()) {
+            uv_timer_stop(&handles_->threshold);
+        } else if (ran || uv_is_active(threshold) == 0) {
             uv_timer_start(&handles_->threshold,
                            &forward<uv_timer_t, &runtime_state::on_threshold_timer>,
                            static_cast<std::uint64_t>(autojump_threshold_ms_), 0);
         }
-    } else if (virtual_ && !ready_.empty()) {
-        uv_timer_stop(&handles_->threshold); // activity: the threshold starts over
     }
-    drain();
     update_idle();
 }
 

@@ -551,6 +551,28 @@ TEST_SUITE("virtual_clock") {
         CHECK(uv_loop_alive(f.loop()) == 0);
     }
 
+    namespace {
+
+    task<void> yield_then_sleep(loop_clock::duration d, deadline& woke) {
+        co_await uvasync::yield();  // ready again: the check callback runs this task
+        co_await uvasync::sleep(d); // ...which then blocks with only a deadline pending
+        woke = loop_clock::now();
+    }
+
+    } // namespace
+
+    TEST_CASE("18.4 with a threshold, tasks that block during the check callback's drain still "
+              "let the clock jump") {
+        // Regression: the threshold timer used to be armed before the drain only, so when the
+        // last ready task blocked inside that drain nothing woke the poll again (a hang).
+        loop_fixture f{virtual_opts(true, 3ms)};
+        deadline woke{};
+        const deadline start = f.now();
+        auto h = f.rt->spawn(yield_then_sleep(1s, woke));
+        f.run_until([&] { return h.done(); });
+        CHECK(ms_between(start, woke) == 1'000);
+    }
+
     // ---------------------------------------------------------------------------------------------
     // 18.5 advance
 

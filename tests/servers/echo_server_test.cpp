@@ -96,7 +96,6 @@ TEST_SUITE("echo_server") {
 
     TEST_CASE("echo_server_cuts_off_a_client_sending_one_byte_per_second") {
         loop_fixture f(virtual_clock());
-        loop_waker waker(f.loop());
         server_options o;
         o.request_timeout = 4500ms; // never coincides with a client byte
         echo_server server(o);
@@ -122,7 +121,6 @@ TEST_SUITE("echo_server") {
             co_await s.close();
         };
         f.run(with_server(server, client));
-        waker.stop();
         f.run_all();
         CHECK(closed);
         CHECK(sent >= 4);
@@ -132,7 +130,6 @@ TEST_SUITE("echo_server") {
 
     TEST_CASE("echo_server_closes_an_idle_connection_after_the_idle_timeout") {
         loop_fixture f(virtual_clock());
-        loop_waker waker(f.loop());
         server_options o;
         o.idle_timeout = 7s;
         echo_server server(o);
@@ -148,7 +145,6 @@ TEST_SUITE("echo_server") {
             co_await s.close();
         };
         f.run(with_server(server, client));
-        waker.stop();
         f.run_all();
         CHECK(server.stats().idle_timeouts == 1);
         CHECK(server.stats().requests == 1);

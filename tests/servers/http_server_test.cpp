@@ -299,7 +299,6 @@ TEST_SUITE("http_server") {
 
     TEST_CASE("http_server_cuts_off_a_client_sending_one_header_byte_per_second") {
         loop_fixture f(virtual_clock());
-        loop_waker waker(f.loop());
         server_options o; // request timeout 4.5 s, so it never coincides with a client byte
         o.request_timeout = 4500ms;
         http_server server(o);
@@ -326,7 +325,6 @@ TEST_SUITE("http_server") {
             co_await s.close();
         };
         f.run(with_server(server, client));
-        waker.stop();
         f.run_all();
         CHECK(closed);
         CHECK(sent >= 4);
@@ -337,7 +335,6 @@ TEST_SUITE("http_server") {
 
     TEST_CASE("http_server_closes_an_idle_keep_alive_connection_after_the_idle_timeout") {
         loop_fixture f(virtual_clock());
-        loop_waker waker(f.loop());
         server_options o;
         o.idle_timeout = 10s;
         http_server server(o);
@@ -353,7 +350,6 @@ TEST_SUITE("http_server") {
             co_await s.close();
         };
         f.run(with_server(server, client));
-        waker.stop();
         f.run_all();
         CHECK(server.stats().idle_timeouts == 1);
         CHECK(server.stats().request_timeouts == 0);
@@ -526,7 +522,6 @@ TEST_SUITE("http_server") {
 
     TEST_CASE("http_server_shutdown_cancels_a_request_still_unfinished_after_the_grace_period") {
         loop_fixture f(virtual_clock());
-        loop_waker waker(f.loop());
         server_options o;
         o.shutdown_grace = 2s;
         o.request_timeout = 60s;
@@ -545,7 +540,6 @@ TEST_SUITE("http_server") {
             co_await s.close();
         };
         f.run(with_server(server, client));
-        waker.stop();
         f.run_all();
         CHECK(closed);
         CHECK(server.stats().cancelled == 1);

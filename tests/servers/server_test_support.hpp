@@ -106,37 +106,6 @@ inline task<std::optional<http_response>> read_response(tcp_stream& s, std::stri
     co_return r;
 }
 
-/// Workaround for the virtual clock's autojump threshold (runtime_state::on_check): the
-/// threshold timer is armed only by a check callback that finds every task blocked, but when
-/// the last ready tasks are drained in that very callback (or in the prepare callback) and then
-/// block on I/O, nothing wakes the poll again and the loop waits forever. A repeating real
-/// timer makes the loop come round every few milliseconds, so the check sees the quiet loop.
-/// `stop()` before the fixture ends (the handle is freed in its close callback).
-class loop_waker {
-public:
-    explicit loop_waker(uv_loop_t* loop)
-        : timer_(new uv_timer_t) {
-        uv_timer_init(loop, timer_);
-        uv_timer_start(
-            timer_, [](uv_timer_t*) {}, 5, 5);
-    }
-
-    loop_waker(const loop_waker&) = delete;
-    loop_waker& operator=(const loop_waker&) = delete;
-
-    ~loop_waker() { stop(); }
-
-    void stop() noexcept {
-        if (timer_ != nullptr) {
-            uv_close(reinterpret_cast<uv_handle_t*>(std::exchange(timer_, nullptr)),
-                     [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-        }
-    }
-
-private:
-    uv_timer_t* timer_;
-};
-
 /// Raises the soft RLIMIT_NOFILE to the hard limit; true if at least `want` descriptors are
 /// then allowed.
 inline bool raise_fd_limit(rlim_t want) {

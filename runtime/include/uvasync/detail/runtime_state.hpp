@@ -71,8 +71,9 @@ public:
     /// Runs one deadline pass: every entry due at now(), in (deadline, registration) order.
     void run_deadline_pass() noexcept;
 
-    /// Resumes the tasks that were ready when the drain started (SEMANTICS 13.6).
-    void drain() noexcept;
+    /// Resumes the tasks that were ready when the drain started (SEMANTICS 13.6); false when
+    /// none was.
+    bool drain() noexcept;
 
     /// Registers a new task (created by spawn) and queues its first step.
     void adopt(task_core* core) noexcept;
@@ -126,6 +127,8 @@ public:
     void on_timer() noexcept;
     void on_check() noexcept;
     void on_prepare() noexcept;
+    /// After a drain: arms or restarts the autojump threshold, and the idle handle.
+    void settle(bool ran) noexcept;
     void on_threshold_timer() noexcept;
 
 private:
