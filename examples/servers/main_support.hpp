@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+// What the two server mains share: argument parsing, SIGINT/SIGTERM handling and the --demo
+// run (docs/servers.md).
+#pragma once
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <string_view>
+
+#include <uvasync/io/address.hpp>
+#include <uvasync/io/signal.hpp>
+#include <uvasync/io/tcp.hpp>
+#include <uvasync/runtime.hpp>
+#include <uvasync/task.hpp>
+#include <uvasync/task_group.hpp>
+
+#include "server.hpp"
+
+namespace servers {
+
+/// Waits for SIGINT or SIGTERM and starts the graceful shutdown of `server`.
+inline uvasync::task<void> stop_on_signal(server_base& server) {
+    uvasync::signal_set signals{SIGINT, SIGTERM};
+    const int sig = co_await signals.wait();
+    std::printf("%s: graceful shutdown\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    std::fflush(stdout);
+    server.request_shutdown();
+}
+
+inline void print_stats(const server_stats& s) {
+    std::printf(
+        "accepted %llu, requests %llu, request timeouts %llu, idle timeouts %llu, "
+        "rejected %llu, incomplete %llu, resets %llu, errors %llu, cancelled %llu, "
+        "still open %llu\n",
+        static_cast<unsigned long long>(s.accepted), static_cast<unsigned long long>(s.requests),
+        static_cast<unsigned long long>(s.request_timeouts),
+        static_cast<unsigned long long>(s.idle_timeouts),
+        static_cast<unsigned long long>(s.rejected), static_cast<unsigned long long>(s.incomplete),
+        static_cast<unsigned long long>(s.resets), static_cast<unsigned long long>(s.errors),
+        static_cast<unsigned long long>(s.cancelled), static_cast<unsigned long long>(s.active));
+}
+
+/// Serves on `listener` until SIGINT/SIGTERM; with `demo` set, runs `demo` as a client
+/// against it too (the demo ends by raising SIGINT).
+template <class Server, class Demo>
+uvasync::task<void> run_server(Server& server, uvasync::tcp_listener& listener, Demo* demo) {
+    const uvasync::socket_address address = listener.local_address();
+    std::printf("listening on %s\n", address.to_string().c_str());
+    std::fflush(stdout);
+    auto body = [&server, &listener, demo, address](uvasync::task_group& g) -> uvasync::task<> {
+        g.spawn(stop_on_signal(server));
+        if (demo != nullptr) {
+            g.spawn((*demo)(address));
+        }
+        co_await server.serve(listener);
+        g.cancel(); // the signal waiter (and the demo client, if still running)
+    };
+    co_await uvasync::task_group::run(body);
+    std::printf("server stopped: ");
+    print_stats(server.stats());
+}
+
+/// `main` of a server example: `--port N` (default `default_port`), `--demo` (port 0, run
+/// `demo`, which raises SIGINT at the end). Returns the process exit status.
+template <class Server, class Demo>
+int server_main(int argc, char** argv, std::uint16_t default_port, Demo demo) {
+    server_options options;
+    options.port = default_port;
+    bool run_demo = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--demo") {
+            run_demo = true;
+        } else if (arg == "--port" && i + 1 < argc) {
+            const long port = std::strtol(argv[++i], nullptr, 10);
+            if (port < 0 || port > 65535) {
+                std::fprintf(stderr, "%s: bad port %s\n", argv[0], argv[i]);
+                return 2;
+            }
+            options.port = static_cast<std::uint16_t>(port);
+        } else {
+            std::fprintf(stderr, "usage: %s [--port N] [--demo]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (run_demo) {
+        options.port = 0;
+    }
+    try {
+        auto main_task = [](server_options o, bool with_demo, Demo* d) -> uvasync::task<> {
+            Server server(o);
+            uvasync::tcp_listener listener = uvasync::tcp_listener::bind(
+                uvasync::socket_address::parse(with_demo ? "127.0.0.1" : "0.0.0.0", o.port));
+            co_await run_server(server, listener, with_demo ? d : nullptr);
+        };
+        uvasync::run(main_task(options, run_demo, &demo));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+        return 1;
+    }
+    return 0;
+}
+
+} // namespace servers

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <coroutine>
+
+#include <uvasync/detail/park.hpp>
+#include <uvasync/io/stream.hpp>
+
+namespace uvasync::detail {
+
+struct listener_state;
+
+/// The untyped part of `accept()`: waits for a connection and takes it (`uv_accept`) into a
+/// new stream state. The typed `accept_awaiter<S>` wraps the state into `S`.
+class accept_awaiter_base : private parked_wait {
+public:
+    explicit accept_awaiter_base(listener_state* l) noexcept;
+    accept_awaiter_base(accept_awaiter_base&& other) noexcept; // only before it is awaited
+    accept_awaiter_base(const accept_awaiter_base&) = delete;
+    accept_awaiter_base& operator=(const accept_awaiter_base&) = delete;
+    accept_awaiter_base& operator=(accept_awaiter_base&&) = delete;
+    ~accept_awaiter_base();
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    bool await_suspend(std::coroutine_handle<> caller);
+
+protected:
+    /// The accepted stream's state (ownership passes to the caller), or throws.
+    stream_state* take();
+
+private:
+    friend struct listener_state;
+    static void on_abort(parked_wait* p) noexcept;
+    void deliver(stream_state* s, int status, const char* reason) noexcept;
+
+    listener_state* listener_;
+    stream_state* result_ = nullptr;
+    int status_ = 0;
+    const char* kind_ = "listener";
+    const char* reason_ = nullptr;
+    accept_awaiter_base* next_ = nullptr; // the listener's FIFO of waiters
+    bool queued_ = false;
+};
+
+/// The awaiter of `tcp_listener::accept()` and `pipe_listener::accept()`.
+template <class Stream>
+class accept_awaiter : public accept_awaiter_base {
+public:
+    using accept_awaiter_base::accept_awaiter_base;
+
+    Stream await_resume() { return Stream(adopt, take()); }
+};
+
+} // namespace uvasync::detail

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <string>
+
+#include <uv.h>
+#include <uvasync/io/listener.hpp>
+#include <uvasync/io/stream.hpp>
+#include <uvasync/task.hpp>
+
+namespace uvasync {
+
+/// A pipe stream (`uv_pipe_t`): a Unix domain socket, an anonymous pipe or a socketpair end.
+/// Reading, writing and closing are `stream`'s.
+///
+/// **Thread:** loop thread only.
+class pipe_stream : public stream {
+public:
+    /// A stream that is not open.
+    pipe_stream() noexcept = default;
+
+    /// Internal: adopts a state made by `pipe_listener::accept`.
+    pipe_stream(detail::adopt_t, detail::stream_state* s) noexcept
+        : stream(s) {}
+
+    /// An initialised, unconnected `uv_pipe_t` on the current runtime's loop, for example for
+    /// a child process's stdio (`UV_CREATE_PIPE` with `native_handle()`). It is usable as a
+    /// stream once libuv has connected it.
+    ///
+    /// **Errors:** `std::system_error`; `invalid_state` without a runtime.
+    static pipe_stream create(bool ipc = false);
+
+    /// Wraps an existing file descriptor (`uv_pipe_open`); the stream owns it from then on and
+    /// closes it with the handle.
+    ///
+    /// **Errors:** `std::system_error` (for example `UV_EBADF`); `invalid_state` without a
+    /// runtime. On failure the fd is not closed.
+    static pipe_stream open(uv_file fd);
+
+    /// Connects to the Unix domain socket at `path`.
+    ///
+    /// **Cancellation:** as for `tcp_stream::connect` (terminal once started).
+    /// **Errors:** `std::system_error` naming the path, for example
+    /// "pipe_stream::connect /tmp/x.sock: no such file or directory".
+    static task<pipe_stream> connect(std::string path);
+
+    /// The libuv handle, or null when not open. Do not close it.
+    [[nodiscard]] uv_pipe_t* native_handle() noexcept;
+};
+
+/// A listening Unix domain socket. Move-only; the destructor closes it (libuv unlinks nothing:
+/// remove the socket file yourself).
+///
+/// **Thread:** loop thread only.
+class pipe_listener {
+public:
+    pipe_listener() noexcept = default;
+    pipe_listener(const pipe_listener&) = delete;
+    pipe_listener& operator=(const pipe_listener&) = delete;
+    pipe_listener(pipe_listener&& other) noexcept;
+    pipe_listener& operator=(pipe_listener&& other) noexcept;
+    ~pipe_listener();
+
+    /// Binds to `path` and listens, on the current runtime's loop.
+    /// **Errors:** `std::system_error` naming the path (`UV_EADDRINUSE` when it exists).
+    static pipe_listener bind(std::string path, int backlog = 511);
+
+    /// As `tcp_listener::accept`, returning a `pipe_stream`.
+    [[nodiscard]] detail::accept_awaiter<pipe_stream> accept();
+
+    /// As `tcp_listener::close`.
+    [[nodiscard]] detail::close_awaiter close();
+
+    [[nodiscard]] bool is_open() const noexcept;
+
+    /// The libuv handle, or null when not open. Do not close it.
+    [[nodiscard]] uv_pipe_t* native_handle() noexcept;
+
+private:
+    detail::listener_state* state_ = nullptr;
+};
+
+} // namespace uvasync

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <uv.h>
+#include <uvasync/detail/park.hpp>
+#include <uvasync/task.hpp>
+
+namespace uvasync {
+
+namespace detail {
+
+struct handle_base;
+struct stream_state;
+struct write_request;
+
+/// Tag of the constructors that adopt a state object created by the library (accept, open).
+struct adopt_t {
+    explicit adopt_t() = default;
+};
+
+inline constexpr adopt_t adopt{};
+
+/// A node waiting for a handle's close callback (close awaiters, and operations whose
+/// cancellation closed the handle). Unlinks itself when destroyed.
+struct close_waiter {
+    close_waiter() noexcept = default;
+    close_waiter(const close_waiter&) = delete;
+    close_waiter& operator=(const close_waiter&) = delete;
+    close_waiter(close_waiter&&) = delete;
+    close_waiter& operator=(close_waiter&&) = delete;
+    ~close_waiter();
+
+    /// Links this node into `h`'s list; `fn(context)` runs in the close callback.
+    void link(handle_base* h, void (*fn)(void*) noexcept, void* ctx) noexcept;
+    void unlink() noexcept;
+
+    [[nodiscard]] bool linked() const noexcept { return owner != nullptr; }
+
+    handle_base* owner = nullptr;
+    close_waiter* prev = nullptr;
+    close_waiter* next = nullptr;
+    void (*on_closed)(void*) noexcept = nullptr;
+    void* context = nullptr;
+};
+
+/// The awaiter of `stream::read_some` (and, in peek mode, of the internal "wait for more
+/// data" step of `read_until`). Lives in the awaiting frame; allocates nothing.
+class read_awaiter : private parked_wait {
+public:
+    read_awaiter(stream_state* s, std::span<char> buffer, bool peek) noexcept;
+    read_awaiter(read_awaiter&& other) noexcept; // only before it is awaited
+    read_awaiter(const read_awaiter&) = delete;
+    read_awaiter& operator=(const read_awaiter&) = delete;
+    read_awaiter& operator=(read_awaiter&&) = delete;
+    ~read_awaiter();
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    bool await_suspend(std::coroutine_handle<> caller);
+    std::size_t await_resume();
+
+private:
+    friend struct stream_state;
+    static void on_abort(parked_wait* p) noexcept;
+    void deliver(std::size_t n, int status, const char* reason) noexcept;
+
+    stream_state* state_;
+    std::span<char> buffer_;
+    std::size_t result_ = 0;
+    int status_ = 0;
+    const char* kind_ = "stream";
+    const char* reason_ = nullptr;
+    bool peek_;
+    bool registered_ = false;
+};
+
+/// The awaiter of `stream::write`: `uv_try_write` first, then `uv_write` for the remainder.
+class write_awaiter : private parked_wait {
+public:
+    write_awaiter(stream_state* s, std::span<const char> data) noexcept;
+    write_awaiter(stream_state* s, std::string data) noexcept;
+    write_awaiter(write_awaiter&& other) noexcept; // only before it is awaited
+    write_awaiter(const write_awaiter&) = delete;
+    write_awaiter& operator=(const write_awaiter&) = delete;
+    write_awaiter& operator=(write_awaiter&&) = delete;
+    ~write_awaiter();
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    bool await_suspend(std::coroutine_handle<> caller);
+    void await_resume();
+
+private:
+    friend struct write_request;
+    static void on_abort(parked_wait* p) noexcept;
+    static void on_closed(void* self) noexcept;
+    void deliver(int status) noexcept;
+
+    stream_state* state_;
+    std::span<const char> data_;
+    std::string owned_;
+    bool owning_;
+    write_request* request_ = nullptr;
+    int status_ = 0;
+    const char* kind_ = "stream";
+    const char* reason_ = nullptr;
+    close_waiter closed_;
+};
+
+/// The awaiter of requests that only closing the handle can cancel: connect and shutdown.
+class request_awaiter : private parked_wait {
+public:
+    enum class op : unsigned char { connect_tcp, connect_pipe, shutdown };
+
+    request_awaiter(stream_state* s, op kind, const void* target, const char* label) noexcept;
+    request_awaiter(request_awaiter&& other) noexcept; // only before it is awaited
+    request_awaiter(const request_awaiter&) = delete;
+    request_awaiter& operator=(const request_awaiter&) = delete;
+    request_awaiter& operator=(request_awaiter&&) = delete;
+    ~request_awaiter();
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    bool await_suspend(std::coroutine_handle<> caller);
+    void await_resume();
+
+private:
+    friend struct stream_state;
+    static void on_abort(parked_wait* p) noexcept;
+    static void on_closed(void* self) noexcept;
+    void deliver(int status) noexcept;
+
+    stream_state* state_;
+    op op_;
+    const void* target_; // sockaddr* or NUL-terminated path, alive in the awaiting frame
+    const char* label_;  // text for errors ("127.0.0.1:1"), alive in the awaiting frame
+    int status_ = 0;
+    const char* kind_ = "stream";
+    const char* reason_ = nullptr;
+    close_waiter closed_;
+};
+
+/// The awaiter of `close()` on streams and listeners: resumes after the close callback.
+/// Never a cancellation point.
+class close_awaiter {
+public:
+    explicit close_awaiter(handle_base* h) noexcept;
+    close_awaiter(close_awaiter&& other) noexcept; // only before it is awaited
+    close_awaiter(const close_awaiter&) = delete;
+    close_awaiter& operator=(const close_awaiter&) = delete;
+    close_awaiter& operator=(close_awaiter&&) = delete;
+    ~close_awaiter() = default;
+
+    [[nodiscard]] bool await_ready() const noexcept;
+    bool await_suspend(std::coroutine_handle<> caller);
+
+    void await_resume() const noexcept {}
+
+private:
+    static void on_closed(void* self) noexcept;
+
+    handle_base* handle_;
+    task_core* core_ = nullptr;
+    std::coroutine_handle<> caller_;
+    close_waiter node_;
+};
+
+} // namespace detail
+
+/// The common base of `tcp_stream`, `pipe_stream` and `tty_stream`: buffered reading, writing,
+/// half-close and close of one libuv stream handle.
+///
+/// A stream owns one heap state object with the `uv_stream_t` embedded in it; this object is a
+/// thin move-only owner. The destructor closes the handle; the memory is freed in the close
+/// callback. Received data goes into a stream-owned buffer (64 KiB, grown by `read_until`);
+/// reading stays armed between reads and stops on cancellation, on a full buffer and on close.
+///
+/// One reader and one writer may use a stream at the same time (two tasks); two concurrent
+/// readers are an error (`invalid_state`).
+///
+/// **Thread:** loop thread only; every awaitable is awaited inside a task.
+class stream {
+public:
+    /// A stream that is not open: every operation fails with `UV_EBADF`.
+    stream() noexcept = default;
+    stream(const stream&) = delete;
+    stream& operator=(const stream&) = delete;
+    stream(stream&& other) noexcept;
+    stream& operator=(stream&& other) noexcept;
+
+    /// Closes the handle if it is open (without waiting; the memory is freed in the close
+    /// callback). A task still waiting on this stream resumes with an error.
+    ~stream();
+
+    /// Reads at least one byte into `buffer` and returns how many; returns 0 only at EOF, and
+    /// again on every later read. Buffered data is returned at once, without suspending.
+    ///
+    /// **Cancellation:** a cancellation point, also when data is buffered (level-triggered).
+    /// Total: reading stops (`uv_read_stop`); data that arrived before stays buffered for the
+    /// next read, which starts reading again. Data delivered before the cancellation wins.
+    ///
+    /// **Errors:** `std::invalid_argument` for an empty buffer (thrown by this call);
+    /// `std::system_error` (uv category) for a read error, also one that arrived while nobody
+    /// was reading, and `UV_EBADF` on a closed stream; `invalid_state` when another task is
+    /// already reading.
+    [[nodiscard]] detail::read_awaiter read_some(std::span<char> buffer);
+
+    /// Reads until `buffer` is full; returns `buffer.size()`, or fewer bytes only at EOF.
+    /// Cancellation and errors as for `read_some`; bytes already read by a cancelled call are
+    /// lost to the caller (they are in `buffer`). The stream must outlive the task.
+    task<std::size_t> read_exactly(std::span<char> buffer);
+
+    /// Reads up to and including the first `delimiter`, and returns those bytes; the rest stays
+    /// buffered. At EOF returns what remains (possibly empty) without a delimiter.
+    ///
+    /// **Errors:** `std::system_error(UV_ENOBUFS)` when `max_size` bytes are buffered without a
+    /// delimiter among them (the data stays buffered); `std::invalid_argument` for an empty
+    /// delimiter or a `max_size` of 0; otherwise as for `read_some`. **Cancellation:** as for
+    /// `read_some`; nothing is consumed until the delimiter is found. The delimiter is copied;
+    /// the stream must outlive the task.
+    task<std::string> read_until(std::string_view delimiter, std::size_t max_size);
+
+    /// Writes all of `data`, borrowed: the bytes must stay valid until the await resumes.
+    /// Resumes when libuv has handed every byte to the kernel (at once when `uv_try_write`
+    /// takes everything).
+    ///
+    /// **Cancellation:** a cancellation point before it starts. Once part of the data is queued
+    /// the cancellation is terminal: the stream is closed, the task resumes with the
+    /// cancellation after the close callback, and later operations fail with `UV_EBADF`
+    /// ("closed because a pending write was cancelled"). A write that completed first is
+    /// delivered. Destroying the awaiting frame while the write is pending also closes the
+    /// stream, so libuv never reads the bytes again.
+    ///
+    /// **Errors:** `std::system_error` (uv category): `UV_EBADF` on a closed stream, `UV_EPIPE`,
+    /// `UV_ECONNRESET`, ...
+    [[nodiscard]] detail::write_awaiter write(std::span<const char> data);
+
+    /// Writes all of `data`, owned by the request while libuv needs it. Otherwise as the
+    /// borrowing `write`.
+    [[nodiscard]] detail::write_awaiter write(std::string data);
+
+    /// Writes a string literal (without its terminating NUL), borrowed.
+    template <std::size_t N>
+    [[nodiscard]] detail::write_awaiter write(const char (&literal)[N]) {
+        return write(std::span<const char>(literal, N - 1));
+    }
+
+    /// Half-closes the write side (`uv_shutdown`) after the queued writes; resumes when done.
+    ///
+    /// **Cancellation:** like a pending write: terminal, the stream is closed.
+    /// **Errors:** `std::system_error` (uv category), `UV_EBADF` on a closed stream.
+    [[nodiscard]] detail::request_awaiter shutdown();
+
+    /// Closes the handle and resumes after its close callback. Idempotent: closing a closed,
+    /// closing or never opened stream resumes as soon as the handle is gone.
+    ///
+    /// **Cancellation:** never a cancellation point; completes even in a cancelled scope.
+    /// A task waiting on this stream (reading, writing) resumes with `UV_ECANCELED`/`UV_EBADF`.
+    [[nodiscard]] detail::close_awaiter close();
+
+    /// True from a successful open until `close()` (or a terminal cancellation) is requested.
+    [[nodiscard]] bool is_open() const noexcept;
+
+    /// Bytes received and not yet consumed by a read.
+    [[nodiscard]] std::size_t buffered() const noexcept;
+
+    /// The libuv stream handle, or null when not open. Do not close it or read from it.
+    [[nodiscard]] uv_stream_t* native_stream() const noexcept;
+
+protected:
+    explicit stream(detail::stream_state* s) noexcept
+        : state_(s) {}
+
+    detail::stream_state* state_ = nullptr;
+
+private:
+    static task<std::size_t> read_exactly_loop(stream* self, std::span<char> buffer);
+    static task<std::string> read_until_loop(stream* self, std::string delimiter,
+                                             std::size_t max_size);
+};
+
+} // namespace uvasync

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <chrono>
+
+#include <uv.h>
+#include <uvasync/io/address.hpp>
+#include <uvasync/io/listener.hpp>
+#include <uvasync/io/stream.hpp>
+#include <uvasync/task.hpp>
+
+namespace uvasync {
+
+/// A connected TCP stream (`uv_tcp_t`). Reading, writing and closing are `stream`'s.
+///
+/// **Thread:** loop thread only.
+class tcp_stream : public stream {
+public:
+    /// A stream that is not open.
+    tcp_stream() noexcept = default;
+
+    /// Internal: adopts a state made by `tcp_listener::accept`.
+    tcp_stream(detail::adopt_t, detail::stream_state* s) noexcept
+        : stream(s) {}
+
+    /// Connects to `address` on the current runtime's loop and returns the connected stream.
+    ///
+    /// **Cancellation:** a cancellation point; cancelled before it starts, no connection is
+    /// attempted. A pending connect is cancelled by closing the socket (terminal); the task
+    /// resumes with the cancellation after the close callback. A connect that completed first
+    /// is delivered.
+    ///
+    /// **Errors:** `std::system_error` (uv category) whose text names the call and the address,
+    /// for example "tcp_stream::connect 127.0.0.1:1: connection refused"; `UV_EINVAL` for an
+    /// `AF_UNSPEC` address.
+    static task<tcp_stream> connect(socket_address address);
+
+    /// Enables or disables Nagle's algorithm being off (`TCP_NODELAY`).
+    /// **Errors:** `std::system_error`, `UV_EBADF` when not open.
+    void set_nodelay(bool enable);
+
+    /// Enables or disables TCP keep-alive with the given initial delay.
+    /// **Errors:** `std::system_error`, `UV_EBADF` when not open.
+    void set_keepalive(bool enable, std::chrono::seconds delay = std::chrono::seconds(60));
+
+    /// The local address of the socket. **Errors:** `std::system_error`.
+    [[nodiscard]] socket_address local_address() const;
+
+    /// The peer's address. **Errors:** `std::system_error` (`UV_ENOTCONN`, `UV_EBADF`).
+    [[nodiscard]] socket_address peer_address() const;
+
+    /// The libuv handle, or null when not open. Do not close it.
+    [[nodiscard]] uv_tcp_t* native_handle() noexcept;
+};
+
+/// A listening TCP socket (`uv_tcp_t` after `uv_listen`). Move-only; the destructor closes it.
+///
+/// **Thread:** loop thread only.
+class tcp_listener {
+public:
+    /// A listener that is not open.
+    tcp_listener() noexcept = default;
+    tcp_listener(const tcp_listener&) = delete;
+    tcp_listener& operator=(const tcp_listener&) = delete;
+    tcp_listener(tcp_listener&& other) noexcept;
+    tcp_listener& operator=(tcp_listener&& other) noexcept;
+    ~tcp_listener();
+
+    /// Binds to `address` and listens, on the current runtime's loop (call it on the loop
+    /// thread, inside a task or while the runtime exists). Port 0 picks a free port; see
+    /// `local_address()`. Connections are queued from now on, whether or not anybody accepts.
+    ///
+    /// **Errors:** `std::system_error` (uv category) naming the address, for example
+    /// "tcp_listener::bind 127.0.0.1:80: address already in use"; `invalid_state` without a
+    /// runtime.
+    static tcp_listener bind(socket_address address, int backlog = 511);
+
+    /// Waits for the next connection and returns it as a connected stream. A connection that
+    /// arrived earlier is taken without waiting (the cancellation check still applies).
+    ///
+    /// **Cancellation:** a cancellation point. Total: the waiter is removed; a connection that
+    /// arrives later stays queued for the next accept. A connection handed over before the
+    /// cancellation is delivered.
+    ///
+    /// **Errors:** `std::system_error` (uv category) for an accept error such as `UV_EMFILE`;
+    /// the listener stays usable. `UV_EBADF` when closed.
+    [[nodiscard]] detail::accept_awaiter<tcp_stream> accept();
+
+    /// The bound address (the real port after binding port 0). **Errors:** `std::system_error`.
+    [[nodiscard]] socket_address local_address() const;
+
+    /// Closes the listener; resumes after the close callback. Idempotent, never a cancellation
+    /// point. Waiting accepts resume with `UV_ECANCELED`.
+    [[nodiscard]] detail::close_awaiter close();
+
+    [[nodiscard]] bool is_open() const noexcept;
+
+    /// The libuv handle, or null when not open. Do not close it.
+    [[nodiscard]] uv_tcp_t* native_handle() noexcept;
+
+private:
+    detail::listener_state* state_ = nullptr;
+};
+
+} // namespace uvasync

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+#include <string>
+#include <utility>
+
+#include <uv.h>
+#include <uvasync/io/error.hpp>
+#include <uvasync/io/pipe.hpp>
+
+#include "stream_state.hpp"
+
+namespace uvasync {
+
+// ---------------------------------------------------------------------------------------------
+// pipe_stream
+
+pipe_stream pipe_stream::create(bool ipc) {
+    uv_loop_t* loop = detail::current_runtime("pipe_stream::create").loop();
+    return {detail::adopt, detail::make_stream_state(
+                               "pipe_stream",
+                               [loop, ipc](detail::stream_state* s) {
+                                   return uv_pipe_init(loop, &s->u.pipe, ipc ? 1 : 0);
+                               },
+                               "pipe_stream::create")};
+}
+
+pipe_stream pipe_stream::open(uv_file fd) {
+    const std::string what = "pipe_stream::open fd " + std::to_string(fd);
+    pipe_stream p = create(false);
+    // On failure `p` closes the handle, which has no fd yet: the caller keeps `fd`.
+    detail::check_uv(uv_pipe_open(&p.state_->u.pipe, fd), what.c_str());
+    return p;
+}
+
+task<pipe_stream> pipe_stream::connect(std::string path) {
+    const std::string label = "pipe_stream::connect " + path;
+    pipe_stream p = create(false);
+    detail::request_awaiter connecting(p.state_, detail::request_awaiter::op::connect_pipe,
+                                       path.c_str(), label.c_str());
+    co_await connecting;
+    co_return p;
+}
+
+uv_pipe_t* pipe_stream::native_handle() noexcept {
+    return state_ != nullptr ? &state_->u.pipe : nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// pipe_listener
+
+pipe_listener::pipe_listener(pipe_listener&& other) noexcept
+    : state_(std::exchange(other.state_, nullptr)) {
+}
+
+pipe_listener& pipe_listener::operator=(pipe_listener&& other) noexcept {
+    if (this != &other) {
+        detail::release(state_);
+        state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+}
+
+pipe_listener::~pipe_listener() {
+    detail::release(state_);
+}
+
+pipe_listener pipe_listener::bind(std::string path, int backlog) {
+    const std::string what = "pipe_listener::bind " + path;
+    uv_loop_t* loop = detail::current_runtime("pipe_listener::bind").loop();
+    auto* l = new detail::listener_state("pipe_listener", "pipe_stream", true);
+    if (const int rc = uv_pipe_init(loop, &l->u.pipe, 0); rc < 0) {
+        delete l;
+        throw_uv_error(rc, what.c_str());
+    }
+    l->u.stream.data = static_cast<detail::handle_base*>(l);
+    pipe_listener result;
+    result.state_ = l; // closes the handle if binding fails
+    detail::check_uv(uv_pipe_bind(&l->u.pipe, path.c_str()), what.c_str());
+    detail::check_uv(uv_listen(l->stream(), backlog, &detail::listener_state::on_connection),
+                     what.c_str());
+    return result;
+}
+
+detail::accept_awaiter<pipe_stream> pipe_listener::accept() {
+    return detail::accept_awaiter<pipe_stream>(state_);
+}
+
+detail::close_awaiter pipe_listener::close() {
+    return detail::close_awaiter(state_);
+}
+
+bool pipe_listener::is_open() const noexcept {
+    return state_ != nullptr && !state_->closing;
+}
+
+uv_pipe_t* pipe_listener::native_handle() noexcept {
+    return state_ != nullptr ? &state_->u.pipe : nullptr;
+}
+
+} // namespace uvasync

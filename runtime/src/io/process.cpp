@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: MIT
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <uv.h>
+#include <uvasync/error.hpp>
+#include <uvasync/io/error.hpp>
+#include <uvasync/io/pipe.hpp>
+#include <uvasync/io/process.hpp>
+
+namespace uvasync {
+
+namespace detail {
+
+/// The `uv_process_t` and what the exit callback must know. It is freed in the handle's close
+/// callback, and the handle is closed only after the exit callback (or after a failed spawn):
+/// closing it earlier would take it off libuv's list of children, and nobody would reap the
+/// child.
+class process_state {
+public:
+    process_state(runtime_state& rt, int cancel_signal, loop_clock::duration grace) noexcept
+        : rt_(&rt)
+        , grace_(this)
+        , cancel_signal_(cancel_signal)
+        , kill_grace_(grace) {
+        handle_.data = this;
+    }
+
+    process_state(const process_state&) = delete;
+    process_state& operator=(const process_state&) = delete;
+    process_state(process_state&&) = delete;
+    process_state& operator=(process_state&&) = delete;
+
+    uv_process_t* handle() noexcept { return &handle_; }
+
+    [[nodiscard]] int pid() const noexcept { return pid_; }
+
+    void started() noexcept { pid_ = handle_.pid; }
+
+    [[nodiscard]] bool exited() const noexcept { return exited_; }
+
+    [[nodiscard]] const exit_status& status() const noexcept { return status_; }
+
+    [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
+
+    void wait(process_wait_awaiter* w) noexcept { waiter_ = w; }
+
+    /// The waiter's frame goes away (it is destroyed while parked).
+    void forget(process_wait_awaiter* w) noexcept {
+        if (waiter_ == w) {
+            waiter_ = nullptr;
+            rt_->remove_deadline(grace_);
+        }
+    }
+
+    /// The abort hook of the waiter: ask the child to stop, keep waiting for its exit.
+    void abort_wait() noexcept {
+        signalled_ = cancel_signal_;
+        // An error (the child exited and is about to be reaped) changes nothing: the exit
+        // callback comes anyway.
+        uv_process_kill(&handle_, cancel_signal_);
+        grace_.when = add_saturated(rt_->now(), kill_grace_);
+        if (grace_.when != never) {
+            rt_->add_deadline(grace_);
+        }
+    }
+
+    void kill(int signum) {
+        if (!exited_) {
+            check_uv(uv_process_kill(&handle_, signum), "process::kill");
+        }
+    }
+
+    /// The owner lets go: close now if the child was reaped, else kill it and close in the
+    /// exit callback.
+    void release() noexcept {
+        if (process_wait_awaiter* w = std::exchange(waiter_, nullptr)) {
+            w->deliver({}, false, true);
+        }
+        if (grace_.queued()) {
+            rt_->remove_deadline(grace_);
+        }
+        if (exited_) {
+            close();
+        } else {
+            orphaned_ = true;
+            uv_process_kill(&handle_, SIGKILL);
+        }
+    }
+
+    /// After a failed uv_spawn the handle is initialised and must still be closed.
+    void close() noexcept { uv_close(reinterpret_cast<uv_handle_t*>(&handle_), &on_close); }
+
+    static void on_exit(uv_process_t* h, std::int64_t exit_code, int term_signal) noexcept {
+        auto* self = static_cast<process_state*>(h->data);
+        self->exited_ = true;
+        self->status_ = exit_status{exit_code, term_signal};
+        if (self->orphaned_) { // the runtime may be gone: touch nothing but the handle
+            self->close();
+            return;
+        }
+        self->rt_->remove_deadline(self->grace_);
+        if (process_wait_awaiter* w = std::exchange(self->waiter_, nullptr)) {
+            const bool by_us =
+                term_signal != 0 && (term_signal == self->signalled_ ||
+                                     (self->grace_killed_ && term_signal == SIGKILL));
+            w->deliver(self->status_, by_us, false);
+        }
+    }
+
+private:
+    /// The kill-grace deadline: a heap entry that knows its process.
+    struct grace_entry : deadline_entry {
+        explicit grace_entry(process_state* p) noexcept
+            : deadline_entry(&on_grace)
+            , owner(p) {}
+
+        process_state* owner;
+    };
+
+    ~process_state() = default;
+
+    static void on_grace(deadline_entry* e) noexcept {
+        process_state* self = static_cast<grace_entry*>(e)->owner;
+        if (!self->exited_) {
+            self->grace_killed_ = true;
+            uv_process_kill(&self->handle_, SIGKILL);
+        }
+    }
+
+    static void on_close(uv_handle_t* h) noexcept { delete static_cast<process_state*>(h->data); }
+
+    uv_process_t handle_{};
+    runtime_state* rt_;
+    grace_entry grace_;
+    process_wait_awaiter* waiter_ = nullptr;
+    exit_status status_;
+    int cancel_signal_;
+    int signalled_ = 0;
+    int pid_ = 0;
+    loop_clock::duration kill_grace_;
+    bool exited_ = false;
+    bool orphaned_ = false;
+    bool grace_killed_ = false;
+};
+
+process_wait_awaiter::~process_wait_awaiter() {
+    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
+        state_->forget(this);
+    }
+}
+
+bool process_wait_awaiter::await_suspend(std::coroutine_handle<> caller) {
+    if (state_ == nullptr) {
+        throw invalid_state("uvasync: process::wait on a moved-from process");
+    }
+    if (state_->busy()) {
+        throw invalid_state("uvasync: process::wait is already awaited by another task");
+    }
+    if (!park(caller, "process::wait")) {
+        return false;
+    }
+    if (state_->exited()) {
+        status_ = state_->status();
+        complete(); // through the run queue, like yield()
+        return true;
+    }
+    state_->wait(this);
+    return true;
+}
+
+exit_status process_wait_awaiter::await_resume() {
+    finish();
+    if (destroyed_) {
+        throw invalid_state("uvasync: the process object was destroyed while wait() waited");
+    }
+    return status_;
+}
+
+void process_wait_awaiter::on_abort(parked_wait* p) noexcept {
+    static_cast<process_wait_awaiter*>(p)->state_->abort_wait();
+}
+
+void process_wait_awaiter::deliver(exit_status status, bool cancelled, bool destroyed) noexcept {
+    status_ = status;
+    destroyed_ = destroyed;
+    if (cancelled) {
+        aborted();
+    } else {
+        complete();
+    }
+}
+
+} // namespace detail
+
+namespace {
+
+std::vector<char*> c_strings(std::vector<std::string>& strings) {
+    std::vector<char*> out;
+    out.reserve(strings.size() + 1);
+    for (std::string& s : strings) {
+        out.push_back(s.data());
+    }
+    out.push_back(nullptr);
+    return out;
+}
+
+} // namespace
+
+process process::spawn(process_options options) {
+    if (options.file.empty()) {
+        throw std::invalid_argument("uvasync: process::spawn needs a file to run");
+    }
+    if (options.cancel_signal <= 0) {
+        throw std::invalid_argument("uvasync: process_options::cancel_signal must be a signal");
+    }
+    if (options.kill_grace.count() < 0) {
+        throw std::invalid_argument("uvasync: process_options::kill_grace must not be negative");
+    }
+    std::array<uv_stdio_container_t, 3> stdio{};
+    for (int fd = 0; fd < 3; ++fd) {
+        const process_stdio& s = options.stdio[static_cast<std::size_t>(fd)];
+        uv_stdio_container_t& c = stdio[static_cast<std::size_t>(fd)];
+        switch (s.type()) {
+        case process_stdio::kind::inherit:
+            c.flags = UV_INHERIT_FD;
+            c.data.fd = fd;
+            break;
+        case process_stdio::kind::ignore:
+            c.flags = UV_IGNORE;
+            break;
+        case process_stdio::kind::pipe: {
+            uv_pipe_t* p = s.stream() != nullptr ? s.stream()->native_handle() : nullptr;
+            uv_os_fd_t existing{};
+            if (p == nullptr || uv_fileno(reinterpret_cast<uv_handle_t*>(p), &existing) == 0 ||
+                uv_is_closing(reinterpret_cast<uv_handle_t*>(p)) != 0) {
+                throw std::invalid_argument("uvasync: process stdio " + std::to_string(fd) +
+                                            " needs an unconnected pipe_stream::create()");
+            }
+            c.flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE |
+                                                  (fd == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
+            c.data.stream = reinterpret_cast<uv_stream_t*>(p);
+            break;
+        }
+        }
+    }
+    if (options.args.empty()) {
+        options.args.push_back(options.file);
+    }
+    std::vector<char*> argv = c_strings(options.args);
+    std::vector<char*> envp;
+    if (options.env) {
+        envp = c_strings(*options.env);
+    }
+
+    uv_process_options_t o{};
+    o.exit_cb = &detail::process_state::on_exit;
+    o.file = options.file.c_str();
+    o.args = argv.data();
+    o.env = options.env ? envp.data() : nullptr;
+    o.cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
+    o.stdio_count = 3;
+    o.stdio = stdio.data();
+
+    detail::runtime_state& rt = detail::current_runtime("process::spawn");
+    auto* state = new detail::process_state(rt, options.cancel_signal,
+                                            loop_clock::duration(options.kill_grace.count()));
+    if (const int rc = uv_spawn(rt.loop(), state->handle(), &o); rc < 0) {
+        state->close(); // libuv initialised the handle even though the spawn failed
+        throw_uv_error(rc, ("process::spawn " + options.file).c_str());
+    }
+    state->started();
+    return process(state);
+}
+
+process::process(process&& other) noexcept
+    : state_(std::exchange(other.state_, nullptr)) {
+}
+
+process& process::operator=(process&& other) noexcept {
+    if (this != &other) {
+        release();
+        state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+}
+
+process::~process() {
+    release();
+}
+
+void process::release() noexcept {
+    if (state_ != nullptr) {
+        std::exchange(state_, nullptr)->release();
+    }
+}
+
+int process::pid() const noexcept {
+    return state_ != nullptr ? state_->pid() : 0;
+}
+
+detail::process_wait_awaiter process::wait() {
+    return detail::process_wait_awaiter(state_);
+}
+
+void process::kill(int signum) {
+    if (state_ == nullptr) {
+        throw invalid_state("uvasync: process::kill on a moved-from process");
+    }
+    state_->kill(signum);
+}
+
+std::optional<exit_status> process::status() const noexcept {
+    if (state_ != nullptr && state_->exited()) {
+        return state_->status();
+    }
+    return std::nullopt;
+}
+
+bool process::running() const noexcept {
+    return state_ != nullptr && !state_->exited();
+}
+
+} // namespace uvasync

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: MIT
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <uv.h>
+#include <uvasync/error.hpp>
+#include <uvasync/io/error.hpp>
+#include <uvasync/io/signal.hpp>
+
+namespace uvasync {
+
+namespace detail {
+
+/// One `uv_signal_t` per signal, plus the queue of signals nobody has taken yet. The queue
+/// holds each kind of signal at most once, with a count, so a signal storm cannot grow it.
+class signal_state final : public closable {
+public:
+    signal_state(uv_loop_t* loop, const std::vector<int>& signals)
+        : loop_(loop)
+        , slots_(std::make_unique<slot[]>(signals.size()))
+        , count_(signals.size()) {
+        for (std::size_t i = 0; i < count_; ++i) {
+            slots_[i].owner = this;
+            slots_[i].signum = signals[i];
+        }
+    }
+
+    /// Initialises and starts every handle; on failure the caller closes the state.
+    void start() {
+        for (std::size_t i = 0; i < count_; ++i) {
+            slot& s = slots_[i];
+            check_uv(uv_signal_init(loop_, &s.handle), "signal_set: uv_signal_init");
+            s.initialised = true;
+            ++open_;
+            s.handle.data = &s;
+            // Only a waiting task keeps the loop alive (see wait()).
+            uv_unref(reinterpret_cast<uv_handle_t*>(&s.handle));
+            const int rc = uv_signal_start(&s.handle, &on_signal, s.signum);
+            if (rc < 0) {
+                throw_uv_error(
+                    rc, ("signal_set: cannot catch signal " + std::to_string(s.signum)).c_str());
+            }
+        }
+    }
+
+    void close(closable_waiter* w) noexcept override {
+        set_closer(w);
+        if (closing_) {
+            return;
+        }
+        closing_ = true;
+        order_.clear();
+        if (signal_awaiter* waiter = std::exchange(waiter_, nullptr)) {
+            waiter->deliver(0);
+        }
+        for (std::size_t i = 0; i < count_; ++i) {
+            if (slots_[i].initialised) {
+                uv_close(reinterpret_cast<uv_handle_t*>(&slots_[i].handle), &on_close);
+            }
+        }
+        if (open_ == 0) { // nothing was initialised (a failed construction)
+            wake_closer();
+            delete this;
+        }
+    }
+
+    [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
+
+    [[nodiscard]] bool has_pending() const noexcept { return !order_.empty(); }
+
+    /// Takes the next queued signal (there is one).
+    int take() noexcept {
+        const std::size_t i = order_.front();
+        order_.pop_front();
+        slot& s = slots_[i];
+        if (--s.pending > 0) {
+            order_.push_back(i); // round robin among the kinds of signal
+        } else {
+            s.queued = false;
+        }
+        return s.signum;
+    }
+
+    void wait(signal_awaiter* w) noexcept {
+        waiter_ = w;
+        set_ref(true);
+    }
+
+    void forget(signal_awaiter* w) noexcept {
+        if (waiter_ == w) {
+            waiter_ = nullptr;
+            set_ref(false);
+        }
+    }
+
+private:
+    struct slot {
+        uv_signal_t handle{};
+        signal_state* owner = nullptr;
+        int signum = 0;
+        std::uint64_t pending = 0;
+        bool queued = false;
+        bool initialised = false;
+    };
+
+    ~signal_state() override = default;
+
+    void set_ref(bool on) noexcept {
+        for (std::size_t i = 0; i < count_; ++i) {
+            auto* h = reinterpret_cast<uv_handle_t*>(&slots_[i].handle);
+            if (on) {
+                uv_ref(h);
+            } else {
+                uv_unref(h);
+            }
+        }
+    }
+
+    static void on_signal(uv_signal_t* handle, int /*signum*/) noexcept {
+        auto* s = static_cast<slot*>(handle->data);
+        signal_state* self = s->owner;
+        if (self->closing_) {
+            return;
+        }
+        ++s->pending;
+        if (!s->queued) {
+            s->queued = true;
+            self->order_.push_back(static_cast<std::size_t>(s - self->slots_.get()));
+        }
+        if (signal_awaiter* w = std::exchange(self->waiter_, nullptr)) {
+            self->set_ref(false);
+            w->deliver(self->take());
+        }
+    }
+
+    static void on_close(uv_handle_t* handle) noexcept {
+        signal_state* self = static_cast<slot*>(handle->data)->owner;
+        if (--self->open_ == 0) {
+            self->wake_closer();
+            delete self;
+        }
+    }
+
+    uv_loop_t* loop_;
+    std::unique_ptr<slot[]> slots_;
+    std::size_t count_;
+    std::deque<std::size_t> order_;
+    signal_awaiter* waiter_ = nullptr;
+    int open_ = 0;
+    bool closing_ = false;
+};
+
+signal_awaiter::~signal_awaiter() {
+    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
+        state_->forget(this);
+    }
+}
+
+bool signal_awaiter::await_suspend(std::coroutine_handle<> caller) {
+    if (state_ == nullptr) {
+        throw invalid_state("uvasync: signal_set::wait on a closed or moved-from set");
+    }
+    if (state_->busy()) {
+        throw invalid_state("uvasync: signal_set::wait is already awaited by another task");
+    }
+    if (!park(caller, "signal_set::wait")) {
+        return false;
+    }
+    if (state_->has_pending()) {
+        signum_ = state_->take();
+        complete(); // through the run queue, like yield()
+        return true;
+    }
+    state_->wait(this);
+    return true;
+}
+
+int signal_awaiter::await_resume() {
+    finish();
+    if (signum_ == 0) {
+        throw invalid_state("uvasync: the signal_set was closed while wait() waited");
+    }
+    return signum_;
+}
+
+void signal_awaiter::on_abort(parked_wait* p) noexcept {
+    auto* self = static_cast<signal_awaiter*>(p);
+    self->state_->forget(self);
+    self->aborted();
+}
+
+void signal_awaiter::deliver(int signum) noexcept {
+    signum_ = signum;
+    complete();
+}
+
+} // namespace detail
+
+signal_set::signal_set(std::initializer_list<int> signals)
+    : state_(nullptr) {
+    if (signals.size() == 0) {
+        throw std::invalid_argument("uvasync: signal_set needs at least one signal");
+    }
+    std::vector<int> unique;
+    for (int s : signals) {
+        if (std::find(unique.begin(), unique.end(), s) == unique.end()) {
+            unique.push_back(s);
+        }
+    }
+    detail::runtime_state& rt = detail::current_runtime("signal_set");
+    auto* state = new detail::signal_state(rt.loop(), unique);
+    try {
+        state->start();
+    } catch (...) {
+        state->close(nullptr); // closes the handles already initialised
+        throw;
+    }
+    state_ = state;
+}
+
+signal_set::signal_set(signal_set&& other) noexcept
+    : state_(std::exchange(other.state_, nullptr)) {
+}
+
+signal_set& signal_set::operator=(signal_set&& other) noexcept {
+    if (this != &other) {
+        if (state_ != nullptr) {
+            state_->close(nullptr);
+        }
+        state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+}
+
+signal_set::~signal_set() {
+    if (state_ != nullptr) {
+        state_->close(nullptr);
+    }
+}
+
+detail::signal_awaiter signal_set::wait() {
+    return detail::signal_awaiter(state_);
+}
+
+detail::closable_awaiter signal_set::close() noexcept {
+    return detail::closable_awaiter(std::exchange(state_, nullptr));
+}
+
+} // namespace uvasync

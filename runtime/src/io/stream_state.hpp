@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+// Internal: the heap state behind stream and listener objects (not installed).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include <uv.h>
+#include <uvasync/io/error.hpp>
+#include <uvasync/io/listener.hpp>
+#include <uvasync/io/stream.hpp>
+
+namespace uvasync::detail {
+
+/// What every stream and listener state shares: the close protocol (SEMANTICS 14.4).
+///
+/// Ownership: the C++ owner (a `stream` or listener object) and libuv share the state. It is
+/// deleted by whichever lets go last: the close callback when the owner is already gone, or
+/// the owner's destructor when the close callback has already run. Either way the memory
+/// outlives every libuv callback on the handle (request callbacks with `UV_ECANCELED` come
+/// before the close callback).
+///
+/// The handle's `data` always points at this base (`handle_base*`).
+struct handle_base {
+    explicit handle_base(const char* kind_name) noexcept
+        : kind(kind_name) {}
+
+    handle_base(const handle_base&) = delete;
+    handle_base& operator=(const handle_base&) = delete;
+    handle_base(handle_base&&) = delete;
+    handle_base& operator=(handle_base&&) = delete;
+    virtual ~handle_base() = default;
+
+    virtual uv_handle_t* handle() noexcept = 0;
+
+    /// Runs once when the close is requested: wakes the waiters whose operations libuv will
+    /// never complete (reads, accepts).
+    virtual void on_close_requested() noexcept {}
+
+    const char* kind;                   // "tcp_stream", ... for error messages
+    const char* close_reason = nullptr; // why the library closed it (a cancelled write, ...)
+    close_waiter* waiters = nullptr;    // woken by the close callback
+    bool closing = false;
+    bool closed = false; // the close callback has run
+    bool owner_alive = true;
+};
+
+/// Requests `uv_close` once (idempotent). `reason` is kept for later errors if it is the first.
+void request_close(handle_base* h, const char* reason) noexcept;
+
+/// The owner lets go: closes the handle if needed; the state is deleted after the close
+/// callback (or now, if it already ran).
+void release(handle_base* h) noexcept;
+
+/// The handle's state from its `data`.
+template <class State, class Handle>
+State* state_of(Handle* h) noexcept {
+    return static_cast<State*>(static_cast<handle_base*>(reinterpret_cast<uv_handle_t*>(h)->data));
+}
+
+/// A write request: the uv request, the owned bytes of an owning write, and the awaiter while
+/// it still waits (null once it was detached by an abort or a destroyed frame).
+struct write_request {
+    uv_write_t req{};
+    stream_state* state = nullptr;
+    write_awaiter* waiter = nullptr;
+    std::string owned;
+    bool heap = false;
+
+    static void on_write(uv_write_t* req, int status) noexcept;
+};
+
+/// The state of a stream: the handle, the read buffer, and the request slots.
+struct stream_state final : handle_base {
+    static constexpr std::size_t initial_capacity = 64 * 1024;
+
+    explicit stream_state(const char* kind_name) noexcept
+        : handle_base(kind_name) {}
+
+    uv_handle_t* handle() noexcept override { return reinterpret_cast<uv_handle_t*>(&u); }
+
+    uv_stream_t* stream() noexcept { return &u.stream; }
+
+    void on_close_requested() noexcept override;
+
+    [[nodiscard]] std::size_t buffered() const noexcept { return end - begin; }
+
+    [[nodiscard]] const char* data() const noexcept { return buf.get() + begin; }
+
+    void consume(std::size_t n) noexcept {
+        begin += n;
+        if (begin == end) {
+            begin = end = 0;
+        }
+    }
+
+    /// Starts reading unless already reading; returns the libuv status.
+    int ensure_reading() noexcept;
+    void stop_reading() noexcept;
+
+    /// Makes room for more data when the buffer is full (compacts, else doubles).
+    void grow();
+
+    static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* out) noexcept;
+    static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* b) noexcept;
+    static void on_connect(uv_connect_t* req, int status) noexcept;
+    static void on_shutdown(uv_shutdown_t* req, int status) noexcept;
+
+    union {
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+    } u{};
+
+    // Reading (SEMANTICS 14.2): libuv writes only into `buf`, which lives as long as the state.
+    std::unique_ptr<char[]> buf;
+    std::size_t capacity = 0;
+    std::size_t begin = 0;
+    std::size_t end = 0;
+    int read_status = 0; // UV_EOF or a read error, remembered for every later read
+    bool reading = false;
+    read_awaiter* reader = nullptr;
+
+    // Writing: one request slot in the state for the common case, more on the heap.
+    write_request inline_write;
+    bool inline_write_busy = false;
+    std::size_t pending_writes = 0;
+
+    // Connect and shutdown: at most one of each at a time; the request lives here so that a
+    // destroyed frame leaves nothing for libuv to touch.
+    uv_connect_t connect_req{};
+    uv_shutdown_t shutdown_req{};
+    request_awaiter* connect_waiter = nullptr;
+    request_awaiter* shutdown_waiter = nullptr;
+};
+
+/// Creates a stream state whose handle `init` initialises (`init` returns a libuv status).
+/// Throws `std::system_error` with `what` on failure (nothing is left to close then).
+template <class Init>
+stream_state* make_stream_state(const char* kind, Init init, const char* what) {
+    auto* s = new stream_state(kind);
+    const int rc = init(s);
+    if (rc < 0) {
+        delete s;
+        throw_uv_error(rc, what);
+    }
+    s->u.stream.data = static_cast<handle_base*>(s);
+    return s;
+}
+
+/// The state of a listener: the handle and the connections announced but not yet accepted.
+struct listener_state final : handle_base {
+    listener_state(const char* kind_name, const char* stream_kind_name, bool is_pipe) noexcept
+        : handle_base(kind_name)
+        , stream_kind(stream_kind_name)
+        , pipe(is_pipe) {}
+
+    uv_handle_t* handle() noexcept override { return reinterpret_cast<uv_handle_t*>(&u); }
+
+    uv_stream_t* stream() noexcept { return &u.stream; }
+
+    void on_close_requested() noexcept override;
+
+    /// Takes one announced connection into a new stream state; sets `status` on failure.
+    stream_state* accept_one(int& status) noexcept;
+
+    void push(accept_awaiter_base* w) noexcept;
+    accept_awaiter_base* pop() noexcept;
+    void remove(accept_awaiter_base* w) noexcept;
+
+    static void on_connection(uv_stream_t* server, int status) noexcept;
+
+    union {
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } u{};
+
+    const char* stream_kind;
+    bool pipe;
+    std::size_t ready = 0; // connections announced by libuv and not yet accepted
+    int pending_error = 0; // an accept error that arrived while nobody waited
+    accept_awaiter_base* head = nullptr;
+    accept_awaiter_base* tail = nullptr;
+};
+
+} // namespace uvasync::detail

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+#include <string>
+#include <utility>
+
+#include <uv.h>
+#include <uvasync/io/error.hpp>
+#include <uvasync/io/tcp.hpp>
+
+#include "stream_state.hpp"
+
+namespace uvasync {
+
+namespace {
+
+using getname_fn = int (*)(const uv_tcp_t*, sockaddr*, int*);
+
+socket_address name_of(const uv_tcp_t* h, getname_fn fn, const char* what) {
+    if (h == nullptr) {
+        throw_uv_error(UV_EBADF, (std::string(what) + ": not open").c_str());
+    }
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    detail::check_uv(fn(h, reinterpret_cast<sockaddr*>(&ss), &len), what);
+    return socket_address::from(reinterpret_cast<const sockaddr*>(&ss));
+}
+
+void require_open(const detail::stream_state* s, const char* what) {
+    if (s == nullptr || s->closing) {
+        throw_uv_error(UV_EBADF, (std::string(what) + ": the stream is not open").c_str());
+    }
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// tcp_stream
+
+task<tcp_stream> tcp_stream::connect(socket_address address) {
+    const std::string label = "tcp_stream::connect " + address.to_string();
+    if (address.family() != AF_INET && address.family() != AF_INET6) {
+        throw_uv_error(UV_EINVAL, label.c_str());
+    }
+    uv_loop_t* loop = detail::current_runtime("tcp_stream::connect").loop();
+    tcp_stream s(detail::adopt,
+                 detail::make_stream_state(
+                     "tcp_stream",
+                     [loop](detail::stream_state* st) { return uv_tcp_init(loop, &st->u.tcp); },
+                     label.c_str()));
+    detail::request_awaiter connecting(s.state_, detail::request_awaiter::op::connect_tcp,
+                                       address.data(), label.c_str());
+    co_await connecting;
+    co_return s;
+}
+
+void tcp_stream::set_nodelay(bool enable) {
+    require_open(state_, "tcp_stream::set_nodelay");
+    detail::check_uv(uv_tcp_nodelay(&state_->u.tcp, enable ? 1 : 0), "tcp_stream::set_nodelay");
+}
+
+void tcp_stream::set_keepalive(bool enable, std::chrono::seconds delay) {
+    require_open(state_, "tcp_stream::set_keepalive");
+    detail::check_uv(
+        uv_tcp_keepalive(&state_->u.tcp, enable ? 1 : 0, static_cast<unsigned>(delay.count())),
+        "tcp_stream::set_keepalive");
+}
+
+socket_address tcp_stream::local_address() const {
+    return name_of(state_ != nullptr && !state_->closing ? &state_->u.tcp : nullptr,
+                   &uv_tcp_getsockname, "tcp_stream::local_address");
+}
+
+socket_address tcp_stream::peer_address() const {
+    return name_of(state_ != nullptr && !state_->closing ? &state_->u.tcp : nullptr,
+                   &uv_tcp_getpeername, "tcp_stream::peer_address");
+}
+
+uv_tcp_t* tcp_stream::native_handle() noexcept {
+    return state_ != nullptr ? &state_->u.tcp : nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// tcp_listener
+
+tcp_listener::tcp_listener(tcp_listener&& other) noexcept
+    : state_(std::exchange(other.state_, nullptr)) {
+}
+
+tcp_listener& tcp_listener::operator=(tcp_listener&& other) noexcept {
+    if (this != &other) {
+        detail::release(state_);
+        state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+}
+
+tcp_listener::~tcp_listener() {
+    detail::release(state_);
+}
+
+tcp_listener tcp_listener::bind(socket_address address, int backlog) {
+    const std::string what = "tcp_listener::bind " + address.to_string();
+    if (address.family() != AF_INET && address.family() != AF_INET6) {
+        throw_uv_error(UV_EINVAL, what.c_str());
+    }
+    uv_loop_t* loop = detail::current_runtime("tcp_listener::bind").loop();
+    auto* l = new detail::listener_state("tcp_listener", "tcp_stream", false);
+    if (const int rc = uv_tcp_init(loop, &l->u.tcp); rc < 0) {
+        delete l;
+        throw_uv_error(rc, what.c_str());
+    }
+    l->u.stream.data = static_cast<detail::handle_base*>(l);
+    tcp_listener result;
+    result.state_ = l; // closes the handle if binding fails
+    // libuv may defer a bind error (EADDRINUSE) to uv_listen; both are checked.
+    detail::check_uv(uv_tcp_bind(&l->u.tcp, address.data(), 0), what.c_str());
+    detail::check_uv(uv_listen(l->stream(), backlog, &detail::listener_state::on_connection),
+                     what.c_str());
+    return result;
+}
+
+detail::accept_awaiter<tcp_stream> tcp_listener::accept() {
+    return detail::accept_awaiter<tcp_stream>(state_);
+}
+
+socket_address tcp_listener::local_address() const {
+    return name_of(state_ != nullptr && !state_->closing ? &state_->u.tcp : nullptr,
+                   &uv_tcp_getsockname, "tcp_listener::local_address");
+}
+
+detail::close_awaiter tcp_listener::close() {
+    return detail::close_awaiter(state_);
+}
+
+bool tcp_listener::is_open() const noexcept {
+    return state_ != nullptr && !state_->closing;
+}
+
+uv_tcp_t* tcp_listener::native_handle() noexcept {
+    return state_ != nullptr ? &state_->u.tcp : nullptr;
+}
+
+} // namespace uvasync

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MIT
+#include <stdexcept>
+#include <utility>
+
+#include <uvasync/error.hpp>
+#include <uvasync/io/timer.hpp>
+
+namespace uvasync {
+
+namespace detail {
+
+/// The timer's schedule. It is a deadline-heap entry only while a task waits; otherwise the
+/// ticks that came due are counted lazily from the clock when the next wait starts.
+class timer_state final : public closable, public deadline_entry {
+public:
+    timer_state(runtime_state& rt, loop_clock::duration interval) noexcept
+        : deadline_entry(&on_fire)
+        , rt_(&rt)
+        , interval_(interval)
+        , due_(rt.now() + interval) {}
+
+    void close(closable_waiter* w) noexcept override {
+        stop();
+        set_closer(w);
+        wake_closer();
+        delete this;
+    }
+
+    void stop() noexcept {
+        stopped_ = true;
+        rt_->remove_deadline(*this);
+        if (tick_awaiter* w = std::exchange(waiter_, nullptr)) {
+            w->deliver(0);
+        }
+    }
+
+    [[nodiscard]] bool stopped() const noexcept { return stopped_; }
+
+    [[nodiscard]] runtime_state& rt() const noexcept { return *rt_; }
+
+    /// How many ticks are due at `now()`; advances the schedule past them.
+    std::uint64_t take_due() noexcept {
+        const deadline now = rt_->now();
+        if (now < due_) {
+            return 0;
+        }
+        const auto n = static_cast<std::uint64_t>((now - due_) / interval_) + 1;
+        due_ += interval_ * static_cast<loop_clock::rep>(n);
+        return n;
+    }
+
+    /// Registers `w` and arms the deadline for the next tick (none is due now).
+    void wait(tick_awaiter* w) noexcept {
+        waiter_ = w;
+        when = due_;
+        rt_->add_deadline(*this);
+    }
+
+    void forget(tick_awaiter* w) noexcept {
+        if (waiter_ == w) {
+            waiter_ = nullptr;
+            rt_->remove_deadline(*this);
+        }
+    }
+
+    [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
+
+private:
+    ~timer_state() override = default;
+
+    static void on_fire(deadline_entry* e) noexcept {
+        auto* self = static_cast<timer_state*>(e);
+        if (tick_awaiter* w = std::exchange(self->waiter_, nullptr)) {
+            w->deliver(self->take_due());
+        }
+    }
+
+    runtime_state* rt_;
+    loop_clock::duration interval_;
+    deadline due_;
+    tick_awaiter* waiter_ = nullptr;
+    bool stopped_ = false;
+};
+
+tick_awaiter::~tick_awaiter() {
+    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
+        state_->forget(this);
+    }
+}
+
+bool tick_awaiter::await_suspend(std::coroutine_handle<> caller) {
+    if (state_ == nullptr || state_->stopped()) {
+        throw invalid_state("uvasync: timer::tick on a stopped, closed or moved-from timer");
+    }
+    if (state_->busy()) {
+        throw invalid_state("uvasync: timer::tick is already awaited by another task");
+    }
+    if (!park(caller, "timer::tick")) {
+        return false;
+    }
+    if (const std::uint64_t due = state_->take_due(); due > 0) {
+        ticks_ = due;
+        complete(); // through the run queue, like yield()
+        return true;
+    }
+    state_->wait(this);
+    return true;
+}
+
+std::uint64_t tick_awaiter::await_resume() {
+    finish();
+    if (stopped_) {
+        throw invalid_state("uvasync: the timer was stopped while tick() waited");
+    }
+    return ticks_;
+}
+
+void tick_awaiter::on_abort(parked_wait* p) noexcept {
+    auto* self = static_cast<tick_awaiter*>(p);
+    self->state_->forget(self);
+    self->aborted();
+}
+
+void tick_awaiter::deliver(std::uint64_t ticks) noexcept {
+    ticks_ = ticks;
+    stopped_ = ticks == 0;
+    complete();
+}
+
+} // namespace detail
+
+timer::timer(std::chrono::milliseconds interval)
+    : state_(nullptr)
+    , interval_(interval) {
+    if (interval.count() <= 0) {
+        throw std::invalid_argument("uvasync: a timer interval must be positive");
+    }
+    detail::runtime_state& rt = detail::current_runtime("timer");
+    // Half the room left on the clock, so advancing the schedule can never overflow.
+    if (interval.count() >= (never - rt.now()).count() / 2) {
+        throw std::invalid_argument("uvasync: the timer interval is too large for the loop clock");
+    }
+    state_ = new detail::timer_state(rt, loop_clock::duration(interval.count()));
+}
+
+timer::timer(timer&& other) noexcept
+    : state_(std::exchange(other.state_, nullptr))
+    , interval_(other.interval_) {
+}
+
+timer& timer::operator=(timer&& other) noexcept {
+    if (this != &other) {
+        if (state_ != nullptr) {
+            state_->close(nullptr);
+        }
+        state_ = std::exchange(other.state_, nullptr);
+        interval_ = other.interval_;
+    }
+    return *this;
+}
+
+timer::~timer() {
+    if (state_ != nullptr) {
+        state_->close(nullptr);
+    }
+}
+
+detail::tick_awaiter timer::tick() {
+    return detail::tick_awaiter(state_);
+}
+
+void timer::stop() noexcept {
+    if (state_ != nullptr) {
+        state_->stop();
+    }
+}
+
+detail::closable_awaiter timer::close() noexcept {
+    return detail::closable_awaiter(std::exchange(state_, nullptr));
+}
+
+bool timer::running() const noexcept {
+    return state_ != nullptr && !state_->stopped();
+}
+
+} // namespace uvasync

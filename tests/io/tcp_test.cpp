@@ -1,0 +1,793 @@
+// SPDX-License-Identifier: MIT
+// tcp_stream and tcp_listener over loopback (SEMANTICS 14.2, 14.3, 14.4, 14.5, D-2).
+//
+// For each operation (connect, accept, read_some, read_until, write, shutdown): it completes;
+// it fails to start; cancelled before start (no libuv call); cancelled while pending;
+// cancelled after completion but before resumption (completion wins); cancelled twice.
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <uv.h>
+#include <uvasync/io/tcp.hpp>
+#include <uvasync/uvasync.hpp>
+
+#include "stream_support.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace uvasync::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// Number of TCP handles on `loop` (accepting a connection adds one).
+int tcp_handles(uv_loop_t* loop) {
+    int n = 0;
+    uv_walk(
+        loop,
+        [](uv_handle_t* h, void* arg) {
+            if (uv_handle_get_type(h) == UV_TCP && uv_is_closing(h) == 0) {
+                ++*static_cast<int*>(arg);
+            }
+        },
+        &n);
+    return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completes
+
+task<void> echo_round(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    CHECK(p.client.is_open());
+    CHECK(p.client.peer_address() == l.local_address());
+    CHECK(p.server.peer_address() == p.client.local_address());
+    CHECK(p.server.local_address() == l.local_address());
+    p.client.set_nodelay(true);
+    p.client.set_keepalive(true, 30s);
+
+    co_await p.client.write(std::string("hello")); // owning
+    CHECK(co_await read_n(p.server, 5) == "hello");
+    const std::string reply = "world!";
+    co_await p.server.write(std::span<const char>(reply)); // borrowed
+    CHECK(co_await read_n(p.client, 6) == "world!");
+    co_await p.server.write("literal");
+    CHECK(co_await read_n(p.client, 7) == "literal");
+
+    co_await p.client.shutdown();
+    char b[8];
+    CHECK(co_await p.server.read_some(b) == 0);  // EOF is 0
+    CHECK(co_await p.server.read_some(b) == 0);  // repeatedly
+    co_await p.server.write("after half-close"); // the other direction still works
+    CHECK(co_await read_n(p.client, 16) == "after half-close");
+    co_await p.server.close();
+    CHECK_FALSE(p.server.is_open());
+    CHECK(co_await p.client.read_some(b) == 0);
+    co_await p.client.close();
+    co_await p.client.close(); // idempotent
+    CHECK_FALSE(p.client.is_open());
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_connect_accept_write_read_shutdown_close") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    CHECK(l.is_open());
+    CHECK(l.local_address().port() != 0);
+    for (int round = 0; round < 2; ++round) {
+        run(echo_round(l));
+    }
+}
+
+task<void> large_transfer(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    std::string big(3 * 1024 * 1024, 'x');
+    for (std::size_t i = 0; i < big.size(); ++i) {
+        big[i] = static_cast<char>('a' + i % 26);
+    }
+    // The write cannot finish before the peer reads: uv_write takes the remainder.
+    task_handle<void> w = spawn([](tcp_stream& s, const std::string& data) -> task<void> {
+        co_await s.write(std::span<const char>(data));
+        co_await s.shutdown();
+    }(p.client, big));
+    std::string got;
+    std::string chunk(100000, '\0');
+    for (;;) {
+        const std::size_t n = co_await p.server.read_some(chunk);
+        if (n == 0) {
+            break;
+        }
+        got.append(chunk.data(), n);
+    }
+    co_await w;
+    CHECK(got.size() == big.size());
+    CHECK(got == big);
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_large_write_goes_through_uv_write_in_order") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(large_transfer(l));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fails to start
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_connect_refused_names_the_call_and_address") {
+    const failure f = run(failure_of(tcp_stream::connect(loopback(1))));
+    CHECK(f.code == UV_ECONNREFUSED);
+    CHECK(f.what == "tcp_stream::connect 127.0.0.1:1: connection refused");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_bind_in_use_and_unspecified_addresses_fail") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    const socket_address taken = l.local_address();
+    try {
+        tcp_listener again = tcp_listener::bind(taken);
+        FAIL("bound twice");
+    } catch (const std::system_error& e) {
+        CHECK(e.code().value() == UV_EADDRINUSE);
+        CHECK(contains(e.what(), "tcp_listener::bind " + taken.to_string()));
+    }
+    CHECK_THROWS_AS(tcp_listener::bind(socket_address()), std::system_error);
+    const failure f = run(failure_of(tcp_stream::connect(socket_address())));
+    CHECK(f.code == UV_EINVAL);
+}
+
+task<void> closed_stream_operations(tcp_listener& l) {
+    tcp_stream never;
+    CHECK_FALSE(never.is_open());
+    CHECK(never.buffered() == 0);
+    CHECK(never.native_stream() == nullptr);
+    co_await never.close(); // resumes at once
+    char b[4];
+    failure f = co_await failure_of([](tcp_stream& s, std::span<char> buf) -> task<std::size_t> {
+        co_return co_await s.read_some(buf);
+    }(never, b));
+    CHECK(f.code == UV_EBADF);
+    CHECK(f.what == "stream::read_some: the stream is not open: bad file descriptor");
+
+    tcp_pair p = co_await connect_pair(l);
+    co_await p.client.close();
+    f = co_await failure_of([](tcp_stream& s) -> task<void> { co_await s.write("x"); }(p.client));
+    CHECK(f.code == UV_EBADF);
+    CHECK(f.what == "tcp_stream::write: the stream was closed: bad file descriptor");
+    f = co_await failure_of([](tcp_stream& s) -> task<void> { co_await s.shutdown(); }(p.client));
+    CHECK(f.code == UV_EBADF);
+    f = co_await failure_of([](tcp_stream& s, std::span<char> buf) -> task<std::size_t> {
+        co_return co_await s.read_some(buf);
+    }(p.client, b));
+    CHECK(f.code == UV_EBADF);
+    CHECK_THROWS_AS(p.client.set_nodelay(true), std::system_error);
+    CHECK_THROWS_AS((void)p.client.peer_address(), std::system_error);
+    CHECK_THROWS_AS((void)p.client.read_some(std::span<char>()), std::invalid_argument);
+    CHECK_THROWS_AS((void)p.server.read_some(std::span<char>()), std::invalid_argument);
+    CHECK_THROWS_AS((void)p.server.read_until("", 10), std::invalid_argument);
+    CHECK_THROWS_AS((void)p.server.read_until("\n", 0), std::invalid_argument);
+
+    tcp_listener closed;
+    f = co_await failure_of(
+        [](tcp_listener& x) -> task<tcp_stream> { co_return co_await x.accept(); }(closed));
+    CHECK(f.code == UV_EBADF);
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_operations_on_closed_or_unopened_streams_fail_with_ebadf") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(closed_stream_operations(l));
+}
+
+task<void> write_after_peer_reset(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    co_await p.client.write("x");
+    char b[4];
+    CHECK(co_await p.server.read_some(b) == 1); // reading stays armed from here on
+    // The peer resets the connection while nobody reads: the error is remembered.
+    uv_os_fd_t fd = -1;
+    REQUIRE(uv_fileno(reinterpret_cast<uv_handle_t*>(p.client.native_handle()), &fd) == 0);
+    const linger lg{1, 0};
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+    co_await p.client.close();
+    co_await sleep(20ms);
+    for (int i = 0; i < 2; ++i) {
+        try {
+            (void)co_await p.server.read_some(b);
+            FAIL("no error");
+        } catch (const std::system_error& e) {
+            CHECK(e.code().value() == UV_ECONNRESET);
+            CHECK(contains(e.what(), "tcp_stream::read_some"));
+        }
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_error_is_remembered_for_the_next_reads") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(write_after_peer_reset(l));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancelled before start: the libuv call is never made
+
+task<void> cancel_self_then(task_handle<void>** self, std::function<task<void>()> op,
+                            std::string& outcome) {
+    (*self)->cancel("early");
+    try {
+        co_await op();
+        outcome = "completed";
+    } catch (const cancelled_error& e) {
+        outcome = "cancelled: " + std::string(e.message());
+        throw;
+    }
+}
+
+/// Runs `op` in a task that cancels itself first; returns what happened.
+std::string run_cancelled_before_start(io_fixture& fx, std::function<task<void>()> op) {
+    task_handle<void>* slot = nullptr;
+    std::string outcome;
+    task_handle<void> h = fx.rt->spawn(cancel_self_then(&slot, std::move(op), outcome));
+    slot = &h;
+    fx.run_until([&] { return h.done(); });
+    CHECK(h.cancelled());
+    return outcome;
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_cancelled_before_start_makes_no_libuv_call") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    const socket_address addr = l.local_address();
+
+    // connect: no connection reaches the listener, so the next accepted one is the next client.
+    CHECK(run_cancelled_before_start(*this, [&]() -> task<void> {
+              tcp_stream s = co_await tcp_stream::connect(addr);
+          }) == "cancelled: early");
+    tcp_pair p = run(connect_pair(l));
+    CHECK(p.server.peer_address() == p.client.local_address());
+
+    // read_some: raises although data is buffered; the data stays for the next read.
+    run([](tcp_pair& pr) -> task<void> {
+        co_await pr.client.write("ab");
+        char one[1];
+        CHECK(co_await pr.server.read_some(one) == 1);
+        while (pr.server.buffered() < 1) {
+            co_await sleep(1ms);
+        }
+    }(p));
+    CHECK(p.server.buffered() == 1);
+    CHECK(run_cancelled_before_start(*this, [&]() -> task<void> {
+              char b[4];
+              (void)co_await p.server.read_some(b);
+          }) == "cancelled: early");
+    CHECK(p.server.buffered() == 1);
+    CHECK(run(read_chunk(p.server)) == "b");
+
+    // read_until: same, nothing is consumed.
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("line\n"); }(p));
+    CHECK(run_cancelled_before_start(*this, [&]() -> task<void> {
+              (void)co_await p.server.read_until("\n", 100);
+          }) == "cancelled: early");
+    CHECK(run(p.server.read_until("\n", 100)) == "line\n");
+
+    // write: nothing is sent; the stream stays open.
+    CHECK(run_cancelled_before_start(
+              *this, [&]() -> task<void> { co_await p.client.write("X"); }) == "cancelled: early");
+    CHECK(p.client.is_open());
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("Y"); }(p));
+    CHECK(run(read_chunk(p.server)) == "Y");
+
+    // shutdown: the write side stays open.
+    CHECK(run_cancelled_before_start(
+              *this, [&]() -> task<void> { co_await p.client.shutdown(); }) == "cancelled: early");
+    CHECK(p.client.is_open());
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("Z"); }(p));
+    CHECK(run(read_chunk(p.server)) == "Z");
+
+    // accept: a queued connection stays for the next accept.
+    task_handle<tcp_stream> c = rt->spawn(tcp_stream::connect(addr));
+    run_until([&] { return c.done(); });
+    tcp_stream queued_client = c.state()->take_outcome();
+    CHECK(run_cancelled_before_start(*this, [&]() -> task<void> {
+              tcp_stream s = co_await l.accept();
+          }) == "cancelled: early");
+    tcp_stream accepted =
+        run([](tcp_listener& x) -> task<tcp_stream> { co_return co_await x.accept(); }(l));
+    CHECK(accepted.peer_address() == queued_client.local_address());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancelled while pending, and cancelled twice
+
+task<std::string> read_and_report(stream& s) {
+    try {
+        co_return "read " + co_await read_chunk(s);
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_cancelled_while_pending_then_a_new_read_restarts") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    for (int round = 0; round < 2; ++round) {
+        task_handle<std::string> r = rt->spawn(read_and_report(p.server));
+        run(nap(5ms)); // the read is parked
+        CHECK_FALSE(r.done());
+        CHECK(r.cancel("first"));
+        CHECK_FALSE(r.cancel("second")); // cancelled twice: one delivery, first message
+        run_until([&] { return r.done(); });
+        CHECK(r.state()->take_outcome() == "cancelled: first");
+        run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("later"); }(p));
+        CHECK(run(read_chunk(p.server)) == "later");
+    }
+}
+
+task<std::string> accept_and_report(tcp_listener& l) {
+    try {
+        tcp_stream s = co_await l.accept();
+        co_return "accepted " + s.peer_address().to_string();
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture,
+                  "tcp_accept_cancelled_while_pending_leaves_later_connections_queued") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    for (int round = 0; round < 2; ++round) {
+        task_handle<std::string> a = rt->spawn(accept_and_report(l));
+        run(nap(5ms));
+        CHECK(a.cancel("first"));
+        CHECK_FALSE(a.cancel("second"));
+        run_until([&] { return a.done(); });
+        CHECK(a.state()->take_outcome() == "cancelled: first");
+        tcp_pair p = run(connect_pair(l));
+        CHECK(p.server.peer_address() == p.client.local_address());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_connect_cancelled_while_pending_closes_the_socket") {
+    // A plain socket that listens with backlog 0 and never accepts: once its accept queue is
+    // full the kernel drops further SYNs, so the next connect stays pending.
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    const socket_address any = loopback();
+    REQUIRE(::bind(fd, any.data(), sizeof(sockaddr_in)) == 0);
+    REQUIRE(::listen(fd, 0) == 0);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
+    const socket_address addr = socket_address::from(reinterpret_cast<sockaddr*>(&ss));
+
+    std::vector<task_handle<tcp_stream>> done;
+    task_handle<tcp_stream> pending;
+    for (int i = 0; i < 16 && !pending.valid(); ++i) {
+        task_handle<tcp_stream> c = rt->spawn(tcp_stream::connect(addr));
+        run(nap(100ms)); // a connect over loopback that can complete does so at once
+        if (c.done()) {
+            done.push_back(std::move(c));
+        } else {
+            pending = std::move(c);
+        }
+    }
+    REQUIRE(pending.valid());
+    CHECK(pending.cancel("first"));
+    CHECK_FALSE(pending.cancel("second"));
+    run_until([&] { return pending.done(); });
+    CHECK(pending.cancelled());
+    for (auto& c : done) {
+        (void)c.state()->take_outcome(); // closes them
+    }
+    done.clear();
+    pending = task_handle<tcp_stream>();
+    ::close(fd);
+}
+
+/// Connects a pair and fills the client's kernel buffers (the server does not read).
+task<tcp_pair> backpressured_pair(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    CHECK(fill_until_eagain(p.client) > 0);
+    co_return p;
+}
+
+task<std::string> write_and_report(stream& s, std::span<const char> data) {
+    try {
+        co_await s.write(data);
+        co_return "written";
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    } catch (const std::system_error& e) {
+        co_return std::string("error: ") + e.what();
+    }
+}
+
+task<std::string> owning_write_and_report(stream& s, std::size_t size) {
+    try {
+        co_await s.write(std::string(size, 'o'));
+        co_return "written";
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_write_cancelled_under_backpressure_closes_the_stream") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    for (int round = 0; round < 2; ++round) {
+        tcp_pair p = run(backpressured_pair(l));
+        std::vector<char> big(1 << 20, 'b');
+        task_handle<std::string> w = round == 0
+                                         ? rt->spawn(write_and_report(p.client, big))
+                                         : rt->spawn(owning_write_and_report(p.client, big.size()));
+        run(nap(5ms));
+        CHECK_FALSE(w.done()); // queued with uv_write
+        CHECK(p.client.is_open());
+        CHECK(w.cancel("first"));
+        CHECK_FALSE(w.cancel("second"));
+        CHECK_FALSE(p.client.is_open()); // closing from the abort on
+        run_until([&] { return w.done(); });
+        CHECK(w.state()->take_outcome() == "cancelled: first");
+        const failure f = run(
+            failure_of([](tcp_stream& s) -> task<void> { co_await s.write("more"); }(p.client)));
+        CHECK(f.code == UV_EBADF);
+        CHECK(f.what == "tcp_stream::write: the stream was closed because a pending write was "
+                        "cancelled: bad file descriptor");
+        const failure r = run(failure_of(read_chunk(p.client)));
+        CHECK(r.code == UV_EBADF);
+        CHECK(contains(r.what, "pending write was cancelled"));
+    }
+}
+
+task<std::string> shutdown_and_report(stream& s) {
+    try {
+        co_await s.shutdown();
+        co_return "shut down";
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_shutdown_cancelled_while_pending_closes_the_stream") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(backpressured_pair(l));
+    std::vector<char> big(1 << 20, 'b');
+    task_handle<std::string> w = rt->spawn(write_and_report(p.client, big));
+    task_handle<std::string> s = rt->spawn(shutdown_and_report(p.client));
+    run(nap(5ms));
+    CHECK_FALSE(w.done());
+    CHECK_FALSE(s.done()); // a shutdown waits for the queued writes
+    CHECK(s.cancel("first"));
+    CHECK_FALSE(s.cancel("second"));
+    run_until([&] { return s.done() && w.done(); });
+    CHECK(s.state()->take_outcome() == "cancelled: first");
+    CHECK(w.state()->take_outcome() ==
+          "error: tcp_stream::write: the stream was closed because a pending shutdown was "
+          "cancelled: operation canceled");
+    CHECK_FALSE(p.client.is_open());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancelled after completion, before resumption: completion wins (D-2)
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_completed_then_cancelled_in_the_same_turn_is_delivered") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    for (int round = 0; round < 2; ++round) {
+        task_handle<std::string> r = rt->spawn(
+            [](stream& s) -> task<std::string> { co_return co_await read_chunk(s, 1); }(p.server));
+        run(nap(5ms));
+        REQUIRE_FALSE(r.done());
+        // Two bytes, a one-byte read: the byte left in the buffer shows the read completed.
+        check_hook hook(loop(), [&] { return p.server.buffered() == 1 && r.cancel("late"); });
+        uv_buf_t b = uv_buf_init(const_cast<char*>("xy"), 2);
+        REQUIRE(uv_try_write(p.client.native_stream(), &b, 1) == 2);
+        run_until([&] { return r.done(); });
+        CHECK(hook.fired());
+        CHECK(r.state()->take_outcome() == "x"); // completion wins
+        CHECK(run(read_chunk(p.server)) == "y");
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_accept_completed_then_cancelled_in_the_same_turn_is_delivered") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    task_handle<std::string> a = rt->spawn(accept_and_report(l));
+    run(nap(5ms));
+    REQUIRE_FALSE(a.done());
+    const int before = tcp_handles(loop());
+    // The accepted connection's handle appears in the poll phase that completes the accept.
+    check_hook hook(loop(), [&] { return tcp_handles(loop()) > before + 1 && a.cancel("late"); });
+    task_handle<tcp_stream> c = rt->spawn(tcp_stream::connect(l.local_address()));
+    run_until([&] { return a.done() && c.done(); });
+    CHECK(hook.fired());
+    tcp_stream client = c.state()->take_outcome();
+    CHECK(a.state()->take_outcome() == "accepted " + client.local_address().to_string());
+}
+
+/// Number of TCP handles with a connect in progress. libuv clears a stream's `connect_req`
+/// (a private field, read here by the test only) just before it calls the connect callback.
+int connecting_handles(uv_loop_t* loop) {
+    int n = 0;
+    uv_walk(
+        loop,
+        [](uv_handle_t* h, void* arg) {
+            if (uv_handle_get_type(h) == UV_TCP &&
+                reinterpret_cast<uv_stream_t*>(h)->connect_req != nullptr) {
+                ++*static_cast<int*>(arg);
+            }
+        },
+        &n);
+    return n;
+}
+
+task<tcp_stream> flag_then_connect(bool& started, socket_address addr) {
+    started = true; // the connect below starts in this same step
+    co_return co_await tcp_stream::connect(addr);
+}
+
+TEST_CASE_FIXTURE(io_fixture,
+                  "tcp_connect_completed_then_cancelled_in_the_same_turn_is_delivered") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    for (int round = 0; round < 2; ++round) {
+        bool started = false;
+        task_handle<tcp_stream> c = rt->spawn(flag_then_connect(started, l.local_address()));
+        // The check after the poll phase that ran the connect callback, before the task resumes.
+        check_hook hook(
+            loop(), [&] { return started && connecting_handles(loop()) == 0 && c.cancel("late"); });
+        run_until([&] { return c.done(); });
+        CHECK(hook.fired());
+        CHECK_FALSE(c.cancelled());
+        tcp_stream client = c.state()->take_outcome(); // completion wins
+        CHECK(client.is_open());
+        CHECK(client.peer_address() == l.local_address());
+        tcp_stream server =
+            run([](tcp_listener& x) -> task<tcp_stream> { co_return co_await x.accept(); }(l));
+        CHECK(server.peer_address() == client.local_address());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_then_cancelled_in_the_same_turn_is_delivered") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(backpressured_pair(l));
+    std::vector<char> data(256 * 1024, 'w');
+    task_handle<std::string> w = rt->spawn(write_and_report(p.client, data));
+    run(nap(5ms));
+    REQUIRE_FALSE(w.done());
+    // The write queue empties in the poll phase whose callback completes the write.
+    check_hook hook(loop(), [&] {
+        return uv_stream_get_write_queue_size(p.client.native_stream()) == 0 && w.cancel("late");
+    });
+    task_handle<void> drain = rt->spawn([](stream& s) -> task<void> {
+        std::string buf(1 << 16, '\0');
+        while (co_await s.read_some(buf) > 0) {
+        }
+    }(p.server));
+    run_until([&] { return w.done(); });
+    CHECK(hook.fired());
+    CHECK(w.state()->take_outcome() == "written");
+    CHECK(p.client.is_open());
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.close(); }(p));
+    run_until([&] { return drain.done(); });
+}
+
+task<std::string> flag_then_shutdown(bool& started, stream& s) {
+    started = true; // the shutdown below starts in this same step
+    co_return co_await shutdown_and_report(s);
+}
+
+TEST_CASE_FIXTURE(io_fixture,
+                  "tcp_shutdown_completed_then_cancelled_in_the_same_turn_is_delivered") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    bool started = false;
+    task_handle<std::string> s = rt->spawn(flag_then_shutdown(started, p.client));
+    // libuv clears shutdown_req (a private field, read by the test only) just before it calls
+    // the shutdown callback.
+    check_hook hook(loop(), [&] {
+        return started && p.client.native_stream()->shutdown_req == nullptr && s.cancel("late");
+    });
+    run_until([&] { return s.done(); });
+    CHECK(hook.fired());
+    CHECK(s.state()->take_outcome() == "shut down"); // completion wins
+    CHECK(p.client.is_open());
+    CHECK(run(read_chunk(p.server)).empty()); // the peer sees EOF
+}
+
+// ---------------------------------------------------------------------------------------------
+// read_exactly, read_until
+
+task<void> send_in_pieces(stream& s, std::vector<std::string> pieces) {
+    for (const auto& piece : pieces) {
+        co_await s.write(std::span<const char>(piece));
+        co_await sleep(2ms); // separate packets
+    }
+}
+
+task<void> read_until_cases(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    std::vector<std::string> pieces{"GET /", "x\r", "\nHost: a\r\n", "0123456789abcdefghij"};
+    task_handle<void> sender = spawn(send_in_pieces(p.client, pieces));
+    CHECK(co_await p.server.read_until("\r\n", 100) == "GET /x\r\n"); // split delimiter
+    CHECK(co_await p.server.read_until("\r\n", 100) == "Host: a\r\n");
+    co_await sender;
+    while (p.server.buffered() < 20) {
+        co_await sleep(1ms);
+    }
+    try {
+        (void)co_await p.server.read_until("\r\n", 10);
+        FAIL("no ENOBUFS");
+    } catch (const std::system_error& e) {
+        CHECK(e.code().value() == UV_ENOBUFS);
+        CHECK(contains(e.what(), "tcp_stream::read_until"));
+    }
+    CHECK(p.server.buffered() == 20); // the data stays buffered
+    char four[4];
+    CHECK(co_await p.server.read_exactly(four) == 4);
+    CHECK(std::string(four, 4) == "0123");
+    co_await p.client.shutdown();
+    // EOF before the delimiter: the rest, without a delimiter; then empty.
+    CHECK(co_await p.server.read_until("\r\n", 100) == "456789abcdefghij");
+    CHECK(co_await p.server.read_until("\r\n", 100) == "");
+    CHECK(co_await read_n(p.server, 10) == ""); // read_exactly at EOF: fewer (none)
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_split_delimiter_max_size_and_eof") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(read_until_cases(l));
+}
+
+task<void> read_exactly_cases(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    task_handle<void> sender = spawn(send_in_pieces(p.client, {"abcd", "efghij", "kl"}));
+    char ten[10];
+    CHECK(co_await p.server.read_exactly(ten) == 10);
+    CHECK(std::string(ten, 10) == "abcdefghij");
+    co_await sender;
+    co_await p.client.shutdown();
+    CHECK(co_await p.server.read_exactly(ten) == 2); // fewer only at EOF
+    CHECK(std::string(ten, 2) == "kl");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_exactly_across_packets_and_at_eof") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(read_exactly_cases(l));
+}
+
+task<void> large_line(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    std::string line(200 * 1024, 'L'); // more than the initial 64 KiB buffer
+    line += "\n";
+    task_handle<void> w = spawn([](stream& s, const std::string& d) -> task<void> {
+        co_await s.write(std::span<const char>(d));
+    }(p.client, line));
+    CHECK(co_await p.server.read_until("\n", 1 << 20) == line);
+    co_await w;
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_grows_the_buffer_up_to_max_size") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(large_line(l));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency, close
+
+task<void> concurrent_use(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    task_handle<std::string> reader = spawn(read_chunk(p.client));
+    co_await sleep(2ms);
+    try {
+        (void)co_await read_chunk(p.client);
+        FAIL("two readers");
+    } catch (const invalid_state& e) {
+        CHECK(contains(e.what(), "already reading"));
+    }
+    // One reader and one writer at the same time is the normal case.
+    co_await p.client.write("ping");
+    CHECK(co_await read_n(p.server, 4) == "ping");
+    co_await p.server.write("pong");
+    CHECK(co_await reader == "pong");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_two_readers_are_invalid_state_reader_and_writer_work_together") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(concurrent_use(l));
+}
+
+task<void> close_in_cancelled_scope(task_handle<void>** self, stream& s) {
+    (*self)->cancel("stop");
+    co_await s.close(); // never a cancellation point
+    CHECK_FALSE(s.is_open());
+    co_await checkpoint(); // raises here
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_close_wakes_a_pending_reader_and_is_not_a_cancellation_point") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    task_handle<std::string> r = rt->spawn([](stream& s) -> task<std::string> {
+        try {
+            co_return co_await read_chunk(s);
+        } catch (const std::system_error& e) {
+            co_return e.what();
+        }
+    }(p.server));
+    run(nap(5ms));
+    task_handle<void>* slot = nullptr;
+    task_handle<void> c = rt->spawn(close_in_cancelled_scope(&slot, p.server));
+    slot = &c;
+    run_until([&] { return c.done() && r.done(); });
+    CHECK(c.cancelled());
+    CHECK_FALSE(p.server.is_open());
+    CHECK(r.state()->take_outcome() ==
+          "tcp_stream::read_some: the stream was closed: operation canceled");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_listener_close_wakes_a_pending_accept") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    task_handle<std::string> a = rt->spawn([](tcp_listener& x) -> task<std::string> {
+        try {
+            tcp_stream s = co_await x.accept();
+            co_return "accepted";
+        } catch (const std::system_error& e) {
+            co_return e.what();
+        }
+    }(l));
+    run(nap(5ms));
+    run([](tcp_listener& x) -> task<void> {
+        co_await x.close();
+        co_await x.close();
+    }(l));
+    run_until([&] { return a.done(); });
+    CHECK_FALSE(l.is_open());
+    CHECK(a.state()->take_outcome() ==
+          "tcp_listener::accept: the listener was closed: operation canceled");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_destroying_the_owner_wakes_waiters_and_frees_in_the_close_cb") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    auto p = std::make_unique<tcp_pair>(run(connect_pair(l)));
+    task_handle<std::string> r = rt->spawn([](stream& s) -> task<std::string> {
+        char b[4];
+        try {
+            (void)co_await s.read_some(b);
+            co_return "read";
+        } catch (const std::system_error& e) {
+            co_return e.what();
+        }
+    }(p->server));
+    run(nap(5ms));
+    p.reset(); // the destructors close; the reader must not touch the freed state
+    run_until([&] { return r.done(); });
+    CHECK(contains(r.state()->take_outcome(), "the stream was closed"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A borrowed write whose frame is destroyed while pending (runtime shutdown after the grace)
+
+task<void> stubborn_writer(tcp_listener& l, bool& pending) {
+    tcp_pair p = co_await connect_pair(l);
+    fill_until_eagain(p.client);
+    std::vector<char> frame_buffer(1 << 20, 'f'); // dies with this frame
+    pending = true;
+    auto guarded = shielded(p.client.write(std::span<const char>(frame_buffer)));
+    co_await guarded; // the shutdown's cancellation does not reach it
+    FAIL("the write completed");
+}
+
+TEST_CASE("tcp_borrowed_write_whose_frame_is_destroyed_while_pending_is_safe") {
+    runtime_options o = loop_fixture::real_clock();
+    o.shutdown_grace = 20ms;
+    io_fixture fx(o);
+    tcp_listener l = tcp_listener::bind(loopback());
+    bool pending = false;
+    task_handle<void> w = fx.rt->spawn(stubborn_writer(l, pending));
+    fx.run_until([&] { return pending; });
+    fx.run(nap(5ms));
+    CHECK_FALSE(w.done());
+    w = task_handle<void>();
+    l = tcp_listener();
+    fx.rt->shutdown(); // destroys the frame with the pending write: the stream is closed
+    REQUIRE(fx.reported.size() == 1);
+    CHECK_THROWS_AS(std::rethrow_exception(fx.reported[0]), leaked_task_error);
+    fx.reported.clear();
+}
+
+} // namespace
+} // namespace uvasync::test
