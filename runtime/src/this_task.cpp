@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <algorithm>
+#include <exception>
 #include <string>
 
 #include <uvasync/detail/park.hpp>
@@ -44,7 +45,12 @@ void throw_cancelled(task_core* core) {
             "cancelled_error in a loop and can no longer be interrupted")));
     }
     scope* owner = owner_of(core->current);
-    throw cancelled_error(owner->node.message(), owner->id);
+    // Kept by the task, so that its root frame can recognise this object if it is what ends
+    // the body, and skip a second unwind (root_body in root.hpp).
+    core->last_delivery_message = owner->node.message();
+    core->last_delivery =
+        std::make_exception_ptr(cancelled_error(core->last_delivery_message, owner->id));
+    std::rethrow_exception(core->last_delivery);
 }
 
 task_core* require_task(const char* what) {

@@ -10,9 +10,13 @@
 
 # cmake is here because Debian's doctest-dev ships only a CMake config: without cmake, Meson's
 # dependency('doctest') finds nothing (TOOLCHAIN.md 2). libclang-rt-14-dev holds clang's
-# sanitizer runtimes. libhttp-parser-dev is the HTTP parser of examples/servers.
+# sanitizer runtimes. libhttp-parser-dev is the HTTP parser of examples/servers. The last line
+# is for the benchmarks (bench/README.md): the Boost.Asio and uvloop comparisons, wrk, and GNU
+# time for peak RSS. Node.js 20 is not in Debian 12 (it has 18); bench/run skips Node when
+# `node` is missing.
 UVASYNC_APT_PACKAGES=(meson ninja-build pkg-config g++ clang-14 libclang-rt-14-dev libuv1-dev
-    doctest-dev cmake libhttp-parser-dev)
+    doctest-dev cmake libhttp-parser-dev
+    libboost1.81-dev python3-uvloop wrk time)
 
 # Prints the packages from "$@" that are not installed, one per line.
 uvasync_missing_packages() {

@@ -289,6 +289,41 @@ TEST_SUITE("task") {
         CHECK(h.cancelled());
     }
 
+    namespace {
+    task<> swallow_then_throw_by_hand() {
+        try {
+            co_await sleep(1h);
+        } catch (const cancelled_error&) {
+        }
+        throw cancelled_error("thrown after the delivery");
+    }
+
+    task<> rethrow_a_copy() {
+        try {
+            co_await sleep(1h);
+        } catch (const cancelled_error& e) {
+            throw cancelled_error(e); // a copy, not the delivered object
+        }
+    }
+    } // namespace
+
+    TEST_CASE("2.4 the outcome of a body that ends with another cancelled_error than the one "
+              "delivered carries that error's message") {
+        loop_fixture f;
+        auto a = f.rt->spawn(swallow_then_throw_by_hand());
+        auto b = f.rt->spawn(rethrow_a_copy());
+        f.run([](task_handle<> a, task_handle<> b) -> task<> {
+            co_await sleep(1ms);
+            a.cancel("delivered");
+            b.cancel("delivered");
+        }(a, b));
+        f.run_until([&] { return a.done() && b.done(); });
+        CHECK(a.cancelled());
+        CHECK(b.cancelled());
+        CHECK(f.run(message_of(a)) == "thrown after the delivery");
+        CHECK(f.run(message_of(b)) == "delivered");
+    }
+
     TEST_CASE("2.4 2.6 a task awaiting a task that someone else cancelled ends cancelled") {
         bool cancel_result = false;
         loop_fixture f;

@@ -2209,6 +2209,114 @@ TEST_SUITE("timeout") {
         CHECK_THROWS_AS(std::rethrow_exception(reported.front()), invalid_state);
     }
 
+    // ---------------------------------------------------------------------------------------------
+    // A body that is an awaiter runs in place, without a coroutine frame (bench/NOTES.md, W2)
+
+    /// Records the number of live frames when it suspends; completes without suspending.
+    struct frame_probe {
+        std::ptrdiff_t* seen;
+
+        [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+        bool await_suspend(std::coroutine_handle<>) const noexcept {
+            *seen = detail::live_frame_counter().load();
+            return false; // resume at once
+        }
+
+        int await_resume() const noexcept { return 7; }
+    };
+
+    TEST_CASE_FIXTURE(loop_fixture, "5 a timeout around an awaiter awaits it in place, without "
+                                    "a frame, and returns its result") {
+        const int r = run([]() -> task<int> {
+            const std::ptrdiff_t before = detail::live_frame_counter().load();
+            std::ptrdiff_t seen = -1;
+            const int v = co_await timeout(1s, frame_probe{&seen});
+            CHECK(seen == before);
+            auto m = co_await move_on_after(1s, frame_probe{&seen});
+            CHECK(seen == before);
+            REQUIRE(m.has_value());
+            co_return v + *m;
+        }());
+        CHECK(r == 14);
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "5.3 D-5 a body awaiter that is ready at once still runs "
+                                    "inside the scope: an expired scope makes checkpoint() raise") {
+        trace tr;
+        run([](trace& tr) -> task<> {
+            auto m = co_await move_on_after(0ms, checkpoint());
+            tr.push_back(m.has_value() ? "value" : "nullopt");
+            auto t = timeout(-1ms, checkpoint());
+            try {
+                co_await t;
+                tr.push_back("returned");
+            } catch (const timeout_error& e) {
+                tr.push_back(
+                    std::string("timeout_error, nested ") +
+                    (dynamic_cast<const std::nested_exception*>(&e)->nested_ptr() != nullptr
+                         ? "yes"
+                         : "no"));
+            }
+            tr.push_back(flags(t.scope()));
+            co_await checkpoint(); // the scope was left: nothing is cancelled here
+            tr.push_back("after");
+        }(tr));
+        CHECK(tr == trace{"nullopt", "timeout_error, nested yes", "expired=1 caught=1", "after"});
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "5.7 nested timeouts around a sleep, awaited in place: the "
+                                    "scope whose deadline passed owns the cancellation") {
+        trace tr;
+        run([](trace& tr) -> task<> {
+            const deadline t0 = loop_clock::now();
+            try {
+                co_await timeout(1s, timeout(5ms, sleep(1h)));
+            } catch (const timeout_error&) {
+                tr.push_back("inner timeout_error at " + since(t0));
+            }
+            auto outer = timeout(5ms, timeout(1s, sleep(1h)));
+            try {
+                co_await outer;
+            } catch (const timeout_error&) {
+                tr.push_back("outer timeout_error at " + since(t0) + " " + flags(outer.scope()));
+            }
+            auto m = co_await move_on_after(1s, move_on_after(5ms, sleep(1h)));
+            tr.push_back(m.has_value() && !m->has_value() ? "inner nullopt" : "?");
+        }(tr));
+        CHECK(tr == trace{"inner timeout_error at +5",
+                          "outer timeout_error at +10 expired=1 caught=1", "inner nullopt"});
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "4.8 a timeout around a sleep in a cancelled task passes the "
+                                    "task's cancellation through, with its message") {
+        auto h = rt->spawn([]() -> task<> { co_await timeout(1s, sleep(1h)); }());
+        const std::string message = run([](task_handle<> h) -> task<std::string> {
+            co_await sleep(2ms);
+            h.cancel("stop");
+            try {
+                co_await h;
+            } catch (const cancelled_error& e) {
+                co_return std::string(e.message());
+            }
+            co_return "not cancelled";
+        }(h));
+        CHECK(h.cancelled());
+        CHECK(message == "stop");
+    }
+
+    TEST_CASE("a frame destroyed while parked in a timeout around a sleep leaves the deadline "
+              "heap and the token tree clean") {
+        runtime_options o = loop_fixture::virtual_clock();
+        o.shutdown_grace = 0ms; // shutdown destroys the parked frame without resuming it
+        loop_fixture f(o);
+        f.rt->spawn([]() -> task<> { co_await timeout(1h, sleep(2h)); }()).detach();
+        f.run([]() -> task<> { co_await sleep(1ms); }());
+        f.rt->shutdown();
+        REQUIRE(f.reported.size() == 1);
+        CHECK_THROWS_AS(std::rethrow_exception(f.reported.front()), leaked_task_error);
+    }
+
 } // TEST_SUITE
 
 } // namespace

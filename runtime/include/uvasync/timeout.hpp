@@ -23,6 +23,8 @@ namespace uvasync {
 
 template <class T, bool MoveOn, class Factory>
 class timeout_awaiter;
+template <class A, bool MoveOn>
+class timeout_inline_awaiter;
 
 /// A timeout scope: a cancel scope with a deadline (SEMANTICS 5), like trio's `CancelScope`
 /// with a deadline or asyncio's `Timeout`. The scope forms of `timeout`, `timeout_at`,
@@ -97,6 +99,8 @@ public:
 private:
     template <class T, bool MoveOn, class Factory>
     friend class timeout_awaiter;
+    template <class A, bool MoveOn>
+    friend class timeout_inline_awaiter;
     template <class T, class Factory, class Scope>
     friend class detail::scoped_body;
 
@@ -219,7 +223,121 @@ public:
     }
 };
 
+/// The awaiter of `timeout` and friends when the body is itself an awaiter (a `sleep`, a
+/// `task_handle`'s join, another scope, ...): the body is awaited in place, inside the scope,
+/// without wrapping it in a coroutine frame. Same behaviour as `timeout_awaiter`; one
+/// allocation, one resumption and one rethrow fewer per use (bench/NOTES.md, W2).
+template <class A, bool MoveOn>
+class [[nodiscard]] timeout_inline_awaiter {
+    using T = decltype(std::declval<A&>().await_resume());
+
+public:
+    using result_type =
+        std::conditional_t<MoveOn, std::optional<std::conditional_t<std::is_void_v<T>, unit, T>>,
+                           T>;
+
+    timeout_inline_awaiter(A body, loop_clock::duration delay, bool relative, deadline at)
+        : scope_(delay, relative, at)
+        , body_(std::move(body)) {}
+
+    timeout_inline_awaiter(const timeout_inline_awaiter&) = delete;
+    timeout_inline_awaiter& operator=(const timeout_inline_awaiter&) = delete;
+
+    // Only before it is awaited.
+    timeout_inline_awaiter(timeout_inline_awaiter&& other) noexcept(
+        std::is_nothrow_move_constructible_v<A>)
+        : scope_(std::move(other.scope_))
+        , body_(std::move(other.body_)) {}
+
+    timeout_inline_awaiter& operator=(timeout_inline_awaiter&&) = delete;
+
+    // body_ is declared after scope_, so a frame destroyed while suspended destroys the body
+    // (which unregisters from the scope's node) before the scope leaves.
+    ~timeout_inline_awaiter() = default;
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    /// See `timeout_awaiter::scope`.
+    [[nodiscard]] const timeout_scope& scope() const noexcept { return scope_; }
+
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) {
+        if (scope_.phase_ != timeout_scope::phase::created) {
+            throw invalid_state("uvasync: a timeout scope can be entered once");
+        }
+        scope_.enter(detail::require_task("entering a timeout scope"));
+        try {
+            if (body_.await_ready()) {
+                return caller; // await_resume runs the body's await_resume, still inside
+            }
+            using R = decltype(body_.await_suspend(caller));
+            if constexpr (std::is_void_v<R>) {
+                body_.await_suspend(caller);
+                return std::noop_coroutine();
+            } else if constexpr (std::is_same_v<R, bool>) {
+                return body_.await_suspend(caller) ? std::noop_coroutine() : caller;
+            } else {
+                return body_.await_suspend(caller);
+            }
+        } catch (...) {
+            scope_.leave();
+            throw;
+        }
+    }
+
+    result_type await_resume() {
+        // The body's await_resume runs inside the scope: a delivery it raises is owned by the
+        // scope when no enclosing scope is cancelled (SEMANTICS 4.8).
+        try {
+            if constexpr (std::is_void_v<T>) {
+                body_.await_resume();
+                scope_.leave();
+                if constexpr (MoveOn) {
+                    return result_type(unit{});
+                }
+            } else {
+                result_type r(body_.await_resume());
+                scope_.leave();
+                return r;
+            }
+        } catch (const cancelled_error& e) {
+            leave_if_active();
+            if (e.owner() != scope_.scope_.id) {
+                throw;
+            }
+            scope_.caught_ = true;
+            if constexpr (MoveOn) {
+                return std::nullopt;
+            } else {
+                std::throw_with_nested(timeout_error());
+            }
+        } catch (...) {
+            leave_if_active();
+            throw;
+        }
+    }
+
+private:
+    void leave_if_active() noexcept {
+        if (scope_.phase_ == timeout_scope::phase::active) {
+            scope_.leave();
+        }
+    }
+
+    timeout_scope scope_;
+    A body_;
+};
+
 namespace detail {
+
+/// A body that `timeout` can await in place: an awaiter object itself (not a `task`, not an
+/// awaitable that only has `operator co_await`), whose `await_suspend` takes any handle.
+template <class A>
+concept inline_scope_body = !is_task<A>::value && std::is_move_constructible_v<A> &&
+                            requires(A & a, std::coroutine_handle<> h) {
+    { a.await_ready() } -> std::convertible_to<bool>;
+    a.await_suspend(h);
+    a.await_resume();
+};
 
 template <class F>
 concept scope_body_factory =
@@ -245,6 +363,8 @@ auto make_timeout(Body&& body, loop_clock::duration delay, bool relative, deadli
     if constexpr (scope_body_factory<B>) {
         return timeout_awaiter<T, MoveOn, B>(task<T>(), std::forward<Body>(body), delay, relative,
                                              at);
+    } else if constexpr (inline_scope_body<B>) {
+        return timeout_inline_awaiter<B, MoveOn>(std::forward<Body>(body), delay, relative, at);
     } else {
         return timeout_awaiter<T, MoveOn, no_factory>(as_task(std::forward<Body>(body)),
                                                       no_factory{}, delay, relative, at);

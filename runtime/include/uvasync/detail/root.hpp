@@ -81,6 +81,21 @@ struct own_state {
     task_state<T>& await_resume() const noexcept { return *state; }
 };
 
+/// Starts a lazy task inline and resumes the caller when it has finished, without taking its
+/// result (the caller inspects it).
+template <class T>
+struct run_inline {
+    task<T>& body;
+
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) noexcept {
+        return body.start_inline(caller);
+    }
+
+    void await_resume() const noexcept {}
+};
+
 template <class T>
 root_frame<T> root_body(task<T> body) {
     task_state<T>& st = co_await own_state<T>{};
@@ -92,20 +107,32 @@ root_frame<T> root_body(task<T> body) {
         co_return;
     }
     st.body = &body;
-    try {
-        if constexpr (std::is_void_v<T>) {
-            co_await body;
-        } else {
-            st.value.emplace(co_await body);
-        }
-        st.result = outcome::value;
-    } catch (const cancelled_error& e) {
-        st.cancel_message = e.shared_message();
+    co_await run_inline<T>{body};
+    if (const std::exception_ptr& e = body.handle().promise().error_;
+        e != nullptr && e == st.last_delivery) {
+        // The body ended with the cancellation the runtime delivered (the very object, not a
+        // copy): the outcome is known without rethrowing it (bench/NOTES.md, W3).
+        st.cancel_message = std::move(st.last_delivery_message);
         st.result = outcome::cancelled;
-    } catch (...) {
-        st.error = std::current_exception();
-        st.result = outcome::error;
+        body.reset();
+    } else {
+        try {
+            if constexpr (std::is_void_v<T>) {
+                body.take_result();
+            } else {
+                st.value.emplace(body.take_result());
+            }
+            st.result = outcome::value;
+        } catch (const cancelled_error& e) {
+            st.cancel_message = e.shared_message();
+            st.result = outcome::cancelled;
+        } catch (...) {
+            st.error = std::current_exception();
+            st.result = outcome::error;
+        }
     }
+    st.last_delivery = nullptr;
+    st.last_delivery_message = nullptr;
     st.body = nullptr;
 }
 

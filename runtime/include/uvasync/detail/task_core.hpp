@@ -94,6 +94,11 @@ public:
     intrusive_list<task_waiter, waiter_tag> waiters;
     std::exception_ptr error;
     message_ptr cancel_message;
+    // The last cancellation delivered in this task (throw_cancelled) and its message. When the
+    // body ends with that very exception object, the root frame records the cancelled outcome
+    // without rethrowing it: one unwind per cancelled task instead of two (bench/NOTES.md).
+    std::exception_ptr last_delivery;
+    message_ptr last_delivery_message;
     std::uint32_t refs = 1; // the runtime's reference, dropped when the task finishes
     outcome result = outcome::pending;
     bool retrieved = false; // the error or value has been observed through a handle
