@@ -18,6 +18,7 @@
 
 #include "stream_support.hpp"
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -205,6 +206,43 @@ task<void> write_after_peer_reset(tcp_listener& l) {
 TEST_CASE_FIXTURE(io_fixture, "tcp_read_error_is_remembered_for_the_next_reads") {
     tcp_listener l = tcp_listener::bind(loopback());
     run(write_after_peer_reset(l));
+}
+
+task<std::vector<int>> write_to_reset_peer(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    uv_os_fd_t fd = -1;
+    REQUIRE(uv_fileno(reinterpret_cast<uv_handle_t*>(p.client.native_handle()), &fd) == 0);
+    const linger lg{1, 0};
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+    co_await p.client.close(); // RST
+    std::vector<int> errors;
+    // The first write after the reset may fail with ECONNRESET; the next ones fail with EPIPE,
+    // which is where write() raises SIGPIPE.
+    for (int i = 0; i < 1000 && errors.size() < 3; ++i) {
+        try {
+            co_await p.server.write("x");
+        } catch (const std::system_error& e) {
+            errors.push_back(e.code().value());
+        }
+        co_await sleep(1ms); // lets the RST arrive; bounds nothing
+    }
+    co_return errors;
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_write_to_a_reset_peer_fails_and_sigpipe_is_ignored") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    const std::vector<int> errors = run(write_to_reset_peer(l));
+
+    struct sigaction now {};
+
+    REQUIRE(sigaction(SIGPIPE, nullptr, &now) == 0);
+    const bool ignored = now.sa_handler == SIG_IGN; // set by the first stream state
+    CHECK(ignored);
+    REQUIRE(errors.size() == 3); // the process survived the EPIPE writes
+    for (int e : errors) {
+        CHECK((e == UV_EPIPE || e == UV_ECONNRESET));
+    }
+    CHECK(errors.back() == UV_EPIPE);
 }
 
 // ---------------------------------------------------------------------------------------------

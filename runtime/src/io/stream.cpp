@@ -12,6 +12,8 @@
 
 #include "stream_state.hpp"
 
+#include <signal.h>
+
 namespace uvasync {
 
 namespace detail {
@@ -48,6 +50,23 @@ void on_handle_closed(uv_handle_t* h) noexcept {
 }
 
 } // namespace
+
+void ignore_sigpipe_once() noexcept {
+#ifndef _WIN32
+    static const bool done = [] {
+        struct sigaction old {};
+        if (sigaction(SIGPIPE, nullptr, &old) == 0 && (old.sa_flags & SA_SIGINFO) == 0 &&
+            old.sa_handler == SIG_DFL) {
+            struct sigaction ign {};
+            ign.sa_handler = SIG_IGN;
+            sigemptyset(&ign.sa_mask);
+            sigaction(SIGPIPE, &ign, nullptr);
+        }
+        return true;
+    }();
+    (void)done;
+#endif
+}
 
 // ---------------------------------------------------------------------------------------------
 // Close protocol

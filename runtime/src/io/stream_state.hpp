@@ -71,12 +71,19 @@ struct write_request {
     static void on_write(uv_write_t* req, int status) noexcept;
 };
 
+/// Sets SIGPIPE to SIG_IGN if its disposition is SIG_DFL, once per process (the first stream
+/// state does it): libuv writes with write(), which raises SIGPIPE on a peer that closed. A
+/// handler (or SIG_IGN) installed by the host is kept.
+void ignore_sigpipe_once() noexcept;
+
 /// The state of a stream: the handle, the read buffer, and the request slots.
 struct stream_state final : handle_base {
     static constexpr std::size_t initial_capacity = 64 * 1024;
 
     explicit stream_state(const char* kind_name) noexcept
-        : handle_base(kind_name) {}
+        : handle_base(kind_name) {
+        ignore_sigpipe_once();
+    }
 
     uv_handle_t* handle() noexcept override { return reinterpret_cast<uv_handle_t*>(&u); }
 

@@ -185,6 +185,11 @@ private:
 /// One reader and one writer may use a stream at the same time (two tasks); two concurrent
 /// readers are an error (`invalid_state`).
 ///
+/// **SIGPIPE:** the first stream the process creates sets `SIGPIPE` to `SIG_IGN` if its
+/// disposition is still `SIG_DFL` (libuv writes with `write()`, and a peer that closed would
+/// otherwise end the process); a handler installed by the host is kept. Writing to a closed
+/// peer throws `UV_EPIPE` or `UV_ECONNRESET`.
+///
 /// **Thread:** loop thread only; every awaitable is awaited inside a task.
 class stream {
 public:
