@@ -696,6 +696,49 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_cancelled_while_pending_consumes_n
     CHECK(run(p.server.read_until("\n", 100)) == "partial\n");
 }
 
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_and_read_exactly_survive_moving_the_stream") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    auto holder = std::make_unique<tcp_stream>(std::move(p.server));
+    task_handle<std::string> line = rt->spawn(holder->read_until("\n", 100));
+    run(nap(2ms));
+    REQUIRE_FALSE(line.done());
+    tcp_stream moved = std::move(*holder);
+    holder.reset(); // the object the call was made on is gone
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("line\nmo"); }(p));
+    run_until([&] { return line.done(); });
+    CHECK(line.state()->take_outcome() == "line\n");
+
+    std::string four(4, '\0');
+    auto holder2 = std::make_unique<tcp_stream>(std::move(moved));
+    task_handle<std::size_t> exact = rt->spawn(holder2->read_exactly(four));
+    run(nap(2ms));
+    REQUIRE_FALSE(exact.done()); // it has "mo" and waits for two more bytes
+    tcp_stream moved2 = std::move(*holder2);
+    holder2.reset();
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("re!"); }(p));
+    run_until([&] { return exact.done(); });
+    CHECK(exact.state()->take_outcome() == 4);
+    CHECK(four == "more");
+    CHECK(moved2.is_open());
+    CHECK(moved2.buffered() == 1);
+    CHECK(run(read_chunk(moved2)) == "!");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_whose_stream_is_destroyed_fails_without_crashing") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    auto holder = std::make_unique<tcp_stream>(std::move(p.server));
+    task_handle<failure> r = rt->spawn(failure_of(holder->read_until("\n", 100)));
+    run(nap(2ms));
+    REQUIRE_FALSE(r.done());
+    holder.reset(); // closes; the task's pin keeps the state until it is done
+    run_until([&] { return r.done(); });
+    const failure f = r.state()->take_outcome();
+    CHECK(f.code == UV_ECANCELED);
+    CHECK(contains(f.what, "the stream was closed"));
+}
+
 TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_completed_then_cancelled_in_the_same_turn_returns") {
     tcp_listener l = tcp_listener::bind(loopback());
     tcp_pair p = run(connect_pair(l));

@@ -44,7 +44,7 @@ void on_handle_closed(uv_handle_t* h) noexcept {
         w->unlink();
         fn(ctx);
     }
-    if (!base->owner_alive) {
+    if (!base->owner_alive && base->pins == 0) {
         delete base;
     }
 }
@@ -86,10 +86,16 @@ void release(handle_base* h) noexcept {
         return;
     }
     h->owner_alive = false;
-    if (h->closed) {
+    if (h->closed && h->pins == 0) {
         delete h;
     } else {
         request_close(h, nullptr);
+    }
+}
+
+state_pin::~state_pin() {
+    if (h_ != nullptr && --h_->pins == 0 && !h_->owner_alive && h_->closed) {
+        delete h_;
     }
 }
 
@@ -853,40 +859,32 @@ detail::read_awaiter stream::read_some(std::span<char> buffer) {
     return detail::read_awaiter(state_, buffer, false);
 }
 
-task<std::size_t> stream::read_exactly(std::span<char> buffer) {
-    return read_exactly_loop(this, buffer);
-}
+namespace {
 
-task<std::size_t> stream::read_exactly_loop(stream* self, std::span<char> buffer) {
+// Both loops hold the state, never the `stream` object: the owner may be moved or destroyed
+// while they wait. The pin keeps the state's memory (not the handle) alive; once the handle is
+// closing every read fails with UV_EBADF / UV_ECANCELED.
+
+task<std::size_t> read_exactly_loop(detail::state_pin pin, detail::stream_state* s,
+                                    std::span<char> buffer) {
     std::size_t done = 0;
     while (done < buffer.size()) {
-        const std::size_t n =
-            co_await detail::read_awaiter(self->state_, buffer.subspan(done), false);
+        const std::size_t n = co_await detail::read_awaiter(s, buffer.subspan(done), false);
         if (n == 0) {
             break;
         }
         done += n;
     }
+    (void)pin;
     co_return done;
 }
 
-task<std::string> stream::read_until(std::string_view delimiter, std::size_t max_size) {
-    if (delimiter.empty()) {
-        throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");
-    }
-    if (max_size == 0) {
-        throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
-    }
-    return read_until_loop(this, std::string(delimiter), max_size);
-}
-
-task<std::string> stream::read_until_loop(stream* self, std::string delimiter,
-                                          std::size_t max_size) {
+task<std::string> read_until_loop(detail::state_pin pin, detail::stream_state* s,
+                                  std::string delimiter, std::size_t max_size) {
     // Level-triggered like read_some: a cancelled scope raises even when the line is buffered.
     co_await checkpoint();
     std::size_t searched = 0; // bytes of the buffer already known not to start a delimiter
     for (;;) {
-        detail::stream_state* s = self->state_;
         if (s != nullptr && s->buffered() > 0) {
             const std::string_view data(s->data(), std::min(s->buffered(), max_size));
             const std::size_t from =
@@ -906,12 +904,28 @@ task<std::string> stream::read_until_loop(stream* self, std::string delimiter,
         }
         const std::size_t n = co_await detail::read_awaiter(s, {}, true);
         if (n == 0) { // EOF: the rest, without a delimiter
-            s = self->state_;
             std::string rest(s->data(), s->buffered());
             s->consume(rest.size());
+            (void)pin;
             co_return rest;
         }
     }
+}
+
+} // namespace
+
+task<std::size_t> stream::read_exactly(std::span<char> buffer) {
+    return read_exactly_loop(detail::state_pin(state_), state_, buffer);
+}
+
+task<std::string> stream::read_until(std::string_view delimiter, std::size_t max_size) {
+    if (delimiter.empty()) {
+        throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");
+    }
+    if (max_size == 0) {
+        throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
+    }
+    return read_until_loop(detail::state_pin(state_), state_, std::string(delimiter), max_size);
 }
 
 detail::write_awaiter stream::write(std::span<const char> data) {

@@ -41,6 +41,7 @@ struct handle_base {
     const char* kind;                   // "tcp_stream", ... for error messages
     const char* close_reason = nullptr; // why the library closed it (a cancelled write, ...)
     close_waiter* waiters = nullptr;    // woken by the close callback
+    std::size_t pins = 0;               // running read_until / read_exactly calls (see state_pin)
     bool closing = false;
     bool closed = false; // the close callback has run
     bool owner_alive = true;
@@ -52,6 +53,32 @@ void request_close(handle_base* h, const char* reason) noexcept;
 /// The owner lets go: closes the handle if needed; the state is deleted after the close
 /// callback (or now, if it already ran).
 void release(handle_base* h) noexcept;
+
+/// Keeps a state's memory alive (not its handle open) while a `read_until` or `read_exactly`
+/// coroutine uses it, so that moving or destroying the stream object meanwhile is safe. The state
+/// is deleted by the last of: the owner, the close callback, the last pin.
+class state_pin {
+public:
+    explicit state_pin(handle_base* h) noexcept
+        : h_(h) {
+        if (h_ != nullptr) {
+            ++h_->pins;
+        }
+    }
+
+    state_pin(state_pin&& other) noexcept
+        : h_(other.h_) {
+        other.h_ = nullptr;
+    }
+
+    state_pin(const state_pin&) = delete;
+    state_pin& operator=(const state_pin&) = delete;
+    state_pin& operator=(state_pin&&) = delete;
+    ~state_pin();
+
+private:
+    handle_base* h_;
+};
 
 /// The handle's state from its `data`.
 template <class State, class Handle>

@@ -219,7 +219,8 @@ public:
 
     /// Reads until `buffer` is full; returns `buffer.size()`, or fewer bytes only at EOF.
     /// Cancellation and errors as for `read_some`; bytes already read by a cancelled call are
-    /// lost to the caller (they are in `buffer`). The stream must outlive the task.
+    /// lost to the caller (they are in `buffer`). The task holds the stream's state, not this
+    /// object: moving the stream meanwhile is fine, destroying it fails the read (`UV_ECANCELED`).
     task<std::size_t> read_exactly(std::span<char> buffer);
 
     /// Reads up to and including the first `delimiter`, and returns those bytes; the rest stays
@@ -229,7 +230,7 @@ public:
     /// delimiter among them (the data stays buffered); `std::invalid_argument` for an empty
     /// delimiter or a `max_size` of 0; otherwise as for `read_some`. **Cancellation:** as for
     /// `read_some`; nothing is consumed until the delimiter is found. The delimiter is copied;
-    /// the stream must outlive the task.
+    /// the task holds the stream's state, so the stream may be moved while it waits.
     task<std::string> read_until(std::string_view delimiter, std::size_t max_size);
 
     /// Writes all of `data`, borrowed: the bytes must stay valid until the await resumes.
@@ -284,11 +285,6 @@ protected:
         : state_(s) {}
 
     detail::stream_state* state_ = nullptr;
-
-private:
-    static task<std::size_t> read_exactly_loop(stream* self, std::span<char> buffer);
-    static task<std::string> read_until_loop(stream* self, std::string delimiter,
-                                             std::size_t max_size);
 };
 
 } // namespace uvasync
