@@ -6,6 +6,7 @@
 // cancelled after completion but before resumption (completion wins); cancelled twice.
 
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <string>
 #include <system_error>
@@ -13,6 +14,7 @@
 
 #include <doctest/doctest.h>
 #include <uv.h>
+#include <uvasync/detail/uv_buf.hpp>
 #include <uvasync/io/tcp.hpp>
 #include <uvasync/uvasync.hpp>
 
@@ -243,6 +245,17 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_write_to_a_reset_peer_fails_and_sigpipe_is_ig
         CHECK((e == UV_EPIPE || e == UV_ECONNRESET));
     }
     CHECK(errors.back() == UV_EPIPE);
+}
+
+TEST_CASE("tcp_write_buffers_over_4_gib_keep_their_length") {
+    static const char byte = 'x';
+    const std::size_t huge = (std::size_t{5} << 30) + 7; // never dereferenced
+    const uv_buf_t b = detail::make_uv_buf(&byte, huge);
+    CHECK(b.base == &byte);
+    CHECK(static_cast<std::size_t>(b.len) == huge);
+    CHECK(detail::try_write_length(huge) == detail::max_try_write);
+    CHECK(detail::try_write_length(10) == 10);
+    CHECK(detail::max_try_write <= static_cast<std::size_t>(INT_MAX));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/detail/uv_buf.hpp>
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/sleep.hpp>
@@ -221,7 +222,7 @@ void stream_state::on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t*
         s->end -= s->begin;
         s->begin = 0;
     }
-    *out = uv_buf_init(s->buf.get() + s->end, static_cast<unsigned>(s->capacity - s->end));
+    *out = make_uv_buf(s->buf.get() + s->end, s->capacity - s->end);
 }
 
 void stream_state::on_read(uv_stream_t* st, ssize_t nread, const uv_buf_t* /*b*/) noexcept {
@@ -463,7 +464,7 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
     // Fast path: no request, no allocation. With writes queued libuv answers UV_EAGAIN, so the
     // order of bytes on the wire is kept; skip the call then.
     if (s->pending_writes == 0) {
-        uv_buf_t b = uv_buf_init(const_cast<char*>(all.data()), static_cast<unsigned>(all.size()));
+        uv_buf_t b = make_uv_buf(all.data(), try_write_length(all.size()));
         const int n = uv_try_write(s->stream(), &b, 1);
         if (n >= 0) {
             offset = static_cast<std::size_t>(n);
@@ -493,10 +494,9 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
         // The request owns the bytes from here on (the string's buffer moves with it unless
         // it is short, hence the offset is applied after the move).
         r->owned = std::move(owned_);
-        b = uv_buf_init(r->owned.data() + offset, static_cast<unsigned>(r->owned.size() - offset));
+        b = make_uv_buf(r->owned.data() + offset, r->owned.size() - offset);
     } else {
-        b = uv_buf_init(const_cast<char*>(all.data()) + offset,
-                        static_cast<unsigned>(all.size() - offset));
+        b = make_uv_buf(all.data() + offset, all.size() - offset);
     }
     const int rc = uv_write(&r->req, s->stream(), &b, 1, &write_request::on_write);
     if (rc < 0) {
