@@ -18,6 +18,7 @@
 #include <uvasync/io/tcp.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "io/stream_state.hpp"
 #include "stream_support.hpp"
 
 #include <signal.h>
@@ -616,6 +617,29 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_then_cancelled_in_the_same_tu
     CHECK(p.client.is_open());
     run([](tcp_pair& pr) -> task<void> { co_await pr.client.close(); }(p));
     run_until([&] { return drain.done(); });
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_inside_uv_write_wins_over_a_cancellation") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    // Without the uv_try_write fast path, uv_write writes the bytes itself (the socket has room)
+    // and libuv defers the write callback to the next iteration.
+    auto* st = detail::state_of<detail::stream_state>(p.client.native_stream());
+    st->use_try_write = false;
+    const std::string text = "sent inside uv_write";
+    task_handle<std::string> w = rt->spawn(write_and_report(p.client, text));
+    // Runs right after the writer's first step, in the same drain, before the write callback.
+    task_handle<void> c = rt->spawn([](task_handle<std::string>& h) -> task<void> {
+        h.cancel("late");
+        co_return;
+    }(w));
+    run_until([&] { return w.done() && c.done(); });
+    CHECK(w.state()->take_outcome() == "written");
+    CHECK(p.client.is_open());
+    CHECK(run(read_n(p.server, text.size())) == text);
+    // The request's deferred callback found no awaiter; the stream still writes.
+    run([](stream& s) -> task<void> { co_await s.write("again"); }(p.client));
+    CHECK(run(read_n(p.server, 5)) == "again");
 }
 
 task<std::string> flag_then_shutdown(bool& started, stream& s) {

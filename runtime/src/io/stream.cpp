@@ -302,6 +302,31 @@ void write_request::on_write(uv_write_t* req, int status) noexcept {
     }
 }
 
+namespace {
+
+/// True when libuv holds no unwritten byte of this stream: every queued write has been handed
+/// to the kernel, even if its callback has not run yet.
+bool written_out(stream_state* s) noexcept {
+#ifndef _WIN32
+    return uv_stream_get_write_queue_size(s->stream()) == 0;
+#else
+    (void)s;
+    return false; // the queue size does not mean the same there: wait for the callback
+#endif
+}
+
+/// The status of a request that finished inside libuv before its callback ran.
+int request_status(const write_request* r) noexcept {
+#ifndef _WIN32
+    return r->req.error; // a private libuv field: set before the deferred callback
+#else
+    (void)r;
+    return 0;
+#endif
+}
+
+} // namespace
+
 // ---------------------------------------------------------------------------------------------
 // read_awaiter
 
@@ -463,7 +488,7 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
     }
     // Fast path: no request, no allocation. With writes queued libuv answers UV_EAGAIN, so the
     // order of bytes on the wire is kept; skip the call then.
-    if (s->pending_writes == 0) {
+    if (s->pending_writes == 0 && s->use_try_write) {
         uv_buf_t b = make_uv_buf(all.data(), try_write_length(all.size()));
         const int n = uv_try_write(s->stream(), &b, 1);
         if (n >= 0) {
@@ -512,6 +537,16 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
         return false;
     }
     ++s->pending_writes;
+    if (written_out(s)) {
+        // uv_write wrote every byte itself, but libuv defers the callback to the next
+        // iteration (uv__io_feed), after the timers: a deadline there must not find this write
+        // pending and close a stream whose bytes were all sent (completion wins, D-2). Complete
+        // now; the request is detached and its callback only frees it.
+        r->waiter = nullptr;
+        status_ = request_status(r);
+        unpark();
+        return false;
+    }
     request_ = r;
     return true;
 }
@@ -530,6 +565,14 @@ void write_awaiter::deliver(int status) noexcept {
 
 void write_awaiter::on_abort(parked_wait* p) noexcept {
     auto* self = static_cast<write_awaiter*>(p);
+    if (written_out(self->state_)) {
+        // Every byte is with the kernel and only the deferred callback is missing: the write
+        // has completed, so it is delivered instead of closing the stream (D-2).
+        write_request* r = std::exchange(self->request_, nullptr);
+        r->waiter = nullptr;
+        self->deliver(request_status(r));
+        return;
+    }
     // libuv cannot cancel a queued write: close the handle (SEMANTICS 14.5). The request's
     // callback comes with UV_ECANCELED and is ignored; the task resumes after the close
     // callback, when libuv no longer refers to the bytes.

@@ -160,6 +160,7 @@ struct stream_state final : handle_base {
     // Writing: one request slot in the state for the common case, more on the heap.
     write_request inline_write;
     bool inline_write_busy = false;
+    bool use_try_write = true; // tests turn the fast path off to reach uv_write's own paths
     std::size_t pending_writes = 0;
 
     // Connect and shutdown: at most one of each at a time; the request lives here so that a
