@@ -946,5 +946,50 @@ TEST_CASE("tcp_borrowed_write_whose_frame_is_destroyed_while_pending_is_safe") {
     fx.reported.clear();
 }
 
+task<void> leaky_writer(tcp_listener& l, tcp_stream*& client, bool& pending) {
+    tcp_pair p = co_await connect_pair(l);
+    fill_until_eagain(p.client);
+    std::vector<char> frame_buffer(1 << 20, 'f');
+    client = &p.client;
+    pending = true;
+    auto guarded = shielded(p.client.write(std::span<const char>(frame_buffer)));
+    co_await guarded;
+    FAIL("the write completed");
+}
+
+task<void> leaky_reader(tcp_stream& s, bool& pending) {
+    char b[16];
+    pending = true;
+    auto guarded = shielded(s.read_some(b));
+    (void)co_await guarded;
+    FAIL("the read completed");
+}
+
+TEST_CASE("tcp_leaked_writer_whose_destruction_wakes_a_leaked_reader_is_safe") {
+    // The writer's frame is destroyed first (spawn order); its awaiter closes the stream, which
+    // wakes the reader of the same stream in the other leaked task: that task must not stay in
+    // the run queue once its frame is gone.
+    runtime_options o = loop_fixture::real_clock();
+    o.shutdown_grace = 20ms;
+    io_fixture fx(o);
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_stream* client = nullptr;
+    bool writing = false;
+    bool reading = false;
+    task_handle<void> w = fx.rt->spawn(leaky_writer(l, client, writing));
+    fx.run_until([&] { return writing; });
+    task_handle<void> r = fx.rt->spawn(leaky_reader(*client, reading));
+    fx.run_until([&] { return reading; });
+    fx.run(nap(5ms));
+    CHECK_FALSE(w.done());
+    CHECK_FALSE(r.done());
+    w = task_handle<void>();
+    r = task_handle<void>();
+    l = tcp_listener();
+    fx.rt->shutdown();
+    CHECK(fx.reported.size() == 2);
+    fx.reported.clear();
+}
+
 } // namespace
 } // namespace uvasync::test
