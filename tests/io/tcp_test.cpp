@@ -809,7 +809,7 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_exactly_across_packets_and_at_eof") {
 
 task<void> large_line(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
-    std::string line(200 * 1024, 'L'); // more than the initial 64 KiB buffer
+    std::string line(200 * 1024, 'L'); // more than the 64 KiB buffer limit
     line += "\n";
     task_handle<void> w = spawn([](stream& s, const std::string& d) -> task<void> {
         co_await s.write(std::span<const char>(d));
@@ -841,6 +841,35 @@ task<void> concurrent_use(tcp_listener& l) {
     CHECK(co_await read_n(p.server, 4) == "ping");
     co_await p.server.write("pong");
     CHECK(co_await reader == "pong");
+}
+
+task<void> wait_for_buffered(stream& s, std::size_t n) {
+    for (int i = 0; i < 5000 && s.buffered() < n; ++i) {
+        co_await sleep(1ms); // bounds nothing: the loop ends when the bytes are there
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_buffer_is_lent_to_a_waiting_reader_and_grows_on_demand") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    auto* st = detail::state_of<detail::stream_state>(p.server.native_stream());
+    // A waiting reader gets the bytes in its own span: the stream's buffer is never allocated.
+    task_handle<std::string> r = rt->spawn(read_chunk(p.server));
+    run(nap(2ms));
+    REQUIRE_FALSE(r.done());
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("direct"); }(p));
+    run_until([&] { return r.done(); });
+    CHECK(r.state()->take_outcome() == "direct");
+    CHECK(st->buf == nullptr);
+    // Nobody reads: the buffer starts at 16 KiB and grows to hold 48 KiB (limit 64 KiB).
+    const std::string big(48 * 1024, 'g');
+    run([](tcp_pair& pr, const std::string& b) -> task<void> {
+        co_await pr.client.write(std::span<const char>(b));
+    }(p, big));
+    run(wait_for_buffered(p.server, big.size()));
+    CHECK(p.server.buffered() == big.size());
+    CHECK(st->capacity == detail::stream_state::max_capacity);
+    CHECK(run(read_n(p.server, big.size())) == big);
 }
 
 TEST_CASE_FIXTURE(io_fixture, "tcp_two_readers_are_invalid_state_reader_and_writer_work_together") {

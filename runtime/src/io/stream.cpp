@@ -189,7 +189,7 @@ void stream_state::stop_reading() noexcept {
 
 void stream_state::grow() {
     if (!buf) {
-        buf = std::make_unique<char[]>(initial_capacity);
+        buf = std::make_unique_for_overwrite<char[]>(initial_capacity);
         capacity = initial_capacity;
         return;
     }
@@ -203,14 +203,40 @@ void stream_state::grow() {
         return;
     }
     // Only read_until asks for more than a full buffer; it bounds the size by max_size.
-    auto bigger = std::make_unique<char[]>(capacity * 2);
+    auto bigger = std::make_unique_for_overwrite<char[]>(capacity * 2);
     std::memcpy(bigger.get(), buf.get(), end);
     buf = std::move(bigger);
     capacity *= 2;
 }
 
+bool stream_state::grow_in_callback() noexcept {
+    if (capacity >= max_capacity || begin > 0) {
+        return false; // a partly consumed buffer is compacted by on_alloc instead
+    }
+    std::unique_ptr<char[]> bigger(new (std::nothrow) char[capacity * 2]);
+    if (!bigger) {
+        return false;
+    }
+    std::memcpy(bigger.get(), buf.get(), end);
+    buf = std::move(bigger);
+    capacity *= 2;
+    return true;
+}
+
 void stream_state::on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t* out) noexcept {
     auto* s = state_of<stream_state>(h);
+    // A reader waits and nothing is buffered: libuv reads straight into the reader's span,
+    // which saves the copy. This is safe because libuv calls on_read right after this
+    // callback, with no other code in between (uv__read: alloc_cb, read(), read_cb), so the
+    // reader is still waiting, and alive, when its bytes land; a frame destroyed or a read
+    // aborted later runs only between libuv's callbacks, when no buffer is lent out (and
+    // uv_read_stop takes effect at once). A peek (read_until) needs the data in the buffer.
+    if (read_awaiter* r = s->reader; r != nullptr && !r->peek_ && s->buffered() == 0) {
+        s->direct = true;
+        *out = make_uv_buf(r->buffer_.data(), r->buffer_.size());
+        return;
+    }
+    s->direct = false;
     if (!s->buf) {
         // The one allocation of a stream's read path; a failure reads as UV_ENOBUFS.
         s->buf.reset(new (std::nothrow) char[initial_capacity]);
@@ -227,6 +253,15 @@ void stream_state::on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t*
 
 void stream_state::on_read(uv_stream_t* st, ssize_t nread, const uv_buf_t* /*b*/) noexcept {
     auto* s = state_of<stream_state>(st);
+    if (std::exchange(s->direct, false)) {
+        if (nread > 0) { // the bytes are in the reader's span already
+            read_awaiter* r = s->reader;
+            s->reader = nullptr;
+            r->deliver(static_cast<std::size_t>(nread), 0, nullptr);
+            return;
+        }
+        // Nothing was read (EAGAIN), or EOF / an error: handled below like any other.
+    }
     if (nread > 0) {
         s->end += static_cast<std::size_t>(nread);
         if (read_awaiter* r = s->reader) {
@@ -240,7 +275,7 @@ void stream_state::on_read(uv_stream_t* st, ssize_t nread, const uv_buf_t* /*b*/
                 r->deliver(n, 0, nullptr);
             }
         }
-        if (s->buffered() == s->capacity) {
+        if (s->buffered() == s->capacity && !s->grow_in_callback()) {
             s->stop_reading(); // backpressure: restarted by the next read that has to wait
         }
         return;

@@ -105,7 +105,11 @@ void ignore_sigpipe_once() noexcept;
 
 /// The state of a stream: the handle, the read buffer, and the request slots.
 struct stream_state final : handle_base {
-    static constexpr std::size_t initial_capacity = 64 * 1024;
+    /// The read buffer starts small and doubles while data arrives faster than it is read, up
+    /// to `max_capacity` (then reading stops: backpressure). `read_until` may grow it further,
+    /// bounded by its `max_size`.
+    static constexpr std::size_t initial_capacity = 16 * 1024;
+    static constexpr std::size_t max_capacity = 64 * 1024;
 
     explicit stream_state(const char* kind_name) noexcept
         : handle_base(kind_name) {
@@ -136,6 +140,10 @@ struct stream_state final : handle_base {
     /// Makes room for more data when the buffer is full (compacts, else doubles).
     void grow();
 
+    /// Doubles a full buffer up to `max_capacity`; false when it is at the limit or the
+    /// allocation failed (then reading stops).
+    bool grow_in_callback() noexcept;
+
     static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* out) noexcept;
     static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* b) noexcept;
     static void on_connect(uv_connect_t* req, int status) noexcept;
@@ -155,6 +163,7 @@ struct stream_state final : handle_base {
     std::size_t end = 0;
     int read_status = 0; // UV_EOF or a read error, remembered for every later read
     bool reading = false;
+    bool direct = false; // on_alloc handed libuv the waiting reader's span (see on_alloc)
     read_awaiter* reader = nullptr;
 
     // Writing: one request slot in the state for the common case, more on the heap.

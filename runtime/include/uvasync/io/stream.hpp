@@ -179,7 +179,8 @@ private:
 ///
 /// A stream owns one heap state object with the `uv_stream_t` embedded in it; this object is a
 /// thin move-only owner. The destructor closes the handle; the memory is freed in the close
-/// callback. Received data goes into a stream-owned buffer (64 KiB, grown by `read_until`);
+/// callback. Received data goes straight into a waiting reader's span, else into a
+/// stream-owned buffer (16 KiB growing to 64 KiB, further by `read_until`);
 /// reading stays armed between reads and stops on cancellation, on a full buffer and on close.
 ///
 /// One reader and one writer may use a stream at the same time (two tasks); two concurrent
