@@ -7,7 +7,10 @@
 
 #include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -21,6 +24,8 @@
 #include "io/stream_state.hpp"
 #include "stream_support.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -397,46 +402,126 @@ TEST_CASE_FIXTURE(io_fixture,
     }
 }
 
-TEST_CASE_FIXTURE(io_fixture, "tcp_connect_cancelled_while_pending_closes_the_socket") {
-    // A plain socket that listens with backlog 0 and never accepts: once its accept queue is
-    // full the kernel drops further SYNs, so the next connect stays pending.
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    const socket_address any = loopback();
-    REQUIRE(::bind(fd, any.data(), sizeof(sockaddr_in)) == 0);
-    REQUIRE(::listen(fd, 0) == 0);
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
-    const socket_address addr = socket_address::from(reinterpret_cast<sockaddr*>(&ss));
+/// The TCP state (TCP_INFO) of `fd`, or -1.
+int tcp_state(int fd) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+        return -1;
+    }
+    return info.tcpi_state;
+}
 
-    std::vector<task_handle<tcp_stream>> done;
-    task_handle<tcp_stream> pending;
-    for (int i = 0; i < 16 && !pending.valid(); ++i) {
-        task_handle<tcp_stream> c = rt->spawn(tcp_stream::connect(addr));
-        run(nap(100ms)); // a connect over loopback that can complete does so at once
-        if (c.done()) {
-            done.push_back(std::move(c));
-        } else {
-            pending = std::move(c);
+/// Number of open TCP handles on `loop` whose socket is in SYN_SENT (a connect in flight).
+int syn_sent_handles(uv_loop_t* loop) {
+    int n = 0;
+    uv_walk(
+        loop,
+        [](uv_handle_t* h, void* arg) {
+            uv_os_fd_t fd = -1;
+            if (uv_handle_get_type(h) == UV_TCP && uv_is_closing(h) == 0 &&
+                uv_fileno(h, &fd) == 0 && tcp_state(fd) == TCP_SYN_SENT) {
+                ++*static_cast<int*>(arg);
+            }
+        },
+        &n);
+    return n;
+}
+
+/// A plain socket that listens with backlog 0 and never accepts. Once its accept queue is full
+/// (TCP_INFO of a listening socket: tcpi_unacked is the queue's length, tcpi_sacked its limit)
+/// the kernel drops every SYN, so a connect to it stays pending: decided by state, not by time.
+struct full_listener {
+    int fd = -1;
+    socket_address addr;
+    std::vector<task_handle<tcp_stream>> queued; // the connections that fill the queue
+
+    explicit full_listener(io_fixture& fx) {
+        fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd >= 0);
+        const socket_address any = loopback();
+        REQUIRE(::bind(fd, any.data(), sizeof(sockaddr_in)) == 0);
+        REQUIRE(::listen(fd, 0) == 0);
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
+        addr = socket_address::from(reinterpret_cast<sockaddr*>(&ss));
+        while (!full()) {
+            REQUIRE(queued.size() < 16);
+            queued.push_back(fx.rt->spawn(tcp_stream::connect(addr)));
+            task_handle<tcp_stream>& c = queued.back();
+            fx.run_until([&] { return c.done(); }); // the queue has room: it completes
         }
     }
-    REQUIRE(pending.valid());
+
+    full_listener(const full_listener&) = delete;
+    full_listener& operator=(const full_listener&) = delete;
+    full_listener(full_listener&&) = delete;
+    full_listener& operator=(full_listener&&) = delete;
+
+    ~full_listener() {
+        for (auto& c : queued) {
+            (void)c.state()->take_outcome(); // closes them
+        }
+        ::close(fd);
+    }
+
+    [[nodiscard]] bool full() const {
+        tcp_info info{};
+        socklen_t len = sizeof info;
+        REQUIRE(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0);
+        return info.tcpi_unacked > info.tcpi_sacked;
+    }
+};
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_accept_cancelling_one_of_several_waiters_keeps_the_others") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    task_handle<std::string> a = rt->spawn(accept_and_report(l));
+    task_handle<std::string> b = rt->spawn(accept_and_report(l));
+    task_handle<std::string> c = rt->spawn(accept_and_report(l));
+    run(nap(2ms)); // all three are queued (the listener's FIFO), nothing is connecting
+    REQUIRE_FALSE((a.done() || b.done() || c.done()));
+    CHECK(b.cancel("middle"));
+    run_until([&] { return b.done(); });
+    CHECK(b.state()->take_outcome() == "cancelled: middle");
+    std::vector<tcp_stream> clients;
+    clients.push_back(run(tcp_stream::connect(l.local_address())));
+    run_until([&] { return a.done(); });
+    CHECK(a.state()->take_outcome() == "accepted " + clients[0].local_address().to_string());
+    CHECK_FALSE(c.done());
+    clients.push_back(run(tcp_stream::connect(l.local_address())));
+    run_until([&] { return c.done(); });
+    CHECK(c.state()->take_outcome() == "accepted " + clients[1].local_address().to_string());
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_connect_cancelled_while_pending_closes_the_socket") {
+    full_listener target(*this);
+    const int open_before = tcp_handles(loop());
+    task_handle<tcp_stream> pending = rt->spawn(tcp_stream::connect(target.addr));
+    run_until([&] { return syn_sent_handles(loop()) == 1; }); // its SYN is dropped
+    REQUIRE(target.full());
+    CHECK_FALSE(pending.done());
+    CHECK(tcp_handles(loop()) == open_before + 1);
     CHECK(pending.cancel("first"));
     CHECK_FALSE(pending.cancel("second"));
+    // The abort closed the socket at once (uv_close closes the descriptor).
+    CHECK(tcp_handles(loop()) == open_before);
+    CHECK(syn_sent_handles(loop()) == 0);
     run_until([&] { return pending.done(); });
     CHECK(pending.cancelled());
-    for (auto& c : done) {
-        (void)c.state()->take_outcome(); // closes them
-    }
-    done.clear();
     pending = task_handle<tcp_stream>();
-    ::close(fd);
 }
 
 /// Connects a pair and fills the client's kernel buffers (the server does not read).
 task<tcp_pair> backpressured_pair(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
+    // Small kernel buffers: filling them is quick and does not depend on the machine's load.
+    int size = 4096;
+    REQUIRE(uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(p.client.native_handle()), &size) ==
+            0);
+    size = 4096;
+    REQUIRE(uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(p.server.native_handle()), &size) ==
+            0);
     CHECK(fill_until_eagain(p.client) > 0);
     co_return p;
 }
@@ -668,17 +753,26 @@ TEST_CASE_FIXTURE(io_fixture,
 // ---------------------------------------------------------------------------------------------
 // read_exactly, read_until
 
-task<void> send_in_pieces(stream& s, std::vector<std::string> pieces) {
-    for (const auto& piece : pieces) {
-        co_await s.write(std::span<const char>(piece));
-        co_await sleep(2ms); // separate packets
+/// Writes `pieces` to `s` so that each arrives in its own read on `reader`: before each piece
+/// the previous one has been read from the socket and, for the first `parked_before` pieces, the
+/// reader is parked again (it has looked at what it got). Waits on state, not on time.
+task<void> send_in_pieces(stream& s, stream& reader, std::vector<std::string> pieces,
+                          std::size_t parked_before) {
+    auto* st = detail::state_of<detail::stream_state>(reader.native_stream());
+    std::uint64_t sent = st->received;
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+        while (st->received < sent || (i < parked_before && st->reader == nullptr)) {
+            co_await yield();
+        }
+        co_await s.write(std::span<const char>(pieces[i]));
+        sent += pieces[i].size();
     }
 }
 
 task<void> read_until_cases(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
     std::vector<std::string> pieces{"GET /", "x\r", "\nHost: a\r\n", "0123456789abcdefghij"};
-    task_handle<void> sender = spawn(send_in_pieces(p.client, pieces));
+    task_handle<void> sender = spawn(send_in_pieces(p.client, p.server, pieces, 3));
     CHECK(co_await p.server.read_until("\r\n", 100) == "GET /x\r\n"); // split delimiter
     CHECK(co_await p.server.read_until("\r\n", 100) == "Host: a\r\n");
     co_await sender;
@@ -792,7 +886,8 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_completed_then_cancelled_in_the_sa
 
 task<void> read_exactly_cases(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
-    task_handle<void> sender = spawn(send_in_pieces(p.client, {"abcd", "efghij", "kl"}));
+    task_handle<void> sender =
+        spawn(send_in_pieces(p.client, p.server, {"abcd", "efghij", "kl"}, 2));
     char ten[10];
     CHECK(co_await p.server.read_exactly(ten) == 10);
     CHECK(std::string(ten, 10) == "abcdefghij");
@@ -947,12 +1042,10 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_destroying_the_owner_wakes_waiters_and_frees_
 // ---------------------------------------------------------------------------------------------
 // A borrowed write whose frame is destroyed while pending (runtime shutdown after the grace)
 
-task<void> stubborn_writer(tcp_listener& l, bool& pending) {
-    tcp_pair p = co_await connect_pair(l);
-    fill_until_eagain(p.client);
+task<void> stubborn_writer(stream& client, bool& pending) {
     std::vector<char> frame_buffer(1 << 20, 'f'); // dies with this frame
     pending = true;
-    auto guarded = shielded(p.client.write(std::span<const char>(frame_buffer)));
+    auto guarded = shielded(client.write(std::span<const char>(frame_buffer)));
     co_await guarded; // the shutdown's cancellation does not reach it
     FAIL("the write completed");
 }
@@ -962,14 +1055,21 @@ TEST_CASE("tcp_borrowed_write_whose_frame_is_destroyed_while_pending_is_safe") {
     o.shutdown_grace = 20ms;
     io_fixture fx(o);
     tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = fx.run(connect_pair(l));
+    fill_until_eagain(p.client);
     bool pending = false;
-    task_handle<void> w = fx.rt->spawn(stubborn_writer(l, pending));
+    task_handle<void> w = fx.rt->spawn(stubborn_writer(p.client, pending));
     fx.run_until([&] { return pending; });
     fx.run(nap(5ms));
     CHECK_FALSE(w.done());
+    CHECK(p.client.is_open());
     w = task_handle<void>();
     l = tcp_listener();
     fx.rt->shutdown(); // destroys the frame with the pending write: the stream is closed
+    CHECK_FALSE(p.client.is_open());
+    CHECK(p.server.is_open());
+    p = tcp_pair{};
+    uv_run(fx.loop(), UV_RUN_DEFAULT); // the close callbacks of the streams closed after shutdown
     REQUIRE(fx.reported.size() == 1);
     CHECK_THROWS_AS(std::rethrow_exception(fx.reported[0]), leaked_task_error);
     fx.reported.clear();
@@ -1018,6 +1118,55 @@ TEST_CASE("tcp_leaked_writer_whose_destruction_wakes_a_leaked_reader_is_safe") {
     fx.rt->shutdown();
     CHECK(fx.reported.size() == 2);
     fx.reported.clear();
+}
+
+task<void> leaky(std::function<task<void>()> op, bool& pending) {
+    pending = true;
+    auto guarded = shielded(op());
+    co_await guarded; // the shutdown's cancellation does not reach it
+    FAIL("the operation completed");
+}
+
+TEST_CASE("tcp_leaked_frames_pending_in_read_accept_connect_and_owning_write_are_safe") {
+    runtime_options o = loop_fixture::real_clock();
+    o.shutdown_grace = 20ms;
+    io_fixture fx(o);
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = fx.run(connect_pair(l));
+    fill_until_eagain(p.client);
+    auto target = std::make_unique<full_listener>(fx);
+    const socket_address unreachable = target->addr;
+    bool flags[4] = {};
+    std::vector<task_handle<void>> tasks;
+    tasks.push_back(fx.rt->spawn(leaky(
+        [&]() -> task<void> {
+            char b[8];
+            (void)co_await p.client.read_some(b); // the server never writes
+        },
+        flags[0])));
+    tasks.push_back(
+        fx.rt->spawn(leaky([&]() -> task<void> { tcp_stream s = co_await l.accept(); }, flags[1])));
+    tasks.push_back(fx.rt->spawn(leaky(
+        [unreachable]() -> task<void> { tcp_stream s = co_await tcp_stream::connect(unreachable); },
+        flags[2])));
+    tasks.push_back(fx.rt->spawn(leaky(
+        [&]() -> task<void> { co_await p.client.write(std::string(1 << 20, 'o')); }, flags[3])));
+    fx.run_until([&] { return flags[0] && flags[1] && flags[2] && flags[3]; });
+    fx.run_until([&] { return syn_sent_handles(fx.loop()) == 1; });
+    for (auto& t : tasks) {
+        CHECK_FALSE(t.done());
+    }
+    tasks.clear();
+    fx.rt->shutdown(); // destroys the four frames with their operations pending
+    CHECK(fx.reported.size() == 4);
+    fx.reported.clear();
+    CHECK(syn_sent_handles(fx.loop()) == 0); // the leaked connect's socket was closed
+    CHECK(p.client.is_open()); // an owning write keeps its bytes: the stream stays open
+    CHECK(p.server.is_open());
+    target.reset();
+    p = tcp_pair{};
+    l = tcp_listener();
+    uv_run(fx.loop(), UV_RUN_DEFAULT); // the close callbacks of the streams closed after shutdown
 }
 
 } // namespace

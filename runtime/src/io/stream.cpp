@@ -253,6 +253,9 @@ void stream_state::on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t*
 
 void stream_state::on_read(uv_stream_t* st, ssize_t nread, const uv_buf_t* /*b*/) noexcept {
     auto* s = state_of<stream_state>(st);
+    if (nread > 0) {
+        s->received += static_cast<std::uint64_t>(nread);
+    }
     if (std::exchange(s->direct, false)) {
         if (nread > 0) { // the bytes are in the reader's span already
             read_awaiter* r = s->reader;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -163,7 +164,8 @@ struct stream_state final : handle_base {
     std::size_t end = 0;
     int read_status = 0; // UV_EOF or a read error, remembered for every later read
     bool reading = false;
-    bool direct = false; // on_alloc handed libuv the waiting reader's span (see on_alloc)
+    bool direct = false;        // on_alloc handed libuv the waiting reader's span (see on_alloc)
+    std::uint64_t received = 0; // bytes read from the handle so far (tests wait on it)
     read_awaiter* reader = nullptr;
 
     // Writing: one request slot in the state for the common case, more on the heap.
