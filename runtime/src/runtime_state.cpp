@@ -589,9 +589,15 @@ void runtime_state::leak_remaining() noexcept {
         t->cancel_message = make_message("leaked at runtime shutdown");
         t->finish();
     }
+    // Destroying a frame may have woken a waiter in another leaked task (an awaiter destructor
+    // that completes a wait, e.g. closing a stream another task reads): such a task was pushed
+    // onto the run queue after it was emptied above, and must not stay there once it is freed.
+    // The pins keep every leaked core alive until after this point.
+    (void)ready_.take();
     for (task_core* t : leaked) {
         t->release();
     }
+    (void)ready_.take(); // releasing runs no task code, but nothing leaked may stay queued
 }
 
 void runtime_state::close_handles() noexcept {

@@ -6,18 +6,27 @@
 // cancelled after completion but before resumption (completion wins); cancelled twice.
 
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <vector>
 
 #include <doctest/doctest.h>
 #include <uv.h>
+#include <uvasync/detail/uv_buf.hpp>
 #include <uvasync/io/tcp.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "io/stream_state.hpp"
 #include "stream_support.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -207,6 +216,54 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_error_is_remembered_for_the_next_reads")
     run(write_after_peer_reset(l));
 }
 
+task<std::vector<int>> write_to_reset_peer(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    uv_os_fd_t fd = -1;
+    REQUIRE(uv_fileno(reinterpret_cast<uv_handle_t*>(p.client.native_handle()), &fd) == 0);
+    const linger lg{1, 0};
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+    co_await p.client.close(); // RST
+    std::vector<int> errors;
+    // The first write after the reset may fail with ECONNRESET; the next ones fail with EPIPE,
+    // which is where write() raises SIGPIPE.
+    for (int i = 0; i < 1000 && errors.size() < 3; ++i) {
+        try {
+            co_await p.server.write("x");
+        } catch (const std::system_error& e) {
+            errors.push_back(e.code().value());
+        }
+        co_await sleep(1ms); // lets the RST arrive; bounds nothing
+    }
+    co_return errors;
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_write_to_a_reset_peer_fails_and_sigpipe_is_ignored") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    const std::vector<int> errors = run(write_to_reset_peer(l));
+
+    struct sigaction now {};
+
+    REQUIRE(sigaction(SIGPIPE, nullptr, &now) == 0);
+    const bool ignored = now.sa_handler == SIG_IGN; // set by the first stream state
+    CHECK(ignored);
+    REQUIRE(errors.size() == 3); // the process survived the EPIPE writes
+    for (int e : errors) {
+        CHECK((e == UV_EPIPE || e == UV_ECONNRESET));
+    }
+    CHECK(errors.back() == UV_EPIPE);
+}
+
+TEST_CASE("tcp_write_buffers_over_4_gib_keep_their_length") {
+    static const char byte = 'x';
+    const std::size_t huge = (std::size_t{5} << 30) + 7; // never dereferenced
+    const uv_buf_t b = detail::make_uv_buf(&byte, huge);
+    CHECK(b.base == &byte);
+    CHECK(static_cast<std::size_t>(b.len) == huge);
+    CHECK(detail::try_write_length(huge) == detail::max_try_write);
+    CHECK(detail::try_write_length(10) == 10);
+    CHECK(detail::max_try_write <= static_cast<std::size_t>(INT_MAX));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cancelled before start: the libuv call is never made
 
@@ -345,46 +402,126 @@ TEST_CASE_FIXTURE(io_fixture,
     }
 }
 
-TEST_CASE_FIXTURE(io_fixture, "tcp_connect_cancelled_while_pending_closes_the_socket") {
-    // A plain socket that listens with backlog 0 and never accepts: once its accept queue is
-    // full the kernel drops further SYNs, so the next connect stays pending.
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    const socket_address any = loopback();
-    REQUIRE(::bind(fd, any.data(), sizeof(sockaddr_in)) == 0);
-    REQUIRE(::listen(fd, 0) == 0);
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
-    const socket_address addr = socket_address::from(reinterpret_cast<sockaddr*>(&ss));
+/// The TCP state (TCP_INFO) of `fd`, or -1.
+int tcp_state(int fd) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+        return -1;
+    }
+    return info.tcpi_state;
+}
 
-    std::vector<task_handle<tcp_stream>> done;
-    task_handle<tcp_stream> pending;
-    for (int i = 0; i < 16 && !pending.valid(); ++i) {
-        task_handle<tcp_stream> c = rt->spawn(tcp_stream::connect(addr));
-        run(nap(100ms)); // a connect over loopback that can complete does so at once
-        if (c.done()) {
-            done.push_back(std::move(c));
-        } else {
-            pending = std::move(c);
+/// Number of open TCP handles on `loop` whose socket is in SYN_SENT (a connect in flight).
+int syn_sent_handles(uv_loop_t* loop) {
+    int n = 0;
+    uv_walk(
+        loop,
+        [](uv_handle_t* h, void* arg) {
+            uv_os_fd_t fd = -1;
+            if (uv_handle_get_type(h) == UV_TCP && uv_is_closing(h) == 0 &&
+                uv_fileno(h, &fd) == 0 && tcp_state(fd) == TCP_SYN_SENT) {
+                ++*static_cast<int*>(arg);
+            }
+        },
+        &n);
+    return n;
+}
+
+/// A plain socket that listens with backlog 0 and never accepts. Once its accept queue is full
+/// (TCP_INFO of a listening socket: tcpi_unacked is the queue's length, tcpi_sacked its limit)
+/// the kernel drops every SYN, so a connect to it stays pending: decided by state, not by time.
+struct full_listener {
+    int fd = -1;
+    socket_address addr;
+    std::vector<task_handle<tcp_stream>> queued; // the connections that fill the queue
+
+    explicit full_listener(io_fixture& fx) {
+        fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd >= 0);
+        const socket_address any = loopback();
+        REQUIRE(::bind(fd, any.data(), sizeof(sockaddr_in)) == 0);
+        REQUIRE(::listen(fd, 0) == 0);
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
+        addr = socket_address::from(reinterpret_cast<sockaddr*>(&ss));
+        while (!full()) {
+            REQUIRE(queued.size() < 16);
+            queued.push_back(fx.rt->spawn(tcp_stream::connect(addr)));
+            task_handle<tcp_stream>& c = queued.back();
+            fx.run_until([&] { return c.done(); }); // the queue has room: it completes
         }
     }
-    REQUIRE(pending.valid());
+
+    full_listener(const full_listener&) = delete;
+    full_listener& operator=(const full_listener&) = delete;
+    full_listener(full_listener&&) = delete;
+    full_listener& operator=(full_listener&&) = delete;
+
+    ~full_listener() {
+        for (auto& c : queued) {
+            (void)c.state()->take_outcome(); // closes them
+        }
+        ::close(fd);
+    }
+
+    [[nodiscard]] bool full() const {
+        tcp_info info{};
+        socklen_t len = sizeof info;
+        REQUIRE(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0);
+        return info.tcpi_unacked > info.tcpi_sacked;
+    }
+};
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_accept_cancelling_one_of_several_waiters_keeps_the_others") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    task_handle<std::string> a = rt->spawn(accept_and_report(l));
+    task_handle<std::string> b = rt->spawn(accept_and_report(l));
+    task_handle<std::string> c = rt->spawn(accept_and_report(l));
+    run(nap(2ms)); // all three are queued (the listener's FIFO), nothing is connecting
+    REQUIRE_FALSE((a.done() || b.done() || c.done()));
+    CHECK(b.cancel("middle"));
+    run_until([&] { return b.done(); });
+    CHECK(b.state()->take_outcome() == "cancelled: middle");
+    std::vector<tcp_stream> clients;
+    clients.push_back(run(tcp_stream::connect(l.local_address())));
+    run_until([&] { return a.done(); });
+    CHECK(a.state()->take_outcome() == "accepted " + clients[0].local_address().to_string());
+    CHECK_FALSE(c.done());
+    clients.push_back(run(tcp_stream::connect(l.local_address())));
+    run_until([&] { return c.done(); });
+    CHECK(c.state()->take_outcome() == "accepted " + clients[1].local_address().to_string());
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_connect_cancelled_while_pending_closes_the_socket") {
+    full_listener target(*this);
+    const int open_before = tcp_handles(loop());
+    task_handle<tcp_stream> pending = rt->spawn(tcp_stream::connect(target.addr));
+    run_until([&] { return syn_sent_handles(loop()) == 1; }); // its SYN is dropped
+    REQUIRE(target.full());
+    CHECK_FALSE(pending.done());
+    CHECK(tcp_handles(loop()) == open_before + 1);
     CHECK(pending.cancel("first"));
     CHECK_FALSE(pending.cancel("second"));
+    // The abort closed the socket at once (uv_close closes the descriptor).
+    CHECK(tcp_handles(loop()) == open_before);
+    CHECK(syn_sent_handles(loop()) == 0);
     run_until([&] { return pending.done(); });
     CHECK(pending.cancelled());
-    for (auto& c : done) {
-        (void)c.state()->take_outcome(); // closes them
-    }
-    done.clear();
     pending = task_handle<tcp_stream>();
-    ::close(fd);
 }
 
 /// Connects a pair and fills the client's kernel buffers (the server does not read).
 task<tcp_pair> backpressured_pair(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
+    // Small kernel buffers: filling them is quick and does not depend on the machine's load.
+    int size = 4096;
+    REQUIRE(uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(p.client.native_handle()), &size) ==
+            0);
+    size = 4096;
+    REQUIRE(uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(p.server.native_handle()), &size) ==
+            0);
     CHECK(fill_until_eagain(p.client) > 0);
     co_return p;
 }
@@ -546,10 +683,14 @@ TEST_CASE_FIXTURE(io_fixture,
 TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_then_cancelled_in_the_same_turn_is_delivered") {
     tcp_listener l = tcp_listener::bind(loopback());
     tcp_pair p = run(backpressured_pair(l));
-    std::vector<char> data(256 * 1024, 'w');
+    std::vector<char> data(16 * 1024, 'w'); // more than the small kernel buffers hold
     task_handle<std::string> w = rt->spawn(write_and_report(p.client, data));
     run(nap(5ms));
     REQUIRE_FALSE(w.done());
+    // Large buffers again for the drain: tiny TCP windows make loopback slow.
+    int size = 1 << 20;
+    REQUIRE(uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(p.server.native_handle()), &size) ==
+            0);
     // The write queue empties in the poll phase whose callback completes the write.
     check_hook hook(loop(), [&] {
         return uv_stream_get_write_queue_size(p.client.native_stream()) == 0 && w.cancel("late");
@@ -565,6 +706,29 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_then_cancelled_in_the_same_tu
     CHECK(p.client.is_open());
     run([](tcp_pair& pr) -> task<void> { co_await pr.client.close(); }(p));
     run_until([&] { return drain.done(); });
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_inside_uv_write_wins_over_a_cancellation") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    // Without the uv_try_write fast path, uv_write writes the bytes itself (the socket has room)
+    // and libuv defers the write callback to the next iteration.
+    auto* st = detail::state_of<detail::stream_state>(p.client.native_stream());
+    st->use_try_write = false;
+    const std::string text = "sent inside uv_write";
+    task_handle<std::string> w = rt->spawn(write_and_report(p.client, text));
+    // Runs right after the writer's first step, in the same drain, before the write callback.
+    task_handle<void> c = rt->spawn([](task_handle<std::string>& h) -> task<void> {
+        h.cancel("late");
+        co_return;
+    }(w));
+    run_until([&] { return w.done() && c.done(); });
+    CHECK(w.state()->take_outcome() == "written");
+    CHECK(p.client.is_open());
+    CHECK(run(read_n(p.server, text.size())) == text);
+    // The request's deferred callback found no awaiter; the stream still writes.
+    run([](stream& s) -> task<void> { co_await s.write("again"); }(p.client));
+    CHECK(run(read_n(p.server, 5)) == "again");
 }
 
 task<std::string> flag_then_shutdown(bool& started, stream& s) {
@@ -593,17 +757,26 @@ TEST_CASE_FIXTURE(io_fixture,
 // ---------------------------------------------------------------------------------------------
 // read_exactly, read_until
 
-task<void> send_in_pieces(stream& s, std::vector<std::string> pieces) {
-    for (const auto& piece : pieces) {
-        co_await s.write(std::span<const char>(piece));
-        co_await sleep(2ms); // separate packets
+/// Writes `pieces` to `s` so that each arrives in its own read on `reader`: before each piece
+/// the previous one has been read from the socket and, for the first `parked_before` pieces, the
+/// reader is parked again (it has looked at what it got). Waits on state, not on time.
+task<void> send_in_pieces(stream& s, stream& reader, std::vector<std::string> pieces,
+                          std::size_t parked_before) {
+    auto* st = detail::state_of<detail::stream_state>(reader.native_stream());
+    std::uint64_t sent = st->received;
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+        while (st->received < sent || (i < parked_before && st->reader == nullptr)) {
+            co_await yield();
+        }
+        co_await s.write(std::span<const char>(pieces[i]));
+        sent += pieces[i].size();
     }
 }
 
 task<void> read_until_cases(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
     std::vector<std::string> pieces{"GET /", "x\r", "\nHost: a\r\n", "0123456789abcdefghij"};
-    task_handle<void> sender = spawn(send_in_pieces(p.client, pieces));
+    task_handle<void> sender = spawn(send_in_pieces(p.client, p.server, pieces, 3));
     CHECK(co_await p.server.read_until("\r\n", 100) == "GET /x\r\n"); // split delimiter
     CHECK(co_await p.server.read_until("\r\n", 100) == "Host: a\r\n");
     co_await sender;
@@ -658,6 +831,49 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_cancelled_while_pending_consumes_n
     CHECK(run(p.server.read_until("\n", 100)) == "partial\n");
 }
 
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_and_read_exactly_survive_moving_the_stream") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    auto holder = std::make_unique<tcp_stream>(std::move(p.server));
+    task_handle<std::string> line = rt->spawn(holder->read_until("\n", 100));
+    run(nap(2ms));
+    REQUIRE_FALSE(line.done());
+    tcp_stream moved = std::move(*holder);
+    holder.reset(); // the object the call was made on is gone
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("line\nmo"); }(p));
+    run_until([&] { return line.done(); });
+    CHECK(line.state()->take_outcome() == "line\n");
+
+    std::string four(4, '\0');
+    auto holder2 = std::make_unique<tcp_stream>(std::move(moved));
+    task_handle<std::size_t> exact = rt->spawn(holder2->read_exactly(four));
+    run(nap(2ms));
+    REQUIRE_FALSE(exact.done()); // it has "mo" and waits for two more bytes
+    tcp_stream moved2 = std::move(*holder2);
+    holder2.reset();
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("re!"); }(p));
+    run_until([&] { return exact.done(); });
+    CHECK(exact.state()->take_outcome() == 4);
+    CHECK(four == "more");
+    CHECK(moved2.is_open());
+    CHECK(moved2.buffered() == 1);
+    CHECK(run(read_chunk(moved2)) == "!");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_whose_stream_is_destroyed_fails_without_crashing") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    auto holder = std::make_unique<tcp_stream>(std::move(p.server));
+    task_handle<failure> r = rt->spawn(failure_of(holder->read_until("\n", 100)));
+    run(nap(2ms));
+    REQUIRE_FALSE(r.done());
+    holder.reset(); // closes; the task's pin keeps the state until it is done
+    run_until([&] { return r.done(); });
+    const failure f = r.state()->take_outcome();
+    CHECK(f.code == UV_ECANCELED);
+    CHECK(contains(f.what, "the stream was closed"));
+}
+
 TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_completed_then_cancelled_in_the_same_turn_returns") {
     tcp_listener l = tcp_listener::bind(loopback());
     tcp_pair p = run(connect_pair(l));
@@ -674,7 +890,8 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_completed_then_cancelled_in_the_sa
 
 task<void> read_exactly_cases(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
-    task_handle<void> sender = spawn(send_in_pieces(p.client, {"abcd", "efghij", "kl"}));
+    task_handle<void> sender =
+        spawn(send_in_pieces(p.client, p.server, {"abcd", "efghij", "kl"}, 2));
     char ten[10];
     CHECK(co_await p.server.read_exactly(ten) == 10);
     CHECK(std::string(ten, 10) == "abcdefghij");
@@ -691,7 +908,7 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_exactly_across_packets_and_at_eof") {
 
 task<void> large_line(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
-    std::string line(200 * 1024, 'L'); // more than the initial 64 KiB buffer
+    std::string line(200 * 1024, 'L'); // more than the 64 KiB buffer limit
     line += "\n";
     task_handle<void> w = spawn([](stream& s, const std::string& d) -> task<void> {
         co_await s.write(std::span<const char>(d));
@@ -723,6 +940,35 @@ task<void> concurrent_use(tcp_listener& l) {
     CHECK(co_await read_n(p.server, 4) == "ping");
     co_await p.server.write("pong");
     CHECK(co_await reader == "pong");
+}
+
+task<void> wait_for_buffered(stream& s, std::size_t n) {
+    for (int i = 0; i < 5000 && s.buffered() < n; ++i) {
+        co_await sleep(1ms); // bounds nothing: the loop ends when the bytes are there
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_buffer_is_lent_to_a_waiting_reader_and_grows_on_demand") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = run(connect_pair(l));
+    auto* st = detail::state_of<detail::stream_state>(p.server.native_stream());
+    // A waiting reader gets the bytes in its own span: the stream's buffer is never allocated.
+    task_handle<std::string> r = rt->spawn(read_chunk(p.server));
+    run(nap(2ms));
+    REQUIRE_FALSE(r.done());
+    run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("direct"); }(p));
+    run_until([&] { return r.done(); });
+    CHECK(r.state()->take_outcome() == "direct");
+    CHECK(st->buf == nullptr);
+    // Nobody reads: the buffer starts at 16 KiB and grows to hold 48 KiB (limit 64 KiB).
+    const std::string big(48 * 1024, 'g');
+    run([](tcp_pair& pr, const std::string& b) -> task<void> {
+        co_await pr.client.write(std::span<const char>(b));
+    }(p, big));
+    run(wait_for_buffered(p.server, big.size()));
+    CHECK(p.server.buffered() == big.size());
+    CHECK(st->capacity == detail::stream_state::max_capacity);
+    CHECK(run(read_n(p.server, big.size())) == big);
 }
 
 TEST_CASE_FIXTURE(io_fixture, "tcp_two_readers_are_invalid_state_reader_and_writer_work_together") {
@@ -800,12 +1046,10 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_destroying_the_owner_wakes_waiters_and_frees_
 // ---------------------------------------------------------------------------------------------
 // A borrowed write whose frame is destroyed while pending (runtime shutdown after the grace)
 
-task<void> stubborn_writer(tcp_listener& l, bool& pending) {
-    tcp_pair p = co_await connect_pair(l);
-    fill_until_eagain(p.client);
+task<void> stubborn_writer(stream& client, bool& pending) {
     std::vector<char> frame_buffer(1 << 20, 'f'); // dies with this frame
     pending = true;
-    auto guarded = shielded(p.client.write(std::span<const char>(frame_buffer)));
+    auto guarded = shielded(client.write(std::span<const char>(frame_buffer)));
     co_await guarded; // the shutdown's cancellation does not reach it
     FAIL("the write completed");
 }
@@ -815,17 +1059,118 @@ TEST_CASE("tcp_borrowed_write_whose_frame_is_destroyed_while_pending_is_safe") {
     o.shutdown_grace = 20ms;
     io_fixture fx(o);
     tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = fx.run(connect_pair(l));
+    fill_until_eagain(p.client);
     bool pending = false;
-    task_handle<void> w = fx.rt->spawn(stubborn_writer(l, pending));
+    task_handle<void> w = fx.rt->spawn(stubborn_writer(p.client, pending));
     fx.run_until([&] { return pending; });
     fx.run(nap(5ms));
     CHECK_FALSE(w.done());
+    CHECK(p.client.is_open());
     w = task_handle<void>();
     l = tcp_listener();
     fx.rt->shutdown(); // destroys the frame with the pending write: the stream is closed
+    CHECK_FALSE(p.client.is_open());
+    CHECK(p.server.is_open());
+    p = tcp_pair{};
+    uv_run(fx.loop(), UV_RUN_DEFAULT); // the close callbacks of the streams closed after shutdown
     REQUIRE(fx.reported.size() == 1);
     CHECK_THROWS_AS(std::rethrow_exception(fx.reported[0]), leaked_task_error);
     fx.reported.clear();
+}
+
+task<void> leaky_writer(tcp_listener& l, tcp_stream*& client, bool& pending) {
+    tcp_pair p = co_await connect_pair(l);
+    fill_until_eagain(p.client);
+    std::vector<char> frame_buffer(1 << 20, 'f');
+    client = &p.client;
+    pending = true;
+    auto guarded = shielded(p.client.write(std::span<const char>(frame_buffer)));
+    co_await guarded;
+    FAIL("the write completed");
+}
+
+task<void> leaky_reader(tcp_stream& s, bool& pending) {
+    char b[16];
+    pending = true;
+    auto guarded = shielded(s.read_some(b));
+    (void)co_await guarded;
+    FAIL("the read completed");
+}
+
+TEST_CASE("tcp_leaked_writer_whose_destruction_wakes_a_leaked_reader_is_safe") {
+    // The writer's frame is destroyed first (spawn order); its awaiter closes the stream, which
+    // wakes the reader of the same stream in the other leaked task: that task must not stay in
+    // the run queue once its frame is gone.
+    runtime_options o = loop_fixture::real_clock();
+    o.shutdown_grace = 20ms;
+    io_fixture fx(o);
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_stream* client = nullptr;
+    bool writing = false;
+    bool reading = false;
+    task_handle<void> w = fx.rt->spawn(leaky_writer(l, client, writing));
+    fx.run_until([&] { return writing; });
+    task_handle<void> r = fx.rt->spawn(leaky_reader(*client, reading));
+    fx.run_until([&] { return reading; });
+    fx.run(nap(5ms));
+    CHECK_FALSE(w.done());
+    CHECK_FALSE(r.done());
+    w = task_handle<void>();
+    r = task_handle<void>();
+    l = tcp_listener();
+    fx.rt->shutdown();
+    CHECK(fx.reported.size() == 2);
+    fx.reported.clear();
+}
+
+task<void> leaky(std::function<task<void>()> op, bool& pending) {
+    pending = true;
+    auto guarded = shielded(op());
+    co_await guarded; // the shutdown's cancellation does not reach it
+    FAIL("the operation completed");
+}
+
+TEST_CASE("tcp_leaked_frames_pending_in_read_accept_connect_and_owning_write_are_safe") {
+    runtime_options o = loop_fixture::real_clock();
+    o.shutdown_grace = 20ms;
+    io_fixture fx(o);
+    tcp_listener l = tcp_listener::bind(loopback());
+    tcp_pair p = fx.run(connect_pair(l));
+    fill_until_eagain(p.client);
+    auto target = std::make_unique<full_listener>(fx);
+    const socket_address unreachable = target->addr;
+    bool flags[4] = {};
+    std::vector<task_handle<void>> tasks;
+    tasks.push_back(fx.rt->spawn(leaky(
+        [&]() -> task<void> {
+            char b[8];
+            (void)co_await p.client.read_some(b); // the server never writes
+        },
+        flags[0])));
+    tasks.push_back(
+        fx.rt->spawn(leaky([&]() -> task<void> { tcp_stream s = co_await l.accept(); }, flags[1])));
+    tasks.push_back(fx.rt->spawn(leaky(
+        [unreachable]() -> task<void> { tcp_stream s = co_await tcp_stream::connect(unreachable); },
+        flags[2])));
+    tasks.push_back(fx.rt->spawn(leaky(
+        [&]() -> task<void> { co_await p.client.write(std::string(1 << 20, 'o')); }, flags[3])));
+    fx.run_until([&] { return flags[0] && flags[1] && flags[2] && flags[3]; });
+    fx.run_until([&] { return syn_sent_handles(fx.loop()) == 1; });
+    for (auto& t : tasks) {
+        CHECK_FALSE(t.done());
+    }
+    tasks.clear();
+    fx.rt->shutdown(); // destroys the four frames with their operations pending
+    CHECK(fx.reported.size() == 4);
+    fx.reported.clear();
+    CHECK(syn_sent_handles(fx.loop()) == 0); // the leaked connect's socket was closed
+    CHECK(p.client.is_open()); // an owning write keeps its bytes: the stream stays open
+    CHECK(p.server.is_open());
+    target.reset();
+    p = tcp_pair{};
+    l = tcp_listener();
+    uv_run(fx.loop(), UV_RUN_DEFAULT); // the close callbacks of the streams closed after shutdown
 }
 
 } // namespace

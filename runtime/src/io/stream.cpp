@@ -6,11 +6,14 @@
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/detail/uv_buf.hpp>
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/sleep.hpp>
 
 #include "stream_state.hpp"
+
+#include <signal.h>
 
 namespace uvasync {
 
@@ -42,12 +45,29 @@ void on_handle_closed(uv_handle_t* h) noexcept {
         w->unlink();
         fn(ctx);
     }
-    if (!base->owner_alive) {
+    if (!base->owner_alive && base->pins == 0) {
         delete base;
     }
 }
 
 } // namespace
+
+void ignore_sigpipe_once() noexcept {
+#ifndef _WIN32
+    static const bool done = [] {
+        struct sigaction old {};
+        if (sigaction(SIGPIPE, nullptr, &old) == 0 && (old.sa_flags & SA_SIGINFO) == 0 &&
+            old.sa_handler == SIG_DFL) {
+            struct sigaction ign {};
+            ign.sa_handler = SIG_IGN;
+            sigemptyset(&ign.sa_mask);
+            sigaction(SIGPIPE, &ign, nullptr);
+        }
+        return true;
+    }();
+    (void)done;
+#endif
+}
 
 // ---------------------------------------------------------------------------------------------
 // Close protocol
@@ -67,10 +87,16 @@ void release(handle_base* h) noexcept {
         return;
     }
     h->owner_alive = false;
-    if (h->closed) {
+    if (h->closed && h->pins == 0) {
         delete h;
     } else {
         request_close(h, nullptr);
+    }
+}
+
+state_pin::~state_pin() {
+    if (h_ != nullptr && --h_->pins == 0 && !h_->owner_alive && h_->closed) {
+        delete h_;
     }
 }
 
@@ -163,7 +189,7 @@ void stream_state::stop_reading() noexcept {
 
 void stream_state::grow() {
     if (!buf) {
-        buf = std::make_unique<char[]>(initial_capacity);
+        buf = std::make_unique_for_overwrite<char[]>(initial_capacity);
         capacity = initial_capacity;
         return;
     }
@@ -177,14 +203,40 @@ void stream_state::grow() {
         return;
     }
     // Only read_until asks for more than a full buffer; it bounds the size by max_size.
-    auto bigger = std::make_unique<char[]>(capacity * 2);
+    auto bigger = std::make_unique_for_overwrite<char[]>(capacity * 2);
     std::memcpy(bigger.get(), buf.get(), end);
     buf = std::move(bigger);
     capacity *= 2;
 }
 
+bool stream_state::grow_in_callback() noexcept {
+    if (capacity >= max_capacity || begin > 0) {
+        return false; // a partly consumed buffer is compacted by on_alloc instead
+    }
+    std::unique_ptr<char[]> bigger(new (std::nothrow) char[capacity * 2]);
+    if (!bigger) {
+        return false;
+    }
+    std::memcpy(bigger.get(), buf.get(), end);
+    buf = std::move(bigger);
+    capacity *= 2;
+    return true;
+}
+
 void stream_state::on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t* out) noexcept {
     auto* s = state_of<stream_state>(h);
+    // A reader waits and nothing is buffered: libuv reads straight into the reader's span,
+    // which saves the copy. This is safe because libuv calls on_read right after this
+    // callback, with no other code in between (uv__read: alloc_cb, read(), read_cb), so the
+    // reader is still waiting, and alive, when its bytes land; a frame destroyed or a read
+    // aborted later runs only between libuv's callbacks, when no buffer is lent out (and
+    // uv_read_stop takes effect at once). A peek (read_until) needs the data in the buffer.
+    if (read_awaiter* r = s->reader; r != nullptr && !r->peek_ && s->buffered() == 0) {
+        s->direct = true;
+        *out = make_uv_buf(r->buffer_.data(), r->buffer_.size());
+        return;
+    }
+    s->direct = false;
     if (!s->buf) {
         // The one allocation of a stream's read path; a failure reads as UV_ENOBUFS.
         s->buf.reset(new (std::nothrow) char[initial_capacity]);
@@ -196,11 +248,23 @@ void stream_state::on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t*
         s->end -= s->begin;
         s->begin = 0;
     }
-    *out = uv_buf_init(s->buf.get() + s->end, static_cast<unsigned>(s->capacity - s->end));
+    *out = make_uv_buf(s->buf.get() + s->end, s->capacity - s->end);
 }
 
 void stream_state::on_read(uv_stream_t* st, ssize_t nread, const uv_buf_t* /*b*/) noexcept {
     auto* s = state_of<stream_state>(st);
+    if (nread > 0) {
+        s->received += static_cast<std::uint64_t>(nread);
+    }
+    if (std::exchange(s->direct, false)) {
+        if (nread > 0) { // the bytes are in the reader's span already
+            read_awaiter* r = s->reader;
+            s->reader = nullptr;
+            r->deliver(static_cast<std::size_t>(nread), 0, nullptr);
+            return;
+        }
+        // Nothing was read (EAGAIN), or EOF / an error: handled below like any other.
+    }
     if (nread > 0) {
         s->end += static_cast<std::size_t>(nread);
         if (read_awaiter* r = s->reader) {
@@ -214,7 +278,7 @@ void stream_state::on_read(uv_stream_t* st, ssize_t nread, const uv_buf_t* /*b*/
                 r->deliver(n, 0, nullptr);
             }
         }
-        if (s->buffered() == s->capacity) {
+        if (s->buffered() == s->capacity && !s->grow_in_callback()) {
             s->stop_reading(); // backpressure: restarted by the next read that has to wait
         }
         return;
@@ -275,6 +339,31 @@ void write_request::on_write(uv_write_t* req, int status) noexcept {
         w->deliver(status);
     }
 }
+
+namespace {
+
+/// True when libuv holds no unwritten byte of this stream: every queued write has been handed
+/// to the kernel, even if its callback has not run yet.
+bool written_out(stream_state* s) noexcept {
+#ifndef _WIN32
+    return uv_stream_get_write_queue_size(s->stream()) == 0;
+#else
+    (void)s;
+    return false; // the queue size does not mean the same there: wait for the callback
+#endif
+}
+
+/// The status of a request that finished inside libuv before its callback ran.
+int request_status(const write_request* r) noexcept {
+#ifndef _WIN32
+    return r->req.error; // a private libuv field: set before the deferred callback
+#else
+    (void)r;
+    return 0;
+#endif
+}
+
+} // namespace
 
 // ---------------------------------------------------------------------------------------------
 // read_awaiter
@@ -437,8 +526,8 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
     }
     // Fast path: no request, no allocation. With writes queued libuv answers UV_EAGAIN, so the
     // order of bytes on the wire is kept; skip the call then.
-    if (s->pending_writes == 0) {
-        uv_buf_t b = uv_buf_init(const_cast<char*>(all.data()), static_cast<unsigned>(all.size()));
+    if (s->pending_writes == 0 && s->use_try_write) {
+        uv_buf_t b = make_uv_buf(all.data(), try_write_length(all.size()));
         const int n = uv_try_write(s->stream(), &b, 1);
         if (n >= 0) {
             offset = static_cast<std::size_t>(n);
@@ -468,10 +557,9 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
         // The request owns the bytes from here on (the string's buffer moves with it unless
         // it is short, hence the offset is applied after the move).
         r->owned = std::move(owned_);
-        b = uv_buf_init(r->owned.data() + offset, static_cast<unsigned>(r->owned.size() - offset));
+        b = make_uv_buf(r->owned.data() + offset, r->owned.size() - offset);
     } else {
-        b = uv_buf_init(const_cast<char*>(all.data()) + offset,
-                        static_cast<unsigned>(all.size() - offset));
+        b = make_uv_buf(all.data() + offset, all.size() - offset);
     }
     const int rc = uv_write(&r->req, s->stream(), &b, 1, &write_request::on_write);
     if (rc < 0) {
@@ -487,6 +575,16 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
         return false;
     }
     ++s->pending_writes;
+    if (written_out(s)) {
+        // uv_write wrote every byte itself, but libuv defers the callback to the next
+        // iteration (uv__io_feed), after the timers: a deadline there must not find this write
+        // pending and close a stream whose bytes were all sent (completion wins, D-2). Complete
+        // now; the request is detached and its callback only frees it.
+        r->waiter = nullptr;
+        status_ = request_status(r);
+        unpark();
+        return false;
+    }
     request_ = r;
     return true;
 }
@@ -505,6 +603,14 @@ void write_awaiter::deliver(int status) noexcept {
 
 void write_awaiter::on_abort(parked_wait* p) noexcept {
     auto* self = static_cast<write_awaiter*>(p);
+    if (written_out(self->state_)) {
+        // Every byte is with the kernel and only the deferred callback is missing: the write
+        // has completed, so it is delivered instead of closing the stream (D-2).
+        write_request* r = std::exchange(self->request_, nullptr);
+        r->waiter = nullptr;
+        self->deliver(request_status(r));
+        return;
+    }
     // libuv cannot cancel a queued write: close the handle (SEMANTICS 14.5). The request's
     // callback comes with UV_ECANCELED and is ignored; the task resumes after the close
     // callback, when libuv no longer refers to the bytes.
@@ -834,40 +940,32 @@ detail::read_awaiter stream::read_some(std::span<char> buffer) {
     return detail::read_awaiter(state_, buffer, false);
 }
 
-task<std::size_t> stream::read_exactly(std::span<char> buffer) {
-    return read_exactly_loop(this, buffer);
-}
+namespace {
 
-task<std::size_t> stream::read_exactly_loop(stream* self, std::span<char> buffer) {
+// Both loops hold the state, never the `stream` object: the owner may be moved or destroyed
+// while they wait. The pin keeps the state's memory (not the handle) alive; once the handle is
+// closing every read fails with UV_EBADF / UV_ECANCELED.
+
+task<std::size_t> read_exactly_loop(detail::state_pin pin, detail::stream_state* s,
+                                    std::span<char> buffer) {
     std::size_t done = 0;
     while (done < buffer.size()) {
-        const std::size_t n =
-            co_await detail::read_awaiter(self->state_, buffer.subspan(done), false);
+        const std::size_t n = co_await detail::read_awaiter(s, buffer.subspan(done), false);
         if (n == 0) {
             break;
         }
         done += n;
     }
+    (void)pin;
     co_return done;
 }
 
-task<std::string> stream::read_until(std::string_view delimiter, std::size_t max_size) {
-    if (delimiter.empty()) {
-        throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");
-    }
-    if (max_size == 0) {
-        throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
-    }
-    return read_until_loop(this, std::string(delimiter), max_size);
-}
-
-task<std::string> stream::read_until_loop(stream* self, std::string delimiter,
-                                          std::size_t max_size) {
+task<std::string> read_until_loop(detail::state_pin pin, detail::stream_state* s,
+                                  std::string delimiter, std::size_t max_size) {
     // Level-triggered like read_some: a cancelled scope raises even when the line is buffered.
     co_await checkpoint();
     std::size_t searched = 0; // bytes of the buffer already known not to start a delimiter
     for (;;) {
-        detail::stream_state* s = self->state_;
         if (s != nullptr && s->buffered() > 0) {
             const std::string_view data(s->data(), std::min(s->buffered(), max_size));
             const std::size_t from =
@@ -887,12 +985,28 @@ task<std::string> stream::read_until_loop(stream* self, std::string delimiter,
         }
         const std::size_t n = co_await detail::read_awaiter(s, {}, true);
         if (n == 0) { // EOF: the rest, without a delimiter
-            s = self->state_;
             std::string rest(s->data(), s->buffered());
             s->consume(rest.size());
+            (void)pin;
             co_return rest;
         }
     }
+}
+
+} // namespace
+
+task<std::size_t> stream::read_exactly(std::span<char> buffer) {
+    return read_exactly_loop(detail::state_pin(state_), state_, buffer);
+}
+
+task<std::string> stream::read_until(std::string_view delimiter, std::size_t max_size) {
+    if (delimiter.empty()) {
+        throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");
+    }
+    if (max_size == 0) {
+        throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
+    }
+    return read_until_loop(detail::state_pin(state_), state_, std::string(delimiter), max_size);
 }
 
 detail::write_awaiter stream::write(std::span<const char> data) {

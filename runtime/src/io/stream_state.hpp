@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,7 @@ struct handle_base {
     const char* kind;                   // "tcp_stream", ... for error messages
     const char* close_reason = nullptr; // why the library closed it (a cancelled write, ...)
     close_waiter* waiters = nullptr;    // woken by the close callback
+    std::size_t pins = 0;               // running read_until / read_exactly calls (see state_pin)
     bool closing = false;
     bool closed = false; // the close callback has run
     bool owner_alive = true;
@@ -52,6 +54,32 @@ void request_close(handle_base* h, const char* reason) noexcept;
 /// The owner lets go: closes the handle if needed; the state is deleted after the close
 /// callback (or now, if it already ran).
 void release(handle_base* h) noexcept;
+
+/// Keeps a state's memory alive (not its handle open) while a `read_until` or `read_exactly`
+/// coroutine uses it, so that moving or destroying the stream object meanwhile is safe. The state
+/// is deleted by the last of: the owner, the close callback, the last pin.
+class state_pin {
+public:
+    explicit state_pin(handle_base* h) noexcept
+        : h_(h) {
+        if (h_ != nullptr) {
+            ++h_->pins;
+        }
+    }
+
+    state_pin(state_pin&& other) noexcept
+        : h_(other.h_) {
+        other.h_ = nullptr;
+    }
+
+    state_pin(const state_pin&) = delete;
+    state_pin& operator=(const state_pin&) = delete;
+    state_pin& operator=(state_pin&&) = delete;
+    ~state_pin();
+
+private:
+    handle_base* h_;
+};
 
 /// The handle's state from its `data`.
 template <class State, class Handle>
@@ -71,12 +99,23 @@ struct write_request {
     static void on_write(uv_write_t* req, int status) noexcept;
 };
 
+/// Sets SIGPIPE to SIG_IGN if its disposition is SIG_DFL, once per process (the first stream
+/// state does it): libuv writes with write(), which raises SIGPIPE on a peer that closed. A
+/// handler (or SIG_IGN) installed by the host is kept.
+void ignore_sigpipe_once() noexcept;
+
 /// The state of a stream: the handle, the read buffer, and the request slots.
 struct stream_state final : handle_base {
-    static constexpr std::size_t initial_capacity = 64 * 1024;
+    /// The read buffer starts small and doubles while data arrives faster than it is read, up
+    /// to `max_capacity` (then reading stops: backpressure). `read_until` may grow it further,
+    /// bounded by its `max_size`.
+    static constexpr std::size_t initial_capacity = 16 * 1024;
+    static constexpr std::size_t max_capacity = 64 * 1024;
 
     explicit stream_state(const char* kind_name) noexcept
-        : handle_base(kind_name) {}
+        : handle_base(kind_name) {
+        ignore_sigpipe_once();
+    }
 
     uv_handle_t* handle() noexcept override { return reinterpret_cast<uv_handle_t*>(&u); }
 
@@ -102,6 +141,10 @@ struct stream_state final : handle_base {
     /// Makes room for more data when the buffer is full (compacts, else doubles).
     void grow();
 
+    /// Doubles a full buffer up to `max_capacity`; false when it is at the limit or the
+    /// allocation failed (then reading stops).
+    bool grow_in_callback() noexcept;
+
     static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* out) noexcept;
     static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* b) noexcept;
     static void on_connect(uv_connect_t* req, int status) noexcept;
@@ -121,11 +164,14 @@ struct stream_state final : handle_base {
     std::size_t end = 0;
     int read_status = 0; // UV_EOF or a read error, remembered for every later read
     bool reading = false;
+    bool direct = false;        // on_alloc handed libuv the waiting reader's span (see on_alloc)
+    std::uint64_t received = 0; // bytes read from the handle so far (tests wait on it)
     read_awaiter* reader = nullptr;
 
     // Writing: one request slot in the state for the common case, more on the heap.
     write_request inline_write;
     bool inline_write_busy = false;
+    bool use_try_write = true; // tests turn the fast path off to reach uv_write's own paths
     std::size_t pending_writes = 0;
 
     // Connect and shutdown: at most one of each at a time; the request lives here so that a

@@ -179,11 +179,17 @@ private:
 ///
 /// A stream owns one heap state object with the `uv_stream_t` embedded in it; this object is a
 /// thin move-only owner. The destructor closes the handle; the memory is freed in the close
-/// callback. Received data goes into a stream-owned buffer (64 KiB, grown by `read_until`);
+/// callback. Received data goes straight into a waiting reader's span, else into a
+/// stream-owned buffer (16 KiB growing to 64 KiB, further by `read_until`);
 /// reading stays armed between reads and stops on cancellation, on a full buffer and on close.
 ///
 /// One reader and one writer may use a stream at the same time (two tasks); two concurrent
 /// readers are an error (`invalid_state`).
+///
+/// **SIGPIPE:** the first stream the process creates sets `SIGPIPE` to `SIG_IGN` if its
+/// disposition is still `SIG_DFL` (libuv writes with `write()`, and a peer that closed would
+/// otherwise end the process); a handler installed by the host is kept. Writing to a closed
+/// peer throws `UV_EPIPE` or `UV_ECONNRESET`.
 ///
 /// **Thread:** loop thread only; every awaitable is awaited inside a task.
 class stream {
@@ -214,7 +220,8 @@ public:
 
     /// Reads until `buffer` is full; returns `buffer.size()`, or fewer bytes only at EOF.
     /// Cancellation and errors as for `read_some`; bytes already read by a cancelled call are
-    /// lost to the caller (they are in `buffer`). The stream must outlive the task.
+    /// lost to the caller (they are in `buffer`). The task holds the stream's state, not this
+    /// object: moving the stream meanwhile is fine, destroying it fails the read (`UV_ECANCELED`).
     task<std::size_t> read_exactly(std::span<char> buffer);
 
     /// Reads up to and including the first `delimiter`, and returns those bytes; the rest stays
@@ -224,7 +231,7 @@ public:
     /// delimiter among them (the data stays buffered); `std::invalid_argument` for an empty
     /// delimiter or a `max_size` of 0; otherwise as for `read_some`. **Cancellation:** as for
     /// `read_some`; nothing is consumed until the delimiter is found. The delimiter is copied;
-    /// the stream must outlive the task.
+    /// the task holds the stream's state, so the stream may be moved while it waits.
     task<std::string> read_until(std::string_view delimiter, std::size_t max_size);
 
     /// Writes all of `data`, borrowed: the bytes must stay valid until the await resumes.
@@ -279,11 +286,6 @@ protected:
         : state_(s) {}
 
     detail::stream_state* state_ = nullptr;
-
-private:
-    static task<std::size_t> read_exactly_loop(stream* self, std::span<char> buffer);
-    static task<std::string> read_until_loop(stream* self, std::string delimiter,
-                                             std::size_t max_size);
 };
 
 } // namespace uvasync
