@@ -428,3 +428,44 @@ TEST_SUITE("udp") {
     }
 
 } // TEST_SUITE
+
+namespace {
+
+/// Awaiters made before their socket goes away (review M4): awaiting them must fail with
+/// UV_EBADF (a closed socket), not touch freed memory.
+task<> use_after_the_socket_is_gone(bool close_it, int& ebadf) {
+    std::optional<udp_socket> s(std::in_place, udp_socket::bind(loopback()));
+    const socket_address to = s->local_address();
+    std::array<char, 16> buf{};
+    const std::string text = "x";
+    auto rx = s->receive(buf);
+    auto tx = s->send(text, to);
+    if (close_it) {
+        co_await s->close();
+    } else {
+        s.reset();
+    }
+    try {
+        co_await rx;
+    } catch (const std::system_error& e) {
+        ebadf += e.code() == uv_error_code(UV_EBADF) ? 1 : 0;
+    }
+    try {
+        co_await tx;
+    } catch (const std::system_error& e) {
+        ebadf += e.code() == uv_error_code(UV_EBADF) ? 1 : 0;
+    }
+}
+
+} // namespace
+
+TEST_SUITE("udp") {
+    TEST_CASE_FIXTURE(loop_fixture, "udp_awaiters_outliving_their_socket_fail_with_ebadf") {
+        for (const bool close_it : {false, true}) {
+            int ebadf = 0;
+            run(use_after_the_socket_is_gone(close_it, ebadf));
+            CHECK(ebadf == 2);
+            run_all(); // the close callback
+        }
+    }
+} // TEST_SUITE

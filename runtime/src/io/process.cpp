@@ -47,6 +47,18 @@ public:
 
     [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
 
+    /// The owner let go (the awaiter outlived its process object).
+    [[nodiscard]] bool released() const noexcept { return released_; }
+
+    /// Awaiters hold a pin from creation to destruction, so the state outlives them.
+    void pin() noexcept { ++pins_; }
+
+    void unpin() noexcept {
+        if (--pins_ == 0 && disposed_) {
+            delete this;
+        }
+    }
+
     void wait(process_wait_awaiter* w) noexcept { waiter_ = w; }
 
     /// The waiter's frame goes away (it is destroyed while parked).
@@ -78,6 +90,7 @@ public:
     /// The owner lets go: close now if the child was reaped, else kill it and close in the
     /// exit callback.
     void release() noexcept {
+        released_ = true;
         if (process_wait_awaiter* w = std::exchange(waiter_, nullptr)) {
             w->deliver({}, false, true);
         }
@@ -141,7 +154,11 @@ private:
         if (self->counted_) {
             self->rt_->io_handle_closed();
         }
-        delete self;
+        if (self->pins_ > 0) {
+            self->disposed_ = true; // freed by the last awaiter
+        } else {
+            delete self;
+        }
     }
 
     uv_process_t handle_{};
@@ -157,17 +174,23 @@ private:
     bool orphaned_ = false;
     bool grace_killed_ = false;
     bool counted_ = false; // counted in the runtime's closing I/O handles
+    bool released_ = false;
+    bool disposed_ = false; // closed, waiting for the last awaiter's unpin
+    unsigned pins_ = 0;
 };
 
 process_wait_awaiter::~process_wait_awaiter() {
-    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
-        state_->forget(this);
+    if (state_ != nullptr) {
+        if (waiting()) { // the frame is destroyed while parked
+            state_->forget(this);
+        }
+        state_->unpin(); // last: it may free a closed process handle
     }
 }
 
 bool process_wait_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ == nullptr) {
-        throw invalid_state("uvasync: process::wait on a moved-from process");
+    if (state_ == nullptr || state_->released()) {
+        throw invalid_state("uvasync: process::wait on a moved-from or destroyed process");
     }
     if (state_->busy()) {
         throw invalid_state("uvasync: process::wait is already awaited by another task");
@@ -349,6 +372,9 @@ int process::pid() const noexcept {
 }
 
 detail::process_wait_awaiter process::wait() {
+    if (state_ != nullptr) {
+        state_->pin(); // released by the awaiter's destructor
+    }
     return detail::process_wait_awaiter(state_);
 }
 

@@ -65,7 +65,7 @@ private:
     static void on_close(uv_handle_t* h) noexcept {
         auto* self = static_cast<udp_state*>(h->data);
         self->wake_closer();
-        delete self;
+        self->dispose();
     }
 
     // libuv calls on_alloc and then on_receive within one read, with nothing in between, so
@@ -128,6 +128,9 @@ struct udp_send_request {
 udp_send_awaiter::~udp_send_awaiter() {
     if (request_ != nullptr) { // the frame is destroyed while the send is queued
         request_->waiter = nullptr;
+    }
+    if (state_ != nullptr) {
+        state_->unpin(); // last: it may free a closed socket
     }
 }
 
@@ -198,6 +201,9 @@ void udp_send_awaiter::deliver(int status) noexcept {
 udp_receive_awaiter::~udp_receive_awaiter() {
     if (registered_ && waiting()) { // the frame is destroyed while parked
         state_->forget(this);
+    }
+    if (state_ != nullptr) {
+        state_->unpin(); // last: it may free a closed socket
     }
 }
 
@@ -286,12 +292,18 @@ udp_socket udp_socket::bind(socket_address address) {
 }
 
 detail::udp_send_awaiter udp_socket::send(std::span<const char> data, const socket_address& to) {
+    if (state_ != nullptr) {
+        state_->pin(); // released by the awaiter's destructor
+    }
     return {state_, data, to};
 }
 
 detail::udp_receive_awaiter udp_socket::receive(std::span<char> buffer) {
     if (buffer.empty()) {
         throw std::invalid_argument("uvasync: udp_socket::receive needs a non-empty buffer");
+    }
+    if (state_ != nullptr) {
+        state_->pin(); // released by the awaiter's destructor
     }
     return {state_, buffer};
 }

@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <span>
+#include <utility>
 
 #include <uv.h>
 #include <uvasync/detail/closable.hpp>
@@ -41,7 +42,7 @@ public:
 
     udp_send_awaiter(udp_send_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
-        , state_(other.state_)
+        , state_(std::exchange(other.state_, nullptr))
         , data_(other.data_)
         , to_(other.to_) {}
 
@@ -81,7 +82,7 @@ public:
 
     udp_receive_awaiter(udp_receive_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
-        , state_(other.state_)
+        , state_(std::exchange(other.state_, nullptr))
         , buffer_(other.buffer_) {}
 
     ~udp_receive_awaiter();
