@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+#include <algorithm>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -73,7 +75,10 @@ private:
     static void on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t* buf) noexcept {
         auto* self = static_cast<udp_state*>(h->data);
         if (udp_receive_awaiter* r = self->receiver_) {
-            *buf = uv_buf_init(r->buffer_.data(), static_cast<unsigned>(r->buffer_.size()));
+            // A buffer over 4 GiB is clamped (no datagram comes near it) rather than wrapped.
+            const std::size_t len =
+                std::min<std::size_t>(r->buffer_.size(), std::numeric_limits<unsigned>::max());
+            *buf = uv_buf_init(r->buffer_.data(), static_cast<unsigned>(len));
         } else {
             *buf = uv_buf_init(nullptr, 0); // libuv reports UV_ENOBUFS to on_receive
         }
@@ -139,6 +144,10 @@ bool udp_send_awaiter::await_suspend(std::coroutine_handle<> caller) {
         status_ = UV_EBADF;
         return false;
     }
+    if (data_.size() > max_datagram) { // also keeps the size below 4 GiB for uv_buf_t
+        status_ = UV_EMSGSIZE;
+        return false;
+    }
     if (!park(caller, "udp_socket::send")) {
         return false;
     }
@@ -180,14 +189,10 @@ void udp_send_awaiter::await_resume() {
     }
 }
 
-void udp_send_awaiter::on_abort(parked_wait* p) noexcept {
-    // libuv cannot cancel a send request: let it finish on its own, with its own copy.
-    auto* self = static_cast<udp_send_awaiter*>(p);
-    if (self->request_ != nullptr) {
-        self->request_->waiter = nullptr;
-        self->request_ = nullptr;
-    }
-    self->aborted();
+void udp_send_awaiter::on_abort(parked_wait* /*p*/) noexcept {
+    // libuv cannot cancel a send request, and the datagram may still go out: stay parked
+    // until its callback and return the real result (completion wins, D-2; SEMANTICS 14.5).
+    // The cancellation raises at the task's next cancellation point.
 }
 
 void udp_send_awaiter::deliver(int status) noexcept {

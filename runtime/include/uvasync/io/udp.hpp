@@ -21,6 +21,10 @@ struct udp_datagram {
     bool truncated = false;
 };
 
+/// The largest UDP payload over IPv4 (65535 minus the IP and UDP headers); `udp_socket::send`
+/// rejects more with `UV_EMSGSIZE`.
+inline constexpr std::size_t max_datagram = 65507;
+
 namespace detail {
 
 class udp_state;
@@ -145,12 +149,13 @@ public:
     /// resumed or the `co_await` starts suspending, and the task resumes when libuv has sent it.
     ///
     /// **Cancellation:** a cancellation point before it starts (nothing is sent). A queued
-    /// send cannot be taken back (libuv cannot cancel a send request): cancelling it raises
-    /// `cancelled_error` at once and the datagram may still go out, the request owning its
-    /// copy until libuv is done (UDP promises no delivery anyway). The socket stays open.
+    /// send cannot be taken back (libuv cannot cancel a send request): the awaiter stays
+    /// parked until libuv's send callback and returns its real result (completion wins, D-2);
+    /// the cancellation raises at the task's next cancellation point. The socket stays open.
     ///
     /// **Errors:** `std::system_error` (uv category): `UV_EBADF` on a closed socket,
-    /// `UV_EINVAL` for an unspecified address, `UV_EMSGSIZE`, `UV_ECANCELED` when the socket
+    /// `UV_EINVAL` for an unspecified address, `UV_EMSGSIZE` (also for more than
+    /// `max_datagram` bytes, checked before anything is sent), `UV_ECANCELED` when the socket
     /// is closed while the send is queued, ...
     [[nodiscard]] detail::udp_send_awaiter send(std::span<const char> data,
                                                 const socket_address& to);
