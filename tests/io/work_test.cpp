@@ -349,9 +349,11 @@ TEST_SUITE("work") {
             releaser.join();
             f.reported.clear();
         }
-        CHECK(fd_seen >= 0);    // the open completed and was delivered (D-2) ...
-        CHECK(delivered == 3);  // ... and so was the running job's value
-        CHECK(ran.load() == 0); // the queued job never ran
+        CHECK(fd_seen >= 0);   // the open completed and was delivered (D-2) ...
+        CHECK(delivered == 3); // ... and so was the running job's value
+        // The queued job may be taken back or may run: the releaser can free a thread before
+        // the shutdown's uv_cancel reaches it. Either way its task ends.
+        CHECK(ran.load() <= 1);
         pipe.close_writer();
         CHECK(open_fds() == fds_before);
     }
