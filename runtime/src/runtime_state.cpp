@@ -512,6 +512,7 @@ void runtime_state::shutdown() {
             wait_for_tasks();
         }
     }
+    wait_for_requests(); // orphaned requests of frames destroyed earlier
     // Unobserved errors of finished tasks that handles still refer to (SEMANTICS 15.4); from
     // here on those tasks no longer know the runtime.
     tasks_.for_each([this](task_core& t) {
@@ -550,7 +551,10 @@ void runtime_state::wait_for_tasks() {
     const bool saved_autojump = autojump_;
     autojump_ = true;
     update_idle();
-    while (live_tasks_ > 0 && !grace.expired) {
+    // Threadpool requests that uv_cancel could not take back still run and may use the frames
+    // of these tasks: past the grace period, keep running the loop until their callbacks came,
+    // before any frame is destroyed (SEMANTICS 15.3, 15.5).
+    while (live_tasks_ > 0 && (!grace.expired || io_requests_ > 0)) {
         uv_run(loop_, UV_RUN_ONCE);
     }
     autojump_ = saved_autojump;
@@ -600,6 +604,15 @@ void runtime_state::leak_remaining() noexcept {
     (void)ready_.take(); // releasing runs no task code, but nothing leaked may stay queued
 }
 
+void runtime_state::wait_for_requests() noexcept {
+    // Every request of a cancelled task was uv_cancel'ed already: queued ones call back at
+    // once with the cancelled status, only running ones remain. A to_thread function that
+    // never returns blocks here.
+    while (io_requests_ > 0) {
+        uv_run(loop_, UV_RUN_ONCE);
+    }
+}
+
 void runtime_state::close_handles() noexcept {
     handles_->owner = nullptr; // callbacks that still come find no runtime
     loop_handles* h = handles_;
@@ -616,6 +629,14 @@ void runtime_state::close_handles() noexcept {
     // iteration); the host's own handles are left alone.
     while (!all_closed) {
         uv_run(loop_, UV_RUN_NOWAIT);
+    }
+    // An owned loop is closed next: the callbacks of orphaned requests and the close of I/O
+    // handles (a killed child waits for its exit callback) must run first, so they release
+    // what they hold and uv_loop_close succeeds.
+    if (owns_loop_) {
+        while (io_requests_ > 0 || io_closing_ > 0) {
+            uv_run(loop_, UV_RUN_ONCE);
+        }
     }
 }
 

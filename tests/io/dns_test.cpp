@@ -124,12 +124,23 @@ TEST_SUITE("dns") {
 
     TEST_CASE("dns_failures_raise_system_error_with_the_uv_code") {
         loop_fixture f;
-        auto unknown = f.rt->spawn(resolve_to_strings("nonexistent.invalid", "80"));
+        // An unknown service name fails locally (/etc/services), with no resolver: a host
+        // lookup of a missing name would need the network (EAI_AGAIN offline).
+        auto unknown = f.rt->spawn(resolve_to_strings("127.0.0.1", "no-such-service-uvasync"));
         resolve_hints numeric;
         numeric.flags = AI_NUMERICHOST;
         auto not_numeric = f.rt->spawn(resolve_to_strings("localhost", "80", numeric));
         f.run_until([&] { return unknown.done() && not_numeric.done(); });
-        check_uv_error(unknown, UV_EAI_NONAME);
+        REQUIRE(unknown.done());
+        try {
+            unknown.state()->take_outcome();
+            FAIL("no error");
+        } catch (const std::system_error& e) {
+            // glibc reports EAI_SERVICE; other libcs may say EAI_NONAME.
+            CHECK_MESSAGE((e.code() == uv_error_code(UV_EAI_SERVICE) ||
+                           e.code() == uv_error_code(UV_EAI_NONAME)),
+                          e.what());
+        }
         check_uv_error(not_numeric, UV_EAI_NONAME);
         CHECK_THROWS_AS((void)resolve(std::string("a\0b", 3), "80"), std::invalid_argument);
     }
@@ -210,10 +221,11 @@ TEST_SUITE("dns") {
         check_cancelled(h);
     }
 
-    TEST_CASE("dns_list_nobody_takes_is_freed_when_the_frame_is_gone") {
-        // The frame is destroyed at shutdown after the lookup finished on the threadpool but
-        // before the loop ran its callback: uv_cancel says UV_EBUSY, the callback hands the
-        // list to the orphaned operation, which frees it (LeakSanitizer checks).
+    TEST_CASE("dns_lookup_finished_before_shutdown_is_delivered_not_leaked") {
+        // The lookup finished on the threadpool before the shutdown but the loop has not run
+        // its callback: uv_cancel says UV_EBUSY, and shutdown waits for the callback before it
+        // destroys any frame (SEMANTICS 15.5), so the task gets the list (D-2); it is freed
+        // when the task unwinds (LeakSanitizer checks).
         runtime_options o = loop_fixture::virtual_clock();
         o.shutdown_grace = std::chrono::milliseconds(0);
         bool armed = false;
@@ -231,13 +243,12 @@ TEST_SUITE("dns") {
             gate.open();
             wait_done_queue(f.loop(), 3);
             f.rt->shutdown();
-            CHECK(f.reported.size() == 3); // the lookup and both blockers: none was resumed
             f.reported.clear();
         }
-        CHECK(count == -1);
+        CHECK(count >= 1);
     }
 
-    TEST_CASE("dns_queued_request_orphaned_at_shutdown_is_cancelled") {
+    TEST_CASE("dns_queued_request_at_shutdown_is_cancelled") {
         runtime_options o = loop_fixture::virtual_clock();
         o.shutdown_grace = std::chrono::milliseconds(0);
         bool armed = false;
@@ -250,12 +261,21 @@ TEST_SUITE("dns") {
             f.run(gate.wait_running(pool_size));
             auto h = f.rt->spawn(resolve_localhost(armed, count));
             f.run_until([&] { return armed; });
-            f.rt->shutdown();
-            CHECK(f.reported.size() == 3);
+            std::atomic<bool> shutting_down{false};
+            std::thread releaser([&] {
+                while (!shutting_down.load()) {
+                    std::this_thread::yield();
+                }
+                gate.open(); // the running blockers finish only once the shutdown has begun
+            });
+            shutting_down.store(true);
+            f.rt->shutdown(); // cancels the queued lookup, waits for the running blockers
+            releaser.join();
             f.reported.clear();
-            gate.open();
         }
-        CHECK(count == -1);
+        // Usually taken back (-1); the releaser may free a thread before the shutdown's
+        // uv_cancel reaches the lookup, which then completes and is delivered (D-2).
+        CHECK(count != 0);
     }
 }
 

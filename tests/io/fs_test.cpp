@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -244,23 +245,33 @@ TEST_SUITE("fs") {
         CHECK(open_fds() == fds_before);
     }
 
-    TEST_CASE("fs_open_orphaned_at_shutdown_closes_the_fd_nobody_took") {
+    TEST_CASE("fs_open_running_at_shutdown_is_waited_for_and_its_fd_closed") {
+        // SEMANTICS 15.5: past the grace period, shutdown still waits for the running open
+        // before it destroys any frame; the task gets the file (D-2) and closes it unwinding.
         const int fds_before = fds_baseline();
         temp_dir dir;
         fifo pipe(dir);
         int fd_seen = -1;
+        std::atomic<bool> shutting_down{false};
         {
             runtime_options o = loop_fixture::virtual_clock();
             o.shutdown_grace = std::chrono::milliseconds(0);
             loop_fixture f(o);
             auto h = f.rt->spawn(open_then_checkpoint(pipe.path(), fd_seen));
             f.run(fifo::wait_blocked());
-            f.rt->shutdown(); // the frame is destroyed while open(2) runs
-            CHECK(f.reported.size() == 1);
+            std::thread releaser([&] {
+                while (!shutting_down.load()) {
+                    std::this_thread::yield();
+                }
+                pipe.release(); // only once the shutdown has begun
+            });
+            shutting_down.store(true);
+            f.rt->shutdown();
+            releaser.join();
+            check_cancelled(h);
             f.reported.clear();
-            pipe.release(); // the fixture's last uv_run delivers the orphaned callback
         }
-        CHECK(fd_seen == -1);
+        CHECK(fd_seen >= 0);
         pipe.close_writer();
         CHECK(open_fds() == fds_before);
     }

@@ -238,6 +238,53 @@ TEST_SUITE("process") {
         CHECK(open_handles(loop(), UV_PROCESS) == 0);
     }
 
+    TEST_CASE_FIXTURE(loop_fixture, "process_spawn_rejects_invalid_signals_and_embedded_nuls") {
+        process_options o;
+        o.file = "/bin/true";
+        o.cancel_signal = 99;
+        CHECK_THROWS_AS(process::spawn(o), std::invalid_argument);
+        o.cancel_signal = NSIG;
+        CHECK_THROWS_AS(process::spawn(o), std::invalid_argument);
+        o.cancel_signal = SIGTERM;
+        using namespace std::string_literals;
+        {
+            process_options b = o;
+            b.file = "/bin/true\0ignored"s;
+            CHECK_THROWS_AS(process::spawn(b), std::invalid_argument);
+        }
+        {
+            process_options b = o;
+            b.args = {"true"s, "a\0b"s};
+            CHECK_THROWS_AS(process::spawn(b), std::invalid_argument);
+        }
+        {
+            process_options b = o;
+            b.env = std::vector<std::string>{"A=1\0B=2"s};
+            CHECK_THROWS_AS(process::spawn(b), std::invalid_argument);
+        }
+        {
+            process_options b = o;
+            b.cwd = "/\0tmp"s;
+            CHECK_THROWS_AS(process::spawn(b), std::invalid_argument);
+        }
+        CHECK(open_handles(loop(), UV_PROCESS) == 0);
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "process_spawn_rejects_one_pipe_in_two_stdio_slots") {
+        // libuv would fork and exec, then fail to open the pipe twice and leave the child
+        // unreaped (review M3): rejected before uv_spawn.
+        {
+            pipe_stream out = pipe_stream::create();
+            process_options o;
+            o.file = "/bin/true";
+            o.stdio[1] = process_stdio::pipe(out);
+            o.stdio[2] = process_stdio::pipe(out);
+            CHECK_THROWS_AS(process::spawn(o), std::invalid_argument);
+            CHECK(open_handles(loop(), UV_PROCESS) == 0);
+        }
+        run_all(); // the pipe's close callback
+    }
+
     TEST_CASE("process_spawn_needs_a_runtime") {
         process_options o;
         o.file = "/bin/true";
@@ -447,4 +494,32 @@ TEST_SUITE("process") {
         CHECK(reaped(pid));
     }
 
+} // TEST_SUITE
+
+namespace {
+
+/// An awaiter made before its process object goes away (review M4): awaiting it must raise,
+/// not read freed memory. The dropped child is killed and reaped in the background.
+task<> wait_after_the_process_is_gone(bool& raised) {
+    std::optional<process> p(std::in_place, process::spawn(sleeper()));
+    auto aw = p->wait();
+    p.reset();
+    try {
+        co_await aw;
+    } catch (const invalid_state&) {
+        raised = true;
+    }
+}
+
+} // namespace
+
+TEST_SUITE("process") {
+    TEST_CASE_FIXTURE(loop_fixture,
+                      "process_wait_awaiter_outliving_its_process_raises_invalid_state") {
+        bool raised = false;
+        run(wait_after_the_process_is_gone(raised));
+        CHECK(raised);
+        run_all(); // the killed child's exit and close callbacks
+        CHECK(open_handles(loop(), UV_PROCESS) == 0);
+    }
 } // TEST_SUITE

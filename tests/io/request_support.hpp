@@ -29,7 +29,7 @@ namespace uvasync::test {
 /// The tests know the pool's size: two threads (meson sets it for work_test; the others set
 /// it here, before libuv starts its threadpool on the first request).
 inline const bool pool_size_set = [] {
-    ::setenv("UV_THREADPOOL_SIZE", "2", 0);
+    ::setenv("UV_THREADPOOL_SIZE", "2", 1); // overwrite an inherited size: the tests rely on 2
     return true;
 }();
 
@@ -53,6 +53,13 @@ class pool_gate {
 public:
     /// A job for one threadpool thread: counts itself as running, waits for the gate,
     /// returns `value`.
+    pool_gate() {
+        const char* size = ::getenv("UV_THREADPOOL_SIZE");
+        REQUIRE(pool_size_set);
+        REQUIRE(size != nullptr);
+        REQUIRE(std::string(size) == std::to_string(pool_size));
+    }
+
     task<int> block(int value) {
         co_return co_await to_thread([this, value] {
             running_.fetch_add(1);

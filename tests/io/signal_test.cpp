@@ -263,3 +263,35 @@ TEST_SUITE("signal") {
     }
 
 } // TEST_SUITE
+
+namespace {
+
+/// An awaiter made before its set goes away (review M4): awaiting it must raise, not read
+/// freed memory.
+task<> wait_after_the_set_is_gone(bool close_it, bool& raised) {
+    std::optional<signal_set> s(std::in_place, std::initializer_list<int>{SIGUSR1});
+    auto aw = s->wait();
+    if (close_it) {
+        co_await s->close();
+    } else {
+        s.reset();
+    }
+    try {
+        co_await aw;
+    } catch (const invalid_state&) {
+        raised = true;
+    }
+}
+
+} // namespace
+
+TEST_SUITE("signal") {
+    TEST_CASE_FIXTURE(loop_fixture, "signal_awaiter_outliving_its_set_raises_invalid_state") {
+        for (const bool close_it : {false, true}) {
+            bool raised = false;
+            run(wait_after_the_set_is_gone(close_it, raised));
+            CHECK(raised);
+            run_all(); // the close callbacks
+        }
+    }
+} // TEST_SUITE

@@ -120,16 +120,21 @@ TEST_SUITE("timer") {
 
     TEST_CASE("timer_nobody_waiting_arms_nothing") {
         loop_fixture f(manual_clock());
+        const deadline t0 = f.now();
         timer t(10ms);
         f.run_all(); // returns: an idle timer keeps no loop alive and no deadline pending
-        CHECK(f.now() - f.now() == 0ms);
+        CHECK(f.now() == t0);
+        CHECK(uv_loop_alive(f.loop()) == 0); // nothing armed keeps the loop running
+        CHECK(t.running());
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "timer_rejects_bad_intervals") {
         CHECK_THROWS_AS(timer{0ms}, std::invalid_argument);
         CHECK_THROWS_AS(timer{-5ms}, std::invalid_argument);
-        CHECK_THROWS_AS(static_cast<void>(timer{std::chrono::milliseconds::max()}), std::invalid_argument);
-        CHECK_THROWS_AS(static_cast<void>(timer{std::chrono::hours(2000000000000LL)}), std::invalid_argument);
+        CHECK_THROWS_AS(static_cast<void>(timer{std::chrono::milliseconds::max()}),
+                        std::invalid_argument);
+        CHECK_THROWS_AS(static_cast<void>(timer{std::chrono::hours(2000000000000LL)}),
+                        std::invalid_argument);
     }
 
     TEST_CASE("timer_needs_a_runtime") {
@@ -271,4 +276,35 @@ TEST_SUITE("timer") {
         f.reported.clear();
     }
 
+} // TEST_SUITE
+
+namespace {
+
+/// An awaiter made before its timer goes away (review M4): awaiting it must raise, not read
+/// freed memory.
+task<> tick_after_the_timer_is_gone(bool close_it, bool& raised) {
+    std::optional<timer> t(std::in_place, 10ms);
+    auto aw = t->tick();
+    if (close_it) {
+        co_await t->close();
+    } else {
+        t.reset();
+    }
+    try {
+        co_await aw;
+    } catch (const invalid_state&) {
+        raised = true;
+    }
+}
+
+} // namespace
+
+TEST_SUITE("timer") {
+    TEST_CASE_FIXTURE(loop_fixture, "timer_awaiter_outliving_its_timer_raises_invalid_state") {
+        for (const bool close_it : {false, true}) {
+            bool raised = false;
+            run(tick_after_the_timer_is_gone(close_it, raised));
+            CHECK(raised);
+        }
+    }
 } // TEST_SUITE

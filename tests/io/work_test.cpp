@@ -9,6 +9,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <uv.h>
@@ -314,16 +315,17 @@ TEST_SUITE("work") {
         CHECK(open_fds() == fds_before);
     }
 
-    TEST_CASE("work_frames_destroyed_at_shutdown_orphan_their_requests_without_leaks") {
+    TEST_CASE("work_shutdown_waits_for_running_requests_before_destroying_frames") {
         const int fds_before = fds_baseline();
         temp_dir dir;
         fifo pipe(dir);
         std::atomic<int> ran{0};
+        std::atomic<bool> shutting_down{false};
         int fd_seen = -1;
         int delivered = 0;
         {
             runtime_options o = loop_fixture::virtual_clock();
-            o.shutdown_grace = 0ms; // leak the tasks at once: their frames are destroyed
+            o.shutdown_grace = 0ms; // past the grace at once: only the running requests remain
             loop_fixture f(o);
             pool_gate gate;
             auto opener = f.rt->spawn(open_then_checkpoint(pipe.path(), fd_seen));
@@ -334,17 +336,110 @@ TEST_SUITE("work") {
             auto queued = f.rt->spawn(counted_work(ran, armed));
             f.run_until([&] { return armed; });
 
-            f.rt->shutdown(); // frames destroyed while one request runs on each thread
-            CHECK(f.reported.size() == 3);
+            // The requests finish only once the shutdown has begun; it must wait for them.
+            std::thread releaser([&] {
+                while (!shutting_down.load()) {
+                    std::this_thread::yield();
+                }
+                pipe.release();
+                gate.open();
+            });
+            shutting_down.store(true);
+            f.rt->shutdown();
+            releaser.join();
             f.reported.clear();
-            // The requests finish after their awaiters are gone; the fixture's last uv_run
-            // delivers their callbacks, which release the fd and the value.
-            pipe.release();
-            gate.open();
         }
-        CHECK(fd_seen == -1);   // nobody took the fd ...
-        CHECK(delivered == 0);  // ... or the value
-        CHECK(ran.load() == 0); // the queued job never ran
+        CHECK(fd_seen >= 0);   // the open completed and was delivered (D-2) ...
+        CHECK(delivered == 3); // ... and so was the running job's value
+        // The queued job may be taken back or may run: the releaser can free a thread before
+        // the shutdown's uv_cancel reaches it. Either way its task ends.
+        CHECK(ran.load() <= 1);
+        pipe.close_writer();
+        CHECK(open_fds() == fds_before);
+    }
+
+    TEST_CASE("work_owned_loop_shutdown_waits_for_a_running_function_using_frame_locals") {
+        // SEMANTICS 15.5: f ignores its token and runs past the grace period; it reads the
+        // awaiting frame's vector, which must outlive it. ASan reports a use after free
+        // otherwise, and an owned loop must still deliver the callback that destroys f.
+        static std::atomic<int> destroyed{0};
+
+        struct noisy {
+            bool live = true;
+            noisy() = default;
+            noisy(const noisy&) = default;
+
+            noisy(noisy&& o) noexcept { o.live = false; }
+
+            ~noisy() {
+                if (live) {
+                    destroyed.fetch_add(1);
+                }
+            }
+        };
+
+        destroyed = 0;
+        std::atomic<bool> started{false};
+        long result = 0;
+        {
+            runtime_options o;
+            o.shutdown_grace = 1ms;
+            o.exception_handler = [](std::exception_ptr) {};
+            runtime rt(o);
+            auto worker = [&]() -> task<long> {
+                std::vector<long> bytes(1000, 1);
+                auto fn = [&bytes, &started, n = noisy{}] {
+                    started.store(true);
+                    std::this_thread::sleep_for(100ms); // not polling any token
+                    long s = 0;
+                    for (long b : bytes) {
+                        s += b;
+                    }
+                    return s;
+                };
+                result = co_await to_thread(std::move(fn));
+                co_return result;
+            };
+            auto main_task = [&]() -> task<int> {
+                auto h = spawn(worker());
+                auto is_started = [&] { return started.load(); };
+                co_await yield_until(is_started, "to_thread function started");
+                co_return 0;
+            };
+            CHECK(rt.run(main_task()) == 0);
+        }
+        CHECK(result == 1000);        // completion wins: the frame got the value
+        CHECK(destroyed.load() == 1); // the function was destroyed before the loop closed
+    }
+
+    TEST_CASE("work_owned_loop_shutdown_with_an_fs_open_in_flight_leaks_no_fd") {
+        const int fds_before = fds_baseline();
+        temp_dir dir;
+        fifo pipe(dir);
+        std::atomic<bool> shutting_down{false};
+        int fd_seen = -1;
+        std::thread releaser;
+        {
+            runtime_options o;
+            o.shutdown_grace = 0ms;
+            o.exception_handler = [](std::exception_ptr) {};
+            runtime rt(o);
+            auto main_task = [&]() -> task<int> {
+                auto h = spawn(open_then_checkpoint(pipe.path(), fd_seen));
+                co_await fifo::wait_blocked();
+                co_return 0;
+            };
+            CHECK(rt.run(main_task()) == 0);
+            releaser = std::thread([&] {
+                while (!shutting_down.load()) {
+                    std::this_thread::yield();
+                }
+                pipe.release();
+            });
+            shutting_down.store(true);
+        } // the destructor shuts down and closes the owned loop
+        releaser.join();
+        CHECK(fd_seen >= 0);
         pipe.close_writer();
         CHECK(open_fds() == fds_before);
     }

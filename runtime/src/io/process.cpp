@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
+#include <csignal>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -45,6 +47,18 @@ public:
 
     [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
 
+    /// The owner let go (the awaiter outlived its process object).
+    [[nodiscard]] bool released() const noexcept { return released_; }
+
+    /// Awaiters hold a pin from creation to destruction, so the state outlives them.
+    void pin() noexcept { ++pins_; }
+
+    void unpin() noexcept {
+        if (--pins_ == 0 && disposed_) {
+            delete this;
+        }
+    }
+
     void wait(process_wait_awaiter* w) noexcept { waiter_ = w; }
 
     /// The waiter's frame goes away (it is destroyed while parked).
@@ -76,6 +90,7 @@ public:
     /// The owner lets go: close now if the child was reaped, else kill it and close in the
     /// exit callback.
     void release() noexcept {
+        released_ = true;
         if (process_wait_awaiter* w = std::exchange(waiter_, nullptr)) {
             w->deliver({}, false, true);
         }
@@ -86,6 +101,10 @@ public:
             close();
         } else {
             orphaned_ = true;
+            if (rt_->owns_loop()) { // the runtime outlives the exit callback (it waits for it)
+                counted_ = true;
+                rt_->io_handle_closing();
+            }
             uv_process_kill(&handle_, SIGKILL);
         }
     }
@@ -130,7 +149,17 @@ private:
         }
     }
 
-    static void on_close(uv_handle_t* h) noexcept { delete static_cast<process_state*>(h->data); }
+    static void on_close(uv_handle_t* h) noexcept {
+        auto* self = static_cast<process_state*>(h->data);
+        if (self->counted_) {
+            self->rt_->io_handle_closed();
+        }
+        if (self->pins_ > 0) {
+            self->disposed_ = true; // freed by the last awaiter
+        } else {
+            delete self;
+        }
+    }
 
     uv_process_t handle_{};
     runtime_state* rt_;
@@ -144,17 +173,24 @@ private:
     bool exited_ = false;
     bool orphaned_ = false;
     bool grace_killed_ = false;
+    bool counted_ = false; // counted in the runtime's closing I/O handles
+    bool released_ = false;
+    bool disposed_ = false; // closed, waiting for the last awaiter's unpin
+    unsigned pins_ = 0;
 };
 
 process_wait_awaiter::~process_wait_awaiter() {
-    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
-        state_->forget(this);
+    if (state_ != nullptr) {
+        if (waiting()) { // the frame is destroyed while parked
+            state_->forget(this);
+        }
+        state_->unpin(); // last: it may free a closed process handle
     }
 }
 
 bool process_wait_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ == nullptr) {
-        throw invalid_state("uvasync: process::wait on a moved-from process");
+    if (state_ == nullptr || state_->released()) {
+        throw invalid_state("uvasync: process::wait on a moved-from or destroyed process");
     }
     if (state_->busy()) {
         throw invalid_state("uvasync: process::wait is already awaited by another task");
@@ -213,8 +249,24 @@ process process::spawn(process_options options) {
     if (options.file.empty()) {
         throw std::invalid_argument("uvasync: process::spawn needs a file to run");
     }
-    if (options.cancel_signal <= 0) {
+    if (options.cancel_signal <= 0 || options.cancel_signal >= NSIG) {
         throw std::invalid_argument("uvasync: process_options::cancel_signal must be a signal");
+    }
+    const auto check_nul = [](const std::string& s, const char* what) {
+        if (std::string_view(s).find('\0') != std::string_view::npos) {
+            throw std::invalid_argument(std::string("uvasync: process::spawn: ") + what +
+                                        " contains a NUL character");
+        }
+    };
+    check_nul(options.file, "file");
+    check_nul(options.cwd, "cwd");
+    for (const std::string& a : options.args) {
+        check_nul(a, "an argument");
+    }
+    if (options.env) {
+        for (const std::string& e : *options.env) {
+            check_nul(e, "an environment entry");
+        }
     }
     if (options.kill_grace.count() < 0) {
         throw std::invalid_argument("uvasync: process_options::kill_grace must not be negative");
@@ -233,6 +285,16 @@ process process::spawn(process_options options) {
             break;
         case process_stdio::kind::pipe: {
             uv_pipe_t* p = s.stream() != nullptr ? s.stream()->native_handle() : nullptr;
+            for (int other = 0; other < fd; ++other) {
+                if (p != nullptr && stdio[static_cast<std::size_t>(other)].flags != UV_IGNORE &&
+                    (stdio[static_cast<std::size_t>(other)].flags & UV_CREATE_PIPE) != 0 &&
+                    stdio[static_cast<std::size_t>(other)].data.stream ==
+                        reinterpret_cast<uv_stream_t*>(p)) {
+                    throw std::invalid_argument("uvasync: process stdio " + std::to_string(fd) +
+                                                " uses the same pipe_stream as stdio " +
+                                                std::to_string(other));
+                }
+            }
             uv_os_fd_t existing{};
             if (p == nullptr || uv_fileno(reinterpret_cast<uv_handle_t*>(p), &existing) == 0 ||
                 uv_is_closing(reinterpret_cast<uv_handle_t*>(p)) != 0) {
@@ -268,7 +330,15 @@ process process::spawn(process_options options) {
     auto* state = new detail::process_state(rt, options.cancel_signal,
                                             loop_clock::duration(options.kill_grace.count()));
     if (const int rc = uv_spawn(rt.loop(), state->handle(), &o); rc < 0) {
-        state->close(); // libuv initialised the handle even though the spawn failed
+        if (state->handle()->pid > 0) {
+            // The child exists (newer libuv fails after the fork, e.g. opening a stdio pipe,
+            // with the child already on its list): kill it and let the exit callback reap it
+            // and close the handle.
+            state->started();
+            state->release();
+        } else {
+            state->close(); // libuv initialised the handle even though the spawn failed
+        }
         throw_uv_error(rc, ("process::spawn " + options.file).c_str());
     }
     state->started();
@@ -302,6 +372,9 @@ int process::pid() const noexcept {
 }
 
 detail::process_wait_awaiter process::wait() {
+    if (state_ != nullptr) {
+        state_->pin(); // released by the awaiter's destructor
+    }
     return detail::process_wait_awaiter(state_);
 }
 

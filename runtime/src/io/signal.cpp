@@ -65,11 +65,13 @@ public:
         }
         if (open_ == 0) { // nothing was initialised (a failed construction)
             wake_closer();
-            delete this;
+            dispose();
         }
     }
 
     [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
+
+    [[nodiscard]] bool closing() const noexcept { return closing_; }
 
     [[nodiscard]] bool has_pending() const noexcept { return !order_.empty(); }
 
@@ -142,7 +144,7 @@ private:
         signal_state* self = static_cast<slot*>(handle->data)->owner;
         if (--self->open_ == 0) {
             self->wake_closer();
-            delete self;
+            self->dispose();
         }
     }
 
@@ -156,13 +158,16 @@ private:
 };
 
 signal_awaiter::~signal_awaiter() {
-    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
-        state_->forget(this);
+    if (state_ != nullptr) {
+        if (waiting()) { // the frame is destroyed while parked
+            state_->forget(this);
+        }
+        state_->unpin(); // last: it may free a closed set
     }
 }
 
 bool signal_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ == nullptr) {
+    if (state_ == nullptr || state_->closing()) {
         throw invalid_state("uvasync: signal_set::wait on a closed or moved-from set");
     }
     if (state_->busy()) {
@@ -244,6 +249,9 @@ signal_set::~signal_set() {
 }
 
 detail::signal_awaiter signal_set::wait() {
+    if (state_ != nullptr) {
+        state_->pin(); // released by the awaiter's destructor
+    }
     return detail::signal_awaiter(state_);
 }
 

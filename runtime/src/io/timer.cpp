@@ -23,7 +23,7 @@ public:
         stop();
         set_closer(w);
         wake_closer();
-        delete this;
+        dispose();
     }
 
     void stop() noexcept {
@@ -83,8 +83,11 @@ private:
 };
 
 tick_awaiter::~tick_awaiter() {
-    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
-        state_->forget(this);
+    if (state_ != nullptr) {
+        if (waiting()) { // the frame is destroyed while parked
+            state_->forget(this);
+        }
+        state_->unpin(); // last: it may free a closed timer
     }
 }
 
@@ -166,6 +169,9 @@ timer::~timer() {
 }
 
 detail::tick_awaiter timer::tick() {
+    if (state_ != nullptr) {
+        state_->pin(); // released by the awaiter's destructor
+    }
     return detail::tick_awaiter(state_);
 }
 

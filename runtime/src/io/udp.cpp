@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+#include <algorithm>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -65,7 +67,7 @@ private:
     static void on_close(uv_handle_t* h) noexcept {
         auto* self = static_cast<udp_state*>(h->data);
         self->wake_closer();
-        delete self;
+        self->dispose();
     }
 
     // libuv calls on_alloc and then on_receive within one read, with nothing in between, so
@@ -73,7 +75,10 @@ private:
     static void on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t* buf) noexcept {
         auto* self = static_cast<udp_state*>(h->data);
         if (udp_receive_awaiter* r = self->receiver_) {
-            *buf = uv_buf_init(r->buffer_.data(), static_cast<unsigned>(r->buffer_.size()));
+            // A buffer over 4 GiB is clamped (no datagram comes near it) rather than wrapped.
+            const std::size_t len =
+                std::min<std::size_t>(r->buffer_.size(), std::numeric_limits<unsigned>::max());
+            *buf = uv_buf_init(r->buffer_.data(), static_cast<unsigned>(len));
         } else {
             *buf = uv_buf_init(nullptr, 0); // libuv reports UV_ENOBUFS to on_receive
         }
@@ -129,11 +134,18 @@ udp_send_awaiter::~udp_send_awaiter() {
     if (request_ != nullptr) { // the frame is destroyed while the send is queued
         request_->waiter = nullptr;
     }
+    if (state_ != nullptr) {
+        state_->unpin(); // last: it may free a closed socket
+    }
 }
 
 bool udp_send_awaiter::await_suspend(std::coroutine_handle<> caller) {
     if (state_ == nullptr || state_->closing()) {
         status_ = UV_EBADF;
+        return false;
+    }
+    if (data_.size() > max_datagram) { // also keeps the size below 4 GiB for uv_buf_t
+        status_ = UV_EMSGSIZE;
         return false;
     }
     if (!park(caller, "udp_socket::send")) {
@@ -177,14 +189,10 @@ void udp_send_awaiter::await_resume() {
     }
 }
 
-void udp_send_awaiter::on_abort(parked_wait* p) noexcept {
-    // libuv cannot cancel a send request: let it finish on its own, with its own copy.
-    auto* self = static_cast<udp_send_awaiter*>(p);
-    if (self->request_ != nullptr) {
-        self->request_->waiter = nullptr;
-        self->request_ = nullptr;
-    }
-    self->aborted();
+void udp_send_awaiter::on_abort(parked_wait* /*p*/) noexcept {
+    // libuv cannot cancel a send request, and the datagram may still go out: stay parked
+    // until its callback and return the real result (completion wins, D-2; SEMANTICS 14.5).
+    // The cancellation raises at the task's next cancellation point.
 }
 
 void udp_send_awaiter::deliver(int status) noexcept {
@@ -198,6 +206,9 @@ void udp_send_awaiter::deliver(int status) noexcept {
 udp_receive_awaiter::~udp_receive_awaiter() {
     if (registered_ && waiting()) { // the frame is destroyed while parked
         state_->forget(this);
+    }
+    if (state_ != nullptr) {
+        state_->unpin(); // last: it may free a closed socket
     }
 }
 
@@ -286,12 +297,18 @@ udp_socket udp_socket::bind(socket_address address) {
 }
 
 detail::udp_send_awaiter udp_socket::send(std::span<const char> data, const socket_address& to) {
+    if (state_ != nullptr) {
+        state_->pin(); // released by the awaiter's destructor
+    }
     return {state_, data, to};
 }
 
 detail::udp_receive_awaiter udp_socket::receive(std::span<char> buffer) {
     if (buffer.empty()) {
         throw std::invalid_argument("uvasync: udp_socket::receive needs a non-empty buffer");
+    }
+    if (state_ != nullptr) {
+        state_->pin(); // released by the awaiter's destructor
     }
     return {state_, buffer};
 }

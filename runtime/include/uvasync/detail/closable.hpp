@@ -33,6 +33,17 @@ public:
     /// The object must not be used by its owner afterwards: it deletes itself.
     virtual void close(closable_waiter* w) noexcept = 0;
 
+    /// Awaiters the owner created hold a pin from creation to destruction, so the memory
+    /// stays valid for them even if the object is closed before they are awaited (they then
+    /// find it closing and raise). Loop thread only.
+    void pin() noexcept { ++pins_; }
+
+    void unpin() noexcept {
+        if (--pins_ == 0 && disposed_) {
+            delete this;
+        }
+    }
+
     /// The waiter's frame is being destroyed without being resumed: forget it.
     void forget(closable_waiter* w) noexcept {
         if (closer_ == w) {
@@ -42,6 +53,16 @@ public:
 
 protected:
     virtual ~closable() = default;
+
+    /// Called by the derived object instead of `delete this` once libuv no longer touches it:
+    /// deletes it now, or when the last pinning awaiter goes.
+    void dispose() noexcept {
+        if (pins_ == 0) {
+            delete this;
+        } else {
+            disposed_ = true;
+        }
+    }
 
     /// Records the waiter for `close(w)`.
     void set_closer(closable_waiter* w) noexcept {
@@ -63,6 +84,8 @@ protected:
 
 private:
     closable_waiter* closer_ = nullptr;
+    unsigned pins_ = 0;
+    bool disposed_ = false;
 };
 
 /// The awaiter behind every `close()` of an I/O object. It owns the object's state from the

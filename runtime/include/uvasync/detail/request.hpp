@@ -6,6 +6,7 @@
 
 #include <uv.h>
 #include <uvasync/detail/park.hpp>
+#include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/io/error.hpp>
 
 namespace uvasync::detail {
@@ -69,6 +70,7 @@ private:
     friend class request_wait;
 
     request_wait* waiter_ = nullptr;
+    runtime_state* rt_ = nullptr; // counts the request in flight, from start to callback
     int status_ = 0;
     bool done_ = false;
 };
@@ -105,6 +107,8 @@ public:
             return false;
         }
         started_ = true;
+        op_->rt_ = core()->rt;
+        op_->rt_->io_request_started(); // shutdown waits for the callback (SEMANTICS 15.5)
         return true;
     }
 
@@ -183,6 +187,10 @@ private:
 inline void request_op::finished(int status) noexcept {
     status_ = status;
     done_ = true;
+    if (rt_ != nullptr) {
+        rt_->io_request_finished();
+        rt_ = nullptr;
+    }
     if (waiter_ == nullptr) {
         delete this; // orphaned: nobody takes the result, the destructor disposes of it
         return;

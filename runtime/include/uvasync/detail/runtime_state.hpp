@@ -123,6 +123,21 @@ public:
     /// Number of tasks not yet finished.
     [[nodiscard]] std::size_t live_tasks() const noexcept { return live_tasks_; }
 
+    /// The I/O layer's libuv requests in flight (fs, getaddrinfo, getnameinfo, work), counted
+    /// from the accepted libuv call to its callback; loop thread only. Shutdown runs the loop
+    /// until none is left, so no request callback or threadpool function outlives a frame or
+    /// the runtime (SEMANTICS 15.3, 15.5).
+    void io_request_started() noexcept { ++io_requests_; }
+
+    void io_request_finished() noexcept { --io_requests_; }
+
+    /// I/O handles whose close callback (or, for a child process, exit then close callback)
+    /// is still to come; loop thread only. An owned loop is run until none is left before it
+    /// is closed.
+    void io_handle_closing() noexcept { ++io_closing_; }
+
+    void io_handle_closed() noexcept { --io_closing_; }
+
     void on_async() noexcept;
     void on_timer() noexcept;
     void on_check() noexcept;
@@ -142,6 +157,7 @@ private:
     void close_handles() noexcept;
     void wait_for_tasks();
     void leak_remaining() noexcept;
+    void wait_for_requests() noexcept;
 
     uv_loop_t* loop_;
     bool owns_loop_;
@@ -157,6 +173,8 @@ private:
     std::uint64_t scope_ids_ = 0;
     std::uint64_t deadline_seq_ = 0;
     std::size_t live_tasks_ = 0;
+    std::size_t io_requests_ = 0;
+    std::size_t io_closing_ = 0;
     deadline_entry* grace_ = nullptr; // shutdown's grace deadline while it waits
     int keep_alive_holders_ = 0;
     std::thread::id loop_thread_;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <uvasync/detail/park.hpp>
@@ -105,7 +106,7 @@ public:
 
     process_wait_awaiter(process_wait_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
-        , state_(other.state_) {}
+        , state_(std::exchange(other.state_, nullptr)) {}
 
     ~process_wait_awaiter();
 
@@ -144,11 +145,12 @@ class process {
 public:
     /// Starts a child.
     ///
-    /// **Errors:** `std::invalid_argument` for an empty `file`, a `cancel_signal` that is not
-    /// positive, a negative `kill_grace`, or a stdio pipe that is not an unconnected
-    /// `pipe_stream::create()`; `std::system_error` (uv category) naming the file when libuv
-    /// cannot start it (for example `UV_ENOENT`), with nothing left open; `invalid_state`
-    /// without a runtime on this thread.
+    /// **Errors:** `std::invalid_argument` for an empty `file`, a `cancel_signal` that is not a
+    /// signal number (1 to `NSIG - 1`), a negative `kill_grace`, a NUL character inside `file`,
+    /// an argument, an environment entry or `cwd`, a stdio pipe that is not an unconnected
+    /// `pipe_stream::create()`, or one `pipe_stream` given for two stdio slots; `std::system_error`
+    /// (uv category) naming the file when libuv cannot start it (for example `UV_ENOENT`), with
+    /// nothing left open; `invalid_state` without a runtime on this thread.
     static process spawn(process_options options);
 
     process(const process&) = delete;

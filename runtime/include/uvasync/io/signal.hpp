@@ -3,6 +3,7 @@
 
 #include <coroutine>
 #include <initializer_list>
+#include <utility>
 
 #include <uvasync/detail/closable.hpp>
 #include <uvasync/detail/park.hpp>
@@ -26,7 +27,7 @@ public:
 
     signal_awaiter(signal_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
-        , state_(other.state_) {}
+        , state_(std::exchange(other.state_, nullptr)) {}
 
     ~signal_awaiter();
 

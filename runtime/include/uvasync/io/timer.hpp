@@ -4,6 +4,7 @@
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
+#include <utility>
 
 #include <uvasync/detail/closable.hpp>
 #include <uvasync/detail/park.hpp>
@@ -27,7 +28,7 @@ public:
 
     tick_awaiter(tick_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
-        , state_(other.state_) {}
+        , state_(std::exchange(other.state_, nullptr)) {}
 
     ~tick_awaiter();
 

@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <span>
+#include <utility>
 
 #include <uv.h>
 #include <uvasync/detail/closable.hpp>
@@ -19,6 +20,10 @@ struct udp_datagram {
     socket_address from;
     bool truncated = false;
 };
+
+/// The largest UDP payload over IPv4 (65535 minus the IP and UDP headers); `udp_socket::send`
+/// rejects more with `UV_EMSGSIZE`.
+inline constexpr std::size_t max_datagram = 65507;
 
 namespace detail {
 
@@ -41,7 +46,7 @@ public:
 
     udp_send_awaiter(udp_send_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
-        , state_(other.state_)
+        , state_(std::exchange(other.state_, nullptr))
         , data_(other.data_)
         , to_(other.to_) {}
 
@@ -81,7 +86,7 @@ public:
 
     udp_receive_awaiter(udp_receive_awaiter&& other) noexcept // only before it is awaited
         : parked_wait(std::move(other))
-        , state_(other.state_)
+        , state_(std::exchange(other.state_, nullptr))
         , buffer_(other.buffer_) {}
 
     ~udp_receive_awaiter();
@@ -144,12 +149,13 @@ public:
     /// resumed or the `co_await` starts suspending, and the task resumes when libuv has sent it.
     ///
     /// **Cancellation:** a cancellation point before it starts (nothing is sent). A queued
-    /// send cannot be taken back (libuv cannot cancel a send request): cancelling it raises
-    /// `cancelled_error` at once and the datagram may still go out, the request owning its
-    /// copy until libuv is done (UDP promises no delivery anyway). The socket stays open.
+    /// send cannot be taken back (libuv cannot cancel a send request): the awaiter stays
+    /// parked until libuv's send callback and returns its real result (completion wins, D-2);
+    /// the cancellation raises at the task's next cancellation point. The socket stays open.
     ///
     /// **Errors:** `std::system_error` (uv category): `UV_EBADF` on a closed socket,
-    /// `UV_EINVAL` for an unspecified address, `UV_EMSGSIZE`, `UV_ECANCELED` when the socket
+    /// `UV_EINVAL` for an unspecified address, `UV_EMSGSIZE` (also for more than
+    /// `max_datagram` bytes, checked before anything is sent), `UV_ECANCELED` when the socket
     /// is closed while the send is queued, ...
     [[nodiscard]] detail::udp_send_awaiter send(std::span<const char> data,
                                                 const socket_address& to);

@@ -148,6 +148,10 @@ private:
 /// rethrows its exception; completion wins, D-2); the cancellation then raises at the task's
 /// next cancellation point. If the awaiting frame is destroyed while `f` is queued or running,
 /// the operation outlives it, and the result is destroyed on the loop thread afterwards.
+/// Runtime shutdown waits for a running `f` to return before it destroys any frame (so `f`
+/// may capture the awaiting frame's locals by reference) and before it closes an owned loop:
+/// a function that never returns blocks the shutdown, so a long one should take the token and
+/// poll it (SEMANTICS 15.5).
 ///
 /// **Errors:** `std::invalid_argument` (from this call) for a null function pointer or an
 /// empty `std::function`; `std::system_error` (uv category) if libuv refuses the request;
