@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The scenarios of the article "Advanced Asyncio Python: Timeouts and Cancellation", written
-// with uvasync. Each example program in this folder runs one of them; tests/runtime/seed_test.cpp
-// runs all of them on the virtual clock and checks every line and its loop-clock time.
+// with uvasync. Each example program in this folder runs one of them and prints the article's
+// lines, word for word and in the same order, each prefixed with its loop-clock time.
+// examples/seed/expected/ holds each program's output on the virtual clock (checked by the
+// examples suite); tests/runtime/seed_test.cpp runs the scenarios again and checks every line and
+// its loop-clock time, then injects cancellations.
 #pragma once
 
 #include <chrono>
@@ -57,22 +60,21 @@ inline task<> basic_timeout(log& out) {
 }
 
 // 2. Nested stage timeouts inside an overall envelope.
-inline task<> stage(log& out, const char* name, std::chrono::seconds takes) {
-    out.line(std::string("starting ") + name);
+inline task<> stage(log& out, const char* name, const char* action, std::chrono::seconds takes) {
+    out.line(std::string(name) + ": " + action);
     co_await uvasync::sleep(takes);
-    out.line(std::string(name) + " complete");
+    out.line(std::string(name) + " done");
 }
 
 inline task<> staged_work(log& out) {
-    co_await uvasync::timeout(3s, stage(out, "stage 1", 2s));
-    co_await uvasync::timeout(2s, stage(out, "stage 2", 1s));
-    co_await uvasync::timeout(5s, stage(out, "stage 3", 3s));
+    co_await uvasync::timeout(3s, stage(out, "Stage 1", "fetching", 2s));
+    co_await uvasync::timeout(2s, stage(out, "Stage 2", "processing", 1s));
+    co_await uvasync::timeout(5s, stage(out, "Stage 3", "saving", 3s));
 }
 
 inline task<> nested_timeouts(log& out) {
     try {
         co_await uvasync::timeout(10s, staged_work(out));
-        out.line("all stages completed");
     } catch (const uvasync::timeout_error&) {
         out.line("overall operation timed out");
     }
@@ -84,11 +86,11 @@ inline task<> nested_timeouts(log& out) {
 inline task<> rescheduled_envelope(log& out) {
     try {
         co_await uvasync::timeout(5s, [&out](uvasync::timeout_scope& envelope) -> task<> {
-            co_await uvasync::timeout(3s, stage(out, "stage 1", 2s));
+            co_await uvasync::timeout(3s, stage(out, "Stage 1", "fetching", 2s));
             envelope.reschedule(uvasync::loop_clock::now() + 8s);
             out.line("envelope extended");
-            co_await uvasync::timeout(2s, stage(out, "stage 2", 1s));
-            co_await uvasync::timeout(5s, stage(out, "stage 3", 3s));
+            co_await uvasync::timeout(2s, stage(out, "Stage 2", "processing", 1s));
+            co_await uvasync::timeout(5s, stage(out, "Stage 3", "saving", 3s));
         });
         out.line("all stages completed");
     } catch (const uvasync::timeout_error&) {
@@ -100,11 +102,11 @@ inline task<> rescheduled_envelope(log& out) {
 inline task<> worker(log& out) {
     try {
         for (int step = 0;; ++step) {
-            out.line("working... step " + std::to_string(step));
+            out.line("worker: step " + std::to_string(step));
             co_await uvasync::sleep(1s);
         }
     } catch (const uvasync::cancelled_error&) {
-        out.line("worker cancelled, cleaning up");
+        out.line("worker: cancellation received, cleaning up");
         throw; // catching a cancellation is for cleanup only
     }
 }
@@ -112,68 +114,66 @@ inline task<> worker(log& out) {
 inline task<> cancel_worker(log& out) {
     uvasync::task_handle<> w = uvasync::spawn(worker(out));
     co_await uvasync::sleep(2500ms);
+    out.line("Cancelling task...");
     w.cancel();
     try {
         co_await w;
     } catch (const uvasync::cancelled_error&) {
-        out.line("main: worker was cancelled");
+        out.line("Task was cancelled");
     }
 }
 
 // 4. asyncio.wait_for with a 2 s limit on a 5 s operation.
-inline task<std::string> slow_operation(log& out) {
-    out.line("slow operation started");
+inline task<std::string> slow_operation() {
     co_await uvasync::sleep(5s);
     co_return "slow result";
 }
 
 inline task<> wait_for_timeout(log& out) {
     try {
-        std::string r = co_await uvasync::wait_for(slow_operation(out), 2s);
-        out.line("result: " + r);
+        std::string r = co_await uvasync::wait_for(slow_operation(), 2s);
+        out.line("result: " + r); // never reached
     } catch (const uvasync::timeout_error&) {
-        out.line("wait_for timed out after 2s");
+        out.line("wait_for timed out");
     }
 }
 
 // 5. Deadline tracking: each step checks the time left in the effective deadline and stops
 // cleanly when the next step cannot finish in time.
-inline task<> process_items(log& out, int items, std::chrono::seconds per_item) {
-    for (int i = 0; i < items; ++i) {
+inline task<> process_steps(log& out, int steps, std::chrono::seconds per_step) {
+    for (int i = 0; i < steps; ++i) {
         // A step that would end exactly at the deadline loses to it: ask for more than that.
-        if (uvasync::remaining() <= per_item) {
-            out.line("not enough time for item " + std::to_string(i) + ", stopping early");
+        if (uvasync::remaining() <= per_step) {
+            out.line("Out of time; aborting remaining steps");
             co_return;
         }
-        co_await uvasync::sleep(per_item);
-        out.line("processed item " + std::to_string(i));
+        out.line("Step " + std::to_string(i) + ": doing work");
+        co_await uvasync::sleep(per_step);
     }
-    out.line("processed all items");
 }
 
 inline task<> deadline_tracking(log& out) {
-    co_await uvasync::timeout(5s, process_items(out, 10, 1s));
-    out.line("done within the deadline");
+    co_await uvasync::timeout(5s, process_steps(out, 10, 1s));
 }
 
 // 6. The server pattern: one task per request, each with its own 5 s timeout, in a group.
-inline task<> handle_request(log& out, int id, std::chrono::seconds takes) {
+inline task<> handle_request(log& out, std::string id, std::chrono::seconds takes) {
+    out.line("Request " + id + " starting");
     try {
         co_await uvasync::timeout(5s, uvasync::sleep(takes));
-        out.line("request " + std::to_string(id) + " done");
+        out.line("Request " + id + " done");
     } catch (const uvasync::timeout_error&) {
-        out.line("request " + std::to_string(id) + " timed out");
+        out.line("Request " + id + " timed out");
     }
 }
 
 inline task<> server_pattern(log& out) {
     co_await uvasync::task_group::run([&out](uvasync::task_group& g) -> task<> {
-        g.spawn(handle_request(out, 1, 2s));
-        g.spawn(handle_request(out, 2, 6s));
-        g.spawn(handle_request(out, 3, 3s));
+        g.spawn(handle_request(out, "req1", 2s));
+        g.spawn(handle_request(out, "req2", 6s));
+        g.spawn(handle_request(out, "req3", 3s));
         co_return;
     });
-    out.line("all requests handled");
 }
 
 // 7. wait_for(gather(...)) cancels every child and waits for their cleanup.
