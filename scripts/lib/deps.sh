@@ -4,12 +4,12 @@
 # only the missing ones. Source it, then call `uvasync_install_deps`.
 #
 # Checking costs about 0.1 s when everything is there. When something is missing it runs
-# `apt-get update` once and installs quietly (about 10 s on a fresh machine, TOOLCHAIN.md 8).
+# `apt-get update` once and installs quietly (about 10 s on a fresh machine).
 # Root is required for that part; otherwise sudo is used (non-interactively when there is no
 # terminal, as in CI).
 
 # cmake is here because Debian's doctest-dev ships only a CMake config: without cmake, Meson's
-# dependency('doctest') finds nothing (TOOLCHAIN.md 2). libclang-rt-14-dev holds clang's
+# dependency('doctest') finds nothing (docs/toolchain.md, section 4). libclang-rt-14-dev holds clang's
 # sanitizer runtimes. libhttp-parser-dev is the HTTP parser of examples/servers. The last line
 # is for the benchmarks (bench/README.md): the Boost.Asio and uvloop comparisons, wrk, and GNU
 # time for peak RSS. Node.js 20 is not in Debian 12 (it has 18); bench/run skips Node when
