@@ -4,6 +4,7 @@
 
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
+#include <uvasync/detail/requires_cxx20.hpp> // first: a clear error without C++20
 #include <uvasync/error.hpp>
 #include <uvasync/exception_group.hpp>
 #include <uvasync/gather.hpp>
