@@ -3,7 +3,10 @@
 // docs/io/ describes each facility and what cancelling it does (SEMANTICS 14).
 #pragma once
 
-#include <uvasync/detail/requires_cxx20.hpp> // first: a clear error without C++20
+// clang-format off: this include stays first
+#include <uvasync/detail/requires_cxx20.hpp> // a clear error without C++20
+// clang-format on
+
 #include <uvasync/io/address.hpp>
 #include <uvasync/io/dns.hpp>
 #include <uvasync/io/error.hpp>

@@ -2,9 +2,12 @@
 // The whole public API of uvasync.
 #pragma once
 
+// clang-format off: this include stays first
+#include <uvasync/detail/requires_cxx20.hpp> // a clear error without C++20
+// clang-format on
+
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
-#include <uvasync/detail/requires_cxx20.hpp> // first: a clear error without C++20
 #include <uvasync/error.hpp>
 #include <uvasync/exception_group.hpp>
 #include <uvasync/gather.hpp>
