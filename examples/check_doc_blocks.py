@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Checks that every C++ code block of the given Markdown files is compiled by the build.
+
+    check_doc_blocks.py SOURCE_ROOT FILE.md...
+
+A ```cpp block passes when it is, line for line, either a whole program under examples/ (the
+file without its leading comment header, e.g. docs/tutorial.md's steps are
+examples/tutorial/NN_*.cpp) or a contiguous excerpt of one (the README's echo server is part of
+examples/readme_echo.cpp). examples/meson.build builds every such file, so a block that passes
+compiles. Exits 1 naming each block that matches no file, with the closest file's diff.
+"""
+import difflib
+import pathlib
+import re
+import sys
+
+FENCE = re.compile(r"^```cpp\n(.*?)^```", re.S | re.M)
+
+
+def without_header(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines) and lines[i].startswith("//"):
+        i += 1
+    return "".join(lines[i:])
+
+
+def main() -> int:
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    root = pathlib.Path(sys.argv[1])
+    sources = {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
+               for p in sorted((root / "examples").rglob("*.cpp"))}
+    failures = 0
+    checked = 0
+    for md in sys.argv[2:]:
+        text = (root / md).read_text(encoding="utf-8")
+        for m in FENCE.finditer(text):
+            block = m.group(1)
+            line = text.count("\n", 0, m.start()) + 1
+            checked += 1
+            whole = [p for p, s in sources.items() if without_header(s) == block]
+            part = [p for p, s in sources.items() if block in s]
+            if whole:
+                print(f"{md}:{line}: the whole of {whole[0]}")
+                continue
+            if part:
+                print(f"{md}:{line}: an excerpt of {part[0]}")
+                continue
+            failures += 1
+            closest = max(sources, key=lambda p: difflib.SequenceMatcher(
+                None, without_header(sources[p]), block).ratio())
+            print(f"{md}:{line}: this cpp block is not compiled: it is neither a file under "
+                  f"examples/ nor an excerpt of one. Closest: {closest}", file=sys.stderr)
+            sys.stderr.writelines(difflib.unified_diff(
+                without_header(sources[closest]).splitlines(keepends=True),
+                block.splitlines(keepends=True), closest, f"{md}:{line}"))
+    print(f"check_doc_blocks: {checked} cpp blocks, {failures} not compiled")
+    return 1 if failures or checked == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
