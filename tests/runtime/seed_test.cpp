@@ -46,54 +46,55 @@ TEST_SUITE("seed") {
     }
 
     TEST_CASE("2. nested stage timeouts inside a 10 s envelope all complete at 6 s") {
-        check_trace(run_scenario(&seed::nested_timeouts), {{0, "starting stage 1"},
-                                                           {2000, "stage 1 complete"},
-                                                           {2000, "starting stage 2"},
-                                                           {3000, "stage 2 complete"},
-                                                           {3000, "starting stage 3"},
-                                                           {6000, "stage 3 complete"},
-                                                           {6000, "all stages completed"}});
+        check_trace(run_scenario(&seed::nested_timeouts), {{0, "Stage 1: fetching"},
+                                                           {2000, "Stage 1 done"},
+                                                           {2000, "Stage 2: processing"},
+                                                           {3000, "Stage 2 done"},
+                                                           {3000, "Stage 3: saving"},
+                                                           {6000, "Stage 3 done"}});
     }
 
     TEST_CASE("2b. an envelope rescheduled from inside lets all stages complete at 6 s") {
-        check_trace(run_scenario(&seed::rescheduled_envelope), {{0, "starting stage 1"},
-                                                                {2000, "stage 1 complete"},
+        check_trace(run_scenario(&seed::rescheduled_envelope), {{0, "Stage 1: fetching"},
+                                                                {2000, "Stage 1 done"},
                                                                 {2000, "envelope extended"},
-                                                                {2000, "starting stage 2"},
-                                                                {3000, "stage 2 complete"},
-                                                                {3000, "starting stage 3"},
-                                                                {6000, "stage 3 complete"},
+                                                                {2000, "Stage 2: processing"},
+                                                                {3000, "Stage 2 done"},
+                                                                {3000, "Stage 3: saving"},
+                                                                {6000, "Stage 3 done"},
                                                                 {6000, "all stages completed"}});
     }
 
     TEST_CASE("3. a worker cancelled at 2.5 s cleans up and its awaiter sees it cancelled") {
-        check_trace(run_scenario(&seed::cancel_worker), {{0, "working... step 0"},
-                                                         {1000, "working... step 1"},
-                                                         {2000, "working... step 2"},
-                                                         {2500, "worker cancelled, cleaning up"},
-                                                         {2500, "main: worker was cancelled"}});
+        check_trace(run_scenario(&seed::cancel_worker),
+                    {{0, "worker: step 0"},
+                     {1000, "worker: step 1"},
+                     {2000, "worker: step 2"},
+                     {2500, "Cancelling task..."},
+                     {2500, "worker: cancellation received, cleaning up"},
+                     {2500, "Task was cancelled"}});
     }
 
     TEST_CASE("4. wait_for with a 2 s limit on a 5 s operation times out at 2 s") {
-        check_trace(run_scenario(&seed::wait_for_timeout),
-                    {{0, "slow operation started"}, {2000, "wait_for timed out after 2s"}});
+        check_trace(run_scenario(&seed::wait_for_timeout), {{2000, "wait_for timed out"}});
     }
 
     TEST_CASE("5. deadline tracking stops cleanly when the next step cannot finish in time") {
         check_trace(run_scenario(&seed::deadline_tracking),
-                    {{1000, "processed item 0"},
-                     {2000, "processed item 1"},
-                     {3000, "processed item 2"},
-                     {4000, "processed item 3"},
-                     {4000, "not enough time for item 4, stopping early"},
-                     {4000, "done within the deadline"}});
+                    {{0, "Step 0: doing work"},
+                     {1000, "Step 1: doing work"},
+                     {2000, "Step 2: doing work"},
+                     {3000, "Step 3: doing work"},
+                     {4000, "Out of time; aborting remaining steps"}});
     }
 
     TEST_CASE("6. per-request timeouts in a task group: 2 s, 3 s done, 6 s timed out at 5 s") {
-        check_trace(run_scenario(&seed::server_pattern), {{2000, "request 1 done"},
-                                                          {3000, "request 3 done"},
-                                                          {5000, "request 2 timed out"},
-                                                          {5000, "all requests handled"}});
+        check_trace(run_scenario(&seed::server_pattern), {{0, "Request req1 starting"},
+                                                          {0, "Request req2 starting"},
+                                                          {0, "Request req3 starting"},
+                                                          {2000, "Request req1 done"},
+                                                          {3000, "Request req3 done"},
+                                                          {5000, "Request req2 timed out"}});
     }
 
     TEST_CASE("7. wait_for(gather(...)) cancels every child and waits for their cleanup") {
