@@ -469,6 +469,9 @@ class environment;
 
 namespace detail {
 
+template <class T>
+struct listener_cell;
+
 /// The state of one `promise_from` call while its task runs. Owned by the environment's list
 /// of calls; freed after it settled, or at teardown without touching JavaScript.
 class call_base {
@@ -503,7 +506,7 @@ public:
     napi_async_context async = nullptr;
     napi_ref signal = nullptr;   // the AbortSignal, while listened to
     napi_ref listener = nullptr; // our 'abort' listener function, while registered
-    struct abort_cell* cell = nullptr;
+    listener_cell<call_base>* cell = nullptr; // our share of the abort listener's cell
     napi_ref reason = nullptr; // signal.reason at abort time
     uv_loop_t* loop = nullptr;
     bool holds_loop = false; // keeps Node's loop alive until settled
@@ -536,11 +539,29 @@ private:
     call_base* c_;
 };
 
-/// The data of an abort listener function: it outlives the call (the function may still be
-/// held by the signal), so the call is looked up through it. Freed by the function's finalizer.
-struct abort_cell {
-    call_base* target = nullptr;
+/// The data of a listener function we hand to JavaScript: the function may outlive what it
+/// points to (an abort listener the signal still holds; any function at environment
+/// teardown, whose finalizers run in an order of Node's choosing), so it reaches its target
+/// through this cell. Two owners: the function's finalizer and the target; the last frees it.
+template <class T>
+struct listener_cell {
+    T* target = nullptr;
+    int owners = 2;
+
+    /// Gives up one owner's share (loop thread only, like every Node-API call).
+    static void drop(listener_cell* c) noexcept {
+        if (--c->owners == 0) {
+            delete c;
+        }
+    }
+
+    /// A function calling `cb` with this cell as its data, owned by the function's finalizer
+    /// and by the caller (who must `drop` it).
+    static napi_value make_function(napi_env env, const char* name, napi_callback cb,
+                                    listener_cell*& out);
 };
+
+using abort_cell = listener_cell<call_base>;
 
 /// What `promise_from` needs to run a task as a call.
 template <class T, class ToJs>
@@ -586,6 +607,8 @@ private:
 ///
 /// **Thread:** the environment's thread only.
 class environment {
+    using exit_cell = detail::listener_cell<environment>;
+
 public:
     environment(const environment&) = delete;
     environment& operator=(const environment&) = delete;
@@ -621,6 +644,7 @@ public:
             detail::check(env_, napi_add_async_cleanup_hook(env_, &on_cleanup, this, &hook_),
                           "napi_add_async_cleanup_hook");
             rt_ = std::move(rt);
+            watch_process_exit();
         }
         return *rt_;
     }
@@ -715,8 +739,45 @@ private:
         if (rt_) { // the cleanup hook never ran: shut down here (outside uv_run as well)
             teardown();
         }
+        if (exit_cell_ != nullptr) {
+            exit_cell_->target = nullptr; // the listener function may outlive us
+            exit_cell::drop(exit_cell_);
+        }
         release(promise_ctor_);
         release(executor_);
+    }
+
+    /// `process.exit()` on the main thread runs no cleanup hook: Node shuts libuv's threadpool
+    /// down, joining its threads, and exits. A `to_thread` function still running would make
+    /// that wait forever, so every pending call is cancelled from a process 'exit' listener
+    /// (work that polls its token then returns). Emitted on every exit path, also in workers.
+    void watch_process_exit() {
+        napi_value fn = exit_cell::make_function(env_, "uvasyncOnExit", &on_process_exit, exit_cell_);
+        exit_cell_->target = this;
+        napi_value global = nullptr;
+        detail::check(env_, napi_get_global(env_, &global), "napi_get_global");
+        napi_value process = js::property(env_, global, "process");
+        napi_value args[2] = {js::string(env_, "exit"), fn};
+        napi_value ignored = nullptr;
+        detail::check(env_,
+                      napi_call_function(env_, process, js::property(env_, process, "on"), 2,
+                                         args, &ignored),
+                      "process.on('exit')");
+    }
+
+    static napi_value on_process_exit(napi_env env, napi_callback_info info) {
+        return guard(env, [&]() -> napi_value {
+            void* data = nullptr;
+            std::size_t argc = 0;
+            detail::check(env, napi_get_cb_info(env, info, &argc, nullptr, nullptr, &data),
+                          "napi_get_cb_info");
+            if (environment* self = static_cast<exit_cell*>(data)->target; self != nullptr) {
+                for (detail::call_base* c = self->calls_; c != nullptr; c = c->next) {
+                    c->handle.cancel("the process is exiting");
+                }
+            }
+            return nullptr;
+        });
     }
 
     void complete(detail::call_base* c) noexcept {
@@ -794,6 +855,7 @@ private:
     napi_ref capture_resolve_ = nullptr;
     napi_ref capture_reject_ = nullptr;
     detail::call_base* calls_ = nullptr; // doubly linked through call_base::prev/next
+    exit_cell* exit_cell_ = nullptr;      // shared with the process 'exit' listener
 };
 
 namespace detail {
@@ -802,6 +864,27 @@ inline napi_value ref_value(napi_env env, napi_ref ref) {
     napi_value v = nullptr;
     check(env, napi_get_reference_value(env, ref, &v), "napi_get_reference_value");
     return v;
+}
+
+template <class T>
+napi_value listener_cell<T>::make_function(napi_env env, const char* name, napi_callback cb,
+                                           listener_cell*& out) {
+    auto* cell = new listener_cell{};
+    napi_value fn = nullptr;
+    if (const napi_status s = napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, cell, &fn);
+        s != napi_ok) {
+        delete cell;
+        check(env, s, "napi_create_function");
+    }
+    if (const napi_status s = napi_add_finalizer(
+            env, fn, cell, [](napi_env, void* data, void*) { drop(static_cast<listener_cell*>(data)); },
+            nullptr, nullptr);
+        s != napi_ok) {
+        delete cell; // the function exists but is never handed out; it never runs
+        check(env, s, "napi_add_finalizer");
+    }
+    out = cell;
+    return fn;
 }
 
 inline finished_notice::~finished_notice() {
@@ -813,8 +896,8 @@ inline finished_notice::~finished_notice() {
 inline void call_base::discard(napi_env env) noexcept {
     (void)env;
     if (cell != nullptr) {
-        cell->target = nullptr; // the cell itself belongs to the listener function
-        cell = nullptr;
+        cell->target = nullptr;
+        abort_cell::drop(std::exchange(cell, nullptr));
     }
     owner->release(signal);
     owner->release(listener);
@@ -858,7 +941,7 @@ inline void call_base::settle(napi_env env) noexcept {
     // Stop listening first, so that an abort from here on finds nothing.
     if (cell != nullptr) {
         cell->target = nullptr;
-        cell = nullptr;
+        abort_cell::drop(std::exchange(cell, nullptr));
         try {
             napi_value s = ref_value(env, signal);
             napi_value remove = js::property(env, s, "removeEventListener");
@@ -1020,22 +1103,10 @@ inline napi_value rejected(napi_env env, napi_value reason) {
 
 /// Registers `c` on `signal` with addEventListener('abort', fn, { once: true }).
 inline void listen(napi_env env, call_base& c, napi_value signal) {
-    auto* cell = new abort_cell{};
-    napi_value fn = nullptr;
-    if (const napi_status s =
-            napi_create_function(env, "onAbort", NAPI_AUTO_LENGTH, &on_abort, cell, &fn);
-        s != napi_ok) {
-        delete cell;
-        check(env, s, "napi_create_function");
-    }
-    if (const napi_status s = napi_add_finalizer(
-            env, fn, cell,
-            [](napi_env, void* data, void*) { delete static_cast<abort_cell*>(data); }, nullptr,
-            nullptr);
-        s != napi_ok) {
-        delete cell;
-        check(env, s, "napi_add_finalizer");
-    }
+    abort_cell* cell = nullptr;
+    napi_value fn = abort_cell::make_function(env, "onAbort", &on_abort, cell);
+    // From here on the call owns one share of the cell, dropped by discard().
+    c.cell = cell;
     napi_value options = nullptr;
     napi_value yes = nullptr;
     check(env, napi_create_object(env, &options), "napi_create_object");
@@ -1050,7 +1121,6 @@ inline void listen(napi_env env, call_base& c, napi_value signal) {
     check(env, napi_create_reference(env, signal, 1, &c.signal), "napi_create_reference");
     check(env, napi_create_reference(env, fn, 1, &c.listener), "napi_create_reference");
     cell->target = &c;
-    c.cell = cell;
 }
 
 } // namespace detail
