@@ -6,13 +6,13 @@
 //
 // Every function returns a Promise and takes an optional last argument `{ signal, timeout }`.
 // docs/node.md explains each piece; its code examples are taken from this file.
-#include <fcntl.h>
-
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include <uvasync/node.hpp>
+
+#include <fcntl.h>
 
 namespace {
 
@@ -38,6 +38,7 @@ napi_value sleep_js(napi_env env, napi_callback_info info) {
         return node::promise_from(env, sleep_for(ms), args[1]);
     });
 }
+
 // [sleep]
 
 // u.resolve(host, opts) -> ['127.0.0.1', '::1', ...] (getaddrinfo on the threadpool).
@@ -64,7 +65,8 @@ napi_value to_array(napi_env env, std::vector<std::string>&& items) {
                         "napi_create_array_with_length");
     for (std::size_t i = 0; i < items.size(); ++i) {
         node::detail::check(
-            env, napi_set_element(env, array, static_cast<std::uint32_t>(i), js::string(env, items[i])),
+            env,
+            napi_set_element(env, array, static_cast<std::uint32_t>(i), js::string(env, items[i])),
             "napi_set_element");
     }
     return array;
@@ -124,6 +126,7 @@ napi_value read_file_js(napi_env env, napi_callback_info info) {
         return node::promise_from(env, read_whole_file(std::move(path)), to_buffer, args[1]);
     });
 }
+
 // [readFile]
 
 // [cpu]
@@ -147,6 +150,7 @@ task<double> spin(double iterations) {
     co_await uvasync::checkpoint();
     co_return result;
 }
+
 // [cpu]
 
 napi_value cpu_js(napi_env env, napi_callback_info info) {
@@ -224,7 +228,8 @@ napi_value init(napi_env env, napi_value exports) {
         const napi_property_descriptor functions[] = {
             {"sleep", nullptr, sleep_js, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
             {"resolve", nullptr, resolve_js, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-            {"readFile", nullptr, read_file_js, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+            {"readFile", nullptr, read_file_js, nullptr, nullptr, nullptr, napi_enumerable,
+             nullptr},
             {"cpu", nullptr, cpu_js, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
             {"fetchLine", nullptr, fetch_line_js, nullptr, nullptr, nullptr, napi_enumerable,
              nullptr},
@@ -237,6 +242,7 @@ napi_value init(napi_env env, napi_value exports) {
         return exports;
     });
 }
+
 // [init]
 
 } // namespace

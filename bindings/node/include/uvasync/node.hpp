@@ -7,14 +7,12 @@
 // docs/node.md walks through writing an addon with it.
 #pragma once
 
-#include <dlfcn.h>
-
 #include <chrono>
 #include <cmath>
-#include <cstring>
-#include <memory>
 #include <cstdint>
+#include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <optional>
 #include <stdexcept>
@@ -28,6 +26,8 @@
 #include <uv.h>
 #include <uvasync/io/error.hpp>
 #include <uvasync/uvasync.hpp>
+
+#include <dlfcn.h>
 
 /// The libuv version the addon was compiled against; the load check compares the host's with it.
 #ifndef UVASYNC_NODE_EXPECTED_UV_HEX
@@ -119,23 +119,21 @@ inline void check(napi_env env, napi_status status, const char* what) {
 
 /// "uvasync::fs::open" -> "open", "tcp_stream::connect 127.0.0.1:1" -> "connect".
 inline std::string syscall_of(std::string_view what) {
-    what = what.substr(0, what.find_first_of(" :") == std::string_view::npos
-                              ? what.size()
-                              : [&] {
-                                    // Skip "::" separators: the name ends at a space or ": ".
-                                    std::size_t i = 0;
-                                    while (i < what.size()) {
-                                        if (what[i] == ' ') {
-                                            return i;
-                                        }
-                                        if (what[i] == ':' &&
-                                            (i + 1 >= what.size() || what[i + 1] != ':')) {
-                                            return i;
-                                        }
-                                        i += what[i] == ':' ? 2 : 1;
-                                    }
-                                    return i;
-                                }());
+    what = what.substr(
+        0, what.find_first_of(" :") == std::string_view::npos ? what.size() : [&] {
+            // Skip "::" separators: the name ends at a space or ": ".
+            std::size_t i = 0;
+            while (i < what.size()) {
+                if (what[i] == ' ') {
+                    return i;
+                }
+                if (what[i] == ':' && (i + 1 >= what.size() || what[i + 1] != ':')) {
+                    return i;
+                }
+                i += what[i] == ':' ? 2 : 1;
+            }
+            return i;
+        }());
     if (const std::size_t k = what.rfind("::"); k != std::string_view::npos) {
         what = what.substr(k + 2);
     }
@@ -201,8 +199,8 @@ inline napi_value make_abort_error(napi_env env) {
 
 /// The `Error` named `TimeoutError` of an expired `{ timeout }`.
 inline napi_value make_timeout_error(napi_env env, double ms) {
-    std::string text = "The operation timed out after " +
-                       std::to_string(static_cast<std::int64_t>(ms)) + " ms";
+    std::string text =
+        "The operation timed out after " + std::to_string(static_cast<std::int64_t>(ms)) + " ms";
     return make_error(env, js_error::kind::error, "ETIMEDOUT", text, "TimeoutError");
 }
 
@@ -395,9 +393,8 @@ inline double to_number_in(napi_env env, napi_value v, const char* name, double 
                        : std::to_string(x);
         };
         throw range_error("ERR_OUT_OF_RANGE", std::string("The value of \"") + name +
-                                                  "\" is out of range. It must be >= " +
-                                                  text(lo) + " and <= " + text(hi) +
-                                                  ". Received " + text(d));
+                                                  "\" is out of range. It must be >= " + text(lo) +
+                                                  " and <= " + text(hi) + ". Received " + text(d));
     }
     return d;
 }
@@ -504,10 +501,10 @@ public:
     napi_ref resolve = nullptr;
     napi_ref reject = nullptr;
     napi_async_context async = nullptr;
-    napi_ref signal = nullptr;   // the AbortSignal, while listened to
-    napi_ref listener = nullptr; // our 'abort' listener function, while registered
+    napi_ref signal = nullptr;                // the AbortSignal, while listened to
+    napi_ref listener = nullptr;              // our 'abort' listener function, while registered
     listener_cell<call_base>* cell = nullptr; // our share of the abort listener's cell
-    napi_ref reason = nullptr; // signal.reason at abort time
+    napi_ref reason = nullptr;                // signal.reason at abort time
     uv_loop_t* loop = nullptr;
     bool holds_loop = false; // keeps Node's loop alive until settled
     bool aborted = false;
@@ -752,17 +749,18 @@ private:
     /// that wait forever, so every pending call is cancelled from a process 'exit' listener
     /// (work that polls its token then returns). Emitted on every exit path, also in workers.
     void watch_process_exit() {
-        napi_value fn = exit_cell::make_function(env_, "uvasyncOnExit", &on_process_exit, exit_cell_);
+        napi_value fn =
+            exit_cell::make_function(env_, "uvasyncOnExit", &on_process_exit, exit_cell_);
         exit_cell_->target = this;
         napi_value global = nullptr;
         detail::check(env_, napi_get_global(env_, &global), "napi_get_global");
         napi_value process = js::property(env_, global, "process");
         napi_value args[2] = {js::string(env_, "exit"), fn};
         napi_value ignored = nullptr;
-        detail::check(env_,
-                      napi_call_function(env_, process, js::property(env_, process, "on"), 2,
-                                         args, &ignored),
-                      "process.on('exit')");
+        detail::check(
+            env_,
+            napi_call_function(env_, process, js::property(env_, process, "on"), 2, args, &ignored),
+            "process.on('exit')");
     }
 
     static napi_value on_process_exit(napi_env env, napi_callback_info info) {
@@ -855,7 +853,7 @@ private:
     napi_ref capture_resolve_ = nullptr;
     napi_ref capture_reject_ = nullptr;
     detail::call_base* calls_ = nullptr; // doubly linked through call_base::prev/next
-    exit_cell* exit_cell_ = nullptr;      // shared with the process 'exit' listener
+    exit_cell* exit_cell_ = nullptr;     // shared with the process 'exit' listener
 };
 
 namespace detail {
@@ -877,8 +875,9 @@ napi_value listener_cell<T>::make_function(napi_env env, const char* name, napi_
         check(env, s, "napi_create_function");
     }
     if (const napi_status s = napi_add_finalizer(
-            env, fn, cell, [](napi_env, void* data, void*) { drop(static_cast<listener_cell*>(data)); },
-            nullptr, nullptr);
+            env, fn, cell,
+            [](napi_env, void* data, void*) { drop(static_cast<listener_cell*>(data)); }, nullptr,
+            nullptr);
         s != napi_ok) {
         delete cell; // the function exists but is never handed out; it never runs
         check(env, s, "napi_add_finalizer");
@@ -947,7 +946,8 @@ inline void call_base::settle(napi_env env) noexcept {
             napi_value remove = js::property(env, s, "removeEventListener");
             napi_value args[2] = {js::string(env, "abort"), ref_value(env, listener)};
             napi_value ignored = nullptr;
-            check(env, napi_call_function(env, s, remove, 2, args, &ignored), "removeEventListener");
+            check(env, napi_call_function(env, s, remove, 2, args, &ignored),
+                  "removeEventListener");
         } catch (...) {
             report_pending(env);
         }
@@ -1006,8 +1006,8 @@ task<void> run_call(call<T, ToJs>* c, task<T> body, finished_notice notice) {
     uv_update_time(c->loop);
     try {
         if (c->timeout_ms >= 0) {
-            auto scoped = uvasync::timeout(
-                std::chrono::duration<double, std::milli>(c->timeout_ms), std::move(body));
+            auto scoped = uvasync::timeout(std::chrono::duration<double, std::milli>(c->timeout_ms),
+                                           std::move(body));
             try {
                 if constexpr (std::is_void_v<T>) {
                     co_await scoped;
@@ -1153,9 +1153,9 @@ template <class T, class ToJs>
         const call_options o = parse_options(env, options);
         if (o.signal != nullptr) {
             bool aborted = false;
-            detail::check(env,
-                          napi_get_value_bool(env, js::property(env, o.signal, "aborted"), &aborted),
-                          "napi_get_value_bool");
+            detail::check(
+                env, napi_get_value_bool(env, js::property(env, o.signal, "aborted"), &aborted),
+                "napi_get_value_bool");
             if (aborted) {
                 napi_value reason = js::property(env, o.signal, "reason");
                 if (js::type_of(env, reason) == napi_undefined) {
@@ -1208,8 +1208,10 @@ template <class T, class ToJs>
 /// `promise_from` for tasks whose value needs no conversion beyond `undefined`.
 template <class T>
 requires std::is_void_v<T>
+
 [[nodiscard]] napi_value promise_from(napi_env env, task<T> t, napi_value options = nullptr) {
-    return promise_from(env, std::move(t), [](napi_env e) { return js::undefined(e); }, options);
+    return promise_from(
+        env, std::move(t), [](napi_env e) { return js::undefined(e); }, options);
 }
 
 } // namespace uvasync::node
