@@ -61,10 +61,10 @@ task<std::vector<std::string>> resolve_host(std::string host) {
 
 napi_value to_array(napi_env env, std::vector<std::string>&& items) {
     napi_value array = nullptr;
-    node::detail::check(env, napi_create_array_with_length(env, items.size(), &array),
-                        "napi_create_array_with_length");
+    node::check(env, napi_create_array_with_length(env, items.size(), &array),
+                "napi_create_array_with_length");
     for (std::size_t i = 0; i < items.size(); ++i) {
-        node::detail::check(
+        node::check(
             env,
             napi_set_element(env, array, static_cast<std::uint32_t>(i), js::string(env, items[i])),
             "napi_set_element");
@@ -169,25 +169,19 @@ napi_value cpu_js(napi_env env, napi_callback_info info) {
 // u.fetchLine(host, port, line, opts) -> string: connects over TCP, writes `line` and a
 // newline, reads one line back (without its newline).
 task<std::string> fetch_line(std::string host, std::uint16_t port, std::string line) {
-    std::string reply;
-    try {
-        auto lookup = uvasync::resolve(host, std::to_string(port));
-        uvasync::address_list list = co_await std::move(lookup);
-        if (list.empty()) {
-            throw node::uv_error(UV_EAI_NONAME, "getaddrinfo", host);
-        }
-        auto connecting = uvasync::tcp_stream::connect(*list.begin());
-        uvasync::tcp_stream s = co_await std::move(connecting);
-        co_await s.write(line + "\n");
-        auto reading = s.read_until("\n", 64 * 1024);
-        reply = co_await std::move(reading);
-        co_await s.close();
-    } catch (const std::system_error& e) {
-        if (e.code().category() != uvasync::uv_category()) {
-            throw;
-        }
-        throw node::uv_error(e.code().value(), node::detail::syscall_of(e.what()));
+    auto lookup = uvasync::resolve(host, std::to_string(port));
+    uvasync::address_list list = co_await std::move(lookup);
+    if (list.empty()) {
+        throw node::uv_error(UV_EAI_NONAME, "getaddrinfo", host);
     }
+    // Failures of connect, write and read are the runtime's std::system_error; the layer
+    // converts them (code 'ECONNREFUSED', syscall 'connect').
+    auto connecting = uvasync::tcp_stream::connect(*list.begin());
+    uvasync::tcp_stream s = co_await std::move(connecting);
+    co_await s.write(line + "\n");
+    auto reading = s.read_until("\n", 64 * 1024);
+    std::string reply = co_await std::move(reading);
+    co_await s.close();
     if (!reply.empty() && reply.back() == '\n') {
         reply.pop_back();
     }
@@ -236,9 +230,8 @@ napi_value init(napi_env env, napi_value exports) {
             {"activeTasks", nullptr, active_tasks_js, nullptr, nullptr, nullptr, napi_enumerable,
              nullptr},
         };
-        node::detail::check(env,
-                            napi_define_properties(env, exports, std::size(functions), functions),
-                            "napi_define_properties");
+        node::check(env, napi_define_properties(env, exports, std::size(functions), functions),
+                    "napi_define_properties");
         return exports;
     });
 }

@@ -117,23 +117,14 @@ inline void check(napi_env env, napi_status status, const char* what) {
     throw napi_failure(text);
 }
 
-/// "uvasync::fs::open" -> "open", "tcp_stream::connect 127.0.0.1:1" -> "connect".
+/// The system call named by a runtime error message: the first word, without its namespaces
+/// and without a trailing ':' ("uvasync::fs::open" -> "open",
+/// "tcp_stream::connect 127.0.0.1:1: connection refused" -> "connect").
 inline std::string syscall_of(std::string_view what) {
-    what = what.substr(
-        0, what.find_first_of(" :") == std::string_view::npos ? what.size() : [&] {
-            // Skip "::" separators: the name ends at a space or ": ".
-            std::size_t i = 0;
-            while (i < what.size()) {
-                if (what[i] == ' ') {
-                    return i;
-                }
-                if (what[i] == ':' && (i + 1 >= what.size() || what[i + 1] != ':')) {
-                    return i;
-                }
-                i += what[i] == ':' ? 2 : 1;
-            }
-            return i;
-        }());
+    what = what.substr(0, what.find(' '));
+    while (!what.empty() && what.back() == ':') {
+        what.remove_suffix(1);
+    }
     if (const std::size_t k = what.rfind("::"); k != std::string_view::npos) {
         what = what.substr(k + 2);
     }
@@ -276,6 +267,10 @@ inline void report_pending(napi_env env) noexcept {
 }
 
 } // namespace detail
+
+/// Throws when a Node-API call did not return `napi_ok`; `guard` and `promise_from` turn that
+/// into the JavaScript exception the call left pending, or an `Error` naming `what`.
+using detail::check;
 
 /// Runs `f()` at a Node-API callback's boundary: returns its value, or, if it throws, throws
 /// the matching JavaScript error and returns null. No C++ exception crosses into Node.
@@ -989,9 +984,14 @@ inline void call_base::settle(napi_env env) noexcept {
     } catch (...) {
         report_pending(env);
     }
+    // The async context outlives the callback scope (async_hooks: 'after' before 'destroy').
+    napi_async_context context = std::exchange(async, nullptr);
     discard(env);
     if (in_callback) {
         (void)napi_close_callback_scope(env, cb); // runs the reactions (microtasks, ticks)
+    }
+    if (context != nullptr) {
+        (void)napi_async_destroy(env, context);
     }
     (void)napi_close_handle_scope(env, scope);
 }
