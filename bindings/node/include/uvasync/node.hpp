@@ -567,11 +567,7 @@ public:
 private:
     napi_value value(napi_env env) override {
         if constexpr (std::is_void_v<T>) {
-            if constexpr (std::is_invocable_v<ToJs&, napi_env>) {
-                return to_js_(env);
-            } else {
-                return js::undefined(env);
-            }
+            return to_js_(env);
         } else {
             return to_js_(env, std::move(*result));
         }
@@ -1125,6 +1121,21 @@ inline void listen(napi_env env, call_base& c, napi_value signal) {
 
 } // namespace detail
 
+namespace detail {
+
+template <class ToJs, class T>
+struct converts : std::is_invocable_r<napi_value, ToJs&, napi_env, T&&> {};
+
+template <class ToJs>
+struct converts<ToJs, void> : std::is_invocable_r<napi_value, ToJs&, napi_env> {};
+
+} // namespace detail
+
+/// How `promise_from` converts a task's `T` into a JavaScript value: `to_js(env, T&&)`, or
+/// `to_js(env)` for `task<void>`; returns a `napi_value`, may throw.
+template <class ToJs, class T>
+concept converter = detail::converts<ToJs, T>::value;
+
 /// Runs `t` as a task of the environment's runtime and returns a Promise of its result.
 ///
 /// - The Promise settles only after the task has completely finished, its cleanup included,
@@ -1145,7 +1156,7 @@ inline void listen(napi_env env, call_base& c, napi_value signal) {
 ///   failures with a pending JavaScript exception reject with that exception.
 ///
 /// **Thread:** the environment's JavaScript thread, from a Node-API callback.
-template <class T, class ToJs>
+template <class T, converter<T> ToJs>
 [[nodiscard]] napi_value promise_from(napi_env env, task<T> t, ToJs to_js,
                                       napi_value options = nullptr) {
     try {
