@@ -112,6 +112,12 @@ UVASYNC_EXPORT int uvasync_runtime_close(uvasync_runtime_t* rt, uvasync_close_cb
 
 UVASYNC_EXPORT uv_loop_t* uvasync_runtime_loop(const uvasync_runtime_t* rt);
 
+/* While on (calls nest), the runtime's cross-thread wake-up keeps the loop alive, so uv_run
+ * waits for uvasync_scope_cancel_threadsafe from other threads even when nothing else is
+ * active. Off by default: a cancel from another thread is processed the next time the loop
+ * runs. */
+UVASYNC_EXPORT void uvasync_runtime_keep_alive(uvasync_runtime_t* rt, int on);
+
 /* The loop clock in milliseconds (uv_now); deadlines are on this clock. */
 UVASYNC_EXPORT uint64_t uvasync_now(const uvasync_runtime_t* rt);
 

@@ -161,6 +161,12 @@ uv_loop_t* uvasync_runtime_loop(const uvasync_runtime_t* r) {
     return r == nullptr ? nullptr : static_cast<const c_runtime*>(r)->loop;
 }
 
+void uvasync_runtime_keep_alive(uvasync_runtime_t* r, int on) {
+    if (r != nullptr && !static_cast<c_runtime*>(r)->handles_closing) {
+        static_cast<c_runtime*>(r)->rt.keep_loop_alive(on != 0);
+    }
+}
+
 uint64_t uvasync_now(const uvasync_runtime_t* r) {
     if (r == nullptr) {
         return 0;
