@@ -150,7 +150,11 @@ static void on_sigint(uv_signal_t* sig, int signum) {
     uvasync_scope_cancel(srv->shutdown, "SIGINT");
 }
 
-/* --demo: two clients in the same process ------------------------------------------------ */
+/* --demo: two clients in the same process ------------------------------------------------
+ * The slow client connects and sends nothing: it is cut when its request times out. The fast
+ * client sends a line half a request timeout later, gets it back and stays connected, so its
+ * connection's next request is pending when the demo raises SIGINT at itself (once the slow
+ * client was cut and the reply came back); the shutdown scope then cancels it. */
 
 typedef struct {
     server* srv;
@@ -160,24 +164,40 @@ typedef struct {
     char buf[64];
     uv_buf_t msg;
     const char* name;
-    int* done;
+    int replies;
+    int64_t delay_ms;
 } client;
+
+static int demo_steps;
+
+static void demo_step(void) {
+    if (++demo_steps == 2) {
+        uv_kill(uv_os_getpid(), SIGINT); /* a reply came back and the slow client was cut */
+    }
+}
 
 static void on_client_closed(uv_handle_t* h) {
     client* cl = (client*)h->data;
     uvasync_scope_free(cl->scope);
-    if (++*cl->done == 2) {
-        uv_kill(uv_os_getpid(), SIGINT); /* both clients finished: stop the server */
-    }
 }
 
 static void on_client_reply(uvasync_req_t* req, int status) {
     client* cl = (client*)req->data;
     if (status == 0) {
         printf("%s: got %.*s", cl->name, (int)req->result, cl->buf);
+        if (++cl->replies == 1) {
+            demo_step();
+        }
+        if (uvasync_read_until(&cl->req, cl->scope, (uv_stream_t*)&cl->tcp, cl->buf,
+                               sizeof cl->buf, '\n', on_client_reply) == 0) {
+            return; /* stays connected until the server closes */
+        }
     } else {
         printf("%s: %s (the server closed the connection)\n", cl->name,
                uvasync_err_name(status));
+        if (cl->replies == 0) {
+            demo_step();
+        }
     }
     uvasync_stream_close(cl->srv->rt, (uv_stream_t*)&cl->tcp, on_client_closed);
 }
@@ -190,9 +210,19 @@ static void on_client_sent(uvasync_req_t* req, int status) {
     }
 }
 
+static void on_client_connected(uvasync_req_t* req, int status);
+
+static void on_client_delayed(uvasync_req_t* req, int status) {
+    client* cl = (client*)req->data;
+    cl->delay_ms = 0;
+    on_client_connected(req, status);
+}
+
 static void on_client_connected(uvasync_req_t* req, int status) {
     client* cl = (client*)req->data;
-    if (status == 0 && cl->msg.len > 0) {
+    if (status == 0 && cl->delay_ms > 0) {
+        status = uvasync_sleep(&cl->req, cl->scope, cl->delay_ms, on_client_delayed);
+    } else if (status == 0 && cl->msg.len > 0) {
         status = uvasync_write(&cl->req, cl->scope, (uv_stream_t*)&cl->tcp, &cl->msg, 1,
                                on_client_sent);
     } else if (status == 0) { /* the slow client sends nothing and waits */
@@ -205,11 +235,11 @@ static void on_client_connected(uvasync_req_t* req, int status) {
 }
 
 static void start_client(client* cl, server* srv, const char* name, const char* text,
-                         const struct sockaddr* addr, int* done) {
+                         int64_t delay_ms, const struct sockaddr* addr) {
     memset(cl, 0, sizeof *cl);
+    cl->delay_ms = delay_ms;
     cl->srv = srv;
     cl->name = name;
-    cl->done = done;
     cl->msg = uv_buf_init((char*)text, (unsigned int)strlen(text));
     cl->tcp.data = cl;
     cl->req.data = cl;
@@ -223,7 +253,7 @@ int main(int argc, char** argv) {
     static client fast, slow;
     int demo = argc > 1 && strcmp(argv[1], "--demo") == 0;
     int port = demo ? 0 : (argc > 1 ? atoi(argv[1]) : 7002);
-    int done = 0, namelen;
+    int namelen;
     server srv;
     uv_loop_t loop;
     struct sockaddr_in addr;
@@ -254,8 +284,9 @@ int main(int argc, char** argv) {
     uv_signal_start(&srv.sigint, on_sigint, SIGINT);
 
     if (demo) {
-        start_client(&fast, &srv, "fast client", "hello\n", (const struct sockaddr*)&addr, &done);
-        start_client(&slow, &srv, "slow client", "", (const struct sockaddr*)&addr, &done);
+        start_client(&slow, &srv, "slow client", "", 0, (const struct sockaddr*)&addr);
+        start_client(&fast, &srv, "fast client", "hello\n", srv.request_ms / 2,
+                     (const struct sockaddr*)&addr);
     }
 
     uv_run(&loop, UV_RUN_DEFAULT);
