@@ -72,6 +72,13 @@ run_consumer() {
     fi
     printf '%s\n' "$out"
     [[ $out == *"consumer: ok"* ]] || fail "$build/consumer did not print 'consumer: ok'"
+    # The C API, from the same subproject.
+    if ! out=$("$build/consumer_c" 2>&1); then
+        printf '%s\n' "$out"
+        fail "$build/consumer_c exited non-zero"
+    fi
+    printf '%s\n' "$out"
+    [[ $out == *"consumer-c: ok"* ]] || fail "$build/consumer_c did not print 'consumer-c: ok'"
 }
 
 # configure NAME SETUP_ARGS... ; checks the log, then builds and runs
@@ -116,5 +123,30 @@ for name in system provided; do
     step "$name: meson setup --reconfigure"
     configure_and_check "$name" reconfigure --reconfigure "-Dprovide_libuv=$provide"
 done
+
+# The installed library: install uvasync into a prefix, then build the C consumer with nothing
+# but pkg-config (the way a plain Makefile project would).
+step "installed: meson install, then cc \$(pkg-config --cflags --libs uvasync-c)"
+prefix=$work/prefix
+installed_build=$work/build-installed
+if ! meson setup "$installed_build" "$src_root" --prefix "$prefix" --libdir lib \
+    -Dtests=disabled -Dexamples=disabled -Dbench=disabled "${extra_args[@]}" \
+    >"$work/installed-setup.log" 2>&1; then
+    cat "$work/installed-setup.log"
+    fail "installed: configure failed"
+fi
+meson install -C "$installed_build" >"$work/installed-install.log" 2>&1 ||
+    { cat "$work/installed-install.log"; fail "installed: meson install failed"; }
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+pkg-config --exists uvasync-c || fail "installed: no uvasync-c.pc"
+echo "consumer: pkg-config uvasync-c: $(pkg-config --cflags --libs uvasync-c)"
+# shellcheck disable=SC2046 # word splitting of pkg-config output is intended
+${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -pedantic -Werror \
+    "$here/project/main_c.c" -o "$work/consumer_c_installed" \
+    $(pkg-config --cflags --libs uvasync-c) || fail "installed: the C consumer did not build"
+out=$(LD_LIBRARY_PATH=$prefix/lib "$work/consumer_c_installed" 2>&1) ||
+    { printf '%s\n' "$out"; fail "installed: the C consumer exited non-zero"; }
+printf '%s\n' "$out"
+[[ $out == *"consumer-c: ok"* ]] || fail "installed: the C consumer did not print 'consumer-c: ok'"
 
 step "all configurations passed"
