@@ -9,13 +9,13 @@
  *   c_line_server --demo   serve on a free port, run a fast and a slow client against it,
  *                          then raise SIGINT at itself and exit 0 after the clean shutdown
  */
+#include <uv.h>
+#include <uvasync.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <uv.h>
-#include <uvasync.h>
 
 typedef struct {
     uv_loop_t* loop;
@@ -105,8 +105,7 @@ static void on_line(uvasync_req_t* req, int status) {
     } else if (status == UV_ETIMEDOUT) {
         printf("server: client sent no line within %lld ms, cut\n", (long long)c->srv->request_ms);
     } else if (status == UV_ECANCELED) {
-        printf("server: connection closed for shutdown (%s)\n",
-               uvasync_scope_reason(c->request));
+        printf("server: connection closed for shutdown (%s)\n", uvasync_scope_reason(c->request));
     }
     end_connection(c); /* UV_EOF, an error, or a cancellation */
 }
@@ -188,13 +187,12 @@ static void on_client_reply(uvasync_req_t* req, int status) {
         if (++cl->replies == 1) {
             demo_step();
         }
-        if (uvasync_read_until(&cl->req, cl->scope, (uv_stream_t*)&cl->tcp, cl->buf,
-                               sizeof cl->buf, '\n', on_client_reply) == 0) {
+        if (uvasync_read_until(&cl->req, cl->scope, (uv_stream_t*)&cl->tcp, cl->buf, sizeof cl->buf,
+                               '\n', on_client_reply) == 0) {
             return; /* stays connected until the server closes */
         }
     } else {
-        printf("%s: %s (the server closed the connection)\n", cl->name,
-               uvasync_err_name(status));
+        printf("%s: %s (the server closed the connection)\n", cl->name, uvasync_err_name(status));
         if (cl->replies == 0) {
             demo_step();
         }
@@ -223,8 +221,8 @@ static void on_client_connected(uvasync_req_t* req, int status) {
     if (status == 0 && cl->delay_ms > 0) {
         status = uvasync_sleep(&cl->req, cl->scope, cl->delay_ms, on_client_delayed);
     } else if (status == 0 && cl->msg.len > 0) {
-        status = uvasync_write(&cl->req, cl->scope, (uv_stream_t*)&cl->tcp, &cl->msg, 1,
-                               on_client_sent);
+        status =
+            uvasync_write(&cl->req, cl->scope, (uv_stream_t*)&cl->tcp, &cl->msg, 1, on_client_sent);
     } else if (status == 0) { /* the slow client sends nothing and waits */
         status = uvasync_read_until(&cl->req, cl->scope, (uv_stream_t*)&cl->tcp, cl->buf,
                                     sizeof cl->buf, '\n', on_client_reply);

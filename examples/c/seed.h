@@ -5,12 +5,12 @@
 #ifndef UVASYNC_SEED_H
 #define UVASYNC_SEED_H
 
+#include <uv.h>
+#include <uvasync.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <uv.h>
-#include <uvasync.h>
 
 static int64_t S = 1000; /* one scenario second, in loop-clock milliseconds */
 static uint64_t seed_start;

@@ -21,10 +21,10 @@
 #ifndef UVASYNC_H
 #define UVASYNC_H
 
+#include <uv.h>
+
 #include <stddef.h>
 #include <stdint.h>
-
-#include <uv.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -158,8 +158,7 @@ UVASYNC_EXPORT int uvasync_scope_cancel_requested(const uvasync_scope_t* scope);
 
 /* Calls cb(scope, status, arg) once, on the loop thread, after the scope is cancelled (in a
  * later callback if it already is). Dropped by uvasync_scope_free. */
-UVASYNC_EXPORT int uvasync_scope_on_cancel(uvasync_scope_t* scope, uvasync_cancel_cb cb,
-                                           void* arg);
+UVASYNC_EXPORT int uvasync_scope_on_cancel(uvasync_scope_t* scope, uvasync_cancel_cb cb, void* arg);
 
 /* 0 while not cancelled; otherwise the status an operation under it gets now: UV_ECANCELED,
  * UV_ETIMEDOUT or UVASYNC_ECLOSED (decided by the outermost cancelled scope). */
@@ -179,9 +178,9 @@ UVASYNC_EXPORT int uvasync_sleep(uvasync_req_t* req, uvasync_scope_t* scope, int
 
 /* uv_getaddrinfo; `node` or `service` may be NULL (not both). req->addrinfo is valid during
  * the callback. Resolver failures are UV_EAI_*. */
-UVASYNC_EXPORT int uvasync_getaddrinfo(uvasync_req_t* req, uvasync_scope_t* scope,
-                                       const char* node, const char* service,
-                                       const struct addrinfo* hints, uvasync_cb cb);
+UVASYNC_EXPORT int uvasync_getaddrinfo(uvasync_req_t* req, uvasync_scope_t* scope, const char* node,
+                                       const char* service, const struct addrinfo* hints,
+                                       uvasync_cb cb);
 
 /* Runs work(req) on the threadpool, then calls cb on the loop thread. Queued work is taken back
  * on cancellation; running work is waited for (it may poll uvasync_scope_cancel_requested). */
@@ -232,8 +231,8 @@ UVASYNC_EXPORT int uvasync_write(uvasync_req_t* req, uvasync_scope_t* scope, uv_
                                  const uv_buf_t bufs[], unsigned int nbufs, uvasync_cb cb);
 UVASYNC_EXPORT int uvasync_tcp_connect(uvasync_req_t* req, uvasync_scope_t* scope, uv_tcp_t* tcp,
                                        const struct sockaddr* addr, uvasync_cb cb);
-UVASYNC_EXPORT int uvasync_shutdown(uvasync_req_t* req, uvasync_scope_t* scope,
-                                    uv_stream_t* stream, uvasync_cb cb);
+UVASYNC_EXPORT int uvasync_shutdown(uvasync_req_t* req, uvasync_scope_t* scope, uv_stream_t* stream,
+                                    uvasync_cb cb);
 /* Starts listening (uv_listen) with the library's connection callback; then use
  * uvasync_accept. A connection that arrives while nobody accepts stays queued. */
 UVASYNC_EXPORT int uvasync_listen(uvasync_runtime_t* rt, uv_stream_t* server, int backlog);

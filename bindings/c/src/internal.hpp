@@ -62,7 +62,9 @@ struct c_runtime : uvasync_runtime_s {
     uvasync_close_cb close_cb = nullptr;
 
     void defer(deferred* d) noexcept;
+
     void started() noexcept { ++pending; }
+
     void finished() noexcept;
     void maybe_close() noexcept;
     void release() noexcept;
@@ -100,7 +102,9 @@ struct c_scope : uvasync_scope_s {
     [[nodiscard]] int status() const noexcept;
     bool cancel(cause why, const char* why_text) noexcept;
     int set_deadline(uint64_t abs) noexcept;
+
     void add_ref() noexcept { ++refs; }
+
     void release() noexcept;
 };
 

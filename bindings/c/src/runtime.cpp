@@ -59,19 +59,20 @@ void c_runtime::on_idle() noexcept {
         }
         handles_closing = true;
         uv_idle_stop(&idle);
-        auto close_idle = [this] {
-            uv_close(reinterpret_cast<uv_handle_t*>(&idle), [](uv_handle_t* h) {
-                auto* self = static_cast<c_runtime*>(h->data);
-                if (self->close_cb != nullptr) {
-                    self->close_cb(self);
-                }
-                self->release();
-            });
-        };
         try {
-            rt.close_from_callback(close_idle);
+            rt.close_from_callback([this] {
+                uv_close(reinterpret_cast<uv_handle_t*>(&idle), [](uv_handle_t* h) {
+                    auto* self = static_cast<c_runtime*>(h->data);
+                    if (self->close_cb != nullptr) {
+                        self->close_cb(self);
+                    }
+                    self->release();
+                });
+            });
         } catch (...) {
-            close_idle(); // cannot happen (nothing is pending); still call back
+            // Work posted from another thread started a task meanwhile: try again next time.
+            handles_closing = false;
+            uv_idle_start(&idle, [](uv_idle_t* h) { static_cast<c_runtime*>(h->data)->on_idle(); });
         }
         return;
     }

@@ -34,6 +34,7 @@ task<> watch(std::shared_ptr<deadline_slot> slot, deadline when) {
 struct cancel_note final : deferred {
     struct fire {
         cancel_note* note;
+
         void operator()() const noexcept { note->scope->rt->defer(note); }
     };
 

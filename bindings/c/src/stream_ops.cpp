@@ -37,6 +37,7 @@ struct stream_state {
     std::vector<stream_op*> after_close; // called back from the close callback
 
     void close(uv_close_cb user_cb) noexcept;
+
     void stop_reading() noexcept {
         if (reading) {
             uv_read_stop(stream);
@@ -50,6 +51,7 @@ enum class op_kind { read_some, read_exactly, read_until, write, connect, shutdo
 struct stream_op final : deferred {
     struct abort_fn {
         stream_op* op;
+
         void operator()() const noexcept { op->abort(); }
     };
 
@@ -106,12 +108,14 @@ struct stream_op final : deferred {
     ssize_t result = 0;
     bool aborted = false;
     bool kick = false; // a read queued to be served from the buffer
+
     union {
         uv_req_t any;
         uv_write_t write;
         uv_connect_t connect;
         uv_shutdown_t shutdown;
     } uvreq{};
+
     std::optional<cancel_callback<abort_fn>> reg;
 };
 
@@ -489,8 +493,8 @@ int uvasync_read_some(uvasync_req_t* req, uvasync_scope_t* scope, uv_stream_t* s
     return start_read(req, scope, stream, buf, len, 0, op_kind::read_some, cb);
 }
 
-int uvasync_read_exactly(uvasync_req_t* req, uvasync_scope_t* scope, uv_stream_t* stream,
-                         char* buf, size_t len, uvasync_cb cb) {
+int uvasync_read_exactly(uvasync_req_t* req, uvasync_scope_t* scope, uv_stream_t* stream, char* buf,
+                         size_t len, uvasync_cb cb) {
     return start_read(req, scope, stream, buf, len, 0, op_kind::read_exactly, cb);
 }
 

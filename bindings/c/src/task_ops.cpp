@@ -26,6 +26,7 @@ namespace {
 struct task_op {
     struct cancel_self {
         task_op* op;
+
         void operator()() const noexcept { op->handle.cancel(); }
     };
 
@@ -153,10 +154,13 @@ struct getaddrinfo_op final : task_op {
 /// An fs call on a descriptor the program owns: the C++ file object only borrows it.
 struct borrowed_file {
     fs::file f;
+
     borrowed_file(uv_loop_t* loop, uv_file fd) noexcept
         : f(loop, fd) {}
+
     borrowed_file(const borrowed_file&) = delete;
     borrowed_file& operator=(const borrowed_file&) = delete;
+
     ~borrowed_file() { (void)f.release(); }
 };
 
@@ -231,6 +235,7 @@ struct work_op final : task_op {
     struct run_work {
         uvasync_work_cb work;
         uvasync_req_t* req;
+
         void operator()() const { work(req); }
     };
 
@@ -317,8 +322,8 @@ int uvasync_fs_close(uvasync_req_t* req, uvasync_scope_t* scope, uv_file file, u
     return start_fs(req, scope, cb, fs_kind::close, [&](fs_op& o) { o.fd = file; });
 }
 
-int uvasync_fs_read(uvasync_req_t* req, uvasync_scope_t* scope, uv_file file, char* buf,
-                    size_t len, int64_t offset, uvasync_cb cb) {
+int uvasync_fs_read(uvasync_req_t* req, uvasync_scope_t* scope, uv_file file, char* buf, size_t len,
+                    int64_t offset, uvasync_cb cb) {
     if (file < 0) {
         return UV_EBADF;
     }
@@ -356,8 +361,7 @@ int uvasync_fs_stat(uvasync_req_t* req, uvasync_scope_t* scope, const char* path
     return start_fs(req, scope, cb, fs_kind::stat, [&](fs_op& o) { o.path = path; });
 }
 
-int uvasync_fs_unlink(uvasync_req_t* req, uvasync_scope_t* scope, const char* path,
-                      uvasync_cb cb) {
+int uvasync_fs_unlink(uvasync_req_t* req, uvasync_scope_t* scope, const char* path, uvasync_cb cb) {
     if (path == nullptr) {
         return UV_EINVAL;
     }

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Bad input gets a negative UV_E* code and no callback: NULL arguments, out-of-range values,
  * a closing runtime, a second close, a stream the library closed. */
-#include <fcntl.h>
-
 #include "check.h"
+
+#include <fcntl.h>
 
 static void nulls_and_ranges(void) {
     uv_loop_t loop;
@@ -58,8 +58,7 @@ static void nulls_and_ranges(void) {
     CHECK_EQ(uvasync_fs_mkdir(counted(&r), s, NULL, 0755, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_fs_rmdir(counted(&r), s, NULL, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_read_some(counted(&r), s, NULL, buf, 4, counted_cb), UV_EINVAL);
-    CHECK_EQ(uvasync_read_some(counted(&r), s, (uv_stream_t*)&tcp, NULL, 4, counted_cb),
-             UV_EINVAL);
+    CHECK_EQ(uvasync_read_some(counted(&r), s, (uv_stream_t*)&tcp, NULL, 4, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_read_exactly(counted(&r), s, (uv_stream_t*)&tcp, buf, 0, counted_cb),
              UV_EINVAL);
     CHECK_EQ(uvasync_read_until(counted(&r), s, (uv_stream_t*)&tcp, NULL, 4, '\n', counted_cb),

@@ -5,66 +5,66 @@
 #ifndef UVASYNC_C_CHECK_H
 #define UVASYNC_C_CHECK_H
 
+#include <uv.h>
+#include <uvasync.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <uv.h>
-#include <uvasync.h>
-
 static int check_failures_ = 0;
 static int check_count_ = 0;
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        ++check_count_;                                                                          \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);             \
-            ++check_failures_;                                                                   \
-        }                                                                                        \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        ++check_count_;                                                                            \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            ++check_failures_;                                                                     \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                                           \
-    do {                                                                                         \
-        long long va_ = (long long)(a);                                                          \
-        long long vb_ = (long long)(b);                                                          \
-        ++check_count_;                                                                          \
-        if (va_ != vb_) {                                                                        \
-            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld vs %lld", __FILE__,          \
-                    __LINE__, #a, #b, va_, vb_);                                                 \
-            if (va_ < 0 && va_ > -6000) {                                                        \
-                fprintf(stderr, " = %s", uvasync_err_name((int)va_));                            \
-            }                                                                                    \
-            fprintf(stderr, ")\n");                                                              \
-            ++check_failures_;                                                                   \
-        }                                                                                        \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long va_ = (long long)(a);                                                            \
+        long long vb_ = (long long)(b);                                                            \
+        ++check_count_;                                                                            \
+        if (va_ != vb_) {                                                                          \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld vs %lld", __FILE__, __LINE__,  \
+                    #a, #b, va_, vb_);                                                             \
+            if (va_ < 0 && va_ > -6000) {                                                          \
+                fprintf(stderr, " = %s", uvasync_err_name((int)va_));                              \
+            }                                                                                      \
+            fprintf(stderr, ")\n");                                                                \
+            ++check_failures_;                                                                     \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_STREQ(a, b)                                                                        \
-    do {                                                                                         \
-        ++check_count_;                                                                          \
-        if (strcmp((a), (b)) != 0) {                                                             \
-            fprintf(stderr, "%s:%d: CHECK_STREQ failed: \"%s\" vs \"%s\"\n", __FILE__, __LINE__, \
-                    (a), (b));                                                                   \
-            ++check_failures_;                                                                   \
-        }                                                                                        \
+#define CHECK_STREQ(a, b)                                                                          \
+    do {                                                                                           \
+        ++check_count_;                                                                            \
+        if (strcmp((a), (b)) != 0) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK_STREQ failed: \"%s\" vs \"%s\"\n", __FILE__, __LINE__,   \
+                    (a), (b));                                                                     \
+            ++check_failures_;                                                                     \
+        }                                                                                          \
     } while (0)
 
 /* Aborts the test program: used where going on would crash. */
-#define REQUIRE(cond)                                                                            \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);           \
-            exit(1);                                                                             \
-        }                                                                                        \
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);             \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
-#define RUN_TEST(fn)                                                                             \
-    do {                                                                                         \
-        int before_ = check_failures_;                                                           \
-        fprintf(stderr, "[ RUN  ] %s\n", #fn);                                                   \
-        fn();                                                                                    \
-        fprintf(stderr, "[ %s ] %s\n", check_failures_ == before_ ? " OK " : "FAIL", #fn);       \
+#define RUN_TEST(fn)                                                                               \
+    do {                                                                                           \
+        int before_ = check_failures_;                                                             \
+        fprintf(stderr, "[ RUN  ] %s\n", #fn);                                                     \
+        fn();                                                                                      \
+        fprintf(stderr, "[ %s ] %s\n", check_failures_ == before_ ? " OK " : "FAIL", #fn);         \
     } while (0)
 
 static inline int check_summary(void) {

@@ -7,11 +7,11 @@
 
 typedef struct {
     uv_loop_t loop;
-    uv_timer_t ticker;   /* the host's own repeating timer */
-    uv_timer_t closer;   /* the host closes the runtime from here */
-    uv_tcp_t server;     /* a plain libuv echo server */
-    uv_tcp_t peer;       /* its one accepted connection */
-    uv_tcp_t client;     /* connected through the C API */
+    uv_timer_t ticker; /* the host's own repeating timer */
+    uv_timer_t closer; /* the host closes the runtime from here */
+    uv_tcp_t server;   /* a plain libuv echo server */
+    uv_tcp_t peer;     /* its one accepted connection */
+    uv_tcp_t client;   /* connected through the C API */
     uvasync_runtime_t* rt;
     uvasync_scope_t* scope;
     int ticks;

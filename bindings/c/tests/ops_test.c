@@ -2,11 +2,11 @@
 /* The operations the C++ layer runs (sleep, getaddrinfo, fs, work): each completes, fails, is
  * cancelled before start, while pending and after completion (completion wins), and times out,
  * with every callback counted. */
+#include "check.h"
+
 #include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
-
-#include "check.h"
 
 typedef struct {
     uv_loop_t loop;
@@ -138,24 +138,22 @@ static void getaddrinfo_cases(void) {
     hints.ai_family = AF_INET;
     hints.ai_flags = AI_NUMERICHOST;
     setup(&f);
-    CHECK_EQ(uvasync_getaddrinfo(counted(&ok), f.scope, "127.0.0.1", "80", &hints, on_resolved),
-             0);
+    CHECK_EQ(uvasync_getaddrinfo(counted(&ok), f.scope, "127.0.0.1", "80", &hints, on_resolved), 0);
     run(&f);
     CHECK_EQ(ok.calls, 1);
     CHECK_EQ(ok.status, 0);
     CHECK_EQ(saw_loopback, 1);
 
-    CHECK_EQ(uvasync_getaddrinfo(counted(&bad), f.scope, "not an address", NULL, &hints,
-                                 counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_getaddrinfo(counted(&bad), f.scope, "not an address", NULL, &hints, counted_cb), 0);
     run(&f);
     CHECK_EQ(bad.calls, 1);
     CHECK_EQ(bad.status, UV_EAI_NONAME);
 
     CHECK_EQ(uvasync_scope_set_timeout(f.scope, 0), 0);
-    CHECK_EQ(uvasync_getaddrinfo(counted(&cancelled), f.scope, "127.0.0.1", NULL, &hints,
-                                 counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_getaddrinfo(counted(&cancelled), f.scope, "127.0.0.1", NULL, &hints, counted_cb),
+        0);
     run(&f);
     CHECK_EQ(cancelled.calls, 1);
     CHECK_EQ(cancelled.status, UV_ETIMEDOUT);
@@ -215,9 +213,9 @@ static void fs_round_trip(void) {
     setup(&f);
     snprintf(path, sizeof path, "capi_fs_test_%d.tmp", (int)uv_os_getpid());
 
-    CHECK_EQ(uvasync_fs_open(counted(&r), f.scope, path, O_CREAT | O_TRUNC | O_RDWR, 0644,
-                             counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_fs_open(counted(&r), f.scope, path, O_CREAT | O_TRUNC | O_RDWR, 0644, counted_cb),
+        0);
     run(&f);
     CHECK_EQ(r.calls, 1);
     CHECK_EQ(r.status, 0);

@@ -2,18 +2,18 @@
 /* Stream operations on the program's own TCP handles over loopback: connect, accept, reads
  * (some, exactly, until), write, shutdown; each completing, failing, cancelled before start,
  * while pending and after completion, and timing out. */
-#include <netinet/in.h>
-
 #include "check.h"
 
+#include <netinet/in.h>
+
 /* Runs the loop until `cond` holds (bounded, so a bug fails instead of hanging). */
-#define RUN_UNTIL(loop, cond)                                                                    \
-    do {                                                                                         \
-        int spins_ = 0;                                                                          \
-        while (!(cond) && spins_++ < 100000) {                                                   \
-            uv_run((loop), UV_RUN_ONCE);                                                         \
-        }                                                                                        \
-        CHECK(cond);                                                                             \
+#define RUN_UNTIL(loop, cond)                                                                      \
+    do {                                                                                           \
+        int spins_ = 0;                                                                            \
+        while (!(cond) && spins_++ < 100000) {                                                     \
+            uv_run((loop), UV_RUN_ONCE);                                                           \
+        }                                                                                          \
+        CHECK(cond);                                                                               \
     } while (0)
 
 typedef struct {
@@ -46,8 +46,8 @@ static void connect_pair(net* n) {
     REQUIRE(uv_tcp_bind(&n->server, (const struct sockaddr*)&n->addr, 0) == 0);
     REQUIRE(uv_tcp_getsockname(&n->server, (struct sockaddr*)&n->addr, &len) == 0);
     CHECK_EQ(uvasync_listen(n->rt, (uv_stream_t*)&n->server, 16), 0);
-    CHECK_EQ(uvasync_accept(counted(&a), n->scope, (uv_stream_t*)&n->server,
-                            (uv_stream_t*)&n->conn, counted_cb),
+    CHECK_EQ(uvasync_accept(counted(&a), n->scope, (uv_stream_t*)&n->server, (uv_stream_t*)&n->conn,
+                            counted_cb),
              0);
     CHECK_EQ(uvasync_tcp_connect(counted(&c), n->scope, &n->client,
                                  (const struct sockaddr*)&n->addr, counted_cb),
@@ -108,18 +108,18 @@ static void reads_complete(void) {
     CHECK_STREQ(buf, "world");
 
     memset(buf, 0, sizeof buf);
-    CHECK_EQ(uvasync_read_some(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, sizeof buf,
-                               counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_read_some(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, sizeof buf, counted_cb),
+        0);
     RUN_UNTIL(&n.loop, r.calls == 1);
     CHECK_EQ(r.result, 1);
     CHECK_STREQ(buf, "!");
 
     /* Fails: no delimiter within the buffer's size; the data stays buffered. */
     write_str(&n, &n.client, "abcdef");
-    CHECK_EQ(uvasync_read_until(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, 4, '\n',
-                                counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_read_until(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, 4, '\n', counted_cb),
+        0);
     RUN_UNTIL(&n.loop, r.calls == 1);
     CHECK_EQ(r.status, UV_ENOBUFS);
     memset(buf, 0, sizeof buf);
@@ -135,9 +135,9 @@ static void reads_complete(void) {
         RUN_UNTIL(&n.loop, s.calls == 1);
         CHECK_EQ(s.status, 0);
     }
-    CHECK_EQ(uvasync_read_some(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, sizeof buf,
-                               counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_read_some(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, sizeof buf, counted_cb),
+        0);
     RUN_UNTIL(&n.loop, r.calls == 1);
     CHECK_EQ(r.status, UV_EOF);
     teardown(&n, 1, 1, 0);
@@ -204,9 +204,9 @@ static void read_cancellation_keeps_data(void) {
     uvasync_scope_free(s);
 
     /* Closing the stream ends a pending read (UV_ECANCELED) before the close callback. */
-    CHECK_EQ(uvasync_read_some(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, sizeof buf,
-                               counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_read_some(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, sizeof buf, counted_cb),
+        0);
     CHECK_EQ(uvasync_stream_close(n.rt, (uv_stream_t*)&n.conn, on_handle_closed), 0);
     CHECK_EQ(uvasync_stream_close(n.rt, (uv_stream_t*)&n.conn, on_handle_closed), UV_EALREADY);
     RUN_UNTIL(&n.loop, n.closed == 1);
@@ -219,7 +219,9 @@ static void write_cancellation_closes_the_stream(void) {
     net n;
     counted_req w, later;
     uvasync_scope_t* s = NULL;
+
     enum { big = 64 * 1024 * 1024 };
+
     char* data = calloc(1, big);
     uv_buf_t buf = uv_buf_init(data, big);
     REQUIRE(data != NULL);
@@ -272,9 +274,9 @@ static void connect_and_shutdown_cancellation(void) {
      * close callback. */
     REQUIRE(uv_tcp_init(&n.loop, &extra) == 0);
     CHECK_EQ(uvasync_scope_new(n.rt, n.scope, &sc), 0);
-    CHECK_EQ(uvasync_tcp_connect(counted(&c), sc, &extra, (const struct sockaddr*)&n.addr,
-                                 counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_tcp_connect(counted(&c), sc, &extra, (const struct sockaddr*)&n.addr, counted_cb),
+        0);
     CHECK_EQ(uvasync_scope_cancel(sc, NULL), 0);
     RUN_UNTIL(&n.loop, c.calls == 1);
     CHECK_EQ(c.status, UV_ECANCELED);
@@ -286,9 +288,9 @@ static void connect_and_shutdown_cancellation(void) {
     other.data = &n;
     CHECK_EQ(uvasync_scope_new(n.rt, n.scope, &sc), 0);
     CHECK_EQ(uvasync_scope_set_timeout(sc, 0), 0);
-    CHECK_EQ(uvasync_tcp_connect(counted(&c), sc, &other, (const struct sockaddr*)&n.addr,
-                                 counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_tcp_connect(counted(&c), sc, &other, (const struct sockaddr*)&n.addr, counted_cb),
+        0);
     RUN_UNTIL(&n.loop, c.calls == 1);
     CHECK_EQ(c.status, UV_ETIMEDOUT);
     CHECK_EQ(uv_is_closing((uv_handle_t*)&other), 0); /* nothing was started */
@@ -326,9 +328,9 @@ static void accept_cancellation_leaves_the_connection_queued(void) {
     /* Times out while pending. */
     CHECK_EQ(uvasync_scope_new(n.rt, n.scope, &s), 0);
     CHECK_EQ(uvasync_scope_set_timeout(s, 5), 0);
-    CHECK_EQ(uvasync_accept(counted(&acc), s, (uv_stream_t*)&n.server, (uv_stream_t*)&a2,
-                            counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_accept(counted(&acc), s, (uv_stream_t*)&n.server, (uv_stream_t*)&a2, counted_cb),
+        0);
     RUN_UNTIL(&n.loop, acc.calls == 1);
     CHECK_EQ(acc.status, UV_ETIMEDOUT);
     uvasync_scope_free(s);
@@ -360,9 +362,9 @@ static void runtime_close_with_streams_pending(void) {
     connect_pair(&n);
     REQUIRE(uv_tcp_init(&n.loop, &a2) == 0);
     a2.data = &n;
-    CHECK_EQ(uvasync_read_some(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, sizeof buf,
-                               counted_cb),
-             0);
+    CHECK_EQ(
+        uvasync_read_some(counted(&r), n.scope, (uv_stream_t*)&n.conn, buf, sizeof buf, counted_cb),
+        0);
     CHECK_EQ(uvasync_accept(counted(&a), n.scope, (uv_stream_t*)&n.server, (uv_stream_t*)&a2,
                             counted_cb),
              0);

@@ -48,6 +48,7 @@ static void noop_work(uvasync_req_t* req) {
 
 static void cancel_races_completion(void) {
     enum { rounds = 200 };
+
     uv_loop_t loop;
     uvasync_runtime_t* rt = open_runtime(&loop);
     int i, completed = 0, cancelled = 0, other = 0, notes = 0;
@@ -114,6 +115,7 @@ static void race_cancel(void* arg) {
 
 static void concurrent_cancels_transition_once(void) {
     enum { threads = 8 };
+
     uv_loop_t loop;
     uvasync_runtime_t* rt = open_runtime(&loop);
     uvasync_scope_t* s = NULL;

@@ -2,10 +2,10 @@
 /* A C program written from docs/c-api.md only: three requests, each in its own scope with a
  * timeout under one server scope; the slow one times out, every callback comes exactly once,
  * and the loop closes. Built against uvasync-c (subproject or installed, via pkg-config). */
-#include <stdio.h>
-
 #include <uv.h>
 #include <uvasync.h>
+
+#include <stdio.h>
 
 typedef struct {
     uvasync_req_t req;
