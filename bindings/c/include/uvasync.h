@@ -103,11 +103,12 @@ UVASYNC_EXPORT const char* uvasync_err_name(int err);
  * while one of its operations is pending. */
 UVASYNC_EXPORT int uvasync_runtime_init(uv_loop_t* loop, uvasync_runtime_t** out);
 
-/* Cancels every scope (operations call back with UVASYNC_ECLOSED), then calls `cb` once the
- * last operation has called back and the runtime's handles are closed; after `cb` returns the
- * runtime is freed and, once uv_run returns, uv_loop_close() returns 0. `cb` may be NULL.
- * Later calls on the runtime (and on its scopes, except uvasync_scope_free) fail with
- * UVASYNC_ECLOSED; a second close returns UV_EALREADY. */
+/* Cancels every scope (operations and on-cancel callbacks call back with UVASYNC_ECLOSED),
+ * then calls `cb` (may be NULL) once the last of them has called back and the runtime's
+ * handles are closed: once uv_run returns, uv_loop_close() returns 0. Callable from inside any
+ * callback. The runtime is freed after `cb` once no scope refers to it (free your scopes, before
+ * or after). From this call on, starting anything returns UVASYNC_ECLOSED; a second close returns
+ * UV_EALREADY. */
 UVASYNC_EXPORT int uvasync_runtime_close(uvasync_runtime_t* rt, uvasync_close_cb cb);
 
 UVASYNC_EXPORT uv_loop_t* uvasync_runtime_loop(const uvasync_runtime_t* rt);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The C API inside a program that already runs its own libuv handles: a repeating timer, an
- * idle-free echo server written with plain libuv callbacks, and uvasync operations beside
+ * echo server written with plain libuv callbacks, and uvasync operations beside
  * them. The program closes the runtime from one of its own timer callbacks while operations
  * are pending; its handles keep working, and uv_loop_close() returns 0 at the end. */
 #include "check.h"
