@@ -140,11 +140,14 @@ meson install -C "$installed_build" >"$work/installed-install.log" 2>&1 ||
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
 pkg-config --exists uvasync-c || fail "installed: no uvasync-c.pc"
 echo "consumer: pkg-config uvasync-c: $(pkg-config --cflags --libs uvasync-c)"
+# libuvasync_c.so needs libuvasync.so: outside the loader's default paths the linker finds it
+# through LD_LIBRARY_PATH, like the program at run time.
+export LD_LIBRARY_PATH=$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # shellcheck disable=SC2046 # word splitting of pkg-config output is intended
 ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -pedantic -Werror \
     "$here/project/main_c.c" -o "$work/consumer_c_installed" \
     $(pkg-config --cflags --libs uvasync-c) || fail "installed: the C consumer did not build"
-out=$(LD_LIBRARY_PATH=$prefix/lib "$work/consumer_c_installed" 2>&1) ||
+out=$("$work/consumer_c_installed" 2>&1) ||
     { printf '%s\n' "$out"; fail "installed: the C consumer exited non-zero"; }
 printf '%s\n' "$out"
 [[ $out == *"consumer-c: ok"* ]] || fail "installed: the C consumer did not print 'consumer-c: ok'"
