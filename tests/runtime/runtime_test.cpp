@@ -813,8 +813,9 @@ TEST_SUITE("runtime") {
         REQUIRE(uv_timer_init(&loop, &h.timer) == 0);
         h.timer.data = &h;
         // The timer runs before the runtime's first drain (libuv runs timers first in an
-        // iteration), so the first attempt finds the task unfinished and is refused; the next,
-        // closes the runtime's handles without running the loop (it is running already).
+        // iteration), so the first attempt finds the task unfinished and is refused; the next, once
+        // it finished, closes the runtime's handles without running the loop (it is running
+        // already).
         uv_timer_start(
             &h.timer,
             [](uv_timer_t* t) {
