@@ -228,7 +228,27 @@ static void write_cancellation_closes_the_stream(void) {
     connect_pair(&n);
 
     /* Completed, then cancelled: the result stands. */
-    write_str(&n, &n.client, "small");
+    {
+        counted_req small;
+        uv_buf_t text = uv_buf_init("small", 5);
+        CHECK_EQ(uvasync_scope_new(n.rt, n.scope, &s), 0);
+        CHECK_EQ(uvasync_write(counted(&small), s, (uv_stream_t*)&n.client, &text, 1, counted_cb),
+                 0);
+        RUN_UNTIL(&n.loop, small.calls == 1);
+        CHECK_EQ(uvasync_scope_cancel(s, NULL), 0);
+        uv_run(&n.loop, UV_RUN_NOWAIT);
+        CHECK_EQ(small.calls, 1);
+        CHECK_EQ(small.status, 0);
+        CHECK_EQ(small.result, 5);
+        CHECK_EQ(uv_is_closing((uv_handle_t*)&n.client), 0);
+        /* Cancelled before start: nothing is written, the stream stays open. */
+        CHECK_EQ(uvasync_write(counted(&small), s, (uv_stream_t*)&n.client, &text, 1, counted_cb),
+                 0);
+        RUN_UNTIL(&n.loop, small.calls == 1);
+        CHECK_EQ(small.status, UV_ECANCELED);
+        CHECK_EQ(uv_is_closing((uv_handle_t*)&n.client), 0);
+        uvasync_scope_free(s);
+    }
 
     /* Pending (the peer does not read 64 MB), then cancelled: the stream is closed and the
      * callback comes after its close callback. */
@@ -246,6 +266,27 @@ static void write_cancellation_closes_the_stream(void) {
              UV_EBADF);
     CHECK_EQ(later.calls, 0);
     uvasync_scope_free(s);
+
+    /* A shutdown waits behind a pending write; cancelling it closes the stream, and both
+     * callbacks come after the close callback: the cancelled shutdown with its scope's status,
+     * the write (whose scope was not cancelled) with libuv's UV_ECANCELED. */
+    {
+        net m;
+        counted_req sd;
+        connect_pair(&m);
+        CHECK_EQ(uvasync_scope_new(m.rt, m.scope, &s), 0);
+        CHECK_EQ(uvasync_write(counted(&w), m.scope, (uv_stream_t*)&m.client, &buf, 1, counted_cb),
+                 0);
+        CHECK_EQ(uvasync_shutdown(counted(&sd), s, (uv_stream_t*)&m.client, counted_cb), 0);
+        uv_run(&m.loop, UV_RUN_NOWAIT);
+        CHECK_EQ(sd.calls, 0);
+        CHECK_EQ(uvasync_scope_set_timeout(s, 0), 0);
+        RUN_UNTIL(&m.loop, sd.calls == 1 && w.calls == 1);
+        CHECK_EQ(sd.status, UV_ETIMEDOUT);
+        CHECK_EQ(w.status, UV_ECANCELED);
+        uvasync_scope_free(s);
+        teardown(&m, 0, 1, 0);
+    }
 
     /* Times out the same way. */
     {
