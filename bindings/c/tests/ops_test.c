@@ -150,6 +150,31 @@ static void getaddrinfo_cases(void) {
     CHECK_EQ(bad.calls, 1);
     CHECK_EQ(bad.status, UV_EAI_NONAME);
 
+    /* Cancelled while pending (queued or running on the threadpool): one callback, with the
+     * cancellation or, if it had already run, the answer (completion wins). */
+    {
+        uvasync_scope_t* s = NULL;
+        counted_req pending;
+        CHECK_EQ(uvasync_scope_new(f.rt, f.scope, &s), 0);
+        CHECK_EQ(uvasync_getaddrinfo(counted(&pending), s, "127.0.0.1", NULL, &hints, counted_cb),
+                 0);
+        CHECK_EQ(uvasync_scope_cancel(s, NULL), 0);
+        run(&f);
+        CHECK_EQ(pending.calls, 1);
+        CHECK(pending.status == 0 || pending.status == UV_ECANCELED);
+        uvasync_scope_free(s);
+        /* After completion: the answer stands. */
+        CHECK_EQ(uvasync_scope_new(f.rt, f.scope, &s), 0);
+        CHECK_EQ(uvasync_getaddrinfo(counted(&pending), s, "127.0.0.1", NULL, &hints, counted_cb),
+                 0);
+        run(&f);
+        CHECK_EQ(uvasync_scope_cancel(s, NULL), 0);
+        run(&f);
+        CHECK_EQ(pending.calls, 1);
+        CHECK_EQ(pending.status, 0);
+        uvasync_scope_free(s);
+    }
+
     CHECK_EQ(uvasync_scope_set_timeout(f.scope, 0), 0);
     CHECK_EQ(
         uvasync_getaddrinfo(counted(&cancelled), f.scope, "127.0.0.1", NULL, &hints, counted_cb),
@@ -175,6 +200,33 @@ static void self_cancelling_work(uvasync_req_t* req) {
     uvasync_scope_cancel_threadsafe(req->scope, "from the worker");
     while (!uvasync_scope_cancel_requested(req->scope)) {
     }
+}
+
+/* Polls its scope and stops early once the scope is cancelled (SEMANTICS 14.6). */
+static int polled;
+
+static void polling_work(uvasync_req_t* req) {
+    polled = 1;
+    while (!uvasync_scope_cancel_requested(req->scope)) {
+        uv_sleep(1);
+    }
+}
+
+static void work_times_out(void) {
+    fixture f;
+    counted_req a;
+    setup(&f);
+    polled = 0;
+    CHECK_EQ(uvasync_scope_set_timeout(f.scope, 5), 0);
+    CHECK_EQ(uvasync_queue_work(counted(&a), f.scope, polling_work, counted_cb), 0);
+    run(&f);
+    CHECK_EQ(a.calls, 1);
+    /* Running work cannot be taken back: it returned, so its result is delivered (D-2); work
+     * still queued at the deadline (a busy threadpool) is taken back and never runs. */
+    CHECK(a.status == (polled ? 0 : UV_ETIMEDOUT));
+    CHECK_EQ(uvasync_scope_expired(f.scope), 1);
+    CHECK_EQ(uvasync_scope_status(f.scope), UV_ETIMEDOUT);
+    teardown(&f);
 }
 
 static void work_cases(void) {
@@ -352,6 +404,7 @@ int main(void) {
     RUN_TEST(runtime_close_cancels_pending_with_closed);
     RUN_TEST(getaddrinfo_cases);
     RUN_TEST(work_cases);
+    RUN_TEST(work_times_out);
     RUN_TEST(fs_round_trip);
     RUN_TEST(fs_directories_and_cancellation);
     RUN_TEST(fs_times_out_before_start);
