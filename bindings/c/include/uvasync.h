@@ -208,6 +208,15 @@ UVASYNC_EXPORT int uvasync_fs_mkdir(uvasync_req_t* req, uvasync_scope_t* scope, 
                                     int mode, uvasync_cb cb);
 UVASYNC_EXPORT int uvasync_fs_rmdir(uvasync_req_t* req, uvasync_scope_t* scope, const char* path,
                                     uvasync_cb cb);
+/* Lists the directory `path` without "." and "..": on success req->result is the number of
+ * entries, read them with uvasync_fs_scandir_entry during the callback. */
+UVASYNC_EXPORT int uvasync_fs_scandir(uvasync_req_t* req, uvasync_scope_t* scope, const char* path,
+                                      uvasync_cb cb);
+/* In the callback of a successful uvasync_fs_scandir: the name of entry `index` (valid until
+ * the callback returns) and, if `type` is not NULL, its type; NULL for an index out of range
+ * or another request. */
+UVASYNC_EXPORT const char* uvasync_fs_scandir_entry(const uvasync_req_t* req, size_t index,
+                                                    uv_dirent_type_t* type);
 
 /* Streams: the program's own uv_stream_t / uv_tcp_t. One read at a time per stream.
  * Data read past what a read asked for stays buffered for the next read; a cancelled read

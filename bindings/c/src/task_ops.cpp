@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <uvasync/io/dns.hpp>
 #include <uvasync/io/fs.hpp>
@@ -164,7 +165,7 @@ struct borrowed_file {
     ~borrowed_file() { (void)f.release(); }
 };
 
-enum class fs_kind { open, close, read, write, stat, unlink, rename, mkdir, rmdir };
+enum class fs_kind { open, close, read, write, stat, unlink, rename, mkdir, rmdir, scandir };
 
 struct fs_op final : task_op {
     fs_op(uvasync_req_t* r, c_scope* s, uvasync_cb c, fs_kind k)
@@ -208,6 +209,9 @@ struct fs_op final : task_op {
         case fs_kind::rmdir:
             co_await fs::rmdir(path);
             co_return 0;
+        case fs_kind::scandir:
+            entries = co_await fs::scandir(path);
+            co_return static_cast<ssize_t>(entries.size());
         }
         co_return UV_EINVAL;
     }
@@ -229,6 +233,7 @@ struct fs_op final : task_op {
     std::size_t len = 0;
     int64_t offset = -1;
     uv_stat_t statbuf{};
+    std::vector<fs::dir_entry> entries;
 };
 
 struct work_op final : task_op {
@@ -395,6 +400,30 @@ int uvasync_fs_rmdir(uvasync_req_t* req, uvasync_scope_t* scope, const char* pat
         return UV_EINVAL;
     }
     return start_fs(req, scope, cb, fs_kind::rmdir, [&](fs_op& o) { o.path = path; });
+}
+
+int uvasync_fs_scandir(uvasync_req_t* req, uvasync_scope_t* scope, const char* path,
+                       uvasync_cb cb) {
+    if (path == nullptr) {
+        return UV_EINVAL;
+    }
+    return start_fs(req, scope, cb, fs_kind::scandir, [&](fs_op& o) { o.path = path; });
+}
+
+const char* uvasync_fs_scandir_entry(const uvasync_req_t* req, size_t index,
+                                     uv_dirent_type_t* type) {
+    if (req == nullptr || req->type != UVASYNC_REQ_FS || req->internal_ == nullptr) {
+        return nullptr;
+    }
+    // Valid during the callback only: the operation is freed right after it.
+    auto* op = dynamic_cast<const fs_op*>(static_cast<const task_op*>(req->internal_));
+    if (op == nullptr || op->kind != fs_kind::scandir || index >= op->entries.size()) {
+        return nullptr;
+    }
+    if (type != nullptr) {
+        *type = op->entries[index].type;
+    }
+    return op->entries[index].name.c_str();
 }
 
 } // extern "C"

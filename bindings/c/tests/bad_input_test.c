@@ -57,6 +57,9 @@ static void nulls_and_ranges(void) {
     CHECK_EQ(uvasync_fs_rename(counted(&r), s, "a", NULL, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_fs_mkdir(counted(&r), s, NULL, 0755, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_fs_rmdir(counted(&r), s, NULL, counted_cb), UV_EINVAL);
+    CHECK_EQ(uvasync_fs_scandir(counted(&r), s, NULL, counted_cb), UV_EINVAL);
+    CHECK(uvasync_fs_scandir_entry(NULL, 0, NULL) == NULL);
+    CHECK(uvasync_fs_scandir_entry(&r.req, 0, NULL) == NULL);
     CHECK_EQ(uvasync_read_some(counted(&r), s, NULL, buf, 4, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_read_some(counted(&r), s, (uv_stream_t*)&tcp, NULL, 4, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_read_exactly(counted(&r), s, (uv_stream_t*)&tcp, buf, 0, counted_cb),

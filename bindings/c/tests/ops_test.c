@@ -306,10 +306,23 @@ static void fs_round_trip(void) {
     teardown(&f);
 }
 
+static char listed_name[32];
+static uv_dirent_type_t listed_type;
+static int listed_past_end;
+
+static void on_listed(uvasync_req_t* req, int status) {
+    const char* name;
+    counted_cb(req, status);
+    if (status == 0 && (name = uvasync_fs_scandir_entry(req, 0, &listed_type)) != NULL) {
+        snprintf(listed_name, sizeof listed_name, "%s", name);
+    }
+    listed_past_end = uvasync_fs_scandir_entry(req, (size_t)req->result, NULL) == NULL;
+}
+
 static void fs_directories_and_cancellation(void) {
     fixture f;
     counted_req r, pending;
-    char dir[64], dir2[64];
+    char dir[64], dir2[64], sub[80];
     setup(&f);
     snprintf(dir, sizeof dir, "capi_fs_dir_%d", (int)uv_os_getpid());
     snprintf(dir2, sizeof dir2, "capi_fs_dir2_%d", (int)uv_os_getpid());
@@ -317,6 +330,23 @@ static void fs_directories_and_cancellation(void) {
     run(&f);
     CHECK_EQ(r.status, 0);
     CHECK_EQ(uvasync_fs_rename(counted(&r), f.scope, dir, dir2, counted_cb), 0);
+    run(&f);
+    CHECK_EQ(r.status, 0);
+
+    /* scandir: one subdirectory, listed by name and type during the callback. */
+    snprintf(sub, sizeof sub, "%s/sub", dir2);
+    CHECK_EQ(uvasync_fs_mkdir(counted(&r), f.scope, sub, 0755, counted_cb), 0);
+    run(&f);
+    CHECK_EQ(r.status, 0);
+    CHECK_EQ(uvasync_fs_scandir(counted(&r), f.scope, dir2, on_listed), 0);
+    run(&f);
+    CHECK_EQ(r.calls, 1);
+    CHECK_EQ(r.status, 0);
+    CHECK_EQ(r.result, 1);
+    CHECK_STREQ(listed_name, "sub");
+    CHECK_EQ(listed_type, UV_DIRENT_DIR);
+    CHECK_EQ(listed_past_end, 1);
+    CHECK_EQ(uvasync_fs_rmdir(counted(&r), f.scope, sub, counted_cb), 0);
     run(&f);
     CHECK_EQ(r.status, 0);
 
