@@ -114,6 +114,34 @@ static void runtime_close_cancels_pending_with_closed(void) {
     CHECK_EQ(a.status, UVASYNC_ECLOSED);
 }
 
+static uvasync_runtime_t* closing_rt;
+
+static void close_from_callback(uvasync_req_t* req, int status) {
+    counted_cb(req, status);
+    CHECK_EQ(uvasync_runtime_close(closing_rt, on_runtime_closed_), 0);
+}
+
+/* The program closes the runtime from inside an operation's callback. */
+static void runtime_closed_from_a_callback(void) {
+    uv_loop_t loop;
+    uvasync_runtime_t* rt = open_runtime(&loop);
+    uvasync_scope_t* s = NULL;
+    counted_req first, pending;
+    int before = closed_calls_;
+    closing_rt = rt;
+    CHECK_EQ(uvasync_scope_new(rt, NULL, &s), 0);
+    CHECK_EQ(uvasync_sleep(counted(&first), s, 1, close_from_callback), 0);
+    CHECK_EQ(uvasync_sleep(counted(&pending), s, 600000, counted_cb), 0);
+    uvasync_scope_free(s);
+    CHECK_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    CHECK_EQ(first.calls, 1);
+    CHECK_EQ(first.status, 0);
+    CHECK_EQ(pending.calls, 1);
+    CHECK_EQ(pending.status, UVASYNC_ECLOSED);
+    CHECK_EQ(closed_calls_, before + 1);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
 /* getaddrinfo ------------------------------------------------------------------------------ */
 
 static int saw_loopback;
@@ -432,6 +460,7 @@ int main(void) {
     RUN_TEST(sleep_cancelled_after_completion);
     RUN_TEST(sleep_times_out);
     RUN_TEST(runtime_close_cancels_pending_with_closed);
+    RUN_TEST(runtime_closed_from_a_callback);
     RUN_TEST(getaddrinfo_cases);
     RUN_TEST(work_cases);
     RUN_TEST(work_times_out);
