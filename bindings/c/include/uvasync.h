@@ -30,8 +30,10 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
+#if defined(_WIN32) && defined(UVASYNC_BUILDING)
 #define UVASYNC_EXPORT __declspec(dllexport)
+#elif defined(_WIN32)
+#define UVASYNC_EXPORT __declspec(dllimport)
 #elif defined(__GNUC__)
 #define UVASYNC_EXPORT __attribute__((visibility("default")))
 #else
