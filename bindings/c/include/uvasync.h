@@ -210,6 +210,14 @@ UVASYNC_EXPORT int uvasync_fs_mkdir(uvasync_req_t* req, uvasync_scope_t* scope, 
                                     int mode, uvasync_cb cb);
 UVASYNC_EXPORT int uvasync_fs_rmdir(uvasync_req_t* req, uvasync_scope_t* scope, const char* path,
                                     uvasync_cb cb);
+/* Reads the whole file `path` into buf (req->result = its size; UV_ENOBUFS if it is larger than
+ * len, and then buf is not written): open, read and close, each a cancellation point. */
+UVASYNC_EXPORT int uvasync_fs_read_file(uvasync_req_t* req, uvasync_scope_t* scope,
+                                        const char* path, char* buf, size_t len, uvasync_cb cb);
+/* Creates or truncates `path` (mode 0644) and writes data (req->result = len). */
+UVASYNC_EXPORT int uvasync_fs_write_file(uvasync_req_t* req, uvasync_scope_t* scope,
+                                         const char* path, const char* data, size_t len,
+                                         uvasync_cb cb);
 /* Lists the directory `path` without "." and "..": on success req->result is the number of
  * entries, read them with uvasync_fs_scandir_entry during the callback. */
 UVASYNC_EXPORT int uvasync_fs_scandir(uvasync_req_t* req, uvasync_scope_t* scope, const char* path,

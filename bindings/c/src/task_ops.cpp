@@ -2,10 +2,12 @@
 // Operations the C++ layer already does correctly (sleep, getaddrinfo, fs, threadpool work):
 // each runs as a task spawned on the runtime, cancelled through a registration on the scope's
 // token, and calls the program back exactly once from the end of that task.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -165,7 +167,20 @@ struct borrowed_file {
     ~borrowed_file() { (void)f.release(); }
 };
 
-enum class fs_kind { open, close, read, write, stat, unlink, rename, mkdir, rmdir, scandir };
+enum class fs_kind {
+    open,
+    close,
+    read,
+    write,
+    stat,
+    unlink,
+    rename,
+    mkdir,
+    rmdir,
+    scandir,
+    read_file,
+    write_file
+};
 
 struct fs_op final : task_op {
     fs_op(uvasync_req_t* r, c_scope* s, uvasync_cb c, fs_kind k)
@@ -212,6 +227,20 @@ struct fs_op final : task_op {
         case fs_kind::scandir:
             entries = co_await fs::scandir(path);
             co_return static_cast<ssize_t>(entries.size());
+        case fs_kind::read_file: {
+            task<std::string> t = fs::read_file(path); // named before the co_await (GCC 12)
+            const std::string content = co_await std::move(t);
+            if (content.size() > len) {
+                throw_uv_error(UV_ENOBUFS, "uvasync_fs_read_file");
+            }
+            std::copy(content.begin(), content.end(), rbuf);
+            co_return static_cast<ssize_t>(content.size());
+        }
+        case fs_kind::write_file: {
+            task<void> t = fs::write_file(path, std::string_view(wbuf, len));
+            co_await std::move(t);
+            co_return static_cast<ssize_t>(len);
+        }
         }
         co_return UV_EINVAL;
     }
@@ -408,6 +437,30 @@ int uvasync_fs_scandir(uvasync_req_t* req, uvasync_scope_t* scope, const char* p
         return UV_EINVAL;
     }
     return start_fs(req, scope, cb, fs_kind::scandir, [&](fs_op& o) { o.path = path; });
+}
+
+int uvasync_fs_read_file(uvasync_req_t* req, uvasync_scope_t* scope, const char* path, char* buf,
+                         size_t len, uvasync_cb cb) {
+    if (path == nullptr || (buf == nullptr && len != 0)) {
+        return UV_EINVAL;
+    }
+    return start_fs(req, scope, cb, fs_kind::read_file, [&](fs_op& o) {
+        o.path = path;
+        o.rbuf = buf;
+        o.len = len;
+    });
+}
+
+int uvasync_fs_write_file(uvasync_req_t* req, uvasync_scope_t* scope, const char* path,
+                          const char* data, size_t len, uvasync_cb cb) {
+    if (path == nullptr || (data == nullptr && len != 0)) {
+        return UV_EINVAL;
+    }
+    return start_fs(req, scope, cb, fs_kind::write_file, [&](fs_op& o) {
+        o.path = path;
+        o.wbuf = data;
+        o.len = len;
+    });
 }
 
 const char* uvasync_fs_scandir_entry(const uvasync_req_t* req, size_t index,

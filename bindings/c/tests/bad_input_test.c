@@ -58,6 +58,9 @@ static void nulls_and_ranges(void) {
     CHECK_EQ(uvasync_fs_mkdir(counted(&r), s, NULL, 0755, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_fs_rmdir(counted(&r), s, NULL, counted_cb), UV_EINVAL);
     CHECK_EQ(uvasync_fs_scandir(counted(&r), s, NULL, counted_cb), UV_EINVAL);
+    CHECK_EQ(uvasync_fs_read_file(counted(&r), s, NULL, buf, 4, counted_cb), UV_EINVAL);
+    CHECK_EQ(uvasync_fs_read_file(counted(&r), s, "x", NULL, 4, counted_cb), UV_EINVAL);
+    CHECK_EQ(uvasync_fs_write_file(counted(&r), s, "x", NULL, 4, counted_cb), UV_EINVAL);
     CHECK(uvasync_fs_scandir_entry(NULL, 0, NULL) == NULL);
     CHECK(uvasync_fs_scandir_entry(&r.req, 0, NULL) == NULL);
     CHECK_EQ(uvasync_read_some(counted(&r), s, NULL, buf, 4, counted_cb), UV_EINVAL);

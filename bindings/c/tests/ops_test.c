@@ -326,6 +326,25 @@ static void fs_round_trip(void) {
     run(&f);
     CHECK_EQ(r.status, 0);
 
+    /* Whole files. */
+    CHECK_EQ(uvasync_fs_write_file(counted(&r), f.scope, path, "whole file", 10, counted_cb), 0);
+    run(&f);
+    CHECK_EQ(r.status, 0);
+    CHECK_EQ(r.result, 10);
+    memset(data, 0, sizeof data);
+    CHECK_EQ(uvasync_fs_read_file(counted(&r), f.scope, path, data, sizeof data, counted_cb), 0);
+    run(&f);
+    CHECK_EQ(r.result, 10);
+    CHECK_STREQ(data, "whole file");
+    memset(data, 0, sizeof data);
+    CHECK_EQ(uvasync_fs_read_file(counted(&r), f.scope, path, data, 4, counted_cb), 0);
+    run(&f);
+    CHECK_EQ(r.status, UV_ENOBUFS);
+    CHECK_STREQ(data, "");
+    CHECK_EQ(uvasync_fs_unlink(counted(&r), f.scope, path, counted_cb), 0);
+    run(&f);
+    CHECK_EQ(r.status, 0);
+
     /* Fails: the file is gone. */
     CHECK_EQ(uvasync_fs_stat(counted(&r), f.scope, path, counted_cb), 0);
     run(&f);
