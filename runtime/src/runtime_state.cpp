@@ -27,6 +27,7 @@ struct loop_handles {
     int open = 0;
     runtime_state* owner = nullptr;
     bool* all_closed = nullptr; // set by close_handles while it waits
+    std::function<void()> on_closed; // close_from_callback: runs after the last close
 };
 
 namespace {
@@ -57,7 +58,11 @@ void on_handle_closed(uv_handle_t* h) {
         if (handles->all_closed != nullptr) {
             *handles->all_closed = true;
         }
+        std::function<void()> done = std::move(handles->on_closed);
         delete handles;
+        if (done) {
+            done();
+        }
     }
 }
 
@@ -530,6 +535,25 @@ void runtime_state::shutdown() {
     close_handles();
 }
 
+void runtime_state::close_from_callback(std::function<void()> on_closed) {
+    if (phase_ == phase::closed) {
+        throw invalid_state("uvasync: the runtime is already shut down");
+    }
+    if (owns_loop_) {
+        throw invalid_state("uvasync: close_from_callback() needs a borrowed loop");
+    }
+    {
+        runtime_scope current(this);
+        on_async(); // posted work may still start tasks: checked below
+    }
+    if (live_tasks_ > 0 || io_requests_ > 0) {
+        throw invalid_state("uvasync: close_from_callback() needs a runtime with no unfinished "
+                            "task and no request in flight");
+    }
+    on_closed_ = std::move(on_closed);
+    shutdown(); // nothing to wait for: only close_handles, which does not run the loop now
+}
+
 void runtime_state::wait_for_tasks() {
     struct grace_entry : deadline_entry {
         bool expired = false;
@@ -625,6 +649,11 @@ void runtime_state::close_handles() noexcept {
         uv_close(handle, &on_handle_closed);
     }
     handles_ = nullptr;
+    if (on_closed_) {
+        h->all_closed = nullptr;
+        h->on_closed = std::move(on_closed_);
+        return; // close_from_callback: the loop is already running
+    }
     // Run the loop just long enough for the close callbacks (the closing phase of one
     // iteration); the host's own handles are left alone.
     while (!all_closed) {

@@ -78,6 +78,13 @@ run_consumer() {
     fi
     printf '%s\n' "$out"
     [[ $out == *"consumer: ok"* ]] || fail "$build/consumer did not print 'consumer: ok'"
+    # The C API, from the same subproject.
+    if ! out=$("$build/consumer_c" 2>&1); then
+        printf '%s\n' "$out"
+        fail "$build/consumer_c exited non-zero"
+    fi
+    printf '%s\n' "$out"
+    [[ $out == *"consumer-c: ok"* ]] || fail "$build/consumer_c did not print 'consumer-c: ok'"
 }
 
 # configure NAME SETUP_ARGS... ; checks the log, then builds and runs
@@ -196,5 +203,20 @@ cmake -S "$here/cmake" -B "$cmake_build" -DCMAKE_PREFIX_PATH="$prefix" \
 cmake --build "$cmake_build" >"$work/cmake-build.log" 2>&1 ||
     { cat "$work/cmake-build.log"; fail "cmake: build against uvasync::uvasync"; }
 run_consumer_exe "$cmake_build/consumer"
+
+step "pkg-config: the C API (cc \$(pkg-config --cflags --libs uvasync-c))"
+pkg-config --exists uvasync-c || fail "pkg-config: no uvasync-c.pc installed"
+echo "consumer: pkg-config uvasync-c: $(pkg-config --cflags --libs uvasync-c)"
+# A shared libuvasync_c.so needs libuvasync.so: outside the loader's default paths the program
+# finds it through LD_LIBRARY_PATH.
+export LD_LIBRARY_PATH=$(dirname "$pcdir")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+read -r -a pc_c_flags <<<"$(pkg-config --cflags --libs uvasync-c)"
+${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -pedantic -Werror \
+    "$here/project/main_c.c" -o "$work/consumer_c_installed" "${pc_c_flags[@]}" ||
+    fail "pkg-config: the C consumer did not build"
+out=$("$work/consumer_c_installed" 2>&1) ||
+    { printf '%s\n' "$out"; fail "pkg-config: the C consumer exited non-zero"; }
+printf '%s\n' "$out"
+[[ $out == *"consumer-c: ok"* ]] || fail "pkg-config: the C consumer did not print 'consumer-c: ok'"
 
 step "all configurations passed"

@@ -3,6 +3,7 @@
 // the exception handler.
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -793,6 +794,51 @@ TEST_SUITE("runtime") {
         CHECK_FALSE(p.resumed);
         REQUIRE(f.reported.size() == 1);
         CHECK(holds<leaked_task_error>(f.reported[0]));
+    }
+
+    TEST_CASE("close_from_callback closes a borrowed runtime from inside a host callback") {
+        uv_loop_t loop;
+        REQUIRE(uv_loop_init(&loop) == 0);
+
+        struct host {
+            std::unique_ptr<runtime> rt;
+            bool refused = false;
+            bool closed = false;
+            uv_timer_t timer{};
+        } h;
+
+        h.rt = std::make_unique<runtime>(&loop);
+        bool ran = false;
+        auto task = h.rt->spawn(set_flag(ran));
+        REQUIRE(uv_timer_init(&loop, &h.timer) == 0);
+        h.timer.data = &h;
+        // The timer runs before the runtime's first drain (libuv runs timers first in an
+        // iteration), so the first attempt finds the task unfinished and is refused; the next, once
+        // it finished, closes the runtime's handles without running the loop (it is running
+        // already).
+        uv_timer_start(
+            &h.timer,
+            [](uv_timer_t* t) {
+                auto* self = static_cast<host*>(t->data);
+                if (self->rt->task_count() > 0) {
+                    try {
+                        self->rt->close_from_callback([] {});
+                    } catch (const invalid_state&) {
+                        self->refused = true;
+                    }
+                    return;
+                }
+                self->rt->close_from_callback([self] { self->closed = true; });
+                self->rt.reset(); // may be destroyed right away
+                uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+            },
+            0, 1);
+        CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+        CHECK(h.refused);
+        CHECK(h.closed);
+        CHECK(ran);
+        CHECK(task.done());
+        CHECK(uv_loop_close(&loop) == 0);
     }
 
     // Kept last: if spawning after shutdown crashes, every other test has already run.

@@ -121,6 +121,15 @@ public:
     /// callback of this loop.
     void shutdown() { state_->shutdown(); }
 
+    /// Shutdown for a runtime on a borrowed loop that has nothing left to wait for, callable
+    /// from inside a callback of that loop (where `shutdown()` would run the loop reentrantly):
+    /// with no unfinished task and no request in flight (else `invalid_state`), it closes the
+    /// runtime's handles without running the loop and calls `on_closed` from the last close
+    /// callback. The runtime object may be destroyed right after this returns.
+    void close_from_callback(std::function<void()> on_closed) {
+        state_->close_from_callback(std::move(on_closed));
+    }
+
     /// While on, the runtime's cross-thread wake-up handle keeps the loop alive, so `uv_run`
     /// waits for `post()` and `request_cancel()` from other threads instead of returning when
     /// nothing else is active. Off by default (a borrowed loop is never kept alive by an idle

@@ -106,6 +106,11 @@ public:
     /// their close callbacks run. Idempotent.
     void shutdown();
 
+    /// Shutdown from inside a callback of the loop, for a runtime with no unfinished task and
+    /// no request in flight (else `invalid_state`): closes the handles without running the
+    /// loop; `on_closed` runs from the last close callback.
+    void close_from_callback(std::function<void()> on_closed);
+
     /// Runs the owned loop until `done()` holds.
     template <class Pred>
     void run_until(Pred done) {
@@ -176,6 +181,7 @@ private:
     std::size_t io_requests_ = 0;
     std::size_t io_closing_ = 0;
     deadline_entry* grace_ = nullptr; // shutdown's grace deadline while it waits
+    std::function<void()> on_closed_; // close_from_callback: handed to the handles
     int keep_alive_holders_ = 0;
     std::thread::id loop_thread_;
     intrusive_queue<task_core> ready_;
