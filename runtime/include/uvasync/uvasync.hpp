@@ -2,6 +2,7 @@
 // The whole public API of uvasync.
 #pragma once
 
+#include <uvasync/as_completed.hpp>
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
 #include <uvasync/error.hpp>
@@ -11,12 +12,17 @@
 #include <uvasync/runtime.hpp>
 #include <uvasync/shield.hpp>
 #include <uvasync/sleep.hpp>
+#include <uvasync/sync/barrier.hpp>
+#include <uvasync/sync/condition.hpp>
 #include <uvasync/sync/event.hpp>
 #include <uvasync/sync/future.hpp>
+#include <uvasync/sync/mutex.hpp>
 #include <uvasync/sync/queue.hpp>
 #include <uvasync/sync/semaphore.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_group.hpp>
 #include <uvasync/task_handle.hpp>
+#include <uvasync/task_local.hpp>
 #include <uvasync/timeout.hpp>
+#include <uvasync/wait_any.hpp>
 #include <uvasync/wait_for.hpp>
