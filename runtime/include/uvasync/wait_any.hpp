@@ -30,12 +30,15 @@ struct completion {
     outcome<T> result;
 };
 
-/// `wait_any(aws...)` over differently typed awaitables: the winner's position and its
-/// outcome, in the variant alternative of that position (`result.index() == index`).
+/// `wait_any(aws...)` over awaitables of different value types: the winner's position and its
+/// outcome, in the variant alternative of that position (`result.index() == index`). When all
+/// value types are the same, `wait_any` returns a `completion<T>` instead.
 template <class... T>
 struct any_completion {
+    using variant_type = std::variant<outcome<T>...>;
+
     std::size_t index;
-    std::variant<outcome<T>...> result;
+    variant_type result;
 };
 
 namespace detail {
@@ -108,9 +111,30 @@ struct wait_any_range {
     }
 };
 
+template <class R>
+struct is_completion : std::false_type {};
+
+template <class T>
+struct is_completion<completion<T>> : std::true_type {};
+
+template <class T, class... U>
+constexpr bool all_same_v = (std::is_same_v<T, U> && ...);
+
+/// `completion<T>` when every child has the same value type, else `any_completion<T...>`.
+template <class... T>
+struct any_result {
+    using type = any_completion<T...>;
+};
+
+template <class T, class... U>
+requires all_same_v<T, U...>
+struct any_result<T, U...> {
+    using type = completion<T>;
+};
+
 template <class... A>
 struct wait_any_fixed {
-    using result = any_completion<child_value_t<A>...>;
+    using result = typename any_result<child_value_t<A>...>::type;
 
     static task<result> call(A&... aws) {
         task_core* core = enter_wait_any(sizeof...(A) == 0, (valid_child(aws) && ...));
@@ -132,13 +156,20 @@ struct wait_any_fixed {
     static result pick(std::tuple<task_handle<child_value_t<A>>...>& handles, task_core* winner,
                        std::index_sequence<I...> /*unused*/) {
         std::optional<result> out;
-        (void)((std::get<I>(handles).state() == winner
-                    ? (out.emplace(result{
-                           I, std::variant<uvasync::outcome<child_value_t<A>>...>(
-                                  std::in_place_index<I>, take_outcome(std::get<I>(handles).state()))}),
-                       true)
-                    : false) ||
-               ...);
+        auto take = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
+            if (std::get<J>(handles).state() != winner) {
+                return false;
+            }
+            if constexpr (is_completion<result>::value) {
+                out.emplace(result{J, take_outcome(std::get<J>(handles).state())});
+            } else {
+                out.emplace(result{J, typename result::variant_type(
+                                          std::in_place_index<J>,
+                                          take_outcome(std::get<J>(handles).state()))});
+            }
+            return true;
+        };
+        (void)(take(std::integral_constant<std::size_t, I>{}) || ...);
         return std::move(*out);
     }
 };
@@ -273,7 +304,8 @@ private:
 /// first of them finishes, whatever its outcome (asyncio `wait(return_when=FIRST_COMPLETED)`).
 /// Structured (SEMANTICS 22): the others are then cancelled, and `wait_any` waits until they
 /// have all finished, cleanup included, before it returns the winner's position and
-/// `outcome`; no child outlives the call. The losers' outcomes are consumed: values are
+/// `outcome` (a `completion<T>` when all value types are equal, else an `any_completion`); no
+/// child outlives the call. The losers' outcomes are consumed: values are
 /// destroyed, errors are neither rethrown nor reported. A `task_handle` argument is awaited
 /// with forwarding, as in `gather`, so a losing handle's task is cancelled; to keep the
 /// losers running, spawn them yourself and use `first_done`.
