@@ -199,8 +199,8 @@ TEST_SUITE("as_completed") {
         const deadline start = now();
         CHECK(run(first_value(log)) == 1);
         CHECK(now() - start == 3ms); // 1 ms to the first, 2 ms of cleanup
-        CHECK(log == log_t{"body got #1=1", "0 cleaned up", "2 cleaned up",
-                           "as_completed returned"});
+        CHECK(log ==
+              log_t{"body got #1=1", "0 cleaned up", "2 cleaned up", "as_completed returned"});
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "when the body throws, the rest is cancelled and awaited and "

@@ -153,9 +153,8 @@ TEST_SUITE("task_local") {
 
     TEST_CASE_FIXTURE(loop_fixture, "spawn copies the spawner's values at the spawn; later "
                                     "changes on either side are not seen by the other") {
-        CHECK(run(copied_at_spawn()) ==
-              log_t{"child starts with parent", "child still sees parent", "child set child",
-                    "parent sees parent, later"});
+        CHECK(run(copied_at_spawn()) == log_t{"child starts with parent", "child still sees parent",
+                                              "child set child", "parent sees parent, later"});
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "scoped() restores the previous value (or none) when the "
@@ -166,9 +165,9 @@ TEST_SUITE("task_local") {
 
     TEST_CASE_FIXTURE(loop_fixture, "task group, gather, wait_any and as_completed children "
                                     "inherit the values of the task that spawns them") {
-        CHECK(run(structured_children()) ==
-              log_t{"group req-7", "group req-7, changed in the body", "gather req-8 req-8",
-                    "wait_any 1 req-8", "as_completed req-8"});
+        CHECK(run(structured_children()) == log_t{"group req-7", "group req-7, changed in the body",
+                                                  "gather req-8 req-8", "wait_any 1 req-8",
+                                                  "as_completed req-8"});
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "no values: nothing is allocated per spawn; with values, a "

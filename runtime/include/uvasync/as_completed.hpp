@@ -102,9 +102,7 @@ public:
     [[nodiscard]] next_awaiter next() noexcept { return next_awaiter(*this); }
 
     /// Children not yet handed out by `next()` (finished or not).
-    [[nodiscard]] std::size_t remaining() const noexcept {
-        return handles_.size() - delivered_;
-    }
+    [[nodiscard]] std::size_t remaining() const noexcept { return handles_.size() - delivered_; }
 
     [[nodiscard]] std::size_t size() const noexcept { return handles_.size(); }
 
@@ -215,9 +213,11 @@ struct as_completed_runner {
 /// around the call reaches every child. The exit raises when a scope around the call is
 /// cancelled, even if the body returned (as a task group's exit, SEMANTICS 9.8).
 template <class T, class F>
-requires std::invocable<std::decay_t<F>&, completions<T>&> &&
-         detail::is_task<std::invoke_result_t<std::decay_t<F>&, completions<T>&>>::value
-auto as_completed(std::vector<task<T>> tasks, F&& body) {
+requires std::invocable < std::decay_t<F>
+
+&, completions<T>& >
+       &&detail::is_task<std::invoke_result_t<std::decay_t<F>&, completions<T>&>>::value auto
+       as_completed(std::vector<task<T>> tasks, F&& body) {
     using B = std::decay_t<F>;
     using impl = detail::as_completed_runner<T, B>;
     return detail::deferred_call<typename impl::R, impl, std::vector<task<T>>, B>(

@@ -128,6 +128,7 @@ struct any_result {
 
 template <class T, class... U>
 requires all_same_v<T, U...>
+
 struct any_result<T, U...> {
     using type = completion<T>;
 };
@@ -163,9 +164,9 @@ struct wait_any_fixed {
             if constexpr (is_completion<result>::value) {
                 out.emplace(result{J, take_outcome(std::get<J>(handles).state())});
             } else {
-                out.emplace(result{J, typename result::variant_type(
-                                          std::in_place_index<J>,
-                                          take_outcome(std::get<J>(handles).state()))});
+                out.emplace(result{
+                    J, typename result::variant_type(std::in_place_index<J>,
+                                                     take_outcome(std::get<J>(handles).state()))});
             }
             return true;
         };
@@ -255,6 +256,7 @@ private:
         slot& operator=(const slot&) = delete;
         slot(slot&&) = delete;
         slot& operator=(slot&&) = delete;
+
         ~slot() { unlink(); }
 
         first_done_awaiter* owner = nullptr;

@@ -51,9 +51,8 @@ public:
             --m->refs_;
             core->locals = m = copy.release();
         }
-        auto it = std::lower_bound(
-            m->entries_.begin(), m->entries_.end(), key,
-            [](const entry& e, std::uint64_t k) { return e.key < k; });
+        auto it = std::lower_bound(m->entries_.begin(), m->entries_.end(), key,
+                                   [](const entry& e, std::uint64_t k) { return e.key < k; });
         if (it != m->entries_.end() && it->key == key) {
             if (value != nullptr) {
                 it->value = std::move(value);
