@@ -31,9 +31,12 @@ namespace uvasync {
 /// changes the same values. A task spawned from outside any task, or onto another runtime,
 /// starts with none.
 ///
-/// **Cost:** nothing per spawn while no value is set (a task without values has no map); a
-/// spawn from a task with values shares its map (one count increment); the first change
-/// copies the map (copy on write). Values are stored once, in a shared immutable box.
+/// **Cost:** until the program first sets a value, a spawn pays one relaxed load and a branch;
+/// a task without values has no map and a spawn from it allocates nothing; a spawn from a task
+/// with values shares its map (one count increment); the first change copies the map (copy on
+/// write). Values are stored once, in a shared immutable box, and live until the last task
+/// state holding them is freed (a task's state lives until it is done and its handles are
+/// gone).
 ///
 /// **Thread:** loop thread only (values are read and written in tasks); a `task_local` object
 /// itself may be created anywhere, typically as a namespace-scope variable.

@@ -44,6 +44,7 @@ public:
             if (value == nullptr) {
                 return;
             }
+            in_use().store(true, std::memory_order_relaxed);
             core->locals = m = new local_map;
         } else if (m->refs_ > 1) {
             auto copy = std::make_unique<local_map>();
@@ -69,8 +70,13 @@ public:
     }
 
     /// What a task spawned on `rt` from the running code starts with: the running task's map,
-    /// shared, when it belongs to the same runtime; else none.
+    /// shared, when it belongs to the same runtime; else none. Until the program first sets a
+    /// task-local value this is one relaxed load and a branch (not even the thread-local read
+    /// of the current task).
     static local_map* inherit(const runtime_state& rt) noexcept {
+        if (!in_use().load(std::memory_order_relaxed)) {
+            return nullptr;
+        }
         task_core* parent = current_task();
         if (parent == nullptr || parent->locals == nullptr || parent->rt != &rt) {
             return nullptr;
@@ -93,6 +99,12 @@ public:
     }
 
 private:
+    /// Set once, when the first map is created (any thread); never cleared.
+    static std::atomic<bool>& in_use() noexcept {
+        static std::atomic<bool> used{false};
+        return used;
+    }
+
     [[nodiscard]] std::vector<entry>::const_iterator lower(std::uint64_t key) const noexcept {
         return std::lower_bound(entries_.begin(), entries_.end(), key,
                                 [](const entry& e, std::uint64_t k) { return e.key < k; });
