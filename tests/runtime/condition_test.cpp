@@ -271,6 +271,29 @@ TEST_SUITE("condition") {
         }
     }
 
+    TEST_CASE_FIXTURE(loop_fixture, "D-2 notified while the mutex is held, then cancelled while "
+                                    "queued for the mutex: still returns normally once it has the "
+                                    "lock") {
+        mutex m;
+        condition cv(m);
+        for (int round = 0; round < 2; ++round) {
+            log_t log;
+            task_handle<> ha = rt->spawn(wait_once(m, cv, log, "a"));
+            run_all();
+            mutex::guard mine = m.try_lock();
+            REQUIRE(mine);
+            cv.notify_one(); // a moves to the mutex's queue
+            CHECK(ha.cancel("late"));
+            run_all();
+            CHECK_FALSE(ha.done()); // the lock must come back first
+            mine.unlock();
+            run_all();
+            CHECK(ha.cancelled());
+            CHECK(log == log_t{"a waits", "a woke holding the lock"});
+            CHECK_FALSE(m.locked());
+        }
+    }
+
     TEST_CASE_FIXTURE(loop_fixture, "a waiter cancelled before the notification leaves the queue: "
                                     "notify_one reaches the next waiter") {
         mutex m;

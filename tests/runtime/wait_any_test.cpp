@@ -157,6 +157,13 @@ task<std::size_t> first_then_checkpoint(task_handle<std::string> h, log_t& log) 
     co_return i;
 }
 
+/// Cancels itself, then waits for the handles: raises unless one is done already.
+task<std::size_t> self_cancelled_first(task_handle<std::size_t>& self,
+                                       const std::vector<task_handle<std::string>>& hs) {
+    CHECK(self.cancel("self"));
+    co_return co_await first_done(hs);
+}
+
 task<std::string> bad_first_done() {
     std::string out;
     try {
@@ -309,6 +316,24 @@ TEST_SUITE("first_done") {
         CHECK(now() - start == 5ms);
         CHECK(log == log_t{"a done"}); // not cancelled
         CHECK_FALSE(hs[0].cancelled());
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "4.1 cancelled before it waits: raises; with a task done "
+                                    "already it is not a cancellation point") {
+        log_t log;
+        std::vector<task_handle<std::string>> hs;
+        hs.push_back(rt->spawn(child(log, "a", 1ms)));
+        task_handle<std::size_t> w;
+        w = rt->spawn(self_cancelled_first(w, hs));
+        run_until([&] { return w.done(); });
+        CHECK(w.cancelled());
+        run_all();
+        CHECK_FALSE(hs[0].cancelled());
+        task_handle<std::size_t> w2;
+        w2 = rt->spawn(self_cancelled_first(w2, hs));
+        run_until([&] { return w2.done(); });
+        CHECK_FALSE(w2.cancelled());
+        CHECK(w2.state()->take_outcome() == 0);
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "D-2 a task that finished before the caller's cancellation "
