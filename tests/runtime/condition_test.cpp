@@ -93,6 +93,14 @@ task<> wrong_guard(mutex& m, condition& cv, log_t& log) {
     } catch (const invalid_state&) {
         log.push_back("other mutex rejected");
     }
+    mutex::guard mine = co_await m.lock();
+    condition::waiter w = cv.wait(mine);
+    mine.unlock(); // no longer held when the wait starts
+    try {
+        co_await w;
+    } catch (const invalid_state&) {
+        log.push_back("unlocked guard rejected");
+    }
     CHECK_FALSE(m.locked());
 }
 
@@ -189,7 +197,8 @@ TEST_SUITE("condition") {
         condition cv(m);
         log_t log;
         run(wrong_guard(m, cv, log));
-        CHECK(log == log_t{"empty guard rejected", "other mutex rejected"});
+        CHECK(log ==
+              log_t{"empty guard rejected", "other mutex rejected", "unlocked guard rejected"});
     }
 
     // -----------------------------------------------------------------------------------------

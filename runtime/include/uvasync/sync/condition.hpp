@@ -69,6 +69,7 @@ public:
         [[nodiscard]] bool await_ready() const noexcept { return false; }
 
         bool await_suspend(std::coroutine_handle<> caller) {
+            c_.check(g_); // again: the guard may have been unlocked since wait() was called
             if (!park(caller, "condition::wait()")) {
                 return false; // cancelled: raises with the lock still held
             }
