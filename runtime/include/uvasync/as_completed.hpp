@@ -136,7 +136,7 @@ private:
         return completion<T>{i, detail::take_outcome(handles_[i].state())};
     }
 
-    detail::completion_set set_;
+    detail::completion_set set_{false};
     std::vector<task_handle<T>> handles_;
     std::vector<std::pair<detail::task_core*, std::size_t>> by_core_; // sorted, for the index
     std::size_t delivered_ = 0;

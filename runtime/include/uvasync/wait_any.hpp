@@ -68,11 +68,6 @@ inline task_core* enter_wait_any(bool empty, bool all_valid) {
     return core;
 }
 
-/// After the first completion: the losers are cancelled.
-inline void cancel_losers(completion_set& set) {
-    set.cancel(make_message("wait_any: another task finished first"));
-}
-
 /// The winner's cancellation is raised, not returned, when it is the caller's own (an
 /// enclosing scope is cancelled), like gather(return_exceptions) (SEMANTICS 10.6).
 inline void raise_if_own_cancellation(task_core* winner, task_core* core) {
@@ -89,7 +84,7 @@ struct wait_any_range {
             all_valid = all_valid && t.valid();
         }
         task_core* core = enter_wait_any(tasks.empty(), all_valid);
-        completion_set set;
+        completion_set set(true);
         set.reserve(tasks.size());
         std::vector<task_handle<T>> handles;
         handles.reserve(tasks.size());
@@ -97,9 +92,7 @@ struct wait_any_range {
         for (auto& t : tasks) {
             handles.push_back(set.spawn(std::move(t)));
         }
-        co_await set.wait_first();
-        cancel_losers(set);
-        co_await set.wait_all();
+        co_await set.wait_all(); // the first to finish cancelled the others
         set.leave();
         task_core* winner = set.done().front();
         raise_if_own_cancellation(winner, core);
@@ -139,14 +132,12 @@ struct wait_any_fixed {
 
     static task<result> call(A&... aws) {
         task_core* core = enter_wait_any(sizeof...(A) == 0, (valid_child(aws) && ...));
-        completion_set set;
+        completion_set set(true);
         set.reserve(sizeof...(A));
         set.enter(core);
         // Braced initialisation spawns left to right, so children start in argument order.
         std::tuple<task_handle<child_value_t<A>>...> handles{set.spawn(as_child(aws))...};
-        co_await set.wait_first();
-        cancel_losers(set);
-        co_await set.wait_all();
+        co_await set.wait_all(); // the first to finish cancelled the others
         set.leave();
         task_core* winner = set.done().front();
         raise_if_own_cancellation(winner, core);

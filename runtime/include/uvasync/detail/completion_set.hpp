@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <coroutine>
 #include <cstddef>
 #include <utility>
 #include <vector>
@@ -13,10 +12,9 @@
 namespace uvasync::detail {
 
 /// A child_set that records its children in completion order, for `wait_any` and
-/// `as_completed`. It consumes every child's outcome (none is reported as unobserved), and
-/// wakes at most one waiter per completion: either a plain wait for the first completion (not
-/// a cancellation point: a cancellation reaches the children through the scope), or a
-/// cancellable `next` (see as_completed.hpp).
+/// `as_completed`. It consumes every child's outcome (none is reported as unobserved). For
+/// `wait_any` it cancels its scope when the first child finishes (the losers), before anything
+/// that child woke runs; for `as_completed` it wakes the one parked `next`.
 class completion_set : public child_set {
 public:
     /// A cancellable wait for the next completion; the derived awaiter supplies the abort hook.
@@ -38,29 +36,16 @@ public:
         ~waiter() = default;
     };
 
-    completion_set() noexcept
-        : child_set(&on_child_done) {}
+    /// `cancel_after_first`: cancel the scope (every other child) when the first child finishes.
+    explicit completion_set(bool cancel_after_first) noexcept
+        : child_set(&on_child_done)
+        , cancel_after_first_(cancel_after_first) {}
 
     /// Capacity for `n` completions, taken before the children start, so recording one never
     /// allocates (the hook is noexcept).
     void reserve(std::size_t n) { done_.reserve(n); }
 
     [[nodiscard]] const std::vector<task_core*>& done() const noexcept { return done_; }
-
-    /// Waits until at least one child has finished. Not a cancellation point.
-    auto wait_first() noexcept {
-        struct awaiter {
-            completion_set& set;
-
-            [[nodiscard]] bool await_ready() const noexcept { return !set.done_.empty(); }
-
-            void await_suspend(std::coroutine_handle<> h) noexcept { set.first_waiter_ = h; }
-
-            void await_resume() const noexcept {}
-        };
-
-        return awaiter{*this};
-    }
 
     /// The one parked `next` (null when none).
     waiter* parked = nullptr;
@@ -70,8 +55,8 @@ private:
         auto* self = static_cast<completion_set*>(s);
         child->retrieved = true; // the outcome is handed to the caller or consumed
         self->done_.push_back(child);
-        if (self->first_waiter_) {
-            self->owner()->rt->schedule(self->owner(), std::exchange(self->first_waiter_, nullptr));
+        if (self->cancel_after_first_ && self->done_.size() == 1) {
+            self->cancel(make_message("wait_any: another task finished first"));
         }
         if (waiter* w = std::exchange(self->parked, nullptr)) {
             w->wake();
@@ -79,7 +64,7 @@ private:
     }
 
     std::vector<task_core*> done_;
-    std::coroutine_handle<> first_waiter_;
+    bool cancel_after_first_;
 };
 
 } // namespace uvasync::detail
