@@ -132,6 +132,15 @@ task<bool> shares_the_map() {
     co_return shared;
 }
 
+/// Spawns onto another runtime (on this thread) from a task with values.
+task<bool> spawn_elsewhere(runtime& other) {
+    request_id.set("here");
+    task_handle<std::string> h = other.spawn(report_now());
+    const bool none = h.state()->locals == nullptr;
+    h.cancel();
+    co_return none;
+}
+
 } // namespace
 
 TEST_SUITE("task_local") {
@@ -176,6 +185,12 @@ TEST_SUITE("task_local") {
         CHECK(plain.state()->locals == nullptr);
         run_all();
         CHECK(run(shares_the_map()));
+    }
+
+    TEST_CASE("a task spawned onto another runtime starts without values") {
+        loop_fixture f;
+        loop_fixture other; // destroyed first, with the task spawned onto it
+        CHECK(f.run(spawn_elsewhere(*other.rt)));
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "values live as long as the last task state that holds them") {
