@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <uvasync/detail/child_set.hpp>
+#include <uvasync/detail/local_map.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/task_core.hpp>
 #include <uvasync/error.hpp>
@@ -11,6 +12,7 @@ task_core::~task_core() {
     static_cast<list_hook<child_set_tag>&>(*this).unlink();
     waiters.clear();
     delete token_scope;
+    local_map::release(locals);
 }
 
 void task_core::release() noexcept {

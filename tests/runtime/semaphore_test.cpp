@@ -704,6 +704,35 @@ TEST_SUITE("semaphore") {
         }
     }
 
+    TEST_CASE("a permit handed to a waiter whose frame is destroyed before it resumes goes "
+              "back to the semaphore") {
+        semaphore s(1);
+        std::size_t leaked = 0;
+        {
+            runtime_options o = loop_fixture::virtual_clock();
+            o.shutdown_grace = 0ms; // shutdown destroys the frames without resuming them
+            loop_fixture f(o);
+            std::optional<semaphore::permit> mine = s.try_acquire();
+            REQUIRE(mine.has_value());
+            log_t log;
+            permit_slot a;
+            permit_slot b;
+            task_handle<> ha = f.rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> hb = f.rt->spawn(acquire_into(s, b, log, "b"));
+            f.run_all();
+            mine.reset(); // handed to a, which is ready but has not run
+            CHECK(s.available() == 0);
+            f.rt->shutdown();
+            leaked = f.reported.size();
+            CHECK(log == log_t{"a waits", "b waits"});
+            CHECK_FALSE(a.has_value());
+            CHECK_FALSE(b.has_value());
+            CHECK(s.available() == 1); // passed on to b, whose frame went too: free
+            f.reported.clear();
+        }
+        CHECK(leaked == 2);
+    }
+
     // -----------------------------------------------------------------------------------------
     // Conservation
 

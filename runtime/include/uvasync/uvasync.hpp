@@ -6,6 +6,7 @@
 #include <uvasync/detail/requires_cxx20.hpp> // a clear error without C++20
 // clang-format on
 
+#include <uvasync/as_completed.hpp>
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
 #include <uvasync/error.hpp>
@@ -15,12 +16,17 @@
 #include <uvasync/runtime.hpp>
 #include <uvasync/shield.hpp>
 #include <uvasync/sleep.hpp>
+#include <uvasync/sync/barrier.hpp>
+#include <uvasync/sync/condition.hpp>
 #include <uvasync/sync/event.hpp>
 #include <uvasync/sync/future.hpp>
+#include <uvasync/sync/mutex.hpp>
 #include <uvasync/sync/queue.hpp>
 #include <uvasync/sync/semaphore.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_group.hpp>
 #include <uvasync/task_handle.hpp>
+#include <uvasync/task_local.hpp>
 #include <uvasync/timeout.hpp>
+#include <uvasync/wait_any.hpp>
 #include <uvasync/wait_for.hpp>

@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include <uvasync/detail/local_map.hpp>
 #include <uvasync/detail/root.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
@@ -21,6 +22,7 @@ task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, sco
     task_state<T>& st = frame.handle.promise().state;
     st.root = frame.handle;
     st.rt = &rt;
+    st.locals = local_map::inherit(rt); // task-local values, copied at spawn
     st.task_scope.id = rt.next_scope_id();
     if (token != nullptr) {
         st.token_scope = new scope(scope_kind::token);

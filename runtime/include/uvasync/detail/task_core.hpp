@@ -13,6 +13,7 @@ namespace uvasync::detail {
 class runtime_state;
 class task_core;
 class child_set;
+class local_map;
 struct all_tasks_tag;
 struct waiter_tag;
 struct child_set_tag;
@@ -90,6 +91,7 @@ public:
     scope* current = &task_scope;    // the innermost scope at the task's current point
     scope* token_scope = nullptr;    // owned; encloses task_scope for a task spawned with a token
     child_set* parent_set = nullptr; // the task group or gather this task is a child of
+    local_map* locals = nullptr;     // task-local values, shared copy-on-write (local_map.hpp)
 
     intrusive_list<task_waiter, waiter_tag> waiters;
     std::exception_ptr error;

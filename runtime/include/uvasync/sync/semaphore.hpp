@@ -16,7 +16,8 @@ namespace uvasync {
 /// **Cancellation:** `acquire()` is a cancellation point. A waiter cancelled while parked is
 /// detached and takes nothing. A waiter that was handed a permit before its cancellation took
 /// effect gets the permit (completion wins, SEMANTICS D-2; Kotlin #2233 leaked it) and raises
-/// at its next cancellation point, releasing the permit as it unwinds.
+/// at its next cancellation point, releasing the permit as it unwinds. A waiter handed a permit
+/// whose frame is destroyed before it resumes (a task leaked at shutdown) passes it on.
 /// **Thread:** loop thread only.
 class semaphore {
 public:
@@ -72,6 +73,20 @@ public:
         explicit acquirer(semaphore& s) noexcept
             : sem_(s) {}
 
+        acquirer(acquirer&& other) noexcept // only before it is awaited
+            : list_waiter(std::move(other))
+            , sem_(other.sem_) {}
+
+        acquirer(const acquirer&) = delete;
+        acquirer& operator=(const acquirer&) = delete;
+        acquirer& operator=(acquirer&&) = delete;
+
+        ~acquirer() {
+            if (granted_ && !taken_) {
+                sem_.release(); // handed a permit, never resumed (a leaked frame): pass it on
+            }
+        }
+
         // Immediate when a permit is free and nobody queues ahead (FIFO fairness).
         [[nodiscard]] bool await_ready() noexcept {
             if (sem_.count_ > 0 && sem_.waiters_.empty()) {
@@ -93,6 +108,7 @@ public:
             if (!granted_) {
                 finish(); // raises: aborted before a permit arrived
             }
+            taken_ = true;
             return permit(&sem_);
         }
 
@@ -100,6 +116,7 @@ public:
         friend class semaphore;
         semaphore& sem_;
         bool granted_ = false;
+        bool taken_ = false;
     };
 
     /// Waits for a permit.

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include <uvasync/detail/child_set.hpp>
+#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/task_core.hpp>
+
+namespace uvasync::detail {
+
+/// A child_set that records its children in completion order, for `wait_any` and
+/// `as_completed`. It consumes every child's outcome (none is reported as unobserved). For
+/// `wait_any` it cancels its scope when the first child finishes (the losers), before anything
+/// that child woke runs; for `as_completed` it wakes the one parked `next`.
+class completion_set : public child_set {
+public:
+    /// A cancellable wait for the next completion; the derived awaiter supplies the abort hook.
+    class waiter : protected parked_wait {
+    public:
+        waiter(const waiter&) = delete;
+        waiter& operator=(const waiter&) = delete;
+        waiter& operator=(waiter&&) = delete;
+
+        waiter(waiter&& other) noexcept // only before it is awaited
+            : parked_wait(std::move(other)) {}
+
+        void wake() noexcept { complete(); }
+
+    protected:
+        explicit waiter(abort_hook hook) noexcept
+            : parked_wait(hook) {}
+
+        ~waiter() = default;
+    };
+
+    /// `cancel_after_first`: cancel the scope (every other child) when the first child finishes.
+    explicit completion_set(bool cancel_after_first) noexcept
+        : child_set(&on_child_done)
+        , cancel_after_first_(cancel_after_first) {}
+
+    /// Capacity for `n` completions, taken before the children start, so recording one never
+    /// allocates (the hook is noexcept).
+    void reserve(std::size_t n) { done_.reserve(n); }
+
+    [[nodiscard]] const std::vector<task_core*>& done() const noexcept { return done_; }
+
+    /// The one parked `next` (null when none).
+    waiter* parked = nullptr;
+
+private:
+    static void on_child_done(child_set* s, task_core* child) noexcept {
+        auto* self = static_cast<completion_set*>(s);
+        child->retrieved = true; // the outcome is handed to the caller or consumed
+        self->done_.push_back(child);
+        if (self->cancel_after_first_ && self->done_.size() == 1) {
+            self->cancel(make_message("wait_any: another task finished first"));
+        }
+        if (waiter* w = std::exchange(self->parked, nullptr)) {
+            w->wake();
+        }
+    }
+
+    std::vector<task_core*> done_;
+    bool cancel_after_first_;
+};
+
+} // namespace uvasync::detail
