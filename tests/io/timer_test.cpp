@@ -11,7 +11,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
-#include <uvasync/io/timer.hpp>
+#include <uvasync/timer.hpp>
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"

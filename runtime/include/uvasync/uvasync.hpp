@@ -19,4 +19,5 @@
 #include <uvasync/task_group.hpp>
 #include <uvasync/task_handle.hpp>
 #include <uvasync/timeout.hpp>
+#include <uvasync/timer.hpp>
 #include <uvasync/wait_for.hpp>

@@ -12,7 +12,6 @@ namespace uvasync::detail {
 
 class runtime_state;
 class task_core;
-class child_set;
 struct all_tasks_tag;
 struct waiter_tag;
 struct child_set_tag;
@@ -25,6 +24,18 @@ struct task_waiter : list_hook<waiter_tag> {
         : on_done(f) {}
 
     function on_done;
+};
+
+/// Told when a task finishes, before its waiters become ready: the task group or gather the
+/// task is a child of (child_set, which derives from this), so the task core does not depend on
+/// task groups.
+struct finish_observer {
+    using function = void (*)(finish_observer*, task_core*) noexcept;
+
+    explicit finish_observer(function f) noexcept
+        : child_finished(f) {}
+
+    function child_finished;
 };
 
 /// How many symmetric transfers a task may chain before one bounce through the run queue.
@@ -87,9 +98,9 @@ public:
     task_base* body = nullptr;            // the user's task, destroyed early on a leak
 
     scope task_scope{scope_kind::task};
-    scope* current = &task_scope;    // the innermost scope at the task's current point
-    scope* token_scope = nullptr;    // owned; encloses task_scope for a task spawned with a token
-    child_set* parent_set = nullptr; // the task group or gather this task is a child of
+    scope* current = &task_scope; // the innermost scope at the task's current point
+    scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
+    finish_observer* parent_set = nullptr; // the task group or gather this task is a child of
 
     intrusive_list<task_waiter, waiter_tag> waiters;
     std::exception_ptr error;
