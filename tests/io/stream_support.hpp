@@ -9,7 +9,7 @@
 
 #include <doctest/doctest.h>
 #include <uv.h>
-#include <uvasync/detail/uv_close.hpp>
+#include "uv_close.hpp"
 #include <uvasync/io/address.hpp>
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/tcp.hpp>

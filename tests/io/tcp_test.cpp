@@ -17,7 +17,7 @@
 
 #include <doctest/doctest.h>
 #include <uv.h>
-#include <uvasync/detail/uv_buf.hpp>
+#include "io/uv_buf.hpp"
 #include <uvasync/io/tcp.hpp>
 #include <uvasync/uvasync.hpp>
 

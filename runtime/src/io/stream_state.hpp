@@ -99,6 +99,14 @@ struct write_request {
     static void on_write(uv_write_t* req, int status) noexcept;
 };
 
+/// Reasons in the messages of stream errors.
+inline constexpr const char* closed_reason = "the stream was closed";
+inline constexpr const char* not_open_reason = "the stream is not open";
+
+/// Throws `std::system_error(status)` with "<kind>::<op>[: <reason>]".
+[[noreturn]] void throw_stream_error(int status, const char* kind, const char* op,
+                                     const char* reason);
+
 /// Sets SIGPIPE to SIG_IGN if its disposition is SIG_DFL, once per process (the first stream
 /// state does it): libuv writes with write(), which raises SIGPIPE on a peer that closed. A
 /// handler (or SIG_IGN) installed by the host is kept.
