@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
 namespace seed {

@@ -38,7 +38,6 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     , autojump_(cfg.autojump)
     , autojump_threshold_ms_(cfg.autojump_threshold.count())
     , shutdown_grace_ms_(cfg.shutdown_grace.count())
-    , loop_thread_(std::this_thread::get_id())
     , handles_(new loop_handles)
     , exception_handler_(std::move(cfg.exception_handler)) {
     if (loop_ == nullptr) {

@@ -26,13 +26,6 @@ void task_core::throw_cancelled_outcome() const {
     throw cancelled_error(cancel_message, 0);
 }
 
-bool task_core::cancel(message_ptr message) noexcept {
-    if (done()) {
-        return false;
-    }
-    return task_scope.node.request_cancel(std::move(message));
-}
-
 void task_core::finish() noexcept {
     if (parent_set != nullptr) {
         parent_set->child_finished(parent_set,

@@ -12,6 +12,7 @@
 
 #include <doctest/doctest.h>
 #include <uvasync/timer.hpp>
+#include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The whole public API of uvasync.
+// The core and composition API of uvasync; the I/O layer is <uvasync/io.hpp>, so a program
+// that only uses tasks, timeouts and cancellation does not compile it.
 #pragma once
 
 #include <uvasync/cancel.hpp>
@@ -7,7 +8,6 @@
 #include <uvasync/error.hpp>
 #include <uvasync/exception_group.hpp>
 #include <uvasync/gather.hpp>
-#include <uvasync/io.hpp>
 #include <uvasync/runtime.hpp>
 #include <uvasync/shield.hpp>
 #include <uvasync/sleep.hpp>

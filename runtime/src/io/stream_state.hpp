@@ -8,8 +8,8 @@
 #include <string>
 
 #include <uv.h>
+#include <uvasync/detail/accept_awaiter.hpp>
 #include <uvasync/io/error.hpp>
-#include <uvasync/io/listener.hpp>
 #include <uvasync/io/stream.hpp>
 
 namespace uvasync::detail {

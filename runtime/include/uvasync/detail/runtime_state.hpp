@@ -7,7 +7,6 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include <uv.h>
@@ -90,10 +89,6 @@ public:
     /// The runtime's inbox (for binding cancel sources; see cancel_node::bind).
     [[nodiscard]] inbox* mailbox() const noexcept { return inbox_; }
 
-    [[nodiscard]] bool on_loop_thread() const noexcept {
-        return std::this_thread::get_id() == loop_thread_;
-    }
-
     [[nodiscard]] bool accepting() const noexcept { return phase_ == phase::running; }
 
     [[nodiscard]] bool shut_down() const noexcept { return phase_ == phase::closed; }
@@ -174,7 +169,6 @@ private:
     std::size_t closing_handles_ = 0;
     deadline_entry* grace_ = nullptr; // shutdown's grace deadline while it waits
     int keep_alive_holders_ = 0;
-    std::thread::id loop_thread_;
     intrusive_queue<task_core> ready_;
     deadline_queue deadlines_;
     intrusive_list<task_core, all_tasks_tag> tasks_;

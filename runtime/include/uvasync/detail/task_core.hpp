@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <utility>
 
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/scope.hpp>
@@ -79,7 +80,9 @@ public:
     }
 
     /// Cancels the task scope (SEMANTICS 3). Loop thread only.
-    bool cancel(message_ptr message) noexcept;
+    bool cancel(message_ptr message) noexcept {
+        return !done() && task_scope.node.request_cancel(std::move(message));
+    }
 
     /// Called by the root frame when the body has finished: wakes the waiters, reports an
     /// error nobody can observe any more, and lets the runtime drop its reference.
