@@ -19,42 +19,15 @@ void listener_state::on_close_requested() noexcept {
 }
 
 void listener_state::push(accept_awaiter_base* w) noexcept {
-    w->next_ = nullptr;
-    w->queued_ = true;
-    if (tail != nullptr) {
-        tail->next_ = w;
-    } else {
-        head = w;
-    }
-    tail = w;
+    waiters.push_back(*w);
 }
 
 accept_awaiter_base* listener_state::pop() noexcept {
-    accept_awaiter_base* w = head;
-    if (w != nullptr) {
-        head = w->next_;
-        if (head == nullptr) {
-            tail = nullptr;
-        }
-        w->next_ = nullptr;
-        w->queued_ = false;
-    }
-    return w;
+    return waiters.pop_front();
 }
 
 void listener_state::remove(accept_awaiter_base* w) noexcept {
-    accept_awaiter_base* prev = nullptr;
-    for (accept_awaiter_base* it = head; it != nullptr; prev = it, it = it->next_) {
-        if (it == w) {
-            (prev != nullptr ? prev->next_ : head) = w->next_;
-            if (tail == w) {
-                tail = prev;
-            }
-            w->next_ = nullptr;
-            w->queued_ = false;
-            return;
-        }
-    }
+    static_cast<list_hook<accept_tag>&>(*w).unlink();
 }
 
 stream_state* listener_state::accept_one(int& status) noexcept {
@@ -96,7 +69,7 @@ void listener_state::on_connection(uv_stream_t* server, int status) noexcept {
         return;
     }
     ++l->ready;
-    if (accept_awaiter_base* w = l->head) {
+    if (accept_awaiter_base* w = l->waiters.front()) {
         int rc = 0;
         stream_state* s = l->accept_one(rc);
         l->pop();
@@ -115,7 +88,7 @@ accept_awaiter_base::accept_awaiter_base(accept_awaiter_base&& other) noexcept
 }
 
 accept_awaiter_base::~accept_awaiter_base() {
-    if (queued_) {
+    if (static_cast<list_hook<accept_tag>&>(*this).linked()) {
         listener_->remove(this); // a leaked frame: the connection stays for the next accept
     }
     release(result_); // delivered but never taken (the frame was destroyed)
@@ -140,7 +113,7 @@ bool accept_awaiter_base::await_suspend(std::coroutine_handle<> caller) {
         unpark();
         return false;
     }
-    if (l->ready > 0 && l->head == nullptr) {
+    if (l->ready > 0 && l->waiters.empty()) {
         result_ = l->accept_one(status_);
         unpark();
         return false;

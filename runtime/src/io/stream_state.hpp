@@ -236,8 +236,7 @@ struct listener_state final : handle_base {
     bool pipe;
     std::size_t ready = 0; // connections announced by libuv and not yet accepted
     int pending_error = 0; // an accept error that arrived while nobody waited
-    accept_awaiter_base* head = nullptr;
-    accept_awaiter_base* tail = nullptr;
+    intrusive_list<accept_awaiter_base, accept_tag> waiters; // FIFO; a cancelled one leaves in O(1)
 };
 
 } // namespace uvasync::detail
