@@ -45,7 +45,9 @@ while [ "$i" -lt "$n" ]; do
     /usr/bin/time -f '%e %U %S' -a -o "$tmp/times" $cxx $flags -c "$tmp/hello.cpp" -o "$tmp/hello.o"
     i=$((i + 1))
 done
-median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+median() {
+    sort -n | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.2f", m}'
+}
 wall=$(awk '{print $1}' "$tmp/times" | median)
 cpu=$(awk '{print $2 + $3}' "$tmp/times" | median)
 echo "median ${wall} s wall, ${cpu} s CPU over ${n} compiles; ${lines} preprocessed lines ($cxx)"
