@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
 namespace seed {

@@ -2,7 +2,6 @@
 #include <cassert>
 
 #include <uvasync/detail/cancel_node.hpp>
-#include <uvasync/detail/runtime_state.hpp>
 
 #include "inbox.hpp"
 
@@ -100,23 +99,9 @@ cancel_node::~cancel_node() {
     }
 }
 
-namespace {
-
-/// A shared node used on a loop thread belongs to that thread's runtime from then on, so that
-/// later requests from other threads are posted there instead of propagating on their own.
-void bind_to_current(cancel_node& n) noexcept {
-    if (n.bound_inbox() == nullptr) {
-        if (runtime_state* current = this_thread_context().runtime) {
-            n.bind(current->mailbox());
-        }
-    }
-}
-
-} // namespace
-
 void cancel_node::link_to(cancel_node& parent) noexcept {
     assert(parent_ == nullptr);
-    bind_to_current(parent);
+    parent.bind_to_current_runtime();
     parent_ = &parent;
     parent.children_.push_back(*this);
     if (parent.cancelled_ && !cancelled_) {
@@ -168,7 +153,7 @@ void cancel_node::propagate(message_ptr message) noexcept {
 }
 
 void cancel_node::add(cancel_registration& r) noexcept {
-    bind_to_current(*this);
+    bind_to_current_runtime();
     if (cancelled_) {
         r.fn(&r); // the std rule: registering on a cancelled token runs the callback inline
         return;
@@ -184,6 +169,14 @@ void cancel_node::bind(inbox* box) noexcept {
     box->add_ref();
     if (!inbox_.compare_exchange_strong(expected, box, std::memory_order_acq_rel)) {
         box->release(); // already bound
+    }
+}
+
+void cancel_node::bind_to_current_runtime() noexcept {
+    // Later requests from other threads are then posted to that runtime instead of
+    // propagating on their own thread.
+    if (bound_inbox() == nullptr) {
+        bind(current_inbox());
     }
 }
 

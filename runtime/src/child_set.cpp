@@ -29,6 +29,10 @@ void child_set::leave() noexcept {
     phase_ = phase::closed;
 }
 
+void child_set::on_child_finished(finish_observer* self, task_core* child) noexcept {
+    static_cast<child_set*>(self)->child_finished(child);
+}
+
 void child_set::child_finished(task_core* child) noexcept {
     static_cast<list_hook<child_set_tag>&>(*child).unlink();
     child->parent_set = nullptr;

@@ -86,4 +86,9 @@ private:
     std::atomic<bool> pending_{false};
 };
 
+/// The inbox of the calling thread's current runtime, or null outside any
+/// runtime. Defined with the runtime (runtime_state.cpp); the cancellation tree uses it to bind
+/// shared nodes without knowing the scheduler.
+inbox* current_inbox() noexcept;
+
 } // namespace uvasync::detail

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-#include <uvasync/detail/child_set.hpp>
 #include <uvasync/detail/local_map.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/task_core.hpp>
@@ -29,16 +28,10 @@ void task_core::throw_cancelled_outcome() const {
     throw cancelled_error(cancel_message, 0);
 }
 
-bool task_core::cancel(message_ptr message) noexcept {
-    if (done()) {
-        return false;
-    }
-    return task_scope.node.request_cancel(std::move(message));
-}
-
 void task_core::finish() noexcept {
     if (parent_set != nullptr) {
-        parent_set->child_finished(this); // the group records the outcome first (SEMANTICS 9.4)
+        parent_set->child_finished(parent_set,
+                                   this); // the group records the outcome first (SEMANTICS 9.4)
     }
     // Waiters only become ready here; they run later from the run queue (D-14).
     while (task_waiter* w = waiters.pop_front()) {

@@ -11,11 +11,6 @@ namespace uvasync {
 
 namespace detail {
 
-thread_context& this_thread_context() noexcept {
-    thread_local thread_context context;
-    return context;
-}
-
 std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept {
     static std::atomic<std::ptrdiff_t> counter{0};
     return counter;
@@ -61,21 +56,7 @@ task_core* require_task(const char* what) {
     return core;
 }
 
-runtime_state& current_runtime(const char* what) {
-    if (task_core* core = current_task()) {
-        return *core->rt;
-    }
-    if (runtime_state* rt = this_thread_context().runtime) {
-        return *rt;
-    }
-    throw invalid_state(std::string("uvasync: ") + what + " needs a runtime on this thread");
-}
-
 } // namespace detail
-
-loop_clock::time_point loop_clock::now() {
-    return detail::current_runtime("loop_clock::now()").now();
-}
 
 deadline current_deadline() {
     detail::task_core* core = detail::require_task("current_deadline()");
@@ -102,16 +83,12 @@ cancel_token current_token() {
 
 cancel_source::cancel_source()
     : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
-    if (detail::runtime_state* rt = detail::this_thread_context().runtime) {
-        node_->bind(rt->mailbox());
-    }
+    node_->bind_to_current_runtime();
 }
 
 cancel_source::cancel_source(const cancel_token& parent)
     : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
-    if (detail::runtime_state* rt = detail::this_thread_context().runtime) {
-        node_->bind(rt->mailbox());
-    }
+    node_->bind_to_current_runtime();
     if (parent.node() != nullptr) {
         node_->link_to(*parent.node());
         node_->bind(parent.node()->bound_inbox());

@@ -9,13 +9,13 @@
 
 #include <doctest/doctest.h>
 #include <uv.h>
-#include <uvasync/detail/uv_close.hpp>
 #include <uvasync/io/address.hpp>
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/tcp.hpp>
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "uv_close.hpp"
 
 namespace uvasync::test {
 

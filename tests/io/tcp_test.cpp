@@ -17,11 +17,11 @@
 
 #include <doctest/doctest.h>
 #include <uv.h>
-#include <uvasync/detail/uv_buf.hpp>
 #include <uvasync/io/tcp.hpp>
 #include <uvasync/uvasync.hpp>
 
 #include "io/stream_state.hpp"
+#include "io/uv_buf.hpp"
 #include "stream_support.hpp"
 
 #include <netinet/in.h>

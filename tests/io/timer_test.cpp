@@ -11,7 +11,8 @@
 #include <vector>
 
 #include <doctest/doctest.h>
-#include <uvasync/io/timer.hpp>
+#include <uvasync/io.hpp>
+#include <uvasync/timer.hpp>
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"

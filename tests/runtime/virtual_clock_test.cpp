@@ -15,6 +15,7 @@
 
 #include <doctest/doctest.h>
 #include <uv.h>
+#include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"

@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include <doctest/doctest.h>
+#include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"

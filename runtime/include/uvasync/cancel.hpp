@@ -7,7 +7,6 @@
 #include <utility>
 
 #include <uvasync/detail/cancel_node.hpp>
-#include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/token_wait.hpp>
 #include <uvasync/error.hpp>
 

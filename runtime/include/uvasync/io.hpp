@@ -16,7 +16,6 @@
 #include <uvasync/io/signal.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/io/tcp.hpp>
-#include <uvasync/io/timer.hpp>
 #include <uvasync/io/tty.hpp>
 #include <uvasync/io/udp.hpp>
 #include <uvasync/io/work.hpp>

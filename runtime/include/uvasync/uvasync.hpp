@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The whole public API of uvasync.
+// The core and composition API of uvasync; the I/O layer is <uvasync/io.hpp>, so a program
+// that only uses tasks, timeouts and cancellation does not compile it.
 #pragma once
 
 // clang-format off: this include stays first
@@ -12,7 +13,6 @@
 #include <uvasync/error.hpp>
 #include <uvasync/exception_group.hpp>
 #include <uvasync/gather.hpp>
-#include <uvasync/io.hpp>
 #include <uvasync/runtime.hpp>
 #include <uvasync/shield.hpp>
 #include <uvasync/sleep.hpp>
@@ -29,4 +29,5 @@
 #include <uvasync/task_local.hpp>
 #include <uvasync/timeout.hpp>
 #include <uvasync/wait_any.hpp>
+#include <uvasync/timer.hpp>
 #include <uvasync/wait_for.hpp>

@@ -103,7 +103,7 @@ public:
             orphaned_ = true;
             if (rt_->owns_loop()) { // the runtime outlives the exit callback (it waits for it)
                 counted_ = true;
-                rt_->io_handle_closing();
+                rt_->handle_closing();
             }
             uv_process_kill(&handle_, SIGKILL);
         }
@@ -152,7 +152,7 @@ private:
     static void on_close(uv_handle_t* h) noexcept {
         auto* self = static_cast<process_state*>(h->data);
         if (self->counted_) {
-            self->rt_->io_handle_closed();
+            self->rt_->handle_closed();
         }
         if (self->pins_ > 0) {
             self->disposed_ = true; // freed by the last awaiter

@@ -8,8 +8,8 @@
 #include <string>
 
 #include <uv.h>
+#include <uvasync/detail/accept_awaiter.hpp>
 #include <uvasync/io/error.hpp>
-#include <uvasync/io/listener.hpp>
 #include <uvasync/io/stream.hpp>
 
 namespace uvasync::detail {
@@ -98,6 +98,14 @@ struct write_request {
 
     static void on_write(uv_write_t* req, int status) noexcept;
 };
+
+/// Reasons in the messages of stream errors.
+inline constexpr const char* closed_reason = "the stream was closed";
+inline constexpr const char* not_open_reason = "the stream is not open";
+
+/// Throws `std::system_error(status)` with "<kind>::<op>[: <reason>]".
+[[noreturn]] void throw_stream_error(int status, const char* kind, const char* op,
+                                     const char* reason);
 
 /// Sets SIGPIPE to SIG_IGN if its disposition is SIG_DFL, once per process (the first stream
 /// state does it): libuv writes with write(), which raises SIGPIPE on a peer that closed. A
@@ -228,8 +236,7 @@ struct listener_state final : handle_base {
     bool pipe;
     std::size_t ready = 0; // connections announced by libuv and not yet accepted
     int pending_error = 0; // an accept error that arrived while nobody waited
-    accept_awaiter_base* head = nullptr;
-    accept_awaiter_base* tail = nullptr;
+    intrusive_list<accept_awaiter_base, accept_tag> waiters; // FIFO; a cancelled one leaves in O(1)
 };
 
 } // namespace uvasync::detail

@@ -109,6 +109,11 @@ public:
     /// it, once; later requests from other threads are posted there.
     void bind(inbox* box) noexcept;
 
+    /// Shared nodes only: binds the node to the inbox of the calling thread's runtime, if there
+    /// is one and the node is not bound yet. A shared node used on a loop thread belongs to
+    /// that thread's runtime from then on.
+    void bind_to_current_runtime() noexcept;
+
     [[nodiscard]] inbox* bound_inbox() const noexcept {
         return inbox_.load(std::memory_order_acquire);
     }

@@ -20,13 +20,14 @@ namespace uvasync::detail {
 /// owning task, children spawned inside it (their task scopes are linked under it, so any
 /// cancellation of it or of the scopes around it reaches them), and a wait for all children
 /// that is not a cancellation point (SEMANTICS 9.3).
-class child_set {
+class child_set : private finish_observer {
 public:
     /// Called once per child, when it finishes, before anything it woke runs.
     using done_hook = void (*)(child_set*, task_core*) noexcept;
 
     explicit child_set(done_hook hook) noexcept
-        : hook_(hook) {}
+        : finish_observer(&on_child_finished)
+        , hook_(hook) {}
 
     child_set(const child_set&) = delete;
     child_set& operator=(const child_set&) = delete;
@@ -47,7 +48,7 @@ public:
                 "uvasync: spawning into a task group or gather that is not running");
         }
         task_handle<T> h = spawn_in(*owner_->rt, std::move(t), nullptr, &scope_);
-        h.state()->parent_set = this;
+        h.state()->parent_set = static_cast<finish_observer*>(this);
         children_.push_back(*h.state());
         return h;
     }
@@ -81,10 +82,11 @@ public:
         return awaiter{*this};
     }
 
+private:
     /// Called by task_core::finish.
+    static void on_child_finished(finish_observer* self, task_core* child) noexcept;
     void child_finished(task_core* child) noexcept;
 
-private:
     enum class phase : std::uint8_t { created, open, closed };
 
     scope scope_{scope_kind::group};

@@ -19,9 +19,6 @@ namespace uvasync::detail {
 /// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
 task_core* require_task(const char* what);
 
-/// The running task's runtime, else the calling thread's, else `invalid_state`.
-runtime_state& current_runtime(const char* what);
-
 /// The shared half of every cancellation point: trio's abort protocol (SEMANTICS 1, "Abort
 /// hook"). A derived awaiter calls `park()` before it starts its operation; the operation's
 /// completion calls `complete()`; a cancellation of the innermost scope calls the derived

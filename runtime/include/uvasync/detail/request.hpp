@@ -108,7 +108,7 @@ public:
         }
         started_ = true;
         op_->rt_ = core()->rt;
-        op_->rt_->io_request_started(); // shutdown waits for the callback (SEMANTICS 15.5)
+        op_->rt_->request_started(); // shutdown waits for the callback (SEMANTICS 15.5)
         return true;
     }
 
@@ -188,7 +188,7 @@ inline void request_op::finished(int status) noexcept {
     status_ = status;
     done_ = true;
     if (rt_ != nullptr) {
-        rt_->io_request_finished();
+        rt_->request_finished();
         rt_ = nullptr;
     }
     if (waiter_ == nullptr) {

@@ -7,12 +7,11 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include <uv.h>
 #include <uvasync/clock.hpp>
-#include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/task_core.hpp>
 
@@ -61,7 +60,7 @@ public:
 
     std::uint64_t next_scope_id() noexcept { return ++scope_ids_; }
 
-    // The deadline heap.
+    // The deadline queue (deadline_timer.cpp): the earliest entry arms the loop's timer.
     void add_deadline(deadline_entry& e) noexcept;
     void remove_deadline(deadline_entry& e) noexcept;
 
@@ -89,10 +88,6 @@ public:
 
     /// The runtime's inbox (for binding cancel sources; see cancel_node::bind).
     [[nodiscard]] inbox* mailbox() const noexcept { return inbox_; }
-
-    [[nodiscard]] bool on_loop_thread() const noexcept {
-        return std::this_thread::get_id() == loop_thread_;
-    }
 
     [[nodiscard]] bool accepting() const noexcept { return phase_ == phase::running; }
 
@@ -128,20 +123,20 @@ public:
     /// Number of tasks not yet finished.
     [[nodiscard]] std::size_t live_tasks() const noexcept { return live_tasks_; }
 
-    /// The I/O layer's libuv requests in flight (fs, getaddrinfo, getnameinfo, work), counted
-    /// from the accepted libuv call to its callback; loop thread only. Shutdown runs the loop
-    /// until none is left, so no request callback or threadpool function outlives a frame or
-    /// the runtime (SEMANTICS 15.3, 15.5).
-    void io_request_started() noexcept { ++io_requests_; }
+    /// Pending external work: libuv requests whose callback is still to come (whoever made
+    /// them: fs, getaddrinfo, getnameinfo, work), counted from the accepted libuv call to its
+    /// callback; loop thread only. Shutdown runs the loop until none is left, so no request
+    /// callback or threadpool function outlives a frame or the runtime (SEMANTICS 15.3, 15.5).
+    void request_started() noexcept { ++pending_requests_; }
 
-    void io_request_finished() noexcept { --io_requests_; }
+    void request_finished() noexcept { --pending_requests_; }
 
-    /// I/O handles whose close callback (or, for a child process, exit then close callback)
-    /// is still to come; loop thread only. An owned loop is run until none is left before it
-    /// is closed.
-    void io_handle_closing() noexcept { ++io_closing_; }
+    /// Pending external work: handles whose close callback (or, for a child process, exit then
+    /// close callback) is still to come; loop thread only. An owned loop is run until none is
+    /// left before it is closed.
+    void handle_closing() noexcept { ++closing_handles_; }
 
-    void io_handle_closed() noexcept { --io_closing_; }
+    void handle_closed() noexcept { --closing_handles_; }
 
     void on_async() noexcept;
     void on_timer() noexcept;
@@ -157,8 +152,6 @@ private:
     void start_idle() noexcept;
     void update_idle() noexcept;
     void rearm_timer() noexcept;
-    void sift_up(std::size_t i) noexcept;
-    void sift_down(std::size_t i) noexcept;
     void close_handles() noexcept;
     void wait_for_tasks();
     void leak_remaining() noexcept;
@@ -176,16 +169,14 @@ private:
     std::int64_t shutdown_grace_ms_;
     deadline armed_for_ = never;
     std::uint64_t scope_ids_ = 0;
-    std::uint64_t deadline_seq_ = 0;
     std::size_t live_tasks_ = 0;
-    std::size_t io_requests_ = 0;
-    std::size_t io_closing_ = 0;
+    std::size_t pending_requests_ = 0;
+    std::size_t closing_handles_ = 0;
     deadline_entry* grace_ = nullptr; // shutdown's grace deadline while it waits
     std::function<void()> on_closed_; // close_from_callback: handed to the handles
     int keep_alive_holders_ = 0;
-    std::thread::id loop_thread_;
     intrusive_queue<task_core> ready_;
-    std::vector<deadline_entry*> heap_;
+    deadline_queue deadlines_;
     intrusive_list<task_core, all_tasks_tag> tasks_;
     loop_handles* handles_;
     inbox* inbox_; // one reference, released by the destructor
@@ -205,5 +196,8 @@ thread_context& this_thread_context() noexcept;
 inline task_core* current_task() noexcept {
     return this_thread_context().task;
 }
+
+/// The running task's runtime, else the calling thread's, else `invalid_state`.
+runtime_state& current_runtime(const char* what);
 
 } // namespace uvasync::detail

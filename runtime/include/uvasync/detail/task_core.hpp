@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <utility>
 
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/scope.hpp>
@@ -12,7 +13,6 @@ namespace uvasync::detail {
 
 class runtime_state;
 class task_core;
-class child_set;
 class local_map;
 struct all_tasks_tag;
 struct waiter_tag;
@@ -26,6 +26,18 @@ struct task_waiter : list_hook<waiter_tag> {
         : on_done(f) {}
 
     function on_done;
+};
+
+/// Told when a task finishes, before its waiters become ready: the task group or gather the
+/// task is a child of (child_set, which derives from this), so the task core does not depend on
+/// task groups.
+struct finish_observer {
+    using function = void (*)(finish_observer*, task_core*) noexcept;
+
+    explicit finish_observer(function f) noexcept
+        : child_finished(f) {}
+
+    function child_finished;
 };
 
 /// How many symmetric transfers a task may chain before one bounce through the run queue.
@@ -69,7 +81,9 @@ public:
     }
 
     /// Cancels the task scope (SEMANTICS 3). Loop thread only.
-    bool cancel(message_ptr message) noexcept;
+    bool cancel(message_ptr message) noexcept {
+        return !done() && task_scope.node.request_cancel(std::move(message));
+    }
 
     /// Called by the root frame when the body has finished: wakes the waiters, reports an
     /// error nobody can observe any more, and lets the runtime drop its reference.
@@ -88,10 +102,10 @@ public:
     task_base* body = nullptr;            // the user's task, destroyed early on a leak
 
     scope task_scope{scope_kind::task};
-    scope* current = &task_scope;    // the innermost scope at the task's current point
-    scope* token_scope = nullptr;    // owned; encloses task_scope for a task spawned with a token
-    child_set* parent_set = nullptr; // the task group or gather this task is a child of
-    local_map* locals = nullptr;     // task-local values, shared copy-on-write (local_map.hpp)
+    scope* current = &task_scope; // the innermost scope at the task's current point
+    scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
+    finish_observer* parent_set = nullptr; // the task group or gather this task is a child of
+    local_map* locals = nullptr;          // task-local values, shared copy-on-write (local_map.hpp)
 
     intrusive_list<task_waiter, waiter_tag> waiters;
     std::exception_ptr error;

@@ -1,40 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <string>
-#include <system_error>
-
-namespace uvasync {
-
-/// The error category of libuv status codes. An `std::error_code` in it holds libuv's own
-/// negative code (`UV_ECONNREFUSED`, `UV_EOF`, ...); `message()` is `uv_strerror`, and
-/// `uv_error_name(code)` gives `uv_err_name` ("ECONNREFUSED").
-///
-/// Every I/O failure is thrown as `std::system_error` with a code in this category, so a
-/// caller can compare against libuv's constants: `e.code() == uv_error_code(UV_ECONNREFUSED)`.
-/// The code also compares equal to the matching `std::errc` where libuv maps an errno
-/// (`e.code() == std::errc::connection_refused`).
-const std::error_category& uv_category() noexcept;
-
-/// `status` (a negative libuv code) as an `std::error_code` in `uv_category()`.
-std::error_code uv_error_code(int status) noexcept;
-
-/// libuv's name for `status`, for example "ECANCELED" (`uv_err_name`).
-std::string uv_error_name(int status);
-
-/// Throws `std::system_error(uv_error_code(status), what)`.
-[[noreturn]] void throw_uv_error(int status, const char* what);
-
-namespace detail {
-
-/// Throws `std::system_error` when a libuv call returned a negative status; returns `status`.
-inline int check_uv(int status, const char* what) {
-    if (status < 0) {
-        throw_uv_error(status, what);
-    }
-    return status;
-}
-
-} // namespace detail
-
-} // namespace uvasync
+// The libuv error category is used by the core as well as by the I/O layer, so it lives at the
+// bottom of the library, in <uvasync/uv_error.hpp>; this header stays for existing includes.
+#include <uvasync/uv_error.hpp>

@@ -4,7 +4,7 @@
 #include <string>
 
 #include <uv.h>
-#include <uvasync/io/listener.hpp>
+#include <uvasync/detail/accept_awaiter.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/task.hpp>
 

@@ -4,8 +4,8 @@
 #include <chrono>
 
 #include <uv.h>
+#include <uvasync/detail/accept_awaiter.hpp>
 #include <uvasync/io/address.hpp>
-#include <uvasync/io/listener.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/task.hpp>
 

@@ -3,7 +3,6 @@
 
 #include <coroutine>
 #include <exception>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -17,6 +16,13 @@
 #include <uvasync/task.hpp>
 
 namespace uvasync {
+
+namespace detail {
+
+/// `std::future_error(std::future_errc::broken_promise)`, made where <future> is included.
+std::exception_ptr broken_promise_error();
+
+} // namespace detail
 
 template <class T = void>
 class promise;
@@ -135,8 +141,7 @@ public:
 
     ~promise() {
         if (state_ != nullptr && !state_->done()) {
-            state_->template settle<2>(
-                std::make_exception_ptr(std::future_error(std::future_errc::broken_promise)));
+            state_->template settle<2>(detail::broken_promise_error());
         }
     }
 

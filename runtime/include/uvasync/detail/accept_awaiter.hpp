@@ -3,16 +3,18 @@
 
 #include <coroutine>
 
+#include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/io/stream.hpp>
 
 namespace uvasync::detail {
 
 struct listener_state;
+struct accept_tag;
 
 /// The untyped part of `accept()`: waits for a connection and takes it (`uv_accept`) into a
 /// new stream state. The typed `accept_awaiter<S>` wraps the state into `S`.
-class accept_awaiter_base : private parked_wait {
+class accept_awaiter_base : private parked_wait, public list_hook<accept_tag> {
 public:
     explicit accept_awaiter_base(listener_state* l) noexcept;
     accept_awaiter_base(accept_awaiter_base&& other) noexcept; // only before it is awaited
@@ -39,8 +41,6 @@ private:
     int status_ = 0;
     const char* kind_ = "listener";
     const char* reason_ = nullptr;
-    accept_awaiter_base* next_ = nullptr; // the listener's FIFO of waiters
-    bool queued_ = false;
 };
 
 /// The awaiter of `tcp_listener::accept()` and `pipe_listener::accept()`.

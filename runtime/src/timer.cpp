@@ -3,7 +3,7 @@
 #include <utility>
 
 #include <uvasync/error.hpp>
-#include <uvasync/io/timer.hpp>
+#include <uvasync/timer.hpp>
 
 namespace uvasync {
 

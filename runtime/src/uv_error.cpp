@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <uv.h>
-#include <uvasync/io/error.hpp>
+#include <uvasync/uv_error.hpp>
 
 namespace uvasync {
 

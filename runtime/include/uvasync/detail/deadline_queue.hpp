@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <uvasync/detail/deadline_entry.hpp>
+
+namespace uvasync::detail {
+
+/// The deadline queue: a binary min-heap of entries ordered by (deadline, registration order),
+/// libuv's timer-heap rule. It only orders entries; arming the loop's timer and firing due
+/// entries is the scheduler's job (runtime_state). Loop thread only. Adding and removing are
+/// O(log n) and allocate only when the heap grows past its peak size.
+class deadline_queue {
+public:
+    [[nodiscard]] bool empty() const noexcept { return heap_.empty(); }
+
+    /// The earliest entry; the queue must not be empty.
+    [[nodiscard]] deadline_entry& top() const noexcept { return *heap_.front(); }
+
+    /// The registration number the next added entry gets; entries added after a deadline pass
+    /// started have a larger one (SEMANTICS 6.5).
+    [[nodiscard]] std::uint64_t last_seq() const noexcept { return seq_; }
+
+    /// Adds `e`, which must not be queued and must have a deadline other than `never`.
+    void push(deadline_entry& e) noexcept;
+
+    /// Removes `e` if it is queued; does nothing otherwise.
+    void erase(deadline_entry& e) noexcept;
+
+private:
+    void sift_up(std::size_t i) noexcept;
+    void sift_down(std::size_t i) noexcept;
+
+    std::vector<deadline_entry*> heap_;
+    std::uint64_t seq_ = 0;
+};
+
+} // namespace uvasync::detail

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: MIT
+#include <cassert>
+
+#include <uvasync/detail/deadline_queue.hpp>
+
+namespace uvasync::detail {
+
+namespace {
+
+bool earlier(const deadline_entry* a, const deadline_entry* b) noexcept {
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+} // namespace
+
+void deadline_queue::sift_up(std::size_t i) noexcept {
+    deadline_entry* e = heap_[i];
+    while (i > 0) {
+        const std::size_t parent = (i - 1) / 2;
+        if (!earlier(e, heap_[parent])) {
+            break;
+        }
+        heap_[i] = heap_[parent];
+        heap_[i]->heap_index = i;
+        i = parent;
+    }
+    heap_[i] = e;
+    e->heap_index = i;
+}
+
+void deadline_queue::sift_down(std::size_t i) noexcept {
+    deadline_entry* e = heap_[i];
+    const std::size_t n = heap_.size();
+    for (;;) {
+        std::size_t child = 2 * i + 1;
+        if (child >= n) {
+            break;
+        }
+        if (child + 1 < n && earlier(heap_[child + 1], heap_[child])) {
+            ++child;
+        }
+        if (!earlier(heap_[child], e)) {
+            break;
+        }
+        heap_[i] = heap_[child];
+        heap_[i]->heap_index = i;
+        i = child;
+    }
+    heap_[i] = e;
+    e->heap_index = i;
+}
+
+void deadline_queue::push(deadline_entry& e) noexcept {
+    assert(!e.queued() && e.when != never);
+    e.seq = ++seq_;
+    e.heap_index = heap_.size();
+    heap_.push_back(&e); // amortised: the vector only grows to the peak number of deadlines
+    sift_up(e.heap_index);
+}
+
+void deadline_queue::erase(deadline_entry& e) noexcept {
+    if (!e.queued()) {
+        return;
+    }
+    const std::size_t i = e.heap_index;
+    deadline_entry* last = heap_.back();
+    heap_.pop_back();
+    e.heap_index = deadline_entry::not_queued;
+    if (last != &e) {
+        heap_[i] = last;
+        last->heap_index = i;
+        sift_down(i);
+        sift_up(last->heap_index);
+    }
+}
+
+} // namespace uvasync::detail

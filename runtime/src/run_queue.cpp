@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+// The run queue: tasks made ready by schedule() run from the loop's prepare and check phases,
+// one batch per drain (SEMANTICS 13.6, D-14), and the idle handle keeps the poll from blocking
+// while any is ready. The virtual clock's autojump is decided here, after each drain.
+#include <algorithm>
+#include <cstdint>
+
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/task.hpp>
+
+#include "inbox.hpp"
+#include "runtime_handles.hpp"
+
+namespace uvasync::detail {
+
+void runtime_state::start_idle() noexcept {
+    idle_active_ = true;
+    uv_idle_start(&handles_->idle, [](uv_idle_t*) {});
+}
+
+void runtime_state::update_idle() noexcept {
+    const bool want = !ready_.empty() ||
+                      (virtual_ && autojump_ && autojump_threshold_ms_ == 0 && !deadlines_.empty());
+    if (want && !idle_active_) {
+        start_idle();
+    } else if (!want && idle_active_) {
+        idle_active_ = false;
+        uv_idle_stop(&handles_->idle);
+    }
+}
+
+bool runtime_state::drain() noexcept {
+    if (ready_.empty()) {
+        return false;
+    }
+    auto batch = ready_.take();
+    thread_context& ctx = this_thread_context();
+    task_core* const saved = ctx.task;
+    while (task_core* core = batch.pop_front()) {
+        ctx.task = core;
+        core->transfer_budget = transfer_budget_per_resume;
+        core->deliveries_without_suspending = 0;
+        core->resume_point.resume(); // may destroy *core
+    }
+    ctx.task = saved;
+    return true;
+}
+
+void runtime_state::adopt(task_core* core) noexcept {
+    if (phase_ == phase::closed) {
+        // Nothing will ever run it: it ends cancelled before its first step (SEMANTICS 2.7),
+        // and its frame goes with its last handle.
+        core->rt = nullptr;
+        core->cancel_message = make_message("runtime is shut down");
+        core->result = outcome::cancelled;
+        core->finish();
+        return;
+    }
+    tasks_.push_back(*core);
+    ++live_tasks_;
+    if (phase_ != phase::running) {
+        // Spawned while shutting down: born cancelled, so the body never runs (SEMANTICS 2.7).
+        core->task_scope.node.request_cancel(make_message("runtime is shutting down"));
+    }
+    schedule(core, core->root);
+}
+
+void runtime_state::task_finished(task_core* /*core*/) noexcept {
+    --live_tasks_;
+    if (live_tasks_ == 0 && grace_ != nullptr) {
+        // Shutdown is waiting and nothing is left: the grace deadline must not be reached (a
+        // virtual clock would otherwise jump to it).
+        remove_deadline(*grace_);
+    }
+}
+
+void runtime_state::on_prepare() noexcept {
+    runtime_scope current(this);
+    const bool ran = drain();
+    settle(ran);
+}
+
+void runtime_state::on_check() noexcept {
+    runtime_scope current(this);
+    if (virtual_ && autojump_ && autojump_threshold_ms_ == 0 && ready_.empty() &&
+        !deadlines_.empty() && !inbox_->pending()) {
+        // Every task is blocked and only deadlines are pending: jump (SEMANTICS 18.4).
+        virtual_now_ = std::max(virtual_now_, deadlines_.top().when.time_since_epoch().count());
+        run_deadline_pass();
+    }
+    const bool ran = drain();
+    settle(ran);
+}
+
+void runtime_state::settle(bool ran) noexcept {
+    if (virtual_ && autojump_ && autojump_threshold_ms_ > 0) {
+        // The threshold measures real time in which no task ran. It is decided after the
+        // drain: tasks that just ran may have blocked on I/O, and with nothing ready the poll
+        // then sleeps until the threshold timer (or I/O) wakes it. Deciding before the drain
+        // left the poll with no timer at all.
+        // The threshold timer exists only on a virtual clock with a threshold.
+        auto* threshold = reinterpret_cast<uv_handle_t*>(&handles_->threshold);
+        if (!ready_.empty() || deadlines_.empty() || inbox_->pending()) {
+            uv_timer_stop(&handles_->threshold);
+        } else if (ran || uv_is_active(threshold) == 0) {
+            uv_timer_start(&handles_->threshold,
+                           &forward<uv_timer_t, &runtime_state::on_threshold_timer>,
+                           static_cast<std::uint64_t>(autojump_threshold_ms_), 0);
+        }
+    }
+    update_idle();
+}
+
+void runtime_state::on_threshold_timer() noexcept {
+    runtime_scope current(this);
+    if (ready_.empty() && !deadlines_.empty()) {
+        virtual_now_ = std::max(virtual_now_, deadlines_.top().when.time_since_epoch().count());
+        run_deadline_pass();
+    }
+    update_idle();
+}
+
+} // namespace uvasync::detail
