@@ -18,6 +18,7 @@
 #include <uvasync/io/work.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "handle_checks.hpp"
 #include "loop_fixture.hpp"
 #include "request_support.hpp"
 
@@ -27,12 +28,6 @@ namespace uvasync::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-template <class T>
-void check_cancelled(task_handle<T>& h) {
-    REQUIRE(h.done());
-    CHECK_THROWS_AS(h.state()->take_outcome(), cancelled_error);
-}
 
 task<std::thread::id> thread_of_work() {
     co_return co_await to_thread([] { return std::this_thread::get_id(); });
@@ -148,8 +143,8 @@ TEST_SUITE("work") {
 
         gate.open();
         f.run_until([&] { return b1.done() && b2.done(); });
-        CHECK(b1.state()->take_outcome() == 1);
-        CHECK(b2.state()->take_outcome() == 2);
+        CHECK(b1.result() == 1);
+        CHECK(b2.result() == 2);
         CHECK(ran.load() == 0); // uv_cancel took it back: f never ran
     }
 

@@ -26,6 +26,7 @@
 
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
+#include "timed_tasks.hpp"
 
 namespace uvasync::test {
 namespace {
@@ -54,15 +55,6 @@ task<int> value_now(int v) {
     co_return v;
 }
 
-task<int> value_after(loop_clock::duration d, int v) {
-    co_await sleep(d);
-    co_return v;
-}
-
-task<void> void_after(loop_clock::duration d) {
-    co_await sleep(d);
-}
-
 task<std::unique_ptr<int>> ptr_after(loop_clock::duration d, int v) {
     co_await sleep(d);
     co_return std::make_unique<int>(v);
@@ -80,12 +72,6 @@ task<int> swallow_once_then_return(int v) {
 task<void> record(trace& tr, std::string what) {
     tr.push_back(std::move(what));
     co_return;
-}
-
-template <class T>
-task<void> cancel_after(loop_clock::duration d, task_handle<T>& h, std::string message) {
-    co_await sleep(d);
-    h.cancel(message);
 }
 
 /// What awaiting `h` gives: "value[ N]", "cancelled(message)" or "error(what)".
@@ -1436,7 +1422,7 @@ TEST_SUITE("timeout") {
         for (const bool checkpoint_after : {false, true}) {
             trace tr;
             task_handle<int> a;
-            auto b = rt->spawn(cancel_after(10ms, a, "late"));
+            auto b = rt->spawn(cancel_after(a, 10ms, "late"));
             a = rt->spawn(sleep_then_maybe_checkpoint(tr, checkpoint_after));
             run_until([&] { return a.done() && b.done(); });
             CHECK(tr == trace{"sleep returned"});
@@ -1509,7 +1495,7 @@ TEST_SUITE("timeout") {
                       "until the task ends") {
         trace tr;
         task_handle<int> a = rt->spawn(swallow_task_cancellation(tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"delivery 0 (stop) at +5", "delivery 1 (stop) at +5",
                           "delivery 2 (stop) at +5"});
@@ -1548,7 +1534,7 @@ TEST_SUITE("timeout") {
         "4.7 a task whose cleanup raises an error ends with that error, not cancelled") {
         trace tr;
         task_handle<void> a = rt->spawn(cleanup_throws(tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"cleanup"});
         CHECK_FALSE(a.cancelled());
@@ -1669,7 +1655,7 @@ TEST_SUITE("timeout") {
                       "before it runs: cancelled_error escapes the timeout") {
         scope_record rec;
         task_handle<void> a;
-        auto b = rt->spawn(cancel_after(10ms, a, "stop")); // its sleep is registered first
+        auto b = rt->spawn(cancel_after(a, 10ms, "stop")); // its sleep is registered first
         a = rt->spawn(timeout_around_sleep(10ms, rec));
         run_until([&] { return a.done() && b.done(); });
         CHECK(rec.escaped == "cancelled_error(stop)");
@@ -1739,7 +1725,7 @@ TEST_SUITE("timeout") {
         scope_record rec;
         trace tr;
         task_handle<void> a = rt->spawn(swallow_then_timeout(rec, tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"swallowed at +5"});
         CHECK(rec.escaped == "cancelled_error(stop)");
@@ -1753,7 +1739,7 @@ TEST_SUITE("timeout") {
                       "task's cancellation waits outside") {
         trace tr;
         task_handle<void> a = rt->spawn(goodbye_timeout_in_task_cleanup(tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"cancelled at +5", "shielded timeout converted its own expiry at +505",
                           "outer cancellation raised at +505 (stop)"});
@@ -1777,7 +1763,7 @@ TEST_SUITE("timeout") {
         "passes every timeout") {
         trace tr;
         task_handle<void> other = rt->spawn(cancelled_elsewhere());
-        auto c = rt->spawn(cancel_after(5ms, other, "elsewhere"));
+        auto c = rt->spawn(cancel_after(other, 5ms, "elsewhere"));
         run(foreign_cancellation_in_timeout(other, tr));
         CHECK(tr == trace{"cancelled_error owner=0", "kept running"});
     }
@@ -1808,7 +1794,7 @@ TEST_SUITE("timeout") {
         auto a = rt->spawn(wait_future_in_timeout(fut, tr));
         auto b = rt->spawn(wait_future(fut, "B", tr));
         task_handle<void> c = rt->spawn(wait_future(fut, "C", tr));
-        auto cc = rt->spawn(cancel_after(5ms, c, "stop"));
+        auto cc = rt->spawn(cancel_after(c, 5ms, "stop"));
         auto producer = rt->spawn(produce_after(20ms, p, tr));
         run_until([&] { return a.done() && b.done() && c.done() && cc.done() && producer.done(); });
         CHECK(tr == trace{"C cancelled at +5 (stop)", "A: timeout_error at +10",
@@ -2075,7 +2061,7 @@ TEST_SUITE("timeout") {
                       "with its message") {
         trace tr;
         task_handle<void> a = rt->spawn(task_cancel_through_timeouts(tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"cancelled_error(stop) at +5 expired=0 caught=0",
                           "cancelled_error(stop) at +5 expired=0 caught=0"});

@@ -79,7 +79,7 @@ public:
     T run(task<T> t) {
         task_handle<T> h = rt->spawn(std::move(t));
         run_until([&] { return h.done(); });
-        return h.state()->take_outcome();
+        return h.result();
     }
 
     /// Runs loop iterations until `done()` holds (the fixture is the host here). The loop is
