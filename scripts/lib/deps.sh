@@ -11,8 +11,9 @@
 # cmake is here because Debian's doctest-dev ships only a CMake config: without cmake, Meson's
 # dependency('doctest') finds nothing (the package has no pkg-config file). libclang-rt-14-dev
 # holds clang's sanitizer runtimes. libhttp-parser-dev is the HTTP parser of examples/servers.
+# clang-format and clang-tidy-14 are for scripts/test's format and tidy checks.
 UVASYNC_APT_PACKAGES=(meson ninja-build pkg-config g++ clang-14 libclang-rt-14-dev libuv1-dev
-    doctest-dev cmake libhttp-parser-dev)
+    doctest-dev cmake libhttp-parser-dev clang-format clang-tidy-14)
 
 # For the benchmarks only (bench/README.md): the Boost.Asio and uvloop comparisons, wrk, and GNU
 # time for peak RSS. Installed by `uvasync_install_deps --bench` (bench/run, and scripts/test

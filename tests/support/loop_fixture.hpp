@@ -4,6 +4,7 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -26,7 +27,9 @@ public:
         : frames_before_(detail::live_frame_counter().load())
         , counted_before_(counted::live().load()) {
         REQUIRE(uv_loop_init(&loop_) == 0);
-        options.exception_handler = [this](std::exception_ptr e) { reported.push_back(e); };
+        options.exception_handler = [this](std::exception_ptr e) {
+            reported.push_back(std::move(e));
+        };
         rt.emplace(&loop_, std::move(options));
     }
 
