@@ -22,25 +22,13 @@
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 #include "timed_tasks.hpp"
+#include "timeout_support.hpp"
 
 namespace uvasync::test {
 namespace {
 
 using namespace std::chrono_literals;
 using trace = std::vector<std::string>;
-
-std::string plus(long long ms) {
-    return "+" + std::to_string(ms);
-}
-
-std::string since(deadline t0) {
-    return plus(ms_since(t0));
-}
-
-std::string flags(const timeout_scope& s) {
-    return std::string("expired=") + (s.expired() ? "1" : "0") +
-           " caught=" + (s.caught() ? "1" : "0");
-}
 
 /// The farewell to a peer: takes `takes`, then records when it was sent.
 task<void> goodbye(loop_clock::duration takes, deadline t0, trace& tr) {

@@ -19,21 +19,13 @@
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 #include "timed_tasks.hpp"
+#include "timeout_support.hpp"
 
 namespace uvasync::test {
 namespace {
 
 using namespace std::chrono_literals;
 using trace = std::vector<std::string>;
-
-std::string since(deadline t0) {
-    return "+" + std::to_string(ms_since(t0));
-}
-
-task<void> record(trace& tr, std::string what) {
-    tr.push_back(std::move(what));
-    co_return;
-}
 
 /// Sleeps for `d` and returns how many loop-clock milliseconds passed.
 template <class Rep, class Period>

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Helpers shared by the timeout and cancellation-point tests (cancel_delivery_test.cpp,
-// timeout_test.cpp, timeout_scope_test.cpp): outcomes and scope flags turned into strings, and a
-// recorder of what leaves a timeout scope.
+// Helpers shared by the tests of sleeps, shields, timeouts and cancellation points
+// (sleep_test.cpp, shield_test.cpp, cancel_delivery_test.cpp, timeout_test.cpp,
+// timeout_scope_test.cpp): outcomes and scope flags turned into strings, and a recorder of what
+// leaves a timeout scope.
 #pragma once
 
 #include <chrono>

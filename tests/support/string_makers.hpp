@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-// How doctest prints the vectors that tests compare (event traces, result lists).
+// How doctest prints what tests compare: event traces, result lists, deadlines.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <uvasync/uvasync.hpp>
 
 namespace doctest {
 
@@ -30,6 +31,17 @@ struct StringMaker<std::vector<int>> {
         }
         s += "}";
         return String(s.c_str());
+    }
+};
+
+/// A deadline as its millisecond count (or "never").
+template <>
+struct StringMaker<uvasync::deadline> {
+    static String convert(const uvasync::deadline& d) {
+        if (d == uvasync::never) {
+            return "never";
+        }
+        return (std::to_string(d.time_since_epoch().count()) + " ms").c_str();
     }
 };
 
