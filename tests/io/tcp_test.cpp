@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <climits>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -26,7 +27,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -94,7 +94,7 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_connect_accept_write_read_shutdown_close") {
 
 task<void> large_transfer(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
-    std::string big(3 * 1024 * 1024, 'x');
+    std::string big(std::size_t{3} * 1024 * 1024, 'x');
     for (std::size_t i = 0; i < big.size(); ++i) {
         big[i] = static_cast<char>('a' + i % 26);
     }
@@ -436,8 +436,8 @@ struct full_listener {
     socket_address addr;
     std::vector<task_handle<tcp_stream>> queued; // the connections that fill the queue
 
-    explicit full_listener(io_fixture& fx) {
-        fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    explicit full_listener(io_fixture& fx)
+        : fd(::socket(AF_INET, SOCK_STREAM, 0)) {
         REQUIRE(fd >= 0);
         const socket_address any = loopback();
         REQUIRE(::bind(fd, any.data(), sizeof(sockaddr_in)) == 0);
@@ -461,7 +461,11 @@ struct full_listener {
 
     ~full_listener() {
         for (auto& c : queued) {
-            (void)c.result(); // closes them
+            try {
+                (void)c.result(); // closes them
+            } catch (...) {
+                // A destructor must not throw; a connect that failed holds nothing to close.
+            }
         }
         ::close(fd);
     }
@@ -683,7 +687,7 @@ TEST_CASE_FIXTURE(io_fixture,
 TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_then_cancelled_in_the_same_turn_is_delivered") {
     tcp_listener l = tcp_listener::bind(loopback());
     tcp_pair p = run(backpressured_pair(l));
-    std::vector<char> data(16 * 1024, 'w'); // more than the small kernel buffers hold
+    std::vector<char> data(std::size_t{16} * 1024, 'w'); // more than the small kernel buffers hold
     task_handle<std::string> w = rt->spawn(write_and_report(p.client, data));
     run(nap(5ms));
     REQUIRE_FALSE(w.done());
@@ -908,7 +912,7 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_exactly_across_packets_and_at_eof") {
 
 task<void> large_line(tcp_listener& l) {
     tcp_pair p = co_await connect_pair(l);
-    std::string line(200 * 1024, 'L'); // more than the 64 KiB buffer limit
+    std::string line(std::size_t{200} * 1024, 'L'); // more than the 64 KiB buffer limit
     line += "\n";
     task_handle<void> w = spawn([](stream& s, const std::string& d) -> task<void> {
         co_await s.write(std::span<const char>(d));
@@ -961,7 +965,7 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_buffer_is_lent_to_a_waiting_reader_and_g
     CHECK(r.result() == "direct");
     CHECK(st->buf == nullptr);
     // Nobody reads: the buffer starts at 16 KiB and grows to hold 48 KiB (limit 64 KiB).
-    const std::string big(48 * 1024, 'g');
+    const std::string big(std::size_t{48} * 1024, 'g');
     run([](tcp_pair& pr, const std::string& b) -> task<void> {
         co_await pr.client.write(std::span<const char>(b));
     }(p, big));

@@ -218,6 +218,8 @@ struct failing_op final : detail::request_op {
 
     failing_op(const failing_op&) = delete;
     failing_op& operator=(const failing_op&) = delete;
+    failing_op(failing_op&&) = delete;
+    failing_op& operator=(failing_op&&) = delete;
 
     int start(uv_loop_t*) noexcept override { return UV_EINVAL; }
 
@@ -366,6 +368,9 @@ TEST_SUITE("work") {
 
             noisy(noisy&& o) noexcept { o.live = false; }
 
+            noisy& operator=(const noisy&) = delete;
+            noisy& operator=(noisy&&) = delete;
+
             ~noisy() {
                 if (live) {
                     destroyed.fetch_add(1);
@@ -379,7 +384,7 @@ TEST_SUITE("work") {
         {
             runtime_options o;
             o.shutdown_grace = 1ms;
-            o.exception_handler = [](std::exception_ptr) {};
+            o.exception_handler = [](const std::exception_ptr&) {};
             runtime rt(o);
             auto worker = [&]() -> task<long> {
                 std::vector<long> bytes(1000, 1);
@@ -417,7 +422,7 @@ TEST_SUITE("work") {
         {
             runtime_options o;
             o.shutdown_grace = 0ms;
-            o.exception_handler = [](std::exception_ptr) {};
+            o.exception_handler = [](const std::exception_ptr&) {};
             runtime rt(o);
             auto main_task = [&]() -> task<int> {
                 auto h = spawn(open_then_checkpoint(pipe.path(), fd_seen));

@@ -702,6 +702,7 @@ TEST_SUITE("semaphore") {
             constexpr int workers = 40;
             std::vector<task_handle<>> hs;
             int acquired = 0;
+            hs.reserve(workers);
             for (int i = 0; i < workers; ++i) {
                 hs.push_back(
                     rt->spawn(worker(s, 5, std::chrono::milliseconds(1 + i % 4), acquired)));

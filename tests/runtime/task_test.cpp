@@ -118,11 +118,11 @@ TEST_SUITE("task") {
             out.push_back(rt.spawn(log_step(log, name)));
             log.push_back(std::string("spawned ") + name);
         }
-        log.push_back("spawner step ends");
+        log.emplace_back("spawner step ends");
         for (auto& h : out) {
             co_await h;
         }
-        log.push_back("spawner joined");
+        log.emplace_back("spawner joined");
     }
     } // namespace
 
@@ -571,7 +571,7 @@ TEST_SUITE("task") {
         task<int> u = immediate(1);
         task<int> v = std::move(u);
         try {
-            (void)co_await u;
+            (void)co_await u; // NOLINT(bugprone-use-after-move): the moved-from task is the test
         } catch (const invalid_state&) {
             r.moved_from_invalid = true;
         }
@@ -1392,18 +1392,18 @@ TEST_SUITE("task") {
         try {
             co_await sleep_until(never);
         } catch (const cancelled_error&) {
-            log.push_back("target caught");
+            log.emplace_back("target caught");
             throw;
         }
     }
 
     task<> canceller_logging(task_handle<> target, std::vector<std::string>& log) {
         co_await sleep(1ms);
-        log.push_back("before cancel");
+        log.emplace_back("before cancel");
         target.cancel();
-        log.push_back("after cancel");
+        log.emplace_back("after cancel");
         co_await yield();
-        log.push_back("canceller resumed");
+        log.emplace_back("canceller resumed");
     }
     } // namespace
 

@@ -555,12 +555,12 @@ struct frame_probe {
 
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 
-    bool await_suspend(std::coroutine_handle<>) const noexcept {
+    [[nodiscard]] bool await_suspend(std::coroutine_handle<>) const noexcept {
         *seen = detail::live_frame_counter().load();
         return false; // resume at once
     }
 
-    int await_resume() const noexcept { return 7; }
+    [[nodiscard]] int await_resume() const noexcept { return 7; }
 };
 
 TEST_CASE_FIXTURE(loop_fixture, "5 a timeout around an awaiter awaits it in place, without "

@@ -233,6 +233,7 @@ TEST_SUITE("virtual_clock") {
     TEST_CASE_FIXTURE(loop_fixture, "18.2 virtual time never moves backwards") {
         std::vector<deadline> stamps;
         std::vector<task_handle<>> hs;
+        hs.reserve(4);
         for (int id = 0; id < 4; ++id) {
             hs.push_back(rt->spawn(stamp_steps(stamps, id)));
         }
@@ -1006,6 +1007,7 @@ TEST_SUITE("virtual_clock") {
         std::vector<task_handle<>> hs;
         const std::vector<std::pair<char, loop_clock::duration>> plan{
             {'a', 30ms}, {'b', 10ms}, {'c', 20ms}, {'d', 10ms}, {'e', 0ms}, {'f', 1ms}};
+        hs.reserve(plan.size());
         for (const auto& [name, d] : plan) {
             hs.push_back(f.rt->spawn(delayed_mark(t, name, d)));
         }
