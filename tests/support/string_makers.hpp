@@ -18,7 +18,7 @@ struct StringMaker<std::vector<std::string>> {
             s += "\"" + e + "\", ";
         }
         s += "}";
-        return String(s.c_str());
+        return s.c_str();
     }
 };
 
@@ -30,7 +30,7 @@ struct StringMaker<std::vector<int>> {
             s += std::to_string(e) + ", ";
         }
         s += "}";
-        return String(s.c_str());
+        return s.c_str();
     }
 };
 
