@@ -9,14 +9,17 @@
 # terminal, as in CI).
 
 # cmake is here because Debian's doctest-dev ships only a CMake config: without cmake, Meson's
-# dependency('doctest') finds nothing (docs/toolchain.md, section 4). libclang-rt-14-dev holds clang's
-# sanitizer runtimes. libhttp-parser-dev is the HTTP parser of examples/servers. The last line
-# is for the benchmarks (bench/README.md): the Boost.Asio and uvloop comparisons, wrk, and GNU
-# time for peak RSS. Node.js 20 is not in Debian 12 (it has 18); bench/run skips Node when
-# `node` is missing.
+# dependency('doctest') finds nothing (the package has no pkg-config file; docs/toolchain.md, section 4). libclang-rt-14-dev
+# holds clang's sanitizer runtimes. libhttp-parser-dev is the HTTP parser of examples/servers.
+# clang-format and clang-tidy-14 are for scripts/test's format and tidy checks.
 UVASYNC_APT_PACKAGES=(meson ninja-build pkg-config g++ clang-14 libclang-rt-14-dev libuv1-dev
-    doctest-dev cmake libhttp-parser-dev
-    libboost1.81-dev python3-uvloop wrk time)
+    doctest-dev cmake libhttp-parser-dev clang-format clang-tidy-14)
+
+# For the benchmarks only (bench/README.md): the Boost.Asio and uvloop comparisons, wrk, and GNU
+# time for peak RSS. Installed by `uvasync_install_deps --bench` (bench/run, and scripts/test
+# when it builds the bench). The bench smoke test skips a comparison whose package is missing.
+# Node.js 20 is not in Debian 12 (it has 18); bench/run skips Node when `node` is missing.
+UVASYNC_BENCH_APT_PACKAGES=(libboost1.81-dev python3-uvloop wrk time)
 
 # Prints the packages from "$@" that are not installed, one per line.
 uvasync_missing_packages() {
@@ -28,9 +31,13 @@ uvasync_missing_packages() {
     done
 }
 
-# Installs whatever of UVASYNC_APT_PACKAGES is missing.
+# Installs whatever of UVASYNC_APT_PACKAGES is missing; with --bench, also of
+# UVASYNC_BENCH_APT_PACKAGES.
 uvasync_install_deps() {
     local -a want=("${UVASYNC_APT_PACKAGES[@]}") missing=() sudo=()
+    if [[ ${1:-} == --bench ]]; then
+        want+=("${UVASYNC_BENCH_APT_PACKAGES[@]}")
+    fi
     if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "deps: dpkg-query not found; this script expects Debian 12. Install by hand:" >&2
         echo "deps:   ${want[*]}" >&2

@@ -15,6 +15,7 @@
 #include <uvasync/io/dns.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "handle_checks.hpp"
 #include "loop_fixture.hpp"
 #include "request_support.hpp"
 
@@ -22,23 +23,6 @@
 
 namespace uvasync::test {
 namespace {
-
-template <class T>
-void check_cancelled(task_handle<T>& h) {
-    REQUIRE(h.done());
-    CHECK_THROWS_AS(h.state()->take_outcome(), cancelled_error);
-}
-
-template <class T>
-void check_uv_error(task_handle<T>& h, int code) {
-    REQUIRE(h.done());
-    try {
-        h.state()->take_outcome();
-        FAIL("no error");
-    } catch (const std::system_error& e) {
-        CHECK_MESSAGE(e.code() == uv_error_code(code), e.what());
-    }
-}
 
 task<std::set<std::string>> resolve_to_strings(std::string host, std::string service,
                                                resolve_hints hints = {}) {
@@ -133,7 +117,7 @@ TEST_SUITE("dns") {
         f.run_until([&] { return unknown.done() && not_numeric.done(); });
         REQUIRE(unknown.done());
         try {
-            unknown.state()->take_outcome();
+            unknown.result();
             FAIL("no error");
         } catch (const std::system_error& e) {
             // glibc reports EAI_SERVICE; other libcs may say EAI_NONAME.

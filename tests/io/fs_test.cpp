@@ -17,6 +17,7 @@
 #include <uvasync/io/work.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "handle_checks.hpp"
 #include "loop_fixture.hpp"
 #include "request_support.hpp"
 
@@ -24,23 +25,6 @@
 
 namespace uvasync::test {
 namespace {
-
-template <class T>
-void check_cancelled(task_handle<T>& h) {
-    REQUIRE(h.done());
-    CHECK_THROWS_AS(h.state()->take_outcome(), cancelled_error);
-}
-
-template <class T>
-void check_uv_error(task_handle<T>& h, int code) {
-    REQUIRE(h.done());
-    try {
-        h.state()->take_outcome();
-        FAIL("no error");
-    } catch (const std::system_error& e) {
-        CHECK_MESSAGE(e.code() == uv_error_code(code), e.what());
-    }
-}
 
 bool exists(const std::string& path) {
     return ::access(path.c_str(), F_OK) == 0;

@@ -160,7 +160,7 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_accept_and_read_cancelled_while_pending") {
     CHECK(a.cancel("first"));
     CHECK_FALSE(a.cancel("second"));
     run_until([&] { return a.done(); });
-    CHECK(a.state()->take_outcome() == "cancelled: first");
+    CHECK(a.result() == "cancelled: first");
 
     // The connection made afterwards waits for the next accept.
     pipe_pair p = run(connect_pipe_pair(l, path));
@@ -174,7 +174,7 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_accept_and_read_cancelled_while_pending") {
     run(nap(5ms));
     CHECK(r.cancel("stop"));
     run_until([&] { return r.done(); });
-    CHECK(r.state()->take_outcome() == "cancelled: stop");
+    CHECK(r.result() == "cancelled: stop");
     run([](pipe_pair& pp) -> task<void> { co_await pp.client.write("after"); }(p));
     CHECK(run(read_chunk(p.server)) == "after");
 }
@@ -199,7 +199,7 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_write_cancelled_under_backpressure_closes_th
     CHECK_FALSE(w.done());
     w.cancel();
     run_until([&] { return w.done(); });
-    CHECK(w.state()->take_outcome() == "cancelled");
+    CHECK(w.result() == "cancelled");
     CHECK_FALSE(a.is_open());
     const failure f =
         run(failure_of([](pipe_stream& s) -> task<void> { co_await s.write("x"); }(a)));

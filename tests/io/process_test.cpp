@@ -37,13 +37,6 @@ using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
 
-runtime_options manual_clock() {
-    runtime_options o;
-    o.virtual_clock = true;
-    o.autojump = false;
-    return o;
-}
-
 process_options sh(std::string script) {
     process_options o;
     o.file = "/bin/sh";
@@ -350,7 +343,7 @@ TEST_SUITE("process") {
     }
 
     TEST_CASE("process_cancelled_wait_sends_the_cancel_signal_and_reaps") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         for (int round = 0; round < 2; ++round) {
             process p = process::spawn(sleeper());
             log_t log;
@@ -370,7 +363,7 @@ TEST_SUITE("process") {
     }
 
     TEST_CASE("process_that_ignores_the_cancel_signal_is_killed_after_the_grace_and_reaped") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         pipe_stream out = pipe_stream::create();
         process_options o = sh("trap '' TERM; echo ready; exec sleep 30");
         o.stdio[1] = process_stdio::pipe(out);
@@ -402,7 +395,7 @@ TEST_SUITE("process") {
     }
 
     TEST_CASE("process_that_exits_by_itself_after_the_abort_delivers_its_status") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         pipe_stream out = pipe_stream::create();
         // Exits with 7 when asked to stop: a result, not the cancellation (14.7, D-2).
         process_options o = sh("trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done");
@@ -477,7 +470,7 @@ TEST_SUITE("process") {
     }
 
     TEST_CASE("process_wait_frame_destroyed_while_parked_leaves_libuv_safe") {
-        runtime_options o = manual_clock();
+        runtime_options o = loop_fixture::manual_clock();
         o.shutdown_grace = 0ms;
         loop_fixture f(o);
         std::optional<process> p;

@@ -29,7 +29,9 @@ namespace uvasync::test {
 /// The tests know the pool's size: two threads (meson sets it for work_test; the others set
 /// it here, before libuv starts its threadpool on the first request).
 inline const bool pool_size_set = [] {
-    ::setenv("UV_THREADPOOL_SIZE", "2", 1); // overwrite an inherited size: the tests rely on 2
+    // Overwrite an inherited size: the tests rely on 2. Static initialization, before any
+    // thread exists, so setenv's lack of thread safety does not matter.
+    ::setenv("UV_THREADPOOL_SIZE", "2", 1); // NOLINT(concurrency-mt-unsafe)
     return true;
 }();
 
@@ -54,7 +56,8 @@ public:
     /// A job for one threadpool thread: counts itself as running, waits for the gate,
     /// returns `value`.
     pool_gate() {
-        const char* size = ::getenv("UV_THREADPOOL_SIZE");
+        // Nothing calls setenv once threads run (see pool_size_set).
+        const char* size = ::getenv("UV_THREADPOOL_SIZE"); // NOLINT(concurrency-mt-unsafe)
         REQUIRE(pool_size_set);
         REQUIRE(size != nullptr);
         REQUIRE(std::string(size) == std::to_string(pool_size));
@@ -133,6 +136,8 @@ public:
 
     temp_dir(const temp_dir&) = delete;
     temp_dir& operator=(const temp_dir&) = delete;
+    temp_dir(temp_dir&&) = delete;
+    temp_dir& operator=(temp_dir&&) = delete;
 
     ~temp_dir() {
         std::error_code ec;
@@ -160,6 +165,8 @@ public:
 
     fifo(const fifo&) = delete;
     fifo& operator=(const fifo&) = delete;
+    fifo(fifo&&) = delete;
+    fifo& operator=(fifo&&) = delete;
 
     ~fifo() {
         if (writer_ >= 0) {
@@ -219,6 +226,8 @@ public:
 
     after_completion(const after_completion&) = delete;
     after_completion& operator=(const after_completion&) = delete;
+    after_completion(after_completion&&) = delete;
+    after_completion& operator=(after_completion&&) = delete;
 
     ~after_completion() {
         uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);

@@ -17,6 +17,7 @@
 #include <uvasync/io/signal.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "join.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 
@@ -25,6 +26,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::join;
 using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
@@ -91,11 +93,6 @@ task<> cancel_now(task_handle<>& h) {
 task<> close_set(signal_set& s, log_t& log) {
     co_await s.close();
     log.push_back("closed");
-}
-
-template <class T>
-task<T> join(task_handle<T> h) {
-    co_return co_await h;
 }
 
 task<> shielded_wait(signal_set& s) {

@@ -28,13 +28,6 @@ using uvasync::test::ms_since;
 
 using log_t = std::vector<std::string>;
 
-runtime_options manual_clock() {
-    runtime_options o;
-    o.virtual_clock = true;
-    o.autojump = false;
-    return o;
-}
-
 std::string at(deadline t0) {
     return "+" + std::to_string(ms_since(t0));
 }
@@ -120,7 +113,7 @@ TEST_SUITE("timer") {
     }
 
     TEST_CASE("timer_nobody_waiting_arms_nothing") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         const deadline t0 = f.now();
         timer t(10ms);
         f.run_all(); // returns: an idle timer keeps no loop alive and no deadline pending
@@ -166,7 +159,7 @@ TEST_SUITE("timer") {
     }
 
     TEST_CASE("timer_stop_wakes_a_pending_tick_with_invalid_state") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         for (int round = 0; round < 2; ++round) {
             timer t(10ms);
             log_t log;
@@ -207,7 +200,7 @@ TEST_SUITE("timer") {
     }
 
     TEST_CASE("timer_cancelled_after_the_tick_but_before_resumption_returns_the_tick") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         timer t(10ms);
         for (int round = 0; round < 2; ++round) {
             log_t log;
@@ -222,7 +215,7 @@ TEST_SUITE("timer") {
     }
 
     TEST_CASE("timer_cancelled_twice_detaches_once") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         timer t(10ms);
         for (int round = 0; round < 2; ++round) {
             log_t log;
@@ -252,7 +245,7 @@ TEST_SUITE("timer") {
     }
 
     TEST_CASE("timer_destroyed_while_a_task_waits_wakes_it") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         log_t log;
         auto t = std::make_unique<timer>(10ms);
         auto a = f.rt->spawn(tick_and_log(*t, log));
@@ -264,7 +257,7 @@ TEST_SUITE("timer") {
     }
 
     TEST_CASE("timer_frame_destroyed_while_parked_at_shutdown_leaves_no_deadline") {
-        runtime_options o = manual_clock();
+        runtime_options o = loop_fixture::manual_clock();
         o.shutdown_grace = 0ms;
         loop_fixture f(o);
         timer t(10ms);

@@ -32,13 +32,6 @@ using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
 
-runtime_options manual_clock() {
-    runtime_options o;
-    o.virtual_clock = true;
-    o.autojump = false;
-    return o;
-}
-
 socket_address loopback() {
     return socket_address::parse("127.0.0.1", 0);
 }
@@ -310,7 +303,7 @@ TEST_SUITE("udp") {
     TEST_CASE("udp_send_cancelled_while_queued_waits_for_and_returns_the_real_result") {
         // The send cannot be taken back and may still go out, so the awaiter stays parked
         // until libuv's callback and reports the real result (D-2, SEMANTICS 14.5).
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         udp_socket a = udp_socket::bind(loopback());
         udp_socket b = udp_socket::bind(loopback());
         for (int round = 0; round < 2; ++round) {
@@ -369,7 +362,7 @@ TEST_SUITE("udp") {
     }
 
     TEST_CASE("udp_receive_cancelled_while_pending_stops_reading") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         udp_socket a = udp_socket::bind(loopback());
         udp_socket b = udp_socket::bind(loopback());
         for (int round = 0; round < 2; ++round) {
@@ -392,7 +385,7 @@ TEST_SUITE("udp") {
     }
 
     TEST_CASE("udp_receive_cancelled_after_delivery_before_resumption_returns_the_datagram") {
-        loop_fixture f(manual_clock());
+        loop_fixture f(loop_fixture::manual_clock());
         udp_socket a = udp_socket::bind(loopback());
         udp_socket b = udp_socket::bind(loopback());
         for (int round = 0; round < 2; ++round) {
@@ -413,7 +406,7 @@ TEST_SUITE("udp") {
     }
 
     TEST_CASE("udp_receive_frame_destroyed_while_parked_stops_reading") {
-        runtime_options o = manual_clock();
+        runtime_options o = loop_fixture::manual_clock();
         o.shutdown_grace = 0ms;
         loop_fixture f(o);
         std::optional<udp_socket> b;

@@ -18,6 +18,7 @@
 #include <uvasync/io/work.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "handle_checks.hpp"
 #include "loop_fixture.hpp"
 #include "request_support.hpp"
 
@@ -27,12 +28,6 @@ namespace uvasync::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-template <class T>
-void check_cancelled(task_handle<T>& h) {
-    REQUIRE(h.done());
-    CHECK_THROWS_AS(h.state()->take_outcome(), cancelled_error);
-}
 
 task<std::thread::id> thread_of_work() {
     co_return co_await to_thread([] { return std::this_thread::get_id(); });
@@ -148,8 +143,8 @@ TEST_SUITE("work") {
 
         gate.open();
         f.run_until([&] { return b1.done() && b2.done(); });
-        CHECK(b1.state()->take_outcome() == 1);
-        CHECK(b2.state()->take_outcome() == 2);
+        CHECK(b1.result() == 1);
+        CHECK(b2.result() == 2);
         CHECK(ran.load() == 0); // uv_cancel took it back: f never ran
     }
 
@@ -223,6 +218,8 @@ struct failing_op final : detail::request_op {
 
     failing_op(const failing_op&) = delete;
     failing_op& operator=(const failing_op&) = delete;
+    failing_op(failing_op&&) = delete;
+    failing_op& operator=(failing_op&&) = delete;
 
     int start(uv_loop_t*) noexcept override { return UV_EINVAL; }
 
@@ -371,6 +368,9 @@ TEST_SUITE("work") {
 
             noisy(noisy&& o) noexcept { o.live = false; }
 
+            noisy& operator=(const noisy&) = delete;
+            noisy& operator=(noisy&&) = delete;
+
             ~noisy() {
                 if (live) {
                     destroyed.fetch_add(1);
@@ -384,7 +384,7 @@ TEST_SUITE("work") {
         {
             runtime_options o;
             o.shutdown_grace = 1ms;
-            o.exception_handler = [](std::exception_ptr) {};
+            o.exception_handler = [](const std::exception_ptr&) {};
             runtime rt(o);
             auto worker = [&]() -> task<long> {
                 std::vector<long> bytes(1000, 1);
@@ -422,7 +422,7 @@ TEST_SUITE("work") {
         {
             runtime_options o;
             o.shutdown_grace = 0ms;
-            o.exception_handler = [](std::exception_ptr) {};
+            o.exception_handler = [](const std::exception_ptr&) {};
             runtime rt(o);
             auto main_task = [&]() -> task<int> {
                 auto h = spawn(open_then_checkpoint(pipe.path(), fd_seen));

@@ -23,25 +23,11 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "string_makers.hpp"
 
 using namespace std::chrono_literals;
 using namespace uvasync;
 using uvasync::test::loop_fixture;
-
-namespace doctest {
-
-/// Prints a deadline as its millisecond count (or "never") in failed checks.
-template <>
-struct StringMaker<uvasync::deadline> {
-    static String convert(const uvasync::deadline& d) {
-        if (d == uvasync::never) {
-            return "never";
-        }
-        return (std::to_string(d.time_since_epoch().count()) + " ms").c_str();
-    }
-};
-
-} // namespace doctest
 
 namespace {
 

@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 #include <uvasync/uvasync.hpp>
 
+#include "join.hpp"
 #include "loop_fixture.hpp"
 
 using namespace std::chrono_literals;
@@ -18,6 +19,8 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_message_of;
+using uvasync::test::join;
 using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
@@ -87,21 +90,6 @@ task<std::string> wait_or_move_on(event& e, loop_clock::duration d) {
 task<> set_after(event& e, loop_clock::duration d) {
     co_await sleep(d);
     e.set();
-}
-
-template <class T>
-task<T> join(task_handle<T> h) {
-    co_return co_await h;
-}
-
-/// Awaits a finished handle and returns the message of the `cancelled_error` it raises.
-task<std::string> cancel_message_of(task_handle<> h) {
-    try {
-        co_await h;
-    } catch (const cancelled_error& e) {
-        co_return std::string(e.message());
-    }
-    co_return "<not cancelled>";
 }
 
 } // namespace

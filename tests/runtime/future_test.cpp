@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 #include <uvasync/uvasync.hpp>
 
+#include "join.hpp"
 #include "loop_fixture.hpp"
 #include "test_error.hpp"
 
@@ -23,7 +24,9 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_message_of;
 using uvasync::test::counted;
+using uvasync::test::join;
 using uvasync::test::loop_fixture;
 using uvasync::test::my_error;
 
@@ -144,23 +147,8 @@ task<> set_after(promise<std::string>& p, std::string v, loop_clock::duration d)
 }
 
 template <class T>
-task<T> join(task_handle<T> h) {
-    co_return co_await h;
-}
-
-template <class T>
 task<T> await_future(future<T> fut) {
     co_return co_await fut;
-}
-
-/// Awaits a finished handle and returns the message of the `cancelled_error` it raises.
-task<std::string> cancel_message_of(task_handle<> h) {
-    try {
-        co_await h;
-    } catch (const cancelled_error& e) {
-        co_return std::string(e.message());
-    }
-    co_return "<not cancelled>";
 }
 
 } // namespace

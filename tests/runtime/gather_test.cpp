@@ -16,39 +16,28 @@
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 #include "test_error.hpp"
+#include "timed_tasks.hpp"
+#include "trace.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_after;
 using uvasync::test::counted;
+using uvasync::test::fail_after;
+using uvasync::test::fail_on_cancel;
 using uvasync::test::loop_fixture;
 using uvasync::test::my_error;
-
-/// Events with the loop-clock time (ms since `t0`) at which they happened: "name what@ms".
-struct trace {
-    deadline t0{};
-    std::vector<std::string> events;
-
-    void add(const std::string& what) {
-        events.push_back(what + "@" + std::to_string((loop_clock::now() - t0).count()));
-    }
-
-    [[nodiscard]] bool has(const std::string& e) const {
-        return std::find(events.begin(), events.end(), e) != events.end();
-    }
-};
+using uvasync::test::park;
+using uvasync::test::swallow_and_return;
+using uvasync::test::trace;
+using uvasync::test::value_after;
 
 task<int> note_run(bool& ran, counted /*param*/) {
     ran = true;
     co_return 1;
-}
-
-task<int> value_after(trace& tr, std::string name, loop_clock::duration d, int v) {
-    co_await sleep(d);
-    tr.add(name + " done");
-    co_return v;
 }
 
 task<std::string> string_after(trace& tr, std::string name, loop_clock::duration d, std::string v) {
@@ -60,62 +49,6 @@ task<std::string> string_after(trace& tr, std::string name, loop_clock::duration
 task<> void_after(trace& tr, std::string name, loop_clock::duration d) {
     co_await sleep(d);
     tr.add(name + " done");
-}
-
-task<int> fail_after(trace& tr, std::string name, loop_clock::duration d, int code) {
-    co_await sleep(d);
-    tr.add(name + " fails");
-    throw my_error(code);
-}
-
-/// Parks until cancelled, records it, runs an optional shielded cleanup, then rethrows.
-task<int> park(trace& tr, std::string name, loop_clock::duration cleanup = {}) {
-    std::exception_ptr cancelled;
-    try {
-        co_await sleep_until(never);
-    } catch (const cancelled_error&) {
-        tr.add(name + " cancelled");
-        cancelled = std::current_exception();
-    }
-    if (cleanup.count() > 0) {
-        co_await shielded(sleep(cleanup));
-        tr.add(name + " cleaned up");
-    }
-    std::rethrow_exception(cancelled);
-}
-
-/// Parks until cancelled, then (after an optional shielded cleanup) fails with `code`.
-task<int> fail_on_cancel(trace& tr, std::string name, loop_clock::duration cleanup, int code) {
-    try {
-        co_await sleep_until(never);
-    } catch (const cancelled_error&) {
-        tr.add(name + " cancelled");
-    }
-    if (cleanup.count() > 0) {
-        co_await shielded(sleep(cleanup));
-    }
-    tr.add(name + " fails");
-    throw my_error(code);
-}
-
-/// Parks until cancelled, swallows the cancellation, and returns `v` after a shielded cleanup.
-task<int> swallow_and_return(trace& tr, std::string name, loop_clock::duration cleanup, int v) {
-    try {
-        co_await sleep_until(never);
-    } catch (const cancelled_error&) {
-        tr.add(name + " cancelled");
-    }
-    if (cleanup.count() > 0) {
-        co_await shielded(sleep(cleanup));
-    }
-    tr.add(name + " returns");
-    co_return v;
-}
-
-template <class T>
-task<> cancel_after(task_handle<T> target, loop_clock::duration d, std::string msg) {
-    co_await sleep(d);
-    target.cancel(msg);
 }
 
 int code_of(const std::exception_ptr& e) {

@@ -16,6 +16,7 @@
 #include <doctest/doctest.h>
 #include <uvasync/uvasync.hpp>
 
+#include "join.hpp"
 #include "loop_fixture.hpp"
 
 using namespace std::chrono_literals;
@@ -23,7 +24,9 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_message_of;
 using uvasync::test::counted;
+using uvasync::test::join;
 using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
@@ -168,21 +171,6 @@ task<> get_owned_then_checkpoint(queue<owned>& q, int& received) {
     owned item = co_await q.get();
     received += item != nullptr ? 1 : 0;
     co_await yield();
-}
-
-template <class T>
-task<T> join(task_handle<T> h) {
-    co_return co_await h;
-}
-
-/// Awaits a finished handle and returns the message of the `cancelled_error` it raises.
-task<std::string> cancel_message_of(task_handle<> h) {
-    try {
-        co_await h;
-    } catch (const cancelled_error& e) {
-        co_return std::string(e.message());
-    }
-    co_return "<not cancelled>";
 }
 
 /// Everything `q` holds right now, by try_get.

@@ -13,8 +13,10 @@
 #include <uv.h>
 #include <uvasync/uvasync.hpp>
 
+#include "join.hpp"
 #include "loop_fixture.hpp"
 #include "test_error.hpp"
+#include "timed_tasks.hpp"
 
 using namespace std::chrono_literals;
 
@@ -22,8 +24,11 @@ namespace {
 
 using namespace uvasync;
 using uvasync::test::counted;
+using uvasync::test::fail_after;
+using uvasync::test::join;
 using uvasync::test::loop_fixture;
 using uvasync::test::my_error;
+using uvasync::test::value_after;
 
 /// Checks, like loop_fixture does, that a test with an owned runtime leaves no coroutine frame
 /// and no `counted` object behind. Declare it before the runtime.
@@ -100,25 +105,10 @@ task<int> immediate(int v) {
     co_return v;
 }
 
-task<int> value_after(loop_clock::duration d, int v) {
-    co_await sleep(d);
-    co_return v;
-}
-
-task<int> fail_after(loop_clock::duration d, int code) {
-    co_await sleep(d);
-    throw my_error(code);
-}
-
 task<int> elapsed_after(loop_clock::duration d) {
     const deadline start = clock_now();
     co_await sleep(d);
     co_return static_cast<int>((clock_now() - start).count());
-}
-
-template <class T>
-task<T> join(task_handle<T> h) {
-    co_return co_await h;
 }
 
 /// Parks with no deadline (the virtual clock's autojump never wakes it) until cancelled.

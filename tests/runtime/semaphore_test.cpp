@@ -14,6 +14,7 @@
 #include <doctest/doctest.h>
 #include <uvasync/uvasync.hpp>
 
+#include "join.hpp"
 #include "loop_fixture.hpp"
 
 using namespace std::chrono_literals;
@@ -21,6 +22,8 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_message_of;
+using uvasync::test::join;
 using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
@@ -112,21 +115,6 @@ task<> worker(semaphore& s, int rounds, loop_clock::duration patience, int& acqu
             co_await sleep(1ms);
         }
     }
-}
-
-template <class T>
-task<T> join(task_handle<T> h) {
-    co_return co_await h;
-}
-
-/// Awaits a finished handle and returns the message of the `cancelled_error` it raises.
-task<std::string> cancel_message_of(task_handle<> h) {
-    try {
-        co_await h;
-    } catch (const cancelled_error& e) {
-        co_return std::string(e.message());
-    }
-    co_return "<not cancelled>";
 }
 
 } // namespace
@@ -743,6 +731,7 @@ TEST_SUITE("semaphore") {
             constexpr int workers = 40;
             std::vector<task_handle<>> hs;
             int acquired = 0;
+            hs.reserve(workers);
             for (int i = 0; i < workers; ++i) {
                 hs.push_back(
                     rt->spawn(worker(s, 5, std::chrono::milliseconds(1 + i % 4), acquired)));

@@ -14,57 +14,21 @@
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 #include "test_error.hpp"
+#include "timed_tasks.hpp"
+#include "trace.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_after;
+using uvasync::test::fail_after;
 using uvasync::test::loop_fixture;
 using uvasync::test::my_error;
-
-/// Events with the loop-clock time (ms since `t0`) at which they happened: "name what@ms".
-struct trace {
-    deadline t0{};
-    std::vector<std::string> events;
-
-    void add(const std::string& what) {
-        events.push_back(what + "@" + std::to_string((loop_clock::now() - t0).count()));
-    }
-
-    [[nodiscard]] bool has(const std::string& e) const {
-        return std::find(events.begin(), events.end(), e) != events.end();
-    }
-};
-
-task<int> value_after(trace& tr, std::string name, loop_clock::duration d, int v) {
-    co_await sleep(d);
-    tr.add(name + " done");
-    co_return v;
-}
-
-task<int> fail_after(trace& tr, std::string name, loop_clock::duration d, int code) {
-    co_await sleep(d);
-    tr.add(name + " fails");
-    throw my_error(code);
-}
-
-/// Parks until cancelled, records it, then rethrows.
-task<int> park(trace& tr, std::string name) {
-    try {
-        co_await sleep_until(never);
-    } catch (const cancelled_error&) {
-        tr.add(name + " cancelled");
-        throw;
-    }
-    co_return 0;
-}
-
-template <class T>
-task<> cancel_after(task_handle<T> target, loop_clock::duration d, std::string msg) {
-    co_await sleep(d);
-    target.cancel(msg);
-}
+using uvasync::test::park;
+using uvasync::test::trace;
+using uvasync::test::value_after;
 
 /// Awaits `shield(aw)` and records how the caller left.
 template <class A>

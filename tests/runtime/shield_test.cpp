@@ -21,40 +21,14 @@
 
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
+#include "timed_tasks.hpp"
+#include "timeout_support.hpp"
 
 namespace uvasync::test {
 namespace {
 
 using namespace std::chrono_literals;
 using trace = std::vector<std::string>;
-
-std::string plus(long long ms) {
-    return "+" + std::to_string(ms);
-}
-
-std::string since(deadline t0) {
-    return plus(ms_since(t0));
-}
-
-std::string flags(const timeout_scope& s) {
-    return std::string("expired=") + (s.expired() ? "1" : "0") +
-           " caught=" + (s.caught() ? "1" : "0");
-}
-
-task<int> value_after(loop_clock::duration d, int v) {
-    co_await sleep(d);
-    co_return v;
-}
-
-task<void> void_after(loop_clock::duration d) {
-    co_await sleep(d);
-}
-
-template <class T>
-task<void> cancel_after(loop_clock::duration d, task_handle<T>& h, std::string message) {
-    co_await sleep(d);
-    h.cancel(message);
-}
 
 /// The farewell to a peer: takes `takes`, then records when it was sent.
 task<void> goodbye(loop_clock::duration takes, deadline t0, trace& tr) {
@@ -405,7 +379,7 @@ TEST_SUITE("shield") {
         for (int round = 0; round < 2; ++round) {
             trace tr;
             task_handle<void> a = rt->spawn(shielded_sleep_then_point(50ms, tr));
-            auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+            auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
             run_until([&] { return a.done() && c.done(); });
             CHECK(tr == trace{"shielded sleep done at +50",
                               "cancellation in effect after the shield",
@@ -452,7 +426,7 @@ TEST_SUITE("shield") {
         trace tr;
         task_handle<int> child = rt->spawn(value_after(20ms, 7));
         task_handle<int> a = rt->spawn(join_in_shield(child, tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"joined 7 at +20"});
         CHECK_FALSE(child.cancelled());
@@ -467,7 +441,7 @@ TEST_SUITE("shield") {
                       "completes the goodbye, then the task ends cancelled") {
         trace tr;
         task_handle<void> a = rt->spawn(serve_then_say_goodbye(100ms, tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"cancelled at +5", "goodbye sent at +105"});
         CHECK(a.cancelled());
@@ -479,7 +453,7 @@ TEST_SUITE("shield") {
         "unresponsive peer and converts its own expiry") {
         trace tr;
         task_handle<void> a = rt->spawn(serve_then_say_goodbye(1h, tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"cancelled at +5", "goodbye timed out at +505"});
         CHECK(a.cancelled());
@@ -490,7 +464,7 @@ TEST_SUITE("shield") {
                       "and its timeout does not convert") {
         trace tr;
         task_handle<void> a = rt->spawn(serve_then_unshielded_goodbye(tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"cancelled at +5", "goodbye raised at +5 (stop)"});
         CHECK(a.cancelled());
@@ -516,7 +490,7 @@ TEST_SUITE("shield") {
         "inner shield, then the middle timeout owns it despite the task's cancellation") {
         trace tr;
         task_handle<void> a = rt->spawn(shield_timeout_shield(tr));
-        auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"cancelled at +5", "inner shield done at +55", "checkpoint raised at +55",
                           "middle timeout converted at +55 expired=1 caught=1",
@@ -580,7 +554,7 @@ TEST_SUITE("shield") {
                       "cancellation outside it") {
         trace tr;
         task_handle<void> a = rt->spawn(shielded_group(tr));
-        auto c = rt->spawn(cancel_after(3ms, a, "stop"));
+        auto c = rt->spawn(cancel_after(a, 3ms, "stop"));
         run_until([&] { return a.done() && c.done(); });
         CHECK(tr == trace{"body done at +5", "child 1 done at +10", "child 2 done at +20",
                           "group exited at +20", "after the shield: raised at +20 (stop)"});

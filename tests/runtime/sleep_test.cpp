@@ -19,27 +19,14 @@
 
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
+#include "timed_tasks.hpp"
+#include "timeout_support.hpp"
 
 namespace uvasync::test {
 namespace {
 
 using namespace std::chrono_literals;
 using trace = std::vector<std::string>;
-
-std::string since(deadline t0) {
-    return "+" + std::to_string(ms_since(t0));
-}
-
-task<void> record(trace& tr, std::string what) {
-    tr.push_back(std::move(what));
-    co_return;
-}
-
-template <class T>
-task<void> cancel_after(loop_clock::duration d, task_handle<T>& h, std::string message) {
-    co_await sleep(d);
-    h.cancel(message);
-}
 
 /// Sleeps for `d` and returns how many loop-clock milliseconds passed.
 template <class Rep, class Period>
@@ -527,7 +514,7 @@ TEST_SUITE("sleep") {
             trace tr;
             const deadline t0 = now();
             task_handle<void> a = rt->spawn(sleep_and_report(1h, tr));
-            auto c = rt->spawn(cancel_after(5ms, a, "stop"));
+            auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
             run_until([&] { return a.done() && c.done(); });
             CHECK(tr == trace{"cancelled at +5 (stop)"});
             CHECK(a.cancelled());
@@ -568,7 +555,7 @@ TEST_SUITE("sleep") {
                       "returns true, and the sleep still returns normally") {
         trace tr;
         task_handle<void> a;
-        auto b = rt->spawn(cancel_after(10ms, a, "late")); // wakes first in the same pass
+        auto b = rt->spawn(cancel_after(a, 10ms, "late")); // wakes first in the same pass
         a = rt->spawn(sleep_and_report(10ms, tr));
         run_until([&] { return a.done() && b.done(); });
         CHECK(tr == trace{"woke at +10"});

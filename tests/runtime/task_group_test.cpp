@@ -16,38 +16,27 @@
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 #include "test_error.hpp"
+#include "timed_tasks.hpp"
+#include "trace.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_after;
 using uvasync::test::counted;
+using uvasync::test::fail_after;
+using uvasync::test::fail_on_cancel;
 using uvasync::test::loop_fixture;
 using uvasync::test::my_error;
+using uvasync::test::park;
+using uvasync::test::trace;
+using uvasync::test::value_after;
 
 /// A second, unrelated error type.
 struct other_error : std::runtime_error {
     using std::runtime_error::runtime_error;
-};
-
-/// Events with the loop-clock time (ms since `t0`) at which they happened: "name what@ms".
-struct trace {
-    deadline t0{};
-    std::vector<std::string> events;
-
-    void add(const std::string& what) {
-        events.push_back(what + "@" + std::to_string((loop_clock::now() - t0).count()));
-    }
-
-    [[nodiscard]] bool has(const std::string& e) const {
-        return std::find(events.begin(), events.end(), e) != events.end();
-    }
-
-    [[nodiscard]] std::size_t index(const std::string& e) const {
-        return static_cast<std::size_t>(std::find(events.begin(), events.end(), e) -
-                                        events.begin());
-    }
 };
 
 std::vector<int> codes_of(const std::vector<std::exception_ptr>& errors) {
@@ -69,59 +58,10 @@ task<> note_run(bool& ran, counted /*param*/) {
     co_return;
 }
 
-task<int> value_after(trace& tr, std::string name, loop_clock::duration d, int v) {
-    co_await sleep(d);
-    tr.add(name + " done");
-    co_return v;
-}
-
-task<> fail_after(trace& tr, std::string name, loop_clock::duration d, int code) {
-    co_await sleep(d);
-    tr.add(name + " fails");
-    throw my_error(code);
-}
-
 task<> fail_now(trace& tr, std::string name, int code) {
     tr.add(name + " fails");
     throw my_error(code);
     co_return;
-}
-
-/// Parks until cancelled, records it, runs an optional shielded cleanup, then rethrows.
-task<> park(trace& tr, std::string name, loop_clock::duration cleanup = {}) {
-    std::exception_ptr cancelled;
-    try {
-        co_await sleep_until(never);
-    } catch (const cancelled_error&) {
-        tr.add(name + " cancelled");
-        cancelled = std::current_exception();
-    }
-    if (cleanup.count() > 0) {
-        co_await shielded(sleep(cleanup));
-        tr.add(name + " cleaned up");
-    }
-    std::rethrow_exception(cancelled);
-}
-
-/// Parks until cancelled, then (after an optional shielded cleanup) fails with `code`: an error
-/// raised during cleanup replaces the cancellation (SEMANTICS 4.7).
-task<> fail_on_cancel(trace& tr, std::string name, loop_clock::duration cleanup, int code) {
-    try {
-        co_await sleep_until(never);
-    } catch (const cancelled_error&) {
-        tr.add(name + " cancelled");
-    }
-    if (cleanup.count() > 0) {
-        co_await shielded(sleep(cleanup));
-    }
-    tr.add(name + " fails");
-    throw my_error(code);
-}
-
-template <class T>
-task<> cancel_after(task_handle<T> target, loop_clock::duration d, std::string msg) {
-    co_await sleep(d);
-    target.cancel(msg);
 }
 
 task<> cancel_group_after(task_group& g, trace& tr, loop_clock::duration d) {

@@ -11,17 +11,24 @@
 #include <doctest/doctest.h>
 #include <uvasync/uvasync.hpp>
 
+#include "join.hpp"
 #include "loop_fixture.hpp"
 #include "test_error.hpp"
+#include "timed_tasks.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_message_of;
 using uvasync::test::counted;
+using uvasync::test::fail_after;
+using uvasync::test::join;
 using uvasync::test::loop_fixture;
 using uvasync::test::my_error;
+using uvasync::test::value_after;
+using uvasync::test::void_after;
 
 /// An error type that does not derive from std::exception.
 struct plain_error {
@@ -46,19 +53,9 @@ task<int> immediate(int v) {
     co_return v;
 }
 
-task<int> value_after(loop_clock::duration d, int v) {
-    co_await sleep(d);
-    co_return v;
-}
-
 task<std::string> string_after(loop_clock::duration d, std::string v) {
     co_await sleep(d);
     co_return v;
-}
-
-task<int> fail_after(loop_clock::duration d, int code) {
-    co_await sleep(d);
-    throw my_error(code);
 }
 
 /// Parks until cancelled. No deadline, so the virtual clock's autojump never wakes it.
@@ -79,22 +76,6 @@ template <class T>
 task<> cancel_later(task_handle<T> target, loop_clock::duration d, std::string msg, bool& result) {
     co_await sleep(d);
     result = target.cancel(msg);
-}
-
-/// Awaits `h` and returns the message of the cancelled_error it raises.
-template <class T>
-task<std::string> message_of(task_handle<T> h) {
-    try {
-        co_await h;
-    } catch (const cancelled_error& e) {
-        co_return std::string(e.message());
-    }
-    co_return "<not cancelled>";
-}
-
-template <class T>
-task<T> join(task_handle<T> h) {
-    co_return co_await h;
 }
 
 } // namespace
@@ -137,11 +118,11 @@ TEST_SUITE("task") {
             out.push_back(rt.spawn(log_step(log, name)));
             log.push_back(std::string("spawned ") + name);
         }
-        log.push_back("spawner step ends");
+        log.emplace_back("spawner step ends");
         for (auto& h : out) {
             co_await h;
         }
-        log.push_back("spawner joined");
+        log.emplace_back("spawner joined");
     }
     } // namespace
 
@@ -284,7 +265,7 @@ TEST_SUITE("task") {
         "2.4 a cancelled_error escaping the body makes the task cancelled, with its message") {
         loop_fixture f;
         auto h = f.rt->spawn(throw_cancelled_directly());
-        CHECK(f.run(message_of(h)) == "thrown by hand");
+        CHECK(f.run(cancel_message_of(h)) == "thrown by hand");
         CHECK(h.done());
         CHECK(h.cancelled());
     }
@@ -320,8 +301,8 @@ TEST_SUITE("task") {
         f.run_until([&] { return a.done() && b.done(); });
         CHECK(a.cancelled());
         CHECK(b.cancelled());
-        CHECK(f.run(message_of(a)) == "thrown after the delivery");
-        CHECK(f.run(message_of(b)) == "delivered");
+        CHECK(f.run(cancel_message_of(a)) == "thrown after the delivery");
+        CHECK(f.run(cancel_message_of(b)) == "delivered");
     }
 
     TEST_CASE("2.4 2.6 a task awaiting a task that someone else cancelled ends cancelled") {
@@ -334,7 +315,7 @@ TEST_SUITE("task") {
         CHECK(cancel_result);
         CHECK(a.cancelled());
         CHECK(b.cancelled());
-        CHECK(f.run(message_of(b)) == "by c");
+        CHECK(f.run(cancel_message_of(b)) == "by c");
     }
 
     // -----------------------------------------------------------------------------------------
@@ -455,8 +436,8 @@ TEST_SUITE("task") {
         auto a = f.rt->spawn(note_and_park(parked));
         f.run_until([&] { return parked; });
         CHECK(a.cancel("the message"));
-        CHECK(f.run(message_of(a)) == "the message");
-        CHECK(f.run(message_of(a)) == "the message"); // also after it finished
+        CHECK(f.run(cancel_message_of(a)) == "the message");
+        CHECK(f.run(cancel_message_of(a)) == "the message"); // also after it finished
     }
 
     namespace {
@@ -491,6 +472,86 @@ TEST_SUITE("task") {
         CHECK(r.second_invalid);
     }
 
+    // -----------------------------------------------------------------------------------------
+    // task_handle::result(): the outcome of a finished task, without waiting
+
+    TEST_CASE("2.5 result() of a finished task gives its value, again and again for a copy") {
+        loop_fixture f;
+        auto h = f.rt->spawn(value_after(3ms, 42));
+        f.run_until([&] { return h.done(); });
+        CHECK(h.result() == 42);
+        CHECK(h.result() == 42);
+        CHECK(f.run(join(h)) == 42); // awaiting still works after result()
+    }
+
+    TEST_CASE("2.5 result() moves a move-only value out once; a second take is invalid_state") {
+        loop_fixture f;
+        auto h = f.rt->spawn(make_unique_after(2ms, 8));
+        f.run_until([&] { return h.done(); });
+        std::unique_ptr<int> p = h.result();
+        REQUIRE(p != nullptr);
+        CHECK(*p == 8);
+        CHECK_THROWS_AS((void)h.result(), invalid_state);
+        CHECK_THROWS_AS(f.run(join(h)), invalid_state); // shared with co_await: taken is taken
+    }
+
+    TEST_CASE("2.5 result() of a void task returns; of a cancelled task raises cancelled_error "
+              "with the task's message") {
+        loop_fixture f;
+        auto v = f.rt->spawn(void_after(1ms));
+        bool parked = false;
+        auto c = f.rt->spawn(note_and_park(parked));
+        f.run_until([&] { return v.done() && parked; });
+        CHECK_NOTHROW(v.result());
+        CHECK(c.cancel("the message"));
+        f.run_until([&] { return c.done(); });
+        try {
+            (void)c.result();
+            FAIL("no cancelled_error");
+        } catch (const cancelled_error& e) {
+            CHECK(std::string(e.message()) == "the message");
+        }
+    }
+
+    TEST_CASE("2.5 2.9 result() rethrows the task's error object, which counts as observing it") {
+        loop_fixture f;
+        {
+            auto h = f.rt->spawn(fail_after(2ms, 7));
+            f.run_until([&] { return h.done(); });
+            const my_error* first = nullptr;
+            try {
+                (void)h.result();
+                FAIL("no error");
+            } catch (const my_error& e) {
+                CHECK(e.code == 7);
+                first = &e;
+            }
+            try {
+                (void)h.result();
+                FAIL("no error");
+            } catch (const my_error& e) {
+                CHECK(&e == first); // the same exception object, rethrown
+            }
+        } // the last handle goes: an observed error is not reported
+        f.run_all();
+        CHECK(f.reported.empty());
+    }
+
+    TEST_CASE("2.5 result() of an unfinished task or an empty handle throws invalid_state") {
+        loop_fixture f;
+        bool parked = false;
+        auto h = f.rt->spawn(note_and_park(parked));
+        CHECK_THROWS_AS((void)h.result(), invalid_state); // not started
+        f.run_until([&] { return parked; });
+        CHECK_THROWS_AS((void)h.result(), invalid_state); // parked
+        CHECK_FALSE(h.done());                            // and nothing changed
+        task_handle<int> empty;
+        CHECK_THROWS_AS((void)empty.result(), invalid_state);
+        h.cancel();
+        f.run_until([&] { return h.done(); });
+        CHECK_THROWS_AS((void)h.result(), cancelled_error);
+    }
+
     namespace {
     struct lazy_twice_result {
         int first = 0;
@@ -510,7 +571,7 @@ TEST_SUITE("task") {
         task<int> u = immediate(1);
         task<int> v = std::move(u);
         try {
-            (void)co_await u;
+            (void)co_await u; // NOLINT(bugprone-use-after-move): the moved-from task is the test
         } catch (const invalid_state&) {
             r.moved_from_invalid = true;
         }
@@ -677,7 +738,7 @@ TEST_SUITE("task") {
         CHECK(t.b_message == "stop");
         CHECK(a.cancelled());
         CHECK(b.cancelled());
-        CHECK(f.run(message_of(a)) == "stop"); // the ignored "again" did not replace it
+        CHECK(f.run(cancel_message_of(a)) == "stop"); // the ignored "again" did not replace it
     }
 
     namespace {
@@ -902,7 +963,7 @@ TEST_SUITE("task") {
             CHECK_FALSE(p.ran);
             CHECK_FALSE(p.caught);
             CHECK(counted::live().load() == base);
-            CHECK(f.run(message_of(h)) == "early");
+            CHECK(f.run(cancel_message_of(h)) == "early");
         }
     }
 
@@ -915,7 +976,7 @@ TEST_SUITE("task") {
         f.run_until([&] { return h.done(); });
         CHECK(h.cancelled());
         CHECK_FALSE(p.ran);
-        CHECK(f.run(message_of(h)) == "token");
+        CHECK(f.run(cancel_message_of(h)) == "token");
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1165,7 +1226,7 @@ TEST_SUITE("task") {
         CHECK_FALSE(e.cancelled());
         CHECK(f.run(join(v)) == 3);
         CHECK(f.run(join_catch_my_error(e)) == 4);
-        CHECK(f.run(message_of(c)) == "first");
+        CHECK(f.run(cancel_message_of(c)) == "first");
     }
 
     TEST_CASE("3.2 D-11 the first cancel returns true; later ones return false and their message "
@@ -1177,12 +1238,12 @@ TEST_SUITE("task") {
         CHECK(h.cancel("first"));
         CHECK_FALSE(h.cancel("second"));
         CHECK_FALSE(h.cancel());
-        CHECK(f.run(message_of(h)) == "first");
+        CHECK(f.run(cancel_message_of(h)) == "first");
 
         auto g = f.rt->spawn(parked_forever());
         CHECK(g.cancel()); // no message: empty
         CHECK_FALSE(g.cancel("too late"));
-        CHECK(f.run(message_of(g)).empty());
+        CHECK(f.run(cancel_message_of(g)).empty());
     }
 
     TEST_CASE("3.2 cancel returns false when the task scope is cancelled through its token") {
@@ -1193,7 +1254,7 @@ TEST_SUITE("task") {
         f.run_until([&] { return parked; });
         CHECK(src.request_cancel("token"));
         CHECK_FALSE(h.cancel("mine"));
-        CHECK(f.run(message_of(h)) == "token");
+        CHECK(f.run(cancel_message_of(h)) == "token");
         CHECK(h.cancelled());
     }
 
@@ -1331,18 +1392,18 @@ TEST_SUITE("task") {
         try {
             co_await sleep_until(never);
         } catch (const cancelled_error&) {
-            log.push_back("target caught");
+            log.emplace_back("target caught");
             throw;
         }
     }
 
     task<> canceller_logging(task_handle<> target, std::vector<std::string>& log) {
         co_await sleep(1ms);
-        log.push_back("before cancel");
+        log.emplace_back("before cancel");
         target.cancel();
-        log.push_back("after cancel");
+        log.emplace_back("after cancel");
         co_await yield();
-        log.push_back("canceller resumed");
+        log.emplace_back("canceller resumed");
     }
     } // namespace
 
@@ -1465,7 +1526,7 @@ TEST_SUITE("task") {
         loop_fixture f;
         auto h = f.rt->spawn(delivered_message(h_parked));
         auto w = f.rt->spawn(note_and_park(w_parked));
-        auto waiter = f.rt->spawn(message_of(w));
+        auto waiter = f.rt->spawn(cancel_message_of(w));
         f.run_until([&] { return h_parked && w_parked; });
         CHECK(h.cancel("one"));
         CHECK_FALSE(h.cancel("two"));
@@ -1477,7 +1538,7 @@ TEST_SUITE("task") {
         CHECK(e.cancel());
         CHECK_FALSE(e.cancel("ignored"));
         // Cancelled before its first step: the awaiter sees the empty first message.
-        CHECK(f.run(message_of(e)).empty());
+        CHECK(f.run(cancel_message_of(e)).empty());
         CHECK_FALSE(e_parked);
     }
 

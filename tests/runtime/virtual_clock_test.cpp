@@ -19,25 +19,11 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "string_makers.hpp"
 
 using namespace std::chrono_literals;
 using namespace uvasync;
 using uvasync::test::loop_fixture;
-
-namespace doctest {
-
-/// Prints a deadline as its millisecond count (or "never") in failed checks.
-template <>
-struct StringMaker<uvasync::deadline> {
-    static String convert(const uvasync::deadline& d) {
-        if (d == uvasync::never) {
-            return "never";
-        }
-        return (std::to_string(d.time_since_epoch().count()) + " ms").c_str();
-    }
-};
-
-} // namespace doctest
 
 namespace {
 
@@ -248,6 +234,7 @@ TEST_SUITE("virtual_clock") {
     TEST_CASE_FIXTURE(loop_fixture, "18.2 virtual time never moves backwards") {
         std::vector<deadline> stamps;
         std::vector<task_handle<>> hs;
+        hs.reserve(4);
         for (int id = 0; id < 4; ++id) {
             hs.push_back(rt->spawn(stamp_steps(stamps, id)));
         }
@@ -1021,6 +1008,7 @@ TEST_SUITE("virtual_clock") {
         std::vector<task_handle<>> hs;
         const std::vector<std::pair<char, loop_clock::duration>> plan{
             {'a', 30ms}, {'b', 10ms}, {'c', 20ms}, {'d', 10ms}, {'e', 0ms}, {'f', 1ms}};
+        hs.reserve(plan.size());
         for (const auto& [name, d] : plan) {
             hs.push_back(f.rt->spawn(delayed_mark(t, name, d)));
         }

@@ -4,6 +4,7 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -26,7 +27,9 @@ public:
         : frames_before_(detail::live_frame_counter().load())
         , counted_before_(counted::live().load()) {
         REQUIRE(uv_loop_init(&loop_) == 0);
-        options.exception_handler = [this](std::exception_ptr e) { reported.push_back(e); };
+        options.exception_handler = [this](std::exception_ptr e) {
+            reported.push_back(std::move(e));
+        };
         rt.emplace(&loop_, std::move(options));
     }
 
@@ -79,7 +82,7 @@ public:
     T run(task<T> t) {
         task_handle<T> h = rt->spawn(std::move(t));
         run_until([&] { return h.done(); });
-        return h.state()->take_outcome();
+        return h.result();
     }
 
     /// Runs loop iterations until `done()` holds (the fixture is the host here). The loop is

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-// How doctest prints the vectors that tests compare (event traces, result lists).
+// How doctest prints what tests compare: event traces, result lists, deadlines.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <uvasync/uvasync.hpp>
 
 namespace doctest {
 
@@ -17,7 +18,7 @@ struct StringMaker<std::vector<std::string>> {
             s += "\"" + e + "\", ";
         }
         s += "}";
-        return String(s.c_str());
+        return s.c_str();
     }
 };
 
@@ -29,7 +30,18 @@ struct StringMaker<std::vector<int>> {
             s += std::to_string(e) + ", ";
         }
         s += "}";
-        return String(s.c_str());
+        return s.c_str();
+    }
+};
+
+/// A deadline as its millisecond count (or "never").
+template <>
+struct StringMaker<uvasync::deadline> {
+    static String convert(const uvasync::deadline& d) {
+        if (d == uvasync::never) {
+            return "never";
+        }
+        return (std::to_string(d.time_since_epoch().count()) + " ms").c_str();
     }
 };
 

@@ -14,6 +14,43 @@ namespace uvasync {
 
 namespace detail {
 
+/// The outcome of a finished task, as awaiting its handle gives it: the value (copied; a
+/// move-only value moved out, once), the error rethrown, or a cancellation raised.
+template <class T>
+T take_result(task_state<T>* target) {
+    switch (target->result) {
+    case outcome::value:
+        target->retrieved = true;
+        if constexpr (!std::is_void_v<T>) {
+            if constexpr (std::is_copy_constructible_v<T>) {
+                return *target->value;
+            } else {
+                if (target->value_taken) {
+                    throw invalid_state(
+                        "uvasync: the move-only result of this task was already taken");
+                }
+                target->value_taken = true;
+                return std::move(*target->value);
+            }
+        } else {
+            return;
+        }
+    case outcome::error:
+        target->retrieved = true;
+        std::rethrow_exception(target->error);
+    case outcome::cancelled:
+    case outcome::pending:
+        break;
+    }
+    // Cancelled: a delivery in the caller when one of its own scopes is cancelled (owner by
+    // D-3); otherwise an exception no scope of ours owns, carrying the task's message.
+    task_core* self = current_task();
+    if (self != nullptr && self->current->cancelled()) {
+        throw_cancelled(self);
+    }
+    throw cancelled_error(target->cancel_message, 0);
+}
+
 /// Waits for a spawned task to finish: a cancellation point with forwarding (SEMANTICS 2.6),
 /// or, for `shield`, without: the waiter just stops waiting (8a.3).
 template <class T, bool Forward = true>
@@ -60,44 +97,10 @@ public:
         if (!target_->done()) {
             finish(); // aborted before it started waiting: raises
         }
-        return take();
+        return take_result(target_);
     }
 
 private:
-    T take() {
-        switch (target_->result) {
-        case outcome::value:
-            target_->retrieved = true;
-            if constexpr (!std::is_void_v<T>) {
-                if constexpr (std::is_copy_constructible_v<T>) {
-                    return *target_->value;
-                } else {
-                    if (target_->value_taken) {
-                        throw invalid_state(
-                            "uvasync: the move-only result of this task was already taken");
-                    }
-                    target_->value_taken = true;
-                    return std::move(*target_->value);
-                }
-            } else {
-                return;
-            }
-        case outcome::error:
-            target_->retrieved = true;
-            std::rethrow_exception(target_->error);
-        case outcome::cancelled:
-        case outcome::pending:
-            break;
-        }
-        // Cancelled: a delivery in the awaiter when one of its own scopes is cancelled (owner by
-        // D-3); otherwise an exception no scope of ours owns, carrying the task's message.
-        task_core* self = current_task();
-        if (self != nullptr && self->current->cancelled()) {
-            throw_cancelled(self);
-        }
-        throw cancelled_error(target_->cancel_message, 0);
-    }
-
     static void on_done(task_waiter* w) noexcept { static_cast<join_awaiter*>(w)->complete(); }
 
     // Forwarding: cancel the awaited task with our owner's message and keep waiting.
@@ -123,7 +126,7 @@ private:
 /// (the runtime owns it) and an error nobody observed goes to the runtime's exception handler.
 /// Awaiting returns the value (copied; a move-only value can be taken once), rethrows the
 /// error object, or raises `cancelled_error` with the task's message. Several tasks may await
-/// one handle, also after it finished.
+/// one handle, also after it finished; `result()` gives the same without waiting once `done()`.
 ///
 /// **Cancellation:** awaiting is a cancellation point with forwarding: if the awaiter is
 /// cancelled while it waits, the awaited task is cancelled too and the awaiter keeps waiting
@@ -188,6 +191,29 @@ public:
 
     detail::join_awaiter<T> operator co_await() const noexcept {
         return detail::join_awaiter<T>(state_);
+    }
+
+    /// The outcome of a finished task, without waiting: exactly what `co_await` on this handle
+    /// gives once the task is done. Returns the value — a copy, so it can be asked for again;
+    /// a move-only value is moved out and can be taken once (again: `invalid_state`) —,
+    /// rethrows the task's error object, or raises `cancelled_error` with the task's message
+    /// (a delivery to the caller instead when the calling task's own scope is cancelled, as
+    /// for `co_await`). Counts as observing the outcome: an error taken here is not reported
+    /// to the runtime's exception handler.
+    ///
+    /// Throws `invalid_state` if the handle is empty or the task has not finished (check
+    /// `done()` first; to wait, `co_await` the handle). Never suspends, so it may also be
+    /// called outside any task, e.g. by a host that ran the loop until `done()`.
+    ///
+    /// **Thread:** loop thread only.
+    T result() const {
+        if (state_ == nullptr) {
+            throw invalid_state("uvasync: result() of an empty task_handle");
+        }
+        if (!state_->done()) {
+            throw invalid_state("uvasync: result() of a task that has not finished");
+        }
+        return detail::take_result(state_);
     }
 
     /// For library code (task groups, gather).
