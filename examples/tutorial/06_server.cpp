@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 
+#include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
 using namespace std::chrono_literals;

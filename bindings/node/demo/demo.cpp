@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <uvasync/io.hpp>
 #include <uvasync/node.hpp>
 
 #include <fcntl.h>
