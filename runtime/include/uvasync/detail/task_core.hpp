@@ -105,7 +105,7 @@ public:
     scope* current = &task_scope; // the innermost scope at the task's current point
     scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
     finish_observer* parent_set = nullptr; // the task group or gather this task is a child of
-    local_map* locals = nullptr;          // task-local values, shared copy-on-write (local_map.hpp)
+    local_map* locals = nullptr; // task-local values, shared copy-on-write (local_map.hpp)
 
     intrusive_list<task_waiter, waiter_tag> waiters;
     std::exception_ptr error;
