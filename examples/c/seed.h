@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* What the C seed scenarios share: the length of a "second" (1000 ms, or 10 ms with --fast so
- * the test suite does not wait), a line printer with the loop-clock time, and the end of every
- * program (close the runtime, let the loop finish, close the loop). */
+ * the test suite does not wait), a line printer with the loop-clock time in scenario seconds
+ * (the C++ seed examples' format, so both print the lines of examples/seed/expected/), and the
+ * end of every program (close the runtime, let the loop finish, close the loop). */
 #ifndef UVASYNC_SEED_H
 #define UVASYNC_SEED_H
 
@@ -23,16 +24,26 @@ static void seed_init(uv_loop_t* loop, uvasync_runtime_t** rt, int argc, char** 
     uv_loop_init(loop);
     uvasync_runtime_init(loop, rt);
     seed_rt = *rt;
+    uv_update_time(loop); /* the start is now, not when the loop was initialised */
     seed_start = uvasync_now(*rt);
 }
 
 static void say(const char* fmt, ...) {
     va_list ap;
-    printf("[%4.1fs] ", (double)(uvasync_now(seed_rt) - seed_start) / (double)S);
+    printf("[%6.3fs] ", (double)(uvasync_now(seed_rt) - seed_start) / (double)S);
     va_start(ap, fmt);
     vprintf(fmt, ap);
     va_end(ap);
     printf("\n");
+    fflush(stdout);
+}
+
+/* Milliseconds from now until `at` ms after the start (0 once that is past). A loop of steps
+ * that sleeps until each step's scheduled end, not for a step's length from a late callback,
+ * keeps the scenario's timing on a busy machine, where 10 ms "seconds" are short. */
+static inline int64_t seed_until(int64_t at) {
+    uint64_t now = uvasync_now(seed_rt) - seed_start;
+    return at > (int64_t)now ? at - (int64_t)now : 0;
 }
 
 static int seed_finish(uv_loop_t* loop, uvasync_runtime_t* rt) {
