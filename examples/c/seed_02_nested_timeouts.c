@@ -4,11 +4,12 @@
 #include "seed.h"
 
 typedef struct {
-    const char* name;
+    const char *name, *action;
     int64_t limit, takes; /* in scenario seconds */
 } stage;
 
-static const stage stages[] = {{"stage 1", 3, 2}, {"stage 2", 2, 1}, {"stage 3", 5, 3}};
+static const stage stages[] = {
+    {"Stage 1", "fetching", 3, 2}, {"Stage 2", "processing", 2, 1}, {"Stage 3", "saving", 5, 3}};
 static uvasync_scope_t* envelope;
 static uvasync_scope_t* current;
 static uvasync_req_t work;
@@ -20,7 +21,7 @@ static void on_stage(uvasync_req_t* req, int status) {
     (void)req;
     uvasync_scope_free(current);
     if (status == 0) {
-        say("%s complete", stages[next_stage - 1].name);
+        say("%s done", stages[next_stage - 1].name);
         start_stage();
     } else if (status == UV_ETIMEDOUT) {
         /* The owner decides: the envelope's expiry or the stage's own (SEMANTICS D-3). */
@@ -31,13 +32,12 @@ static void on_stage(uvasync_req_t* req, int status) {
 static void start_stage(void) {
     const stage* s;
     if (next_stage == 3) {
-        say("all stages completed");
         return;
     }
     s = &stages[next_stage++];
     uvasync_scope_new(seed_rt, envelope, &current);
     uvasync_scope_set_timeout(current, s->limit * S);
-    say("starting %s", s->name);
+    say("%s: %s", s->name, s->action);
     uvasync_sleep(&work, current, s->takes * S, on_stage);
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* 3. A worker cancelled from outside at 2.5 s cleans up; the canceller learns it was
- * cancelled through the worker scope's on-cancel callback. */
+/* 3. A worker cancelled from outside at 2.5 s cleans up; its awaiter learns that it ended
+ * cancelled. The worker runs in its own scope; cancelling the scope ends its pending sleep
+ * with UV_ECANCELED, and the worker reports how it ended to whoever waits for it. */
 #include "seed.h"
 
 static uvasync_scope_t* worker_scope;
@@ -8,24 +9,35 @@ static uvasync_scope_t* main_scope;
 static uvasync_req_t step_req, main_req;
 static int step;
 
-static void on_step(uvasync_req_t* req, int status) {
+/* The awaiter's side of the worker's end (C++: `co_await w`). */
+static void on_worker_done(int status) {
     if (status == UV_ECANCELED) {
-        say("worker cancelled, cleaning up");
-        return;
+        say("Task was cancelled");
     }
-    say("working... step %d", ++step);
-    uvasync_sleep(req, worker_scope, 1 * S, on_step);
 }
 
-static void on_worker_cancelled(uvasync_scope_t* scope, int status, void* arg) {
-    (void)scope;
-    (void)arg;
-    say("main: worker was cancelled (%s)", uvasync_err_name(status));
+static void on_step(uvasync_req_t* req, int status);
+
+static void worker_step(void) {
+    say("worker: step %d", step);
+    uvasync_sleep(&step_req, worker_scope, 1 * S, on_step);
+}
+
+static void on_step(uvasync_req_t* req, int status) {
+    (void)req;
+    if (status != 0) {
+        say("worker: cancellation received, cleaning up");
+        on_worker_done(status);
+        return;
+    }
+    ++step;
+    worker_step();
 }
 
 static void on_main_wait(uvasync_req_t* req, int status) {
     (void)req;
     (void)status;
+    say("Cancelling task...");
     uvasync_scope_cancel(worker_scope, "main is done waiting");
 }
 
@@ -36,9 +48,7 @@ int main(int argc, char** argv) {
 
     uvasync_scope_new(rt, NULL, &worker_scope);
     uvasync_scope_new(rt, NULL, &main_scope);
-    uvasync_scope_on_cancel(worker_scope, on_worker_cancelled, NULL);
-    say("working... step %d", step);
-    uvasync_sleep(&step_req, worker_scope, 1 * S, on_step);
+    worker_step();
     uvasync_sleep(&main_req, main_scope, 5 * S / 2, on_main_wait);
     uv_run(&loop, UV_RUN_DEFAULT);
 

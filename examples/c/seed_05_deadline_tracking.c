@@ -4,32 +4,35 @@
 #include "seed.h"
 
 static uvasync_scope_t* scope;
-static uvasync_req_t item_req;
-static int item;
+static uvasync_req_t step_req;
+static int step;
 
-static void on_item(uvasync_req_t* req, int status);
+static void on_step(uvasync_req_t* req, int status);
 
-static void next_item(void) {
+static void next_step(void) {
     uint64_t deadline = uvasync_scope_deadline(scope);
     uint64_t now = uvasync_now(seed_rt);
     int64_t remaining = deadline > now ? (int64_t)(deadline - now) : 0;
+    if (step == 10) {
+        return;
+    }
     /* A step that would end exactly at the deadline loses to it: ask for more than that. */
     if (remaining <= 1 * S) {
-        say("not enough time for item %d, stopping early", item);
-        say("done within the deadline");
+        say("Out of time; aborting remaining steps");
         return;
     }
-    uvasync_sleep(&item_req, scope, 1 * S, on_item);
+    say("Step %d: doing work", step);
+    uvasync_sleep(&step_req, scope, 1 * S, on_step);
 }
 
-static void on_item(uvasync_req_t* req, int status) {
+static void on_step(uvasync_req_t* req, int status) {
     (void)req;
     if (status != 0) {
-        say("item %d: %s", item, uvasync_err_name(status));
+        say("Step %d: %s", step, uvasync_err_name(status));
         return;
     }
-    say("processed item %d", item++);
-    next_item();
+    ++step;
+    next_step();
 }
 
 int main(int argc, char** argv) {
@@ -39,7 +42,7 @@ int main(int argc, char** argv) {
 
     uvasync_scope_new(rt, NULL, &scope);
     uvasync_scope_set_timeout(scope, 5 * S);
-    next_item();
+    next_step();
     uv_run(&loop, UV_RUN_DEFAULT);
 
     uvasync_scope_free(scope);

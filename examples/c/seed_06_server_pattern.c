@@ -4,22 +4,19 @@
 #include "seed.h"
 
 typedef struct {
-    int id;
+    const char* id;
     int64_t takes;
     uvasync_scope_t* scope;
     uvasync_req_t req;
 } request;
 
-static request requests[] = {{1, 2, NULL, {0}}, {2, 6, NULL, {0}}, {3, 3, NULL, {0}}};
-static int pending = 3;
+static request requests[] = {
+    {"req1", 2, NULL, {0}}, {"req2", 6, NULL, {0}}, {"req3", 3, NULL, {0}}};
 
 static void on_request(uvasync_req_t* req, int status) {
     request* r = (request*)req->data;
-    say(status == 0 ? "request %d done" : "request %d timed out", r->id);
+    say(status == 0 ? "Request %s done" : "Request %s timed out", r->id);
     uvasync_scope_free(r->scope);
-    if (--pending == 0) {
-        say("all requests handled");
-    }
 }
 
 int main(int argc, char** argv) {
@@ -32,6 +29,7 @@ int main(int argc, char** argv) {
     uvasync_scope_new(rt, NULL, &server);
     for (i = 0; i < 3; ++i) {
         request* r = &requests[i];
+        say("Request %s starting", r->id);
         uvasync_scope_new(rt, server, &r->scope);
         uvasync_scope_set_timeout(r->scope, 5 * S);
         r->req.data = r;

@@ -105,6 +105,13 @@ UVASYNC_EXPORT const char* uvasync_err_name(int err);
  * while one of its operations is pending. */
 UVASYNC_EXPORT int uvasync_runtime_init(uv_loop_t* loop, uvasync_runtime_t** out);
 
+/* The same with a virtual clock for tests (SEMANTICS 18): every deadline and uvasync_sleep is
+ * on it, and whenever every operation is waiting for one, the clock jumps to the next deadline
+ * instead of waiting in real time, so a program of 5 s sleeps runs in milliseconds with exact
+ * loop-clock times (uvasync_now). Real I/O, threadpool work and the program's own uv_timer_t
+ * keep real time. */
+UVASYNC_EXPORT int uvasync_runtime_init_virtual(uv_loop_t* loop, uvasync_runtime_t** out);
+
 /* Cancels every scope (operations and on-cancel callbacks call back with UVASYNC_ECLOSED),
  * then calls `cb` (may be NULL) once the last of them has called back and the runtime's
  * handles are closed: once uv_run returns, uv_loop_close() returns 0. Callable from inside any

@@ -44,7 +44,7 @@ protected:
 enum class cause : int { none = 0, cancelled = 1, expired = 2, closed = 3 };
 
 struct c_runtime : uvasync_runtime_s {
-    explicit c_runtime(uv_loop_t* loop);
+    c_runtime(uv_loop_t* loop, bool virtual_clock);
     c_runtime(const c_runtime&) = delete;
     c_runtime& operator=(const c_runtime&) = delete;
     ~c_runtime();

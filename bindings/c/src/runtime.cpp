@@ -6,9 +6,19 @@
 
 namespace uvasync::capi {
 
-c_runtime::c_runtime(uv_loop_t* l)
+namespace {
+
+runtime_options options_for(bool virtual_clock) {
+    runtime_options o;
+    o.virtual_clock = virtual_clock;
+    return o;
+}
+
+} // namespace
+
+c_runtime::c_runtime(uv_loop_t* l, bool virtual_clock)
     : loop(l)
-    , rt(l) {
+    , rt(l, options_for(virtual_clock)) {
     if (const int rc = uv_idle_init(loop, &idle); rc < 0) {
         throw_uv_error(rc, "uv_idle_init");
     }
@@ -131,16 +141,28 @@ const char* uvasync_err_name(int err) {
     return uv_err_name(err);
 }
 
-int uvasync_runtime_init(uv_loop_t* loop, uvasync_runtime_t** out) {
+namespace {
+
+int init(uv_loop_t* loop, uvasync_runtime_t** out, bool virtual_clock) {
     if (loop == nullptr || out == nullptr) {
         return UV_EINVAL;
     }
     return guarded([&] {
-        auto* rt = new c_runtime(loop);
+        auto* rt = new c_runtime(loop, virtual_clock);
         rt->data = nullptr;
         *out = rt;
         return 0;
     });
+}
+
+} // namespace
+
+int uvasync_runtime_init(uv_loop_t* loop, uvasync_runtime_t** out) {
+    return init(loop, out, false);
+}
+
+int uvasync_runtime_init_virtual(uv_loop_t* loop, uvasync_runtime_t** out) {
+    return init(loop, out, true);
 }
 
 int uvasync_runtime_close(uvasync_runtime_t* r, uvasync_close_cb cb) {

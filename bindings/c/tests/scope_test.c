@@ -130,6 +130,50 @@ static void ownership_rule(void) {
     close_runtime(&loop, rt);
 }
 
+/* The virtual clock: when each operation called back (uvasync_now in its callback). */
+static uvasync_runtime_t* virtual_rt;
+static uint64_t first_at, second_at;
+
+static void first_cb(uvasync_req_t* req, int status) {
+    counted_cb(req, status);
+    first_at = uvasync_now(virtual_rt);
+}
+
+static void second_cb(uvasync_req_t* req, int status) {
+    counted_cb(req, status);
+    second_at = uvasync_now(virtual_rt);
+}
+
+/* On the virtual clock an hour's sleep completes at exactly +1 h and a 5 h sleep under a 2 h
+ * scope times out at exactly +2 h, without waiting in real time. */
+static void virtual_clock_jumps_to_each_deadline(void) {
+    uv_loop_t loop;
+    uvasync_scope_t *limited = NULL, *plain = NULL;
+    counted_req a, b;
+    const int64_t hour = 3600 * 1000;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    CHECK_EQ(uvasync_runtime_init_virtual(NULL, &virtual_rt), UV_EINVAL);
+    CHECK_EQ(uvasync_runtime_init_virtual(&loop, NULL), UV_EINVAL);
+    REQUIRE(uvasync_runtime_init_virtual(&loop, &virtual_rt) == 0);
+    uint64_t start = uvasync_now(virtual_rt);
+    CHECK_EQ(uvasync_scope_new(virtual_rt, NULL, &limited), 0);
+    CHECK_EQ(uvasync_scope_new(virtual_rt, NULL, &plain), 0);
+    CHECK_EQ(uvasync_scope_set_timeout(limited, 2 * hour), 0);
+    CHECK_EQ(uvasync_scope_deadline(limited), start + 2 * hour);
+    CHECK_EQ(uvasync_sleep(counted(&a), plain, hour, first_cb), 0);
+    CHECK_EQ(uvasync_sleep(counted(&b), limited, 5 * hour, second_cb), 0);
+    CHECK_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    CHECK_EQ(a.calls, 1);
+    CHECK_EQ(a.status, 0);
+    CHECK_EQ(first_at, start + hour);
+    CHECK_EQ(b.calls, 1);
+    CHECK_EQ(b.status, UV_ETIMEDOUT);
+    CHECK_EQ(second_at, start + 2 * hour);
+    uvasync_scope_free(limited);
+    uvasync_scope_free(plain);
+    close_runtime(&loop, virtual_rt);
+}
+
 typedef struct {
     int calls;
     int status;
@@ -194,6 +238,7 @@ int main(void) {
     RUN_TEST(zero_timeout_expires_at_once);
     RUN_TEST(deadline_moves_and_never_removes);
     RUN_TEST(timeout_fires_on_the_loop);
+    RUN_TEST(virtual_clock_jumps_to_each_deadline);
     RUN_TEST(child_of_cancelled_parent_is_born_cancelled);
     RUN_TEST(ownership_rule);
     RUN_TEST(on_cancel_callbacks);
