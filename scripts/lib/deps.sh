@@ -24,6 +24,9 @@ UVASYNC_BENCH_APT_PACKAGES=(libboost1.81-dev python3-uvloop wrk time)
 # For scripts/soak (and scripts/test's soak step): wrk drives the HTTP example server.
 UVASYNC_SOAK_APT_PACKAGES=(wrk)
 
+# For scripts/test --pass valgrind.
+UVASYNC_VALGRIND_APT_PACKAGES=(valgrind)
+
 # Prints the packages from "$@" that are not installed, one per line.
 uvasync_missing_packages() {
     local p
@@ -35,7 +38,8 @@ uvasync_missing_packages() {
 }
 
 # Installs whatever of UVASYNC_APT_PACKAGES is missing; with --bench, also of
-# UVASYNC_BENCH_APT_PACKAGES; with --soak, also of UVASYNC_SOAK_APT_PACKAGES.
+# UVASYNC_BENCH_APT_PACKAGES; with --soak, of UVASYNC_SOAK_APT_PACKAGES; with --valgrind, of
+# UVASYNC_VALGRIND_APT_PACKAGES.
 uvasync_install_deps() {
     local -a want=("${UVASYNC_APT_PACKAGES[@]}") missing=() sudo=()
     local arg
@@ -43,6 +47,7 @@ uvasync_install_deps() {
         case "$arg" in
         --bench) want+=("${UVASYNC_BENCH_APT_PACKAGES[@]}") ;;
         --soak) want+=("${UVASYNC_SOAK_APT_PACKAGES[@]}") ;;
+        --valgrind) want+=("${UVASYNC_VALGRIND_APT_PACKAGES[@]}") ;;
         esac
     done
     if ! command -v dpkg-query >/dev/null 2>&1; then
