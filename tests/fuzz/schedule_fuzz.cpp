@@ -88,7 +88,7 @@ struct world {
     future<int> fut = prom.get_future();
     long conversions = 0; // timeouts that converted (for the statistics)
 
-    std::int64_t now() const { return (rt->now() - start).count(); }
+    [[nodiscard]] std::int64_t now() const { return (rt->now() - start).count(); }
 
     scope_info* add_scope(scope_info::kind k, scope_info* parent) {
         scopes.push_back(scope_info{k, parent});
@@ -108,6 +108,8 @@ public:
 
     cleanup_guard(const cleanup_guard&) = delete;
     cleanup_guard& operator=(const cleanup_guard&) = delete;
+    cleanup_guard(cleanup_guard&&) = delete;
+    cleanup_guard& operator=(cleanup_guard&&) = delete;
 
     ~cleanup_guard() {
         if (++g->cleanups[id_] != 1) {
@@ -421,6 +423,7 @@ task<> root(const program& p) {
     } catch (const test_error&) {
     }
     // Join every spawned task; joining may spawn more (the list grows while we walk it).
+    // NOLINTNEXTLINE(modernize-loop-convert): the vector grows while we walk it
     for (std::size_t i = 0; i < g->handles.size(); ++i) {
         task_handle<> h = g->handles[i].handle;
         try {
@@ -452,7 +455,9 @@ void run_one(const std::uint8_t* data, std::size_t size) {
     byte_reader in(data, size);
     int budget = max_ops;
     const program p = decode(in, 0, budget);
-    static const bool print_program = std::getenv("UVASYNC_FUZZ_PRINT") != nullptr;
+    // One thread: getenv is safe here.
+    static const bool print_program =
+        std::getenv("UVASYNC_FUZZ_PRINT") != nullptr; // NOLINT(concurrency-mt-unsafe)
     if (print_program) {
         print(p, 0);
     }
@@ -463,7 +468,8 @@ void run_one(const std::uint8_t* data, std::size_t size) {
     {
         runtime_options options;
         options.virtual_clock = true;
-        options.exception_handler = [](std::exception_ptr) {}; // shield's unobserved failures
+        options.exception_handler = [](const std::exception_ptr&) {
+        }; // shield's unobserved failures
         std::optional<runtime> rt(std::in_place, &loop, std::move(options));
         std::optional<world> w(std::in_place);
         g = &*w;
@@ -513,6 +519,7 @@ void run_one(const std::uint8_t* data, std::size_t size) {
 } // namespace
 } // namespace uvasync::fuzz
 
+// NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     uvasync::fuzz::run_one(data, size);
     return 0;

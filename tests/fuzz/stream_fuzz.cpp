@@ -59,7 +59,7 @@ void decode(const std::uint8_t* data, std::size_t size, std::vector<step>& write
     for (std::size_t i = 0; i + 1 < size && writes.size() + reads.size() < 64; i += 2) {
         const std::uint8_t a = data[i];
         const std::uint8_t b = data[i + 1];
-        const int timeout_ms = (b & 0x80U) != 0 ? (b & 0x0fU) : -1;
+        const int timeout_ms = (b & 0x80U) != 0 ? static_cast<int>(b & 0x0fU) : -1;
         if ((b & 0x40U) != 0) {
             // Writes from 1 byte to 256 KiB: big ones fill the socket buffer and stay pending.
             const std::size_t n = (a & 0x80U) != 0 ? (a & 0x7fU) * 2048U + 1 : a + 1U;
@@ -204,6 +204,7 @@ void run_one(const std::uint8_t* data, std::size_t size) {
 } // namespace
 } // namespace uvasync::fuzz
 
+// NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     uvasync::fuzz::run_one(data, size);
     return 0;

@@ -101,7 +101,9 @@ TEST_CASE("cancel_injection_at_every_iteration_of_every_seed_scenario") {
         {"server_pattern", &seed::server_pattern},
         {"gather_timeout", &seed::gather_timeout}};
     int total = 0;
-    for (const auto& [name, s] : scenarios) {
+    for (const auto& entry : scenarios) {
+        const char* const name = entry.first; // not a structured binding: CAPTURE takes it
+        const scenario_fn s = entry.second;
         CAPTURE(name);
         const int n = inject_everywhere(s);
         CHECK(n > 0);

@@ -41,6 +41,8 @@ public:
 
     fd_limit(const fd_limit&) = delete;
     fd_limit& operator=(const fd_limit&) = delete;
+    fd_limit(fd_limit&&) = delete;
+    fd_limit& operator=(fd_limit&&) = delete;
 
     ~fd_limit() { setrlimit(RLIMIT_NOFILE, &saved_); }
 
@@ -72,6 +74,8 @@ public:
     fd_hog() = default;
     fd_hog(const fd_hog&) = delete;
     fd_hog& operator=(const fd_hog&) = delete;
+    fd_hog(fd_hog&&) = delete;
+    fd_hog& operator=(fd_hog&&) = delete;
 
     ~fd_hog() { release(fds_.size()); }
 
