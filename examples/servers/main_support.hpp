@@ -3,6 +3,7 @@
 // run (docs/servers.md).
 #pragma once
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -63,26 +64,52 @@ uvasync::task<void> run_server(Server& server, uvasync::tcp_listener& listener, 
     print_stats(server.stats());
 }
 
-/// `main` of a server example: `--port N` (default `default_port`), `--demo` (port 0, run
-/// `demo`, which raises SIGINT at the end). Returns the process exit status.
+/// `main` of a server example: `--port N` (default `default_port`), `--host ADDR` (default
+/// 0.0.0.0), `--request-timeout MS`, `--idle-timeout MS`, `--grace MS` (the `server_options`
+/// timeouts), `--demo` (127.0.0.1 port 0, run `demo`, which raises SIGINT at the end). Returns
+/// the process exit status.
 template <class Server, class Demo>
 int server_main(int argc, char** argv, std::uint16_t default_port, Demo demo) {
     server_options options;
     options.port = default_port;
     bool run_demo = false;
+    std::string host = "0.0.0.0";
+    // A number argument of the option at argv[i]: in [0, max], else 2 (usage) is returned.
+    auto number = [&](int& i, long max, long& out) {
+        char* end = nullptr;
+        out = std::strtol(argv[++i], &end, 10);
+        if (*argv[i] == '\0' || *end != '\0' || out < 0 || out > max) {
+            std::fprintf(stderr, "%s: bad value %s for %s\n", argv[0], argv[i], argv[i - 1]);
+            return false;
+        }
+        return true;
+    };
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
+        long n = 0;
         if (arg == "--demo") {
             run_demo = true;
         } else if (arg == "--port" && i + 1 < argc) {
-            const long port = std::strtol(argv[++i], nullptr, 10);
-            if (port < 0 || port > 65535) {
-                std::fprintf(stderr, "%s: bad port %s\n", argv[0], argv[i]);
+            if (!number(i, 65535, n)) {
                 return 2;
             }
-            options.port = static_cast<std::uint16_t>(port);
+            options.port = static_cast<std::uint16_t>(n);
+        } else if (arg == "--host" && i + 1 < argc) {
+            host = argv[++i];
+        } else if ((arg == "--request-timeout" || arg == "--idle-timeout" || arg == "--grace") &&
+                   i + 1 < argc) {
+            if (!number(i, 86'400'000, n)) {
+                return 2;
+            }
+            const std::chrono::milliseconds ms(n);
+            (arg == "--grace"          ? options.shutdown_grace
+             : arg == "--idle-timeout" ? options.idle_timeout
+                                       : options.request_timeout) = ms;
         } else {
-            std::fprintf(stderr, "usage: %s [--port N] [--demo]\n", argv[0]);
+            std::fprintf(stderr,
+                         "usage: %s [--port N] [--host ADDR] [--request-timeout MS] "
+                         "[--idle-timeout MS] [--grace MS] [--demo]\n",
+                         argv[0]);
             return 2;
         }
     }
@@ -90,13 +117,16 @@ int server_main(int argc, char** argv, std::uint16_t default_port, Demo demo) {
         options.port = 0;
     }
     try {
-        auto main_task = [](server_options o, bool with_demo, Demo* d) -> uvasync::task<> {
+        if (run_demo) {
+            host = "127.0.0.1";
+        }
+        auto main_task = [](server_options o, std::string h, Demo* d) -> uvasync::task<> {
             Server server(o);
-            uvasync::tcp_listener listener = uvasync::tcp_listener::bind(
-                uvasync::socket_address::parse(with_demo ? "127.0.0.1" : "0.0.0.0", o.port));
-            co_await run_server(server, listener, with_demo ? d : nullptr);
+            uvasync::tcp_listener listener =
+                uvasync::tcp_listener::bind(uvasync::socket_address::parse(h, o.port));
+            co_await run_server(server, listener, d);
         };
-        uvasync::run(main_task(options, run_demo, &demo));
+        uvasync::run(main_task(options, host, run_demo ? &demo : nullptr));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
         return 1;

@@ -98,6 +98,7 @@ bool tick_awaiter::await_suspend(std::coroutine_handle<> caller) {
     if (state_->busy()) {
         throw invalid_state("uvasync: timer::tick is already awaited by another task");
     }
+    state_->rt().reserve_deadline(); // may throw bad_alloc: before anything changes
     if (!park(caller, "timer::tick")) {
         return false;
     }

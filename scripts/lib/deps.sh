@@ -21,6 +21,12 @@ UVASYNC_APT_PACKAGES=(meson ninja-build pkg-config g++ clang-14 libclang-rt-14-d
 # Node.js 20 is not in Debian 12 (it has 18); bench/run skips Node when `node` is missing.
 UVASYNC_BENCH_APT_PACKAGES=(libboost1.81-dev python3-uvloop wrk time)
 
+# For scripts/soak (and scripts/test's soak step): wrk drives the HTTP example server.
+UVASYNC_SOAK_APT_PACKAGES=(wrk)
+
+# For scripts/test --pass valgrind.
+UVASYNC_VALGRIND_APT_PACKAGES=(valgrind)
+
 # Prints the packages from "$@" that are not installed, one per line.
 uvasync_missing_packages() {
     local p
@@ -32,12 +38,18 @@ uvasync_missing_packages() {
 }
 
 # Installs whatever of UVASYNC_APT_PACKAGES is missing; with --bench, also of
-# UVASYNC_BENCH_APT_PACKAGES.
+# UVASYNC_BENCH_APT_PACKAGES; with --soak, of UVASYNC_SOAK_APT_PACKAGES; with --valgrind, of
+# UVASYNC_VALGRIND_APT_PACKAGES.
 uvasync_install_deps() {
     local -a want=("${UVASYNC_APT_PACKAGES[@]}") missing=() sudo=()
-    if [[ ${1:-} == --bench ]]; then
-        want+=("${UVASYNC_BENCH_APT_PACKAGES[@]}")
-    fi
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+        --bench) want+=("${UVASYNC_BENCH_APT_PACKAGES[@]}") ;;
+        --soak) want+=("${UVASYNC_SOAK_APT_PACKAGES[@]}") ;;
+        --valgrind) want+=("${UVASYNC_VALGRIND_APT_PACKAGES[@]}") ;;
+        esac
+    done
     if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "deps: dpkg-query not found; this script expects Debian 12. Install by hand:" >&2
         echo "deps:   ${want[*]}" >&2

@@ -57,6 +57,9 @@ public:
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 
     bool await_suspend(std::coroutine_handle<> caller) {
+        if (task_core* self = current_task(); self != nullptr) {
+            self->rt->reserve_deadline(); // may throw bad_alloc: before anything changes
+        }
         if (!park(caller, "sleep")) {
             return false;
         }

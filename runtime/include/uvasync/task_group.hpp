@@ -62,7 +62,16 @@ public:
     /// cancelled and never runs. Children may spawn while the group waits at its exit.
     template <class T>
     task_handle<T> spawn(task<T> t) {
-        return child_set::spawn(std::move(t));
+        // Room for this child's error now (throws bad_alloc here, before the child exists):
+        // on_child_done records it in a noexcept path.
+        errors_.reserve(errors_.size() + live_children_ + 1);
+        ++live_children_;
+        try {
+            return child_set::spawn(std::move(t));
+        } catch (...) {
+            --live_children_;
+            throw;
+        }
     }
 
     /// Cancels the group: the body and every child. The group then exits without an error,
@@ -137,15 +146,17 @@ private:
 
     static void on_child_done(child_set* set, detail::task_core* child) noexcept {
         auto* g = static_cast<task_group*>(set);
+        --g->live_children_;
         if (child->result != detail::outcome::error) {
             return; // a cancelled child is not a failure (9.5)
         }
-        child->retrieved = true; // the group reports it
-        g->errors_.push_back(child->error);
+        child->retrieved = true;            // the group reports it
+        g->errors_.push_back(child->error); // never allocates: spawn reserved the room
         g->cancel_for_failure();
     }
 
     std::vector<std::exception_ptr> errors_;
+    std::size_t live_children_ = 0; // spawned and not finished: errors_ has room for each
 };
 
 } // namespace uvasync

@@ -114,6 +114,7 @@ private:
         , relative_(relative) {}
 
     void enter(detail::task_core* core) {
+        core->rt->reserve_deadline(); // may throw bad_alloc: before anything changes
         core_ = core;
         rt_ = core->rt;
         scope_.id = rt_->next_scope_id();

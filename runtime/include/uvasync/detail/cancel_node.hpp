@@ -18,8 +18,18 @@ struct work_tag;
 
 using message_ptr = std::shared_ptr<const std::string>;
 
-inline message_ptr make_message(std::string_view text) {
-    return text.empty() ? nullptr : std::make_shared<const std::string>(text);
+/// The shared text of a cancellation. Never throws: cancellations are requested from noexcept
+/// paths (a task group's failure, abort hooks), so when the allocation fails the cancellation
+/// goes ahead without a message rather than terminating.
+inline message_ptr make_message(std::string_view text) noexcept {
+    if (text.empty()) {
+        return nullptr;
+    }
+    try {
+        return std::make_shared<const std::string>(text);
+    } catch (...) { // std::bad_alloc (or length_error): no message
+        return nullptr;
+    }
 }
 
 /// A callback registered on a cancel node. The registration is the list element, so

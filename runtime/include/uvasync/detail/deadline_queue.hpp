@@ -24,7 +24,17 @@ public:
     /// started have a larger one (SEMANTICS 6.5).
     [[nodiscard]] std::uint64_t last_seq() const noexcept { return seq_; }
 
-    /// Adds `e`, which must not be queued and must have a deadline other than `never`.
+    /// Makes room for one more entry, so that the next `push` does not allocate. Throws
+    /// `std::bad_alloc`; callers that can throw call it before they change any state, because
+    /// `push` runs in noexcept paths (a bad_alloc there would terminate).
+    void reserve_one() {
+        if (heap_.size() == heap_.capacity()) {
+            heap_.reserve(heap_.empty() ? 16 : 2 * heap_.capacity());
+        }
+    }
+
+    /// Adds `e`, which must not be queued and must have a deadline other than `never`. Does not
+    /// allocate after `reserve_one()`; otherwise a failed allocation terminates.
     void push(deadline_entry& e) noexcept;
 
     /// Removes `e` if it is queued; does nothing otherwise.

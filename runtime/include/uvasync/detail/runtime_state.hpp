@@ -64,6 +64,10 @@ public:
     void add_deadline(deadline_entry& e) noexcept;
     void remove_deadline(deadline_entry& e) noexcept;
 
+    /// Makes room for one `add_deadline` (throws `std::bad_alloc`): called by the throwing entry
+    /// points (sleep, timeout scope entry, periodic timer wait) before they change any state.
+    void reserve_deadline() { deadlines_.reserve_one(); }
+
     /// Virtual clock only: moves time forward by `d` and runs one deadline pass.
     void advance(loop_clock::duration d);
 

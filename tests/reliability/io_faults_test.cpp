@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+// Fault injection in the I/O layer: descriptors run out (EMFILE) on accept and on connect, and
+// the peer resets a connection while a large write is pending. Each must give a clear
+// std::system_error, leave the runtime usable, and leak nothing (the fixture checks frames,
+// handles and uv_loop_close).
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <uv.h>
+#include <uvasync/io.hpp>
+#include <uvasync/uvasync.hpp>
+
+#include "loop_fixture.hpp"
+
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace {
+
+using uvasync::socket_address;
+using uvasync::task;
+using uvasync::tcp_listener;
+using uvasync::tcp_stream;
+using uvasync::test::loop_fixture;
+
+/// Lowers RLIMIT_NOFILE's soft limit for its lifetime.
+class fd_limit {
+public:
+    explicit fd_limit(rlim_t soft) {
+        REQUIRE(getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+        rlimit lower = saved_;
+        lower.rlim_cur = soft;
+        REQUIRE(setrlimit(RLIMIT_NOFILE, &lower) == 0);
+    }
+
+    fd_limit(const fd_limit&) = delete;
+    fd_limit& operator=(const fd_limit&) = delete;
+    fd_limit(fd_limit&&) = delete;
+    fd_limit& operator=(fd_limit&&) = delete;
+
+    ~fd_limit() { setrlimit(RLIMIT_NOFILE, &saved_); }
+
+private:
+    rlimit saved_{};
+};
+
+/// Uses up every free descriptor (with sockets) on `fill()`; `release(n)` frees n of them, the
+/// destructor all.
+class fd_hog {
+public:
+    void fill() {
+        for (;;) {
+            const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+            if (fd < 0) {
+                break;
+            }
+            fds_.push_back(fd);
+        }
+    }
+
+    void release(std::size_t n) {
+        while (n-- > 0 && !fds_.empty()) {
+            ::close(fds_.back());
+            fds_.pop_back();
+        }
+    }
+
+    fd_hog() = default;
+    fd_hog(const fd_hog&) = delete;
+    fd_hog& operator=(const fd_hog&) = delete;
+    fd_hog(fd_hog&&) = delete;
+    fd_hog& operator=(fd_hog&&) = delete;
+
+    ~fd_hog() { release(fds_.size()); }
+
+private:
+    std::vector<int> fds_;
+};
+
+task<> connect_without_descriptors(fd_hog& hog, socket_address to) {
+    hog.fill();
+    try {
+        tcp_stream s = co_await tcp_stream::connect(to);
+        FAIL("connected without a free descriptor");
+    } catch (const std::system_error& e) {
+        CHECK(e.code().value() == UV_EMFILE);
+    }
+    hog.release(4);
+    tcp_stream s = co_await tcp_stream::connect(to); // usable again
+    co_await s.close();
+}
+
+task<> accept_without_descriptors(tcp_listener& l, fd_hog& hog) {
+    // A client connects (its socket made while there were descriptors); then the server side
+    // has none left for the accepted socket.
+    const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(client >= 0);
+    hog.fill();
+    const socket_address to = l.local_address();
+    REQUIRE(::connect(client, to.data(), sizeof(sockaddr_in)) == 0);
+    // libuv then either reports UV_EMFILE to the accept, or (its reserve-descriptor trick)
+    // accepts and closes the connection itself and keeps listening: the accept waits on.
+    bool emfile = false;
+    try {
+        auto accepted = co_await uvasync::move_on_after(std::chrono::milliseconds(200), l.accept());
+        if (accepted) {
+            co_await accepted->close();
+        }
+    } catch (const std::system_error& e) {
+        CHECK(e.code().value() == UV_EMFILE);
+        emfile = true;
+    }
+    hog.release(8);
+    ::close(client);
+    // The listener still works.
+    auto connecting = tcp_stream::connect(to);
+    auto h = uvasync::spawn(std::move(connecting));
+    tcp_stream server_side = co_await l.accept();
+    tcp_stream client_side = co_await h;
+    co_await server_side.close();
+    co_await client_side.close();
+    MESSAGE("accept saw EMFILE: " << emfile);
+}
+
+task<> reset_during_pending_write(tcp_listener& l) {
+    auto connecting = tcp_stream::connect(l.local_address());
+    auto h = uvasync::spawn(std::move(connecting));
+    tcp_stream server_side = co_await l.accept();
+    tcp_stream client_side = co_await h;
+    // The client resets while the server's 8 MiB write is pending (nobody reads it).
+    auto resetter = [](tcp_stream& c) -> task<> {
+        co_await uvasync::sleep(std::chrono::milliseconds(20));
+        uv_os_fd_t fd = -1;
+        if (uv_fileno(reinterpret_cast<uv_handle_t*>(c.native_handle()), &fd) != 0) {
+            throw std::logic_error("no descriptor");
+        }
+        linger lg{1, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        co_await c.close();
+    };
+    auto r = uvasync::spawn(resetter(client_side));
+    try {
+        co_await server_side.write(std::string(8U << 20U, 'z'));
+        FAIL("an 8 MiB write completed against a reset peer");
+    } catch (const std::system_error& e) {
+        CHECK((e.code().value() == UV_ECONNRESET || e.code().value() == UV_EPIPE));
+    }
+    co_await r;
+    co_await server_side.close();
+}
+
+} // namespace
+
+TEST_CASE("emfile_on_connect_is_a_clear_error_and_the_runtime_recovers") {
+    loop_fixture f(loop_fixture::real_clock());
+    tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
+    fd_limit limit(256);
+    fd_hog hog;
+    f.run(connect_without_descriptors(hog, l.local_address()));
+}
+
+TEST_CASE("emfile_on_accept_is_a_clear_error_and_the_listener_recovers") {
+    loop_fixture f(loop_fixture::real_clock());
+    tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
+    fd_limit limit(256);
+    fd_hog hog;
+    f.run(accept_without_descriptors(l, hog));
+}
+
+TEST_CASE("a_peer_reset_during_a_pending_write_fails_it_cleanly") {
+    loop_fixture f(loop_fixture::real_clock());
+    tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
+    f.run(reset_during_pending_write(l));
+}
