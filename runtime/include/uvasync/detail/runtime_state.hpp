@@ -58,6 +58,18 @@ public:
         }
     }
 
+    /// `yield()` (SEMANTICS 4.1): makes `core` ready to resume at `h` only after the loop's next
+    /// poll for I/O. The check drain takes these tasks first; a task that yields from the check
+    /// drain therefore waits one whole iteration, one that yields from the prepare drain
+    /// resumes after the poll of the same iteration.
+    void schedule_after_poll(task_core* core, std::coroutine_handle<> h) noexcept {
+        core->resume_point = h;
+        yielded_.push_back(core);
+        if (!idle_active_) {
+            start_idle(); // the poll must not block while a yielded task waits
+        }
+    }
+
     std::uint64_t next_scope_id() noexcept { return ++scope_ids_; }
 
     // The deadline queue (deadline_timer.cpp): the earliest entry arms the loop's timer.
@@ -176,6 +188,7 @@ private:
     std::function<void()> on_closed_; // close_from_callback: handed to the handles
     int keep_alive_holders_ = 0;
     intrusive_queue<task_core> ready_;
+    intrusive_queue<task_core> yielded_; // resume in the next check drain (after a poll)
     deadline_queue deadlines_;
     intrusive_list<task_core, all_tasks_tag> tasks_;
     loop_handles* handles_;
