@@ -61,7 +61,7 @@ task<void> read_outcomes(pipe_stream& a, pipe_stream& b) {
     co_await a.write("hi");
     auto v = co_await as_outcome(b.read_some(buf));
     REQUIRE(v.has_value());
-    CHECK(*v == 2);
+    CHECK(v.value() == 2);
     co_await a.close();
     co_await b.close();
 }

@@ -141,6 +141,31 @@ TEST_SUITE("as_outcome") {
         check_no_throw_cancelled(cancel_while_parked(*this, [&] { return m.lock(); }));
     }
 
+    TEST_CASE_FIXTURE(loop_fixture, "19.2 condition::wait cancelled while parked: the lock is "
+                                    "back in the guard, no throw") {
+        REQUIRE(throw_counter::active());
+        mutex m;
+        condition cv(m);
+        std::vector<observed> seen;
+        bool held_after = false;
+        auto h = rt->spawn([](mutex& m, condition& cv, std::vector<observed>& seen,
+                              bool& held_after) -> task<void> {
+            mutex::guard g = co_await m.lock();
+            const throws_since n;
+            auto o = co_await as_outcome(cv.wait(g));
+            const std::size_t count = n.count();
+            seen.push_back({describe(o), count});
+            held_after = g.owns_lock();
+        }(m, cv, seen, held_after));
+        auto c = rt->spawn(cancel_now(h, {}));
+        run_until([&] { return h.done() && c.done(); });
+        REQUIRE(seen.size() == 1);
+        CHECK(seen[0].what == "cancelled: stop");
+        CHECK(seen[0].throws == 0);
+        CHECK(held_after);
+        CHECK(m.try_lock().owns_lock()); // the guard released it when the task ended
+    }
+
     TEST_CASE_FIXTURE(loop_fixture, "19.2 D-2 completion wins: the outcome is the value, the "
                                     "next wait starts cancelled") {
         event ev;
