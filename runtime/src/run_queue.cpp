@@ -76,6 +76,11 @@ void runtime_state::task_finished(task_core* /*core*/) noexcept {
 }
 
 void runtime_state::on_prepare() noexcept {
+    if (ready_.empty() && !virtual_) {
+        // Nothing to run and no autojump to decide: the idle handle is already as the last
+        // drain (or schedule()) left it. Yielded tasks wait for the check drain (4.1).
+        return;
+    }
     runtime_scope current(this);
     const bool ran = drain();
     settle(ran);

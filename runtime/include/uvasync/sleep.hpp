@@ -57,6 +57,10 @@ public:
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 
     bool await_suspend(std::coroutine_handle<> caller) {
+        if (relative_ && !forever_ && delay_ <= loop_clock::duration(0)) {
+            yielded_ = true; // yield() and sleep(d <= 0): no deadline, no abort hook
+            return park_until_poll(caller, "yield");
+        }
         if (!park(caller, "sleep")) {
             return false;
         }

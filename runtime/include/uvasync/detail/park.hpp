@@ -74,6 +74,21 @@ protected:
         return true;
     }
 
+    /// `park()` for `yield()` (SEMANTICS 4.1): checks the scope like `park()`, then completes at
+    /// once; the task resumes after the loop's next poll. No abort hook is registered: there is
+    /// nothing to abort, and `yield()` checks the scope again when it resumes.
+    bool park_until_poll(std::coroutine_handle<> caller, const char* what) {
+        core_ = require_task(what);
+        if (core_->current->cancelled()) {
+            state_ = state::aborted;
+            return false;
+        }
+        caller_ = caller;
+        state_ = state::completed;
+        core_->rt->schedule_after_poll(core_, caller);
+        return true;
+    }
+
     /// The operation could not be started after `park()` (libuv returned an error, so no
     /// callback will come): leaves the wait without scheduling, so `await_suspend` can return
     /// false and `await_resume` reports the error at once.
