@@ -2,7 +2,8 @@
 // The run queue: tasks made ready by schedule() run from the loop's prepare and check phases,
 // one batch per drain (SEMANTICS 13.6, D-14), and the idle handle keeps the poll from blocking
 // while any is ready. Tasks that yielded wait in their own queue for the check drain, so every
-// yield lets the loop poll once (SEMANTICS 4.1). The virtual clock's autojump is decided here, after each drain.
+// yield lets the loop poll once (SEMANTICS 4.1). The virtual clock's autojump is decided here,
+// after each drain.
 #include <algorithm>
 #include <cstdint>
 
@@ -117,6 +118,9 @@ void runtime_state::settle(bool ran) noexcept {
         }
     }
     update_idle();
+    if (ran && stop_check_ != nullptr && stop_check_(stop_arg_)) {
+        uv_stop(loop_); // run_until is done: uv_run returns after this iteration
+    }
 }
 
 void runtime_state::on_threshold_timer() noexcept {

@@ -130,8 +130,7 @@ TEST_SUITE("as_outcome") {
         check_no_throw_cancelled(cancel_while_parked(*this, [&] { return q.get(); }));
         promise<int> p;
         future<int> fut = p.get_future();
-        check_no_throw_cancelled(
-            cancel_while_parked(*this, [&]() -> future<int>& { return fut; }));
+        check_no_throw_cancelled(cancel_while_parked(*this, [&]() -> future<int>& { return fut; }));
         cancel_source src;
         check_no_throw_cancelled(
             cancel_while_parked(*this, [&] { return src.token().cancelled(); }));
@@ -169,13 +168,15 @@ TEST_SUITE("as_outcome") {
     TEST_CASE_FIXTURE(loop_fixture, "19.2 D-2 completion wins: the outcome is the value, the "
                                     "next wait starts cancelled") {
         event ev;
-        auto seen = cancel_while_parked(*this, [&] { return ev.wait(); }, [&] { ev.set(); });
+        auto seen = cancel_while_parked(
+            *this, [&] { return ev.wait(); }, [&] { ev.set(); });
         REQUIRE(seen.size() == 2);
         CHECK(seen[0].what == "value");
         CHECK(seen[0].throws == 0);
         CHECK(seen[1].what == "value"); // a set event is ready: not a cancellation point
         semaphore sem(0);
-        seen = cancel_while_parked(*this, [&] { return sem.acquire(); }, [&] { sem.release(); });
+        seen = cancel_while_parked(
+            *this, [&] { return sem.acquire(); }, [&] { sem.release(); });
         REQUIRE(seen.size() == 2);
         CHECK(seen[0].what == "value");
         CHECK(seen[0].throws == 0);
@@ -183,7 +184,8 @@ TEST_SUITE("as_outcome") {
         // second acquire does not suspend and is not a cancellation point either.
         CHECK(seen[1].what == "value");
         queue<int> q;
-        seen = cancel_while_parked(*this, [&] { return q.get(); }, [&] { (void)q.try_put(1); });
+        seen = cancel_while_parked(
+            *this, [&] { return q.get(); }, [&] { (void)q.try_put(1); });
         REQUIRE(seen.size() == 2);
         CHECK(seen[0].what == "value");
         CHECK(seen[1].what == "cancelled: stop"); // the queue is empty now: parks, cancelled
@@ -366,7 +368,8 @@ TEST_SUITE("yield") {
             handle = new uv_check_t;
             uv_check_init(loop, handle);
             handle->data = this;
-            uv_check_start(handle, [](uv_check_t* h) { ++static_cast<poll_counter*>(h->data)->polls; });
+            uv_check_start(handle,
+                           [](uv_check_t* h) { ++static_cast<poll_counter*>(h->data)->polls; });
             uv_unref(reinterpret_cast<uv_handle_t*>(handle));
         }
 
@@ -394,14 +397,14 @@ TEST_SUITE("yield") {
     }
 
     template <class Make>
-    void check_every_yield_polls(loop_fixture& f, Make make) {
+    void check_every_yield_polls(loop_fixture & f, Make make) {
         poll_counter pc(f.loop());
         std::vector<std::size_t> at;
         f.run(yields(make, pc, at));
         REQUIRE(at.size() == 9);
         for (std::size_t i = 1; i < at.size(); ++i) {
-            CHECK_MESSAGE(at[i] == at[i - 1] + 1, "yield " << i << ": the loop polled "
-                                                           << (at[i] - at[i - 1]) << " times");
+            CHECK_MESSAGE(at[i] == at[i - 1] + 1,
+                          "yield " << i << ": the loop polled " << (at[i] - at[i - 1]) << " times");
         }
     }
 

@@ -4,14 +4,14 @@
 // symbol lookup), and each forwards to the next definition: libstdc++'s, or the sanitizer's
 // interceptor (a shared libasan is found by RTLD_NEXT; clang's static runtime defines its
 // interceptors in the executable as `__interceptor_<name>`, which is called directly).
-#include <dlfcn.h>
+#include "throw_counter.hpp"
 
 #include <cstddef>
 #include <cstdlib>
 #include <exception>
 #include <utility>
 
-#include "throw_counter.hpp"
+#include <dlfcn.h>
 
 namespace {
 

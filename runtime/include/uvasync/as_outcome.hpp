@@ -23,7 +23,8 @@ namespace detail {
 /// resuming would only raise the delivery of its cancellation point (`parked_wait`).
 template <class W>
 concept delivery_reporting = requires(const W& w) {
-    { w.delivery_pending() } noexcept -> std::same_as<bool>;
+    { w.delivery_pending() }
+    noexcept->std::same_as<bool>;
 };
 
 /// An awaiter that produces its whole outcome as a value (`task_handle`'s join).
@@ -37,19 +38,17 @@ concept outcome_resuming = requires(W& w) {
 template <class A>
 class [[nodiscard]] as_outcome_awaiter {
     using awaitable = std::remove_reference_t<A>;
-    static constexpr bool has_operator = requires(awaitable& a) {
+    static constexpr bool has_operator = requires(awaitable & a) {
         std::move(a).operator co_await();
     };
 
-    template <class X>
+    template <class X, bool = has_operator>
     struct awaiter_of {
         using type = X&;
     };
 
     template <class X>
-    requires has_operator
-
-    struct awaiter_of<X> {
+    struct awaiter_of<X, true> {
         using type = decltype(std::declval<X&&>().operator co_await());
     };
 
@@ -66,8 +65,7 @@ public:
     as_outcome_awaiter& operator=(as_outcome_awaiter&&) = delete;
 
     /// Only before it is awaited (for example into `timeout(d, as_outcome(aw))`).
-    as_outcome_awaiter(as_outcome_awaiter&& other) noexcept(
-        std::is_nothrow_constructible_v<A, A&&>)
+    as_outcome_awaiter(as_outcome_awaiter&& other) noexcept(std::is_nothrow_constructible_v<A, A&&>)
         : aw_(std::forward<A>(other.aw_)) {}
 
     ~as_outcome_awaiter() = default;
@@ -203,8 +201,8 @@ private:
 ///
 /// `aw` is kept by value when it is an rvalue, by reference when it is an lvalue.
 template <class A>
-[[nodiscard]] detail::as_outcome_awaiter<A> as_outcome(A&& aw) noexcept(
-    std::is_nothrow_constructible_v<A, A&&>) {
+[[nodiscard]] detail::as_outcome_awaiter<A>
+as_outcome(A&& aw) noexcept(std::is_nothrow_constructible_v<A, A&&>) {
     return detail::as_outcome_awaiter<A>(std::forward<A>(aw));
 }
 

@@ -231,7 +231,8 @@ template <class A, bool MoveOn>
 class [[nodiscard]] timeout_inline_awaiter {
     template <class W>
     static constexpr bool delivery_reporting = requires(const W& w) {
-        { w.delivery_pending() } noexcept -> std::same_as<bool>;
+        { w.delivery_pending() }
+        noexcept->std::same_as<bool>;
     };
 
     using T = decltype(std::declval<A&>().await_resume());
