@@ -37,24 +37,27 @@ extern "C" {
 
 // Weak: present only when a sanitizer runtime is linked statically (clang). The type is
 // `std::type_info*`; it is spelled `void*` as the compiler's own implicit declaration does.
+// NOLINTNEXTLINE(bugprone-reserved-identifier,readability-identifier-naming): the ABI's name
 void __interceptor___cxa_throw(void*, void*, void (*)(void*)) __attribute__((weak));
 
+// NOLINTNEXTLINE(bugprone-reserved-identifier,readability-identifier-naming): the ABI's name
 [[noreturn]] void __cxa_throw(void* object, void* type, void (*destroy)(void*)) {
     ++unwinds;
     seen_wrapper = true;
     if (&__interceptor___cxa_throw != nullptr) {
         __interceptor___cxa_throw(object, type, destroy);
     } else {
-        static const throw_fn real = next<throw_fn>("__cxa_throw");
+        static const auto real = next<throw_fn>("__cxa_throw");
         real(object, type, destroy);
     }
     std::abort(); // not reached
 }
 
+// NOLINTNEXTLINE(bugprone-reserved-identifier,readability-identifier-naming): the ABI's name
 [[noreturn]] void __cxa_rethrow() {
     ++unwinds;
     seen_wrapper = true;
-    static const rethrow_fn real = next<rethrow_fn>("__cxa_rethrow");
+    static const auto real = next<rethrow_fn>("__cxa_rethrow");
     real();
     std::abort(); // not reached
 }
@@ -65,10 +68,11 @@ namespace std {
 
 // libstdc++ defines it out of line (exception_ptr.h declares it); the executable's definition
 // is the one every caller in the process binds to.
-[[noreturn]] void rethrow_exception(exception_ptr p) {
+// (No [[noreturn]] here: the library's first declaration carries it.)
+void rethrow_exception(exception_ptr p) {
     ++unwinds;
     seen_wrapper = true;
-    static const rethrow_exception_fn real =
+    static const auto real =
         next<rethrow_exception_fn>("_ZSt17rethrow_exceptionNSt15__exception_ptr13exception_ptrE");
     real(std::move(p));
     std::abort(); // not reached
