@@ -364,8 +364,8 @@ TEST_SUITE("yield") {
     /// Counts the loop's check phases, which come right after each poll for I/O. Started after
     /// the runtime's own check handle, it runs after the runtime's check drain.
     struct poll_counter {
-        explicit poll_counter(uv_loop_t* loop) {
-            handle = new uv_check_t;
+        explicit poll_counter(uv_loop_t* loop)
+            : handle(new uv_check_t) {
             uv_check_init(loop, handle);
             handle->data = this;
             uv_check_start(handle,
@@ -375,6 +375,8 @@ TEST_SUITE("yield") {
 
         poll_counter(const poll_counter&) = delete;
         poll_counter& operator=(const poll_counter&) = delete;
+        poll_counter(poll_counter&&) = delete;
+        poll_counter& operator=(poll_counter&&) = delete;
 
         ~poll_counter() {
             uv_loop_t* loop = handle->loop;
