@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The run queue: tasks made ready by schedule() run from the loop's prepare and check phases,
 // one batch per drain (SEMANTICS 13.6, D-14), and the idle handle keeps the poll from blocking
-// while any is ready. The virtual clock's autojump is decided here, after each drain.
+// while any is ready. Tasks that yielded wait in their own queue for the check drain, so every
+// yield lets the loop poll once (SEMANTICS 4.1). The virtual clock's autojump is decided here,
+// after each drain.
 #include <algorithm>
 #include <cstdint>
 
@@ -19,7 +21,7 @@ void runtime_state::start_idle() noexcept {
 }
 
 void runtime_state::update_idle() noexcept {
-    const bool want = !ready_.empty() ||
+    const bool want = !ready_.empty() || !yielded_.empty() ||
                       (virtual_ && autojump_ && autojump_threshold_ms_ == 0 && !deadlines_.empty());
     if (want && !idle_active_) {
         start_idle();
@@ -75,6 +77,11 @@ void runtime_state::task_finished(task_core* /*core*/) noexcept {
 }
 
 void runtime_state::on_prepare() noexcept {
+    if (ready_.empty() && !virtual_) {
+        // Nothing to run and no autojump to decide: the idle handle is already as the last
+        // drain (or schedule()) left it. Yielded tasks wait for the check drain (4.1).
+        return;
+    }
     runtime_scope current(this);
     const bool ran = drain();
     settle(ran);
@@ -82,6 +89,8 @@ void runtime_state::on_prepare() noexcept {
 
 void runtime_state::on_check() noexcept {
     runtime_scope current(this);
+    // The loop has polled since every yielded task yielded: they run first (SEMANTICS 4.1).
+    ready_.splice_front(yielded_);
     if (virtual_ && autojump_ && autojump_threshold_ms_ == 0 && ready_.empty() &&
         !deadlines_.empty() && !inbox_->pending()) {
         // Every task is blocked and only deadlines are pending: jump (SEMANTICS 18.4).
@@ -100,7 +109,7 @@ void runtime_state::settle(bool ran) noexcept {
         // left the poll with no timer at all.
         // The threshold timer exists only on a virtual clock with a threshold.
         auto* threshold = reinterpret_cast<uv_handle_t*>(&handles_->threshold);
-        if (!ready_.empty() || deadlines_.empty() || inbox_->pending()) {
+        if (!ready_.empty() || !yielded_.empty() || deadlines_.empty() || inbox_->pending()) {
             uv_timer_stop(&handles_->threshold);
         } else if (ran || uv_is_active(threshold) == 0) {
             uv_timer_start(&handles_->threshold,
@@ -109,11 +118,14 @@ void runtime_state::settle(bool ran) noexcept {
         }
     }
     update_idle();
+    if (ran && stop_check_ != nullptr && stop_check_(stop_arg_)) {
+        uv_stop(loop_); // run_until is done: uv_run returns after this iteration
+    }
 }
 
 void runtime_state::on_threshold_timer() noexcept {
     runtime_scope current(this);
-    if (ready_.empty() && !deadlines_.empty()) {
+    if (ready_.empty() && yielded_.empty() && !deadlines_.empty()) {
         virtual_now_ = std::max(virtual_now_, deadlines_.top().when.time_since_epoch().count());
         run_deadline_pass();
     }

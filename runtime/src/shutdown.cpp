@@ -132,6 +132,7 @@ void runtime_state::leak_remaining() noexcept {
     // Each is pinned by a reference while frames are destroyed, since destroying one frame may
     // drop the last handle to another.
     (void)ready_.take();
+    (void)yielded_.take();
     std::vector<task_core*> leaked;
     tasks_.for_each([&](task_core& t) {
         if (!t.done()) {
@@ -157,10 +158,12 @@ void runtime_state::leak_remaining() noexcept {
     // onto the run queue after it was emptied above, and must not stay there once it is freed.
     // The pins keep every leaked core alive until after this point.
     (void)ready_.take();
+    (void)yielded_.take();
     for (task_core* t : leaked) {
         t->release();
     }
     (void)ready_.take(); // releasing runs no task code, but nothing leaked may stay queued
+    (void)yielded_.take();
 }
 
 void runtime_state::wait_for_requests() noexcept {

@@ -31,7 +31,10 @@ void frame_allocation::operator delete(void* p, std::size_t /*size*/) noexcept {
     ::operator delete(p); // not the sized form: clang 14 does not declare it by default
 }
 
-void throw_cancelled(task_core* core) {
+namespace {
+
+/// The owner of a delivery at the current point of `core` (D-3), counting the delivery.
+scope* count_delivery(task_core* core) {
     // A task that swallows its cancellation in a loop never suspends again and cannot be
     // interrupted (SEMANTICS 4.6): say so once, through the exception handler.
     if (++core->deliveries_without_suspending == 1000) {
@@ -39,7 +42,18 @@ void throw_cancelled(task_core* core) {
             "uvasync: a task raised 1000 cancellations without suspending; it swallows "
             "cancelled_error in a loop and can no longer be interrupted")));
     }
-    scope* owner = owner_of(core->current);
+    return owner_of(core->current);
+}
+
+} // namespace
+
+cancelled_error make_delivery(task_core* core) {
+    scope* owner = count_delivery(core);
+    return {owner->node.message(), owner->id};
+}
+
+void throw_cancelled(task_core* core) {
+    scope* owner = count_delivery(core);
     // Kept by the task, so that its root frame can recognise this object if it is what ends
     // the body, and skip a second unwind (root_body in root.hpp).
     core->last_delivery_message = owner->node.message();

@@ -589,16 +589,17 @@ TEST_CASE_FIXTURE(loop_fixture, "5.3 D-5 a body awaiter that is ready at once st
             co_await t;
             tr.push_back("returned");
         } catch (const timeout_error& e) {
+            // Around a leaf nothing unwound the body: the timeout_error is the only throw and
+            // nests nothing (SEMANTICS 19.4).
+            const auto* nested = dynamic_cast<const std::nested_exception*>(&e);
             tr.push_back(std::string("timeout_error, nested ") +
-                         (dynamic_cast<const std::nested_exception*>(&e)->nested_ptr() != nullptr
-                              ? "yes"
-                              : "no"));
+                         (nested != nullptr && nested->nested_ptr() != nullptr ? "yes" : "no"));
         }
         tr.push_back(flags(t.scope()));
         co_await checkpoint(); // the scope was left: nothing is cancelled here
         tr.push_back("after");
     }(tr));
-    CHECK(tr == trace{"nullopt", "timeout_error, nested yes", "expired=1 caught=1", "after"});
+    CHECK(tr == trace{"nullopt", "timeout_error, nested no", "expired=1 caught=1", "after"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5.7 nested timeouts around a sleep, awaited in place: the "

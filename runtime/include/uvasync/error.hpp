@@ -51,8 +51,10 @@ private:
 };
 
 /// Thrown by `timeout`/`timeout_at`/`wait_for` when the scope's own deadline (or its own
-/// `cancel()`) ended the body. The `cancelled_error` that unwound the body is nested in it
-/// (`std::rethrow_if_nested`). An ordinary, catchable failure.
+/// `cancel()`) ended the body. When a `cancelled_error` unwound the body it is nested in it
+/// (`std::rethrow_if_nested`); around a leaf awaitable (a sleep, an I/O operation, ...) nothing
+/// unwound and nothing is nested: the `timeout_error` is the only throw (SEMANTICS 19.4).
+/// An ordinary, catchable failure.
 class timeout_error : public std::runtime_error {
 public:
     timeout_error()

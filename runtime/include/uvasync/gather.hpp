@@ -12,6 +12,7 @@
 #include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/error.hpp>
+#include <uvasync/outcome.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 
@@ -23,59 +24,6 @@ struct return_exceptions_t {
 };
 
 inline constexpr return_exceptions_t return_exceptions{};
-
-/// What one child of `gather(return_exceptions, ...)` ended with: a value, an error, or
-/// cancelled. `void` children hold `unit`.
-template <class T>
-class outcome {
-public:
-    using value_type = std::conditional_t<std::is_void_v<T>, unit, T>;
-
-    explicit outcome(value_type v)
-        : v_(std::in_place_index<0>, std::move(v)) {}
-
-    explicit outcome(std::exception_ptr e)
-        : v_(std::in_place_index<1>, std::move(e)) {}
-
-    explicit outcome(cancelled_error c)
-        : v_(std::in_place_index<2>, std::move(c)) {}
-
-    [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
-
-    [[nodiscard]] bool has_error() const noexcept { return v_.index() == 1; }
-
-    [[nodiscard]] bool cancelled() const noexcept { return v_.index() == 2; }
-
-    explicit operator bool() const noexcept { return has_value(); }
-
-    /// The value; rethrows the error or the `cancelled_error` otherwise.
-    value_type& value() & {
-        rethrow_unless_value();
-        return std::get<0>(v_);
-    }
-
-    value_type&& value() && {
-        rethrow_unless_value();
-        return std::get<0>(std::move(v_));
-    }
-
-    /// The error (null unless `has_error()`).
-    [[nodiscard]] std::exception_ptr error() const noexcept {
-        return has_error() ? std::get<1>(v_) : nullptr;
-    }
-
-private:
-    void rethrow_unless_value() const {
-        if (v_.index() == 1) {
-            std::rethrow_exception(std::get<1>(v_));
-        }
-        if (v_.index() == 2) {
-            throw std::get<2>(v_);
-        }
-    }
-
-    std::variant<value_type, std::exception_ptr, cancelled_error> v_;
-};
 
 namespace detail {
 

@@ -57,6 +57,10 @@ public:
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 
     bool await_suspend(std::coroutine_handle<> caller) {
+        if (relative_ && !forever_ && delay_ <= loop_clock::duration(0)) {
+            yielded_ = true; // yield() and sleep(d <= 0): no deadline, no abort hook
+            return park_until_poll(caller, "yield");
+        }
         if (task_core* self = current_task(); self != nullptr) {
             self->rt->reserve_deadline(); // may throw bad_alloc: before anything changes
         }
@@ -70,9 +74,10 @@ public:
             when = forever_ ? never : add_saturated(now, delay_);
         }
         if (when <= now) {
-            // sleep(0), sleep_until(past) and yield(): go to the tail of the run queue. This
-            // lets the loop poll, unlike a 0 ms uv_timer (see DESIGN, last paragraph).
-            complete();
+            // sleep(0), sleep_until(past) and yield(): resume after the loop's next poll for
+            // I/O (SEMANTICS 4.1), unlike a 0 ms uv_timer, which libuv may run again in the
+            // same iteration.
+            complete_after_poll();
             yielded_ = true;
         } else if (when != never) {
             this->when = when;
@@ -86,6 +91,13 @@ public:
             throw_cancelled(core()); // yield() checks again on resumption (SEMANTICS 4.1)
         }
         finish();
+    }
+
+    /// For `as_outcome` (see `parked_wait::delivery_pending`): also true for a yield whose
+    /// scope was cancelled while it waited for the poll.
+    [[nodiscard]] bool delivery_pending() const noexcept {
+        return parked_wait::delivery_pending() ||
+               (yielded_ && current_state() == state::completed && core()->current->cancelled());
     }
 
 private:
@@ -155,6 +167,12 @@ inline auto checkpoint() noexcept {
             if (core->current->cancelled()) {
                 detail::throw_cancelled(core);
             }
+        }
+
+        /// For `as_outcome`: true when `await_resume` would raise.
+        [[nodiscard]] bool delivery_pending() const noexcept {
+            detail::task_core* core = detail::current_task();
+            return core != nullptr && core->current->cancelled();
         }
     };
 

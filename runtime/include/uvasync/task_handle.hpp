@@ -9,6 +9,7 @@
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/root.hpp>
 #include <uvasync/error.hpp>
+#include <uvasync/outcome.hpp>
 
 namespace uvasync {
 
@@ -98,6 +99,37 @@ public:
             finish(); // aborted before it started waiting: raises
         }
         return take_result(target_);
+    }
+
+    /// `await_resume` for `as_outcome` (SEMANTICS 19.2): the same outcome as a value, without
+    /// rethrowing the task's error or raising a cancellation. Misuse still throws.
+    ::uvasync::outcome<T> await_resume_outcome() {
+        if (target_ == nullptr) {
+            throw invalid_state("uvasync: awaiting an empty task_handle");
+        }
+        task_waiter::unlink();
+        task_core* self = current_task();
+        if (!target_->done()) {
+            return ::uvasync::outcome<T>(make_delivery(self)); // aborted before it started waiting
+        }
+        switch (target_->result) {
+        case detail::outcome::error:
+            target_->retrieved = true;
+            return ::uvasync::outcome<T>(target_->error);
+        case detail::outcome::cancelled:
+            if (self != nullptr && self->current->cancelled()) {
+                return ::uvasync::outcome<T>(make_delivery(self)); // a delivery here, owner by D-3
+            }
+            return ::uvasync::outcome<T>(cancelled_error(target_->cancel_message, 0));
+        default:
+            break;
+        }
+        if constexpr (std::is_void_v<T>) {
+            take_result(target_);
+            return ::uvasync::outcome<T>(unit{});
+        } else {
+            return ::uvasync::outcome<T>(take_result(target_));
+        }
     }
 
 private:

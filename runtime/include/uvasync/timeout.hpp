@@ -230,6 +230,12 @@ public:
 /// allocation, one resumption and one rethrow fewer per use (bench/NOTES.md, W2).
 template <class A, bool MoveOn>
 class [[nodiscard]] timeout_inline_awaiter {
+    template <class W>
+    static constexpr bool delivery_reporting = requires(const W& w) {
+        { w.delivery_pending() }
+        noexcept->std::same_as<bool>;
+    };
+
     using T = decltype(std::declval<A&>().await_resume());
 
 public:
@@ -286,6 +292,24 @@ public:
     }
 
     result_type await_resume() {
+        if constexpr (delivery_reporting<A>) {
+            if (body_.delivery_pending()) {
+                // A leaf that would only raise its delivery: decide the owner without the
+                // throw (SEMANTICS 19.4). Ours: move_on returns empty, timeout throws once.
+                detail::task_core* core = scope_.core_;
+                const bool ours = detail::owner_of(core->current) == &scope_.scope_;
+                scope_.leave();
+                if (!ours) {
+                    detail::throw_cancelled(core); // an enclosing scope owns it (D-3)
+                }
+                scope_.caught_ = true;
+                if constexpr (MoveOn) {
+                    return std::nullopt;
+                } else {
+                    throw timeout_error(); // nothing unwound the body, so nothing is nested
+                }
+            }
+        }
         // The body's await_resume runs inside the scope: a delivery it raises is owned by the
         // scope when no enclosing scope is cancelled (SEMANTICS 4.8).
         try {

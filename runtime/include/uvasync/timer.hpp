@@ -18,6 +18,8 @@ class timer_state;
 /// The awaiter behind `timer::tick()`.
 class tick_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     explicit tick_awaiter(timer_state* state) noexcept
         : parked_wait(&on_abort)
         , state_(state) {}

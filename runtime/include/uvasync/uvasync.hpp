@@ -8,11 +8,13 @@
 // clang-format on
 
 #include <uvasync/as_completed.hpp>
+#include <uvasync/as_outcome.hpp>
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/exception_group.hpp>
 #include <uvasync/gather.hpp>
+#include <uvasync/outcome.hpp>
 #include <uvasync/runtime.hpp>
 #include <uvasync/shield.hpp>
 #include <uvasync/sleep.hpp>

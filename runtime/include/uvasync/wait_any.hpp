@@ -169,6 +169,8 @@ struct wait_any_fixed {
 /// Waits, without owning them, until one of several spawned tasks is done.
 class first_done_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     explicit first_done_awaiter(std::vector<task_core*> targets)
         : parked_wait(&on_abort)
         , targets_(std::move(targets)) {

@@ -16,6 +16,8 @@ struct accept_tag;
 /// new stream state. The typed `accept_awaiter<S>` wraps the state into `S`.
 class accept_awaiter_base : private parked_wait, public list_hook<accept_tag> {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     explicit accept_awaiter_base(listener_state* l) noexcept;
     accept_awaiter_base(accept_awaiter_base&& other) noexcept; // only before it is awaited
     accept_awaiter_base(const accept_awaiter_base&) = delete;

@@ -20,6 +20,8 @@ public:
     /// A cancellable wait for the next completion; the derived awaiter supplies the abort hook.
     class waiter : protected parked_wait {
     public:
+        using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
         waiter(const waiter&) = delete;
         waiter& operator=(const waiter&) = delete;
         waiter& operator=(waiter&&) = delete;

@@ -142,6 +142,19 @@ public:
         return item;
     }
 
+    /// Puts the whole content of `front` before this queue's, leaving `front` empty.
+    void splice_front(intrusive_queue& front) noexcept {
+        if (front.head_ == nullptr) {
+            return;
+        }
+        front.tail_->queue_next_ = head_;
+        if (tail_ == nullptr) {
+            tail_ = front.tail_;
+        }
+        head_ = front.head_;
+        front.head_ = front.tail_ = nullptr;
+    }
+
     /// Takes the whole content, leaving this queue empty (a snapshot for one drain).
     intrusive_queue take() noexcept {
         intrusive_queue out;

@@ -12,6 +12,8 @@ struct sync_waiter_tag;
 /// hook only detaches this waiter (SEMANTICS D-13); the primitive is left untouched.
 class list_waiter : protected parked_wait, public list_hook<sync_waiter_tag> {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     list_waiter(const list_waiter&) = delete;
     list_waiter& operator=(const list_waiter&) = delete;
 

@@ -16,6 +16,10 @@ namespace uvasync::detail {
 /// a `cancelled_error` owned by the outermost cancelled scope around the point.
 [[noreturn]] void throw_cancelled(task_core* core);
 
+/// The delivery `throw_cancelled` would raise, as a value: `as_outcome` reports it without a
+/// throw (SEMANTICS 19.2). Counts as a delivery for the "1000 without suspending" report (4.6).
+cancelled_error make_delivery(task_core* core);
+
 /// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
 task_core* require_task(const char* what);
 
@@ -38,6 +42,14 @@ public:
     parked_wait(parked_wait&& other) noexcept
         : cancel_registration(&on_cancel)
         , hook_(other.hook_) {}
+
+    /// The no-throw half of step 4, for `as_outcome` (SEMANTICS 19.2): true when the wait was
+    /// aborted (or never started because the scope was already cancelled), that is when
+    /// `await_resume` would do nothing but raise the delivery. `as_outcome` then skips
+    /// `await_resume` and reports `make_delivery()` as the cancelled outcome. A leaf awaiter
+    /// opts in with `using parked_wait::delivery_pending;` once its `await_resume` starts with
+    /// `finish()` (or only calls it when not completed).
+    [[nodiscard]] bool delivery_pending() const noexcept { return state_ == state::aborted; }
 
 protected:
     using abort_hook = void (*)(parked_wait*) noexcept;
@@ -62,6 +74,21 @@ protected:
         return true;
     }
 
+    /// `park()` for `yield()` (SEMANTICS 4.1): checks the scope like `park()`, then completes at
+    /// once; the task resumes after the loop's next poll. No abort hook is registered: there is
+    /// nothing to abort, and `yield()` checks the scope again when it resumes.
+    bool park_until_poll(std::coroutine_handle<> caller, const char* what) {
+        core_ = require_task(what);
+        if (core_->current->cancelled()) {
+            state_ = state::aborted;
+            return false;
+        }
+        caller_ = caller;
+        state_ = state::completed;
+        core_->rt->schedule_after_poll(core_, caller);
+        return true;
+    }
+
     /// The operation could not be started after `park()` (libuv returned an error, so no
     /// callback will come): leaves the wait without scheduling, so `await_suspend` can return
     /// false and `await_resume` reports the error at once.
@@ -78,6 +105,14 @@ protected:
         state_ = state::completed;
         unlink();
         core_->rt->schedule(core_, caller_);
+    }
+
+    /// `yield()`: completes at once, but the task resumes only after the loop's next poll for
+    /// I/O (SEMANTICS 4.1).
+    void complete_after_poll() noexcept {
+        state_ = state::completed;
+        unlink();
+        core_->rt->schedule_after_poll(core_, caller_);
     }
 
     /// The abort hook undid the operation; the task becomes ready and will raise.

@@ -80,6 +80,8 @@ private:
 /// operation owns itself if the awaiter is gone) and frees it after taking the result.
 class request_wait : protected parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     request_wait(const request_wait&) = delete;
     request_wait& operator=(const request_wait&) = delete;
     request_wait& operator=(request_wait&&) = delete;

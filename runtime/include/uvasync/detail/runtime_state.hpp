@@ -58,6 +58,18 @@ public:
         }
     }
 
+    /// `yield()` (SEMANTICS 4.1): makes `core` ready to resume at `h` only after the loop's next
+    /// poll for I/O. The check drain takes these tasks first; a task that yields from the check
+    /// drain therefore waits one whole iteration, one that yields from the prepare drain
+    /// resumes after the poll of the same iteration.
+    void schedule_after_poll(task_core* core, std::coroutine_handle<> h) noexcept {
+        core->resume_point = h;
+        yielded_.push_back(core);
+        if (!idle_active_) {
+            start_idle(); // the poll must not block while a yielded task waits
+        }
+    }
+
     std::uint64_t next_scope_id() noexcept { return ++scope_ids_; }
 
     // The deadline queue (deadline_timer.cpp): the earliest entry arms the loop's timer.
@@ -114,9 +126,18 @@ public:
     template <class Pred>
     void run_until(Pred done) {
         keep_alive(true);
+        // One uv_run for the whole wait: the drain after which `done()` holds stops the loop
+        // (settle), instead of one UV_RUN_ONCE per iteration, whose extra clock update and
+        // timer pass cost about a tenth of a yield (bench/NOTES.md, W1).
+        const auto saved_check = stop_check_;
+        void* const saved_arg = stop_arg_;
+        stop_check_ = [](void* p) noexcept -> bool { return (*static_cast<Pred*>(p))(); };
+        stop_arg_ = &done;
         while (!done()) {
-            uv_run(loop_, UV_RUN_ONCE);
+            uv_run(loop_, UV_RUN_DEFAULT);
         }
+        stop_check_ = saved_check;
+        stop_arg_ = saved_arg;
         keep_alive(false);
     }
 
@@ -180,6 +201,9 @@ private:
     std::function<void()> on_closed_; // close_from_callback: handed to the handles
     int keep_alive_holders_ = 0;
     intrusive_queue<task_core> ready_;
+    intrusive_queue<task_core> yielded_;           // resume in the next check drain (after a poll)
+    bool (*stop_check_)(void*) noexcept = nullptr; // run_until's predicate, checked by settle
+    void* stop_arg_ = nullptr;
     deadline_queue deadlines_;
     intrusive_list<task_core, all_tasks_tag> tasks_;
     loop_handles* handles_;

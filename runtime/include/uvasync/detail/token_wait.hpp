@@ -14,6 +14,8 @@ namespace uvasync::detail {
 /// token (completion), the abort hook on the task's scope (parked_wait).
 class token_wait : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     explicit token_wait(cancel_node* token) noexcept
         : parked_wait(&on_abort)
         , token_(token) {

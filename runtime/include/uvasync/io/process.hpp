@@ -96,6 +96,8 @@ class process_state;
 /// The awaiter behind `process::wait()`.
 class process_wait_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     explicit process_wait_awaiter(process_state* state) noexcept
         : parked_wait(&on_abort)
         , state_(state) {}

@@ -17,6 +17,8 @@ class signal_state;
 /// The awaiter behind `signal_set::wait()`.
 class signal_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     explicit signal_awaiter(signal_state* state) noexcept
         : parked_wait(&on_abort)
         , state_(state) {}

@@ -53,6 +53,8 @@ struct close_waiter {
 /// data" step of `read_until`). Lives in the awaiting frame; allocates nothing.
 class read_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     read_awaiter(stream_state* s, std::span<char> buffer, bool peek) noexcept;
     read_awaiter(read_awaiter&& other) noexcept; // only before it is awaited
     read_awaiter(const read_awaiter&) = delete;
@@ -83,6 +85,8 @@ private:
 /// The awaiter of `stream::write`: `uv_try_write` first, then `uv_write` for the remainder.
 class write_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     write_awaiter(stream_state* s, std::span<const char> data) noexcept;
     write_awaiter(stream_state* s, std::string data) noexcept;
     write_awaiter(write_awaiter&& other) noexcept; // only before it is awaited
@@ -116,6 +120,8 @@ private:
 /// The awaiter of requests that only closing the handle can cancel: connect and shutdown.
 class stream_request_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     enum class op : unsigned char { connect_tcp, connect_pipe, shutdown };
 
     stream_request_awaiter(stream_state* s, op kind, const void* target,

@@ -33,6 +33,8 @@ struct udp_send_request;
 /// The awaiter behind `udp_socket::send`.
 class udp_send_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     udp_send_awaiter(udp_state* state, std::span<const char> data,
                      const socket_address& to) noexcept
         : parked_wait(&on_abort)
@@ -75,6 +77,8 @@ private:
 /// The awaiter behind `udp_socket::receive`.
 class udp_receive_awaiter : private parked_wait {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     udp_receive_awaiter(udp_state* state, std::span<char> buffer) noexcept
         : parked_wait(&on_abort)
         , state_(state)

@@ -50,6 +50,8 @@ public:
 
     class arriver : private detail::parked_wait, public detail::list_hook<detail::sync_waiter_tag> {
     public:
+        using detail::parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
         explicit arriver(barrier& b) noexcept
             : parked_wait(&on_abort)
             , b_(b) {}

@@ -9,6 +9,7 @@
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/error.hpp>
+#include <uvasync/outcome.hpp>
 #include <uvasync/sync/mutex.hpp>
 #include <uvasync/task.hpp>
 
@@ -88,6 +89,23 @@ public:
             if (cancelled_) {
                 detail::throw_cancelled(core()); // the lock is back; now raise
             }
+        }
+
+        /// `await_resume` for `as_outcome` (SEMANTICS 19.2): the lock is back in `g` as above,
+        /// and a cancellation is reported as a value instead of raised.
+        outcome<void> await_resume_outcome() {
+            if (!granted) {
+                if (delivery_pending()) {
+                    return outcome<void>(detail::make_delivery(core())); // released nothing
+                }
+                finish();
+            }
+            taken_ = true;
+            g_.m_ = &c_.m_;
+            if (cancelled_) {
+                return outcome<void>(detail::make_delivery(core()));
+            }
+            return outcome<void>(unit{});
         }
 
     private:

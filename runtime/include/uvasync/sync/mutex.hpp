@@ -21,6 +21,8 @@ struct mutex_waiter_tag;
 /// (FIFO hand-off: the lock never becomes free while someone queues).
 class mutex_waiter : protected parked_wait, public list_hook<mutex_waiter_tag> {
 public:
+    using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
+
     mutex_waiter(const mutex_waiter&) = delete;
     mutex_waiter& operator=(const mutex_waiter&) = delete;
     mutex_waiter& operator=(mutex_waiter&&) = delete;
