@@ -61,7 +61,8 @@ public:
             return false;
         }
         runtime_state* rt = core()->rt;
-        const deadline now = rt->now();
+        // A relative delay is measured from now, not from the iteration's start (SEMANTICS 13.2).
+        const deadline now = relative_ ? rt->fresh_now() : rt->now();
         deadline when = until_;
         if (relative_) {
             when = forever_ ? never : add_saturated(now, delay_);

@@ -165,8 +165,18 @@ public:
     /// Cancels the task. False if it is done or its scope was already cancelled (the message
     /// of such a call is ignored); true if this call cancelled it, which does not mean it will
     /// end cancelled (SEMANTICS 3). Never runs the task's code inline.
-    bool cancel(std::string_view message = {}) noexcept {
-        return state_ != nullptr && state_->cancel(detail::make_message(message));
+    ///
+    /// **Thread:** loop thread only (SEMANTICS 3.8); with thread checks on (debug builds) a
+    /// call from another thread throws `invalid_state`. From another thread, cancel through a
+    /// `cancel_source` bound to the task (`runtime::spawn(t, token)`) or `runtime::post`.
+    bool cancel(std::string_view message = {}) {
+        if (state_ == nullptr) {
+            return false;
+        }
+        if (state_->rt != nullptr) {
+            state_->rt->check_thread("task_handle::cancel()");
+        }
+        return state_->cancel(detail::make_message(message));
     }
 
     /// True once the task has a value, an error, or ended cancelled.

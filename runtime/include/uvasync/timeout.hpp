@@ -74,6 +74,7 @@ public:
         if (phase_ != phase::active || expired_) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
+        rt_->check_thread("timeout_scope::reschedule()");
         rt_->remove_deadline(*this);
         set_deadline(when);
     }
@@ -84,7 +85,7 @@ public:
         if (phase_ != phase::active) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
-        reschedule(detail::deadline_after(rt_->now(), d));
+        reschedule(detail::deadline_after(rt_->fresh_now(), d));
     }
 
     /// Expires the scope now (as if its deadline had passed). No effect after it expired or
@@ -93,6 +94,7 @@ public:
         if (phase_ == phase::created) {
             throw invalid_state("uvasync: cancel() on a timeout scope that was not entered");
         }
+        rt_->check_thread("timeout_scope::cancel()");
         expire();
     }
 
@@ -121,7 +123,8 @@ private:
         scope_.node.link_to(core->current->node);
         core->current = &scope_;
         phase_ = phase::active;
-        const deadline now = rt_->now();
+        // A relative delay is measured from entry, not from the iteration's start (13.2).
+        const deadline now = relative_ ? rt_->fresh_now() : rt_->now();
         deadline when = at_;
         if (relative_) {
             when = detail::add_saturated(now, delay_);
