@@ -69,7 +69,8 @@ public:
         }
         if (when <= now) {
             // sleep(0), sleep_until(past) and yield(): go to the tail of the run queue. This
-            // lets the loop poll, unlike a 0 ms uv_timer (see DESIGN, last paragraph).
+            // lets the loop poll, unlike a 0 ms uv_timer, which libuv 1.44 runs again in the
+            // same iteration when restarted from its own callback (docs/design.md).
             complete();
             yielded_ = true;
         } else if (when != never) {

@@ -14,7 +14,7 @@ namespace uvasync::detail {
 class request_wait;
 
 /// The heap half of an awaitable libuv request (fs, getaddrinfo, getnameinfo, work): it owns
-/// the `uv_req_t`, every buffer libuv may touch and the result (SEMANTICS 14.6, DESIGN layer 4).
+/// the `uv_req_t`, every buffer libuv may touch and the result (SEMANTICS 14.6; layer 4 of docs/runtime-layout.md).
 /// It outlives the awaiting frame when it has to: the request callback frees it if its awaiter
 /// is gone ("orphaned"), otherwise the awaiter frees it after taking the result.
 ///
