@@ -43,12 +43,18 @@ public:
     timeout_scope& operator=(const timeout_scope&) = delete;
     timeout_scope& operator=(timeout_scope&&) = delete;
 
-    /// Only a scope that was never entered can be moved (its configuration is copied).
+    /// A scope that is not active can be moved: its configuration and state go along, and
+    /// the moved-from scope counts as used, so awaiting it (again) raises `invalid_state` on
+    /// every compiler (g++ awaits a moved copy for `co_await std::move(aw)`, clang the object
+    /// itself).
     timeout_scope(timeout_scope&& other) noexcept
         : deadline_entry(&on_fire)
         , delay_(other.delay_)
         , at_(other.at_)
-        , relative_(other.relative_) {}
+        , relative_(other.relative_)
+        , expired_(other.expired_)
+        , caught_(other.caught_)
+        , phase_(std::exchange(other.phase_, phase::exited)) {}
 
     ~timeout_scope() {
         if (phase_ == phase::active) { // the frame is destroyed while suspended inside
