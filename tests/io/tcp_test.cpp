@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -90,6 +92,22 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_connect_accept_write_read_shutdown_close") {
     for (int round = 0; round < 2; ++round) {
         run(echo_round(l));
     }
+}
+
+task<void> keepalive_limits(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    const auto over = std::chrono::seconds(std::int64_t(std::numeric_limits<unsigned>::max()) + 1);
+    CHECK_THROWS_WITH_AS(p.client.set_keepalive(true, over), doctest::Contains("1 to 4294967295"),
+                         std::invalid_argument);
+    CHECK_THROWS_AS(p.client.set_keepalive(true, std::chrono::seconds(-1)), std::invalid_argument);
+    CHECK_THROWS_AS(p.client.set_keepalive(true, std::chrono::seconds(0)), std::invalid_argument);
+    p.client.set_keepalive(false, over); // disabling ignores the delay
+    p.client.set_keepalive(true, 1s);
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_set_keepalive_rejects_delays_libuv_would_wrap") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(keepalive_limits(l));
 }
 
 task<void> large_transfer(tcp_listener& l) {

@@ -5,16 +5,25 @@
 // the unaligned operators is replaced, so no allocation is paired with a sanitizer's own
 // operator.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <new>
 
 namespace uvasync::test {
 
-inline std::size_t allocations = 0; // loop thread only: the tests that read it are single-threaded
+/// Every allocation of the program, from any thread (relaxed: counts, not ordering).
+inline std::atomic<std::size_t> allocations{0};
+
+/// The largest single allocation since the test last stored 0 here.
+inline std::atomic<std::size_t> largest_allocation{0};
 
 inline void* counted_alloc(std::size_t n) noexcept {
-    ++allocations;
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    std::size_t seen = largest_allocation.load(std::memory_order_relaxed);
+    while (n > seen &&
+           !largest_allocation.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+    }
     return std::malloc(n == 0 ? 1 : n);
 }
 
@@ -42,6 +51,13 @@ void* operator new[](std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
     return uvasync::test::counted_alloc(n);
 }
 
+// g++ 12 flags the free() below once it inlines a replaced operator delete into a caller of
+// operator new (-Wmismatched-new-delete); the pair is consistent: both replaced, malloc/free.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 void operator delete(void* p) noexcept {
     std::free(p);
 }
@@ -65,3 +81,7 @@ void operator delete(void* p, const std::nothrow_t& /*tag*/) noexcept {
 void operator delete[](void* p, const std::nothrow_t& /*tag*/) noexcept {
     std::free(p);
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

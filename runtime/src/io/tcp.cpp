@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -59,6 +61,12 @@ void tcp_stream::set_nodelay(bool enable) {
 
 void tcp_stream::set_keepalive(bool enable, std::chrono::seconds delay) {
     require_open(state_, "tcp_stream::set_keepalive");
+    if (enable && (delay.count() < 1 || delay.count() > std::numeric_limits<unsigned>::max())) {
+        // libuv takes an unsigned int: a larger delay would silently wrap (and 0 is EINVAL).
+        throw std::invalid_argument("uvasync: tcp_stream::set_keepalive: the delay must be 1 to " +
+                                    std::to_string(std::numeric_limits<unsigned>::max()) +
+                                    " seconds");
+    }
     detail::check_uv(
         uv_tcp_keepalive(&state_->u.tcp, enable ? 1 : 0, static_cast<unsigned>(delay.count())),
         "tcp_stream::set_keepalive");

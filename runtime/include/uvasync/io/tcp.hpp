@@ -40,7 +40,8 @@ public:
     void set_nodelay(bool enable);
 
     /// Enables or disables TCP keep-alive with the given initial delay.
-    /// **Errors:** `std::system_error`, `UV_EBADF` when not open.
+    /// **Errors:** `std::system_error`, `UV_EBADF` when not open; `std::invalid_argument` when
+    /// enabling with a delay outside 1 s to `UINT_MAX` s (libuv's type; never wrapped).
     void set_keepalive(bool enable, std::chrono::seconds delay = std::chrono::seconds(60));
 
     /// The local address of the socket. **Errors:** `std::system_error`.
