@@ -44,7 +44,7 @@ private:
 };
 
 template <class T>
-class shielded_awaiter : private scoped_body<T, no_factory, shield_scope> {
+class [[nodiscard]] shielded_awaiter : private scoped_body<T, no_factory, shield_scope> {
     using base = scoped_body<T, no_factory, shield_scope>;
 
 public:

@@ -54,7 +54,7 @@ T take_result(task_state<T>* target) {
 /// Waits for a spawned task to finish: a cancellation point with forwarding (SEMANTICS 2.6),
 /// or, for `shield`, without: the waiter just stops waiting (8a.3).
 template <class T, bool Forward = true>
-class join_awaiter : private parked_wait, private task_waiter {
+class [[nodiscard]] join_awaiter : private parked_wait, private task_waiter {
 public:
     explicit join_awaiter(task_state<T>* target) noexcept
         : parked_wait(&on_abort)

@@ -367,7 +367,7 @@ struct body_traits<F> {
 
 template <bool MoveOn, class Body>
 auto make_timeout(Body&& body, loop_clock::duration delay, bool relative, deadline at) {
-    using B = std::remove_cvref_t<Body>;
+    using B = std::decay_t<Body>; // a function name becomes a function pointer
     using T = typename body_traits<B>::value_type;
     if constexpr (scope_body_factory<B>) {
         return timeout_awaiter<T, MoveOn, B>(task<T>(), std::forward<Body>(body), delay, relative,

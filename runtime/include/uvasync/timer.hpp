@@ -16,7 +16,7 @@ namespace detail {
 class timer_state;
 
 /// The awaiter behind `timer::tick()`.
-class tick_awaiter : private parked_wait {
+class [[nodiscard]] tick_awaiter : private parked_wait {
 public:
     explicit tick_awaiter(timer_state* state) noexcept
         : parked_wait(&on_abort)

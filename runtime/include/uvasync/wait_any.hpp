@@ -167,7 +167,7 @@ struct wait_any_fixed {
 };
 
 /// Waits, without owning them, until one of several spawned tasks is done.
-class first_done_awaiter : private parked_wait {
+class [[nodiscard]] first_done_awaiter : private parked_wait {
 public:
     explicit first_done_awaiter(std::vector<task_core*> targets)
         : parked_wait(&on_abort)

@@ -14,7 +14,7 @@ struct accept_tag;
 
 /// The untyped part of `accept()`: waits for a connection and takes it (`uv_accept`) into a
 /// new stream state. The typed `accept_awaiter<S>` wraps the state into `S`.
-class accept_awaiter_base : private parked_wait, public list_hook<accept_tag> {
+class [[nodiscard]] accept_awaiter_base : private parked_wait, public list_hook<accept_tag> {
 public:
     explicit accept_awaiter_base(listener_state* l) noexcept;
     accept_awaiter_base(accept_awaiter_base&& other) noexcept; // only before it is awaited

@@ -94,7 +94,7 @@ namespace detail {
 class process_state;
 
 /// The awaiter behind `process::wait()`.
-class process_wait_awaiter : private parked_wait {
+class [[nodiscard]] process_wait_awaiter : private parked_wait {
 public:
     explicit process_wait_awaiter(process_state* state) noexcept
         : parked_wait(&on_abort)

@@ -15,7 +15,7 @@ namespace detail {
 class signal_state;
 
 /// The awaiter behind `signal_set::wait()`.
-class signal_awaiter : private parked_wait {
+class [[nodiscard]] signal_awaiter : private parked_wait {
 public:
     explicit signal_awaiter(signal_state* state) noexcept
         : parked_wait(&on_abort)

@@ -51,7 +51,7 @@ struct close_waiter {
 
 /// The awaiter of `stream::read_some` (and, in peek mode, of the internal "wait for more
 /// data" step of `read_until`). Lives in the awaiting frame; allocates nothing.
-class read_awaiter : private parked_wait {
+class [[nodiscard]] read_awaiter : private parked_wait {
 public:
     read_awaiter(stream_state* s, std::span<char> buffer, bool peek) noexcept;
     read_awaiter(read_awaiter&& other) noexcept; // only before it is awaited
@@ -81,7 +81,7 @@ private:
 };
 
 /// The awaiter of `stream::write`: `uv_try_write` first, then `uv_write` for the remainder.
-class write_awaiter : private parked_wait {
+class [[nodiscard]] write_awaiter : private parked_wait {
 public:
     write_awaiter(stream_state* s, std::span<const char> data) noexcept;
     write_awaiter(stream_state* s, std::string data) noexcept;
@@ -114,7 +114,7 @@ private:
 };
 
 /// The awaiter of requests that only closing the handle can cancel: connect and shutdown.
-class stream_request_awaiter : private parked_wait {
+class [[nodiscard]] stream_request_awaiter : private parked_wait {
 public:
     enum class op : unsigned char { connect_tcp, connect_pipe, shutdown };
 

@@ -31,7 +31,7 @@ class udp_state;
 struct udp_send_request;
 
 /// The awaiter behind `udp_socket::send`.
-class udp_send_awaiter : private parked_wait {
+class [[nodiscard]] udp_send_awaiter : private parked_wait {
 public:
     udp_send_awaiter(udp_state* state, std::span<const char> data,
                      const socket_address& to) noexcept
@@ -73,7 +73,7 @@ private:
 };
 
 /// The awaiter behind `udp_socket::receive`.
-class udp_receive_awaiter : private parked_wait {
+class [[nodiscard]] udp_receive_awaiter : private parked_wait {
 public:
     udp_receive_awaiter(udp_state* state, std::span<char> buffer) noexcept
         : parked_wait(&on_abort)

@@ -41,7 +41,7 @@ public:
     queue& operator=(queue&&) = delete;
     ~queue() = default;
 
-    class putter : public detail::list_waiter {
+    class [[nodiscard]] putter : public detail::list_waiter {
     public:
         putter(queue& q, T item)
             : queue_(q)
@@ -75,7 +75,7 @@ public:
         bool done_ = false;
     };
 
-    class getter : public detail::list_waiter {
+    class [[nodiscard]] getter : public detail::list_waiter {
     public:
         explicit getter(queue& q) noexcept
             : queue_(q) {}
