@@ -11,6 +11,8 @@
 #include <uvasync/detail/spawn.hpp>
 #include <uvasync/task.hpp>
 
+// **Thread:** everything in this header is loop-thread only: the awaitables are created and
+// awaited inside a task of the runtime (a call from another thread throws `invalid_state`).
 namespace uvasync {
 
 namespace detail {

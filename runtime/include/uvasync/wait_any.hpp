@@ -21,6 +21,8 @@
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 
+// **Thread:** everything in this header is loop-thread only: the awaitables are created and
+// awaited inside a task of the runtime (a call from another thread throws `invalid_state`).
 namespace uvasync {
 
 /// Which child finished first (its position among the arguments) and how it ended.
