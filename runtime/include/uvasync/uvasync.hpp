@@ -31,6 +31,6 @@
 #include <uvasync/task_handle.hpp>
 #include <uvasync/task_local.hpp>
 #include <uvasync/timeout.hpp>
-#include <uvasync/wait_any.hpp>
 #include <uvasync/timer.hpp>
+#include <uvasync/wait_any.hpp>
 #include <uvasync/wait_for.hpp>
