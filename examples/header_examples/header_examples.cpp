@@ -131,7 +131,8 @@ task<> work_example() {
 task<> all_examples() {
     co_await task_group_example();
     co_await as_completed_example();
-    co_await handle(request{"req-1"});
+    request r{"req-1"}; // named first: g++ 12 destroys an aggregate temporary written inside
+    co_await handle(std::move(r)); // a co_await twice (docs/toolchain.md section 2)
     barrier b(2);
     co_await gather(barrier_party(b), barrier_party(b));
     mutex m;
