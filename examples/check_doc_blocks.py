@@ -2,7 +2,11 @@
 # SPDX-License-Identifier: MIT
 """Checks that every C++ code block of the given Markdown files is compiled by the build.
 
-    check_doc_blocks.py SOURCE_ROOT FILE.md...
+    check_doc_blocks.py SOURCE_ROOT FILE.md|DIR...
+
+A DIR argument (runtime/include) stands for every header under it: the ```cpp blocks of their
+`///` comments must each be an excerpt of a file under examples/ line by line, indentation
+aside (examples/header_examples/header_examples.cpp holds them, clang-formatted).
 
 A ```cpp block passes when it is, line for line, either a whole program under examples/ (the
 file without its leading comment header, e.g. docs/tutorial.md's steps are
@@ -26,6 +30,21 @@ def without_header(text: str) -> str:
     return "".join(lines[i:])
 
 
+def doc_comment_text(text: str) -> str:
+    """The `///` comment lines of a header, without the marker and one following space."""
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("///"):
+            body = stripped[3:]
+            out.append((body[1:] if body.startswith(" ") else body) + "\n")
+    return "".join(out)
+
+
+def stripped_lines(text: str) -> str:
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip()) + "\n"
+
+
 def main() -> int:
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -35,14 +54,28 @@ def main() -> int:
                for p in sorted((root / "examples").rglob("*.cpp"))}
     failures = 0
     checked = 0
-    for md in sys.argv[2:]:
-        text = (root / md).read_text(encoding="utf-8")
+    documents = []
+    for arg in sys.argv[2:]:
+        path = root / arg
+        if path.is_dir():
+            for header in sorted(path.rglob("*.hpp")):
+                documents.append((header.relative_to(root).as_posix(),
+                                  doc_comment_text(header.read_text(encoding="utf-8")), True))
+        else:
+            documents.append((arg, path.read_text(encoding="utf-8"), False))
+    flat_sources = {p: stripped_lines(s) for p, s in sources.items()}
+    for md, text, is_header in documents:
         for m in FENCE.finditer(text):
             block = m.group(1)
             line = text.count("\n", 0, m.start()) + 1
             checked += 1
-            whole = [p for p, s in sources.items() if without_header(s) == block]
-            part = [p for p, s in sources.items() if block in s]
+            if is_header:
+                # Line numbers count comment lines only; indentation is clang-format's.
+                whole = []
+                part = [p for p, s in flat_sources.items() if stripped_lines(block) in s]
+            else:
+                whole = [p for p, s in sources.items() if without_header(s) == block]
+                part = [p for p, s in sources.items() if block in s]
             if whole:
                 print(f"{md}:{line}: the whole of {whole[0]}")
                 continue

@@ -3,11 +3,14 @@
 // run (docs/servers.md).
 #pragma once
 
+#include <charconv>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -64,6 +67,18 @@ uvasync::task<void> run_server(Server& server, uvasync::tcp_listener& listener, 
     print_stats(server.stats());
 }
 
+/// A TCP port written in decimal digits only (0 to 65535), else nothing: "abc", "", "80x",
+/// "-1" and "65536" are refused instead of read as 0 (a random port) or cut.
+inline std::optional<std::uint16_t> parse_port(std::string_view text) {
+    unsigned value = 0;
+    const char* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+    if (text.empty() || ec != std::errc() || ptr != end || value > 65535 || text.front() == '+') {
+        return std::nullopt;
+    }
+    return static_cast<std::uint16_t>(value);
+}
+
 /// `main` of a server example: `--port N` (default `default_port`), `--host ADDR` (default
 /// 0.0.0.0), `--request-timeout MS`, `--idle-timeout MS`, `--grace MS` (the `server_options`
 /// timeouts), `--demo` (127.0.0.1 port 0, run `demo`, which raises SIGINT at the end). Returns
@@ -90,10 +105,13 @@ int server_main(int argc, char** argv, std::uint16_t default_port, Demo demo) {
         if (arg == "--demo") {
             run_demo = true;
         } else if (arg == "--port" && i + 1 < argc) {
-            if (!number(i, 65535, n)) {
+            const std::optional<std::uint16_t> port = parse_port(argv[++i]);
+            if (!port) {
+                std::fprintf(stderr, "%s: bad port '%s': expected a number from 0 to 65535\n",
+                             argv[0], argv[i]);
                 return 2;
             }
-            options.port = static_cast<std::uint16_t>(n);
+            options.port = *port;
         } else if (arg == "--host" && i + 1 < argc) {
             host = argv[++i];
         } else if ((arg == "--request-timeout" || arg == "--idle-timeout" || arg == "--grace") &&

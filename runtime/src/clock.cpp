@@ -5,7 +5,7 @@
 namespace uvasync {
 
 loop_clock::time_point loop_clock::now() {
-    return detail::current_runtime("loop_clock::now()").now();
+    return detail::current_runtime("loop_clock::now()").fresh_now(); // SEMANTICS 13.2
 }
 
 } // namespace uvasync

@@ -21,8 +21,10 @@ void runtime_state::start_idle() noexcept {
 }
 
 void runtime_state::update_idle() noexcept {
-    const bool want = !ready_.empty() || !yielded_.empty() ||
-                      (virtual_ && autojump_ && autojump_threshold_ms_ == 0 && !deadlines_.empty());
+    const bool want =
+        !ready_.empty() || !yielded_.empty() ||
+        (virtual_ && !deadlines_.empty() &&
+         ((autojump_ && autojump_threshold_ms_ == 0) || deadlines_.top().when <= now()));
     if (want && !idle_active_) {
         start_idle();
     } else if (!want && idle_active_) {
@@ -95,6 +97,10 @@ void runtime_state::on_check() noexcept {
         !deadlines_.empty() && !inbox_->pending()) {
         // Every task is blocked and only deadlines are pending: jump (SEMANTICS 18.4).
         virtual_now_ = std::max(virtual_now_, deadlines_.top().when.time_since_epoch().count());
+        run_deadline_pass();
+    } else if (virtual_ && !deadlines_.empty() && deadlines_.top().when <= now()) {
+        // An entry registered already due (call_at with a past deadline): the virtual clock
+        // does not move, but the entry runs in this iteration's pass.
         run_deadline_pass();
     }
     const bool ran = drain();

@@ -4,6 +4,7 @@
 #include <string>
 #include <system_error>
 
+#include <uvasync/error.hpp>
 #include <uvasync/runtime.hpp>
 
 namespace uvasync {
@@ -44,11 +45,36 @@ runtime::runtime(runtime_options options) {
         delete loop;
         throw;
     }
+    state_->set_facade(this);
 }
 
 runtime::runtime(uv_loop_t* host, runtime_options options)
     : state_(std::make_unique<detail::runtime_state>(host, false, to_config(std::move(options)))) {
+    state_->set_facade(this);
 }
+
+runtime& runtime::current() {
+    detail::runtime_state& rt = detail::current_runtime("runtime::current()");
+    if (rt.facade() == nullptr) {
+        throw invalid_state("uvasync: runtime::current(): the runtime has no public object");
+    }
+    return *rt.facade();
+}
+
+namespace detail {
+
+void shutdown_after_main(runtime_state& rt, std::exception_ptr main_failure) {
+    try {
+        rt.shutdown();
+    } catch (...) {
+        if (main_failure) {
+            rt.report(main_failure);
+        }
+        throw;
+    }
+}
+
+} // namespace detail
 
 runtime::~runtime() = default; // runtime_state's destructor shuts down
 

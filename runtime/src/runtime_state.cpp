@@ -88,28 +88,33 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
 }
 
 runtime_state::~runtime_state() {
-    shutdown();
+    const bool close_failure_thrown = phase_ == phase::closed && owns_loop_ && !loop_closed_;
+    try {
+        shutdown(); // retries closing the loop after a failure shutdown() threw
+    } catch (...) {
+        // The owned loop could not be closed (SEMANTICS 15.6). A destructor cannot throw: the
+        // error goes to the exception handler unless shutdown() already threw it to the
+        // caller. The loop memory stays allocated rather than being freed under libuv's feet:
+        // whoever still holds `loop()` may close the handles and the loop itself.
+        if (!close_failure_thrown) {
+            report(std::current_exception());
+        }
+    }
     inbox_->release();
     thread_context& ctx = this_thread_context();
     if (ctx.runtime == this) {
         ctx.runtime = previous_current_;
     }
-    if (owns_loop_) {
-        const int rc = uv_loop_close(loop_);
-        if (rc != 0) {
-            // Handles the program started on our loop and never closed. The loop memory
-            // stays allocated rather than being freed under libuv's feet.
-            uv_walk(
-                loop_,
-                [](uv_handle_t* h, void*) {
-                    std::fprintf(stderr, "uvasync: handle still open on the runtime's loop: %s\n",
-                                 uv_handle_type_name(uv_handle_get_type(h)));
-                },
-                nullptr);
-            return;
-        }
+    if (owns_loop_ && loop_closed_) {
         delete loop_;
     }
+}
+
+void runtime_state::wrong_thread(const char* what) {
+    throw invalid_state(std::string("uvasync: ") + what +
+                        " called from a thread that is not the runtime's loop thread; only "
+                        "post(), cancel_source::request_cancel() and the functions documented "
+                        "as thread-safe may be called from other threads (SEMANTICS 3.8)");
 }
 
 void runtime_state::report(std::exception_ptr e) noexcept {

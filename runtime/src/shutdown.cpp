@@ -3,6 +3,7 @@
 // what is left, wait for libuv requests in flight, close the runtime's handles.
 #include <chrono>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <uvasync/detail/runtime_state.hpp>
@@ -34,6 +35,10 @@ void on_handle_closed(uv_handle_t* h) {
 
 void runtime_state::shutdown() {
     if (phase_ == phase::closed) {
+        if (owns_loop_ && !loop_closed_) {
+            runtime_scope current(this);
+            close_owned_loop(); // an earlier attempt found handles open: retry
+        }
         return;
     }
     if (task_core* t = current_task(); t != nullptr && t->rt == this) {
@@ -63,11 +68,40 @@ void runtime_state::shutdown() {
         t.rt = nullptr;
         static_cast<list_hook<all_tasks_tag>&>(t).unlink();
     });
+    drop_timed_calls(); // callbacks that have not run never will (SEMANTICS 20)
     phase_ = phase::closed;
     for (auto& m : inbox_->close()) {
         run_message(m, *this);
     }
     close_handles();
+    if (owns_loop_) {
+        close_owned_loop();
+    }
+}
+
+void runtime_state::close_owned_loop() {
+    // Like uv_run: the loop runs until nothing active and referenced is left, including the
+    // program's own handles on loop() (SEMANTICS 15.6); then it must close.
+    while (uv_run(loop_, UV_RUN_DEFAULT) != 0) {
+    }
+    if (uv_loop_close(loop_) == 0) {
+        loop_closed_ = true;
+        return;
+    }
+    std::string names;
+    uv_walk(
+        loop_,
+        [](uv_handle_t* h, void* arg) {
+            auto& out = *static_cast<std::string*>(arg);
+            out += out.empty() ? "" : ", ";
+            out += uv_handle_type_name(uv_handle_get_type(h));
+            if (uv_is_closing(h) != 0) {
+                out += " (closing)";
+            }
+        },
+        &names);
+    throw invalid_state("uvasync: the runtime's loop could not be closed; handles still open: " +
+                        names + " (close them, then call shutdown() again)");
 }
 
 void runtime_state::close_from_callback(std::function<void()> on_closed) {

@@ -17,7 +17,7 @@ public:
         : deadline_entry(&on_fire)
         , rt_(&rt)
         , interval_(interval)
-        , due_(rt.now() + interval) {}
+        , due_(rt.fresh_now() + interval) {} // from now, SEMANTICS 13.2
 
     void close(closable_waiter* w) noexcept override {
         stop();
@@ -41,19 +41,23 @@ public:
     /// How many ticks are due at `now()`; advances the schedule past them.
     std::uint64_t take_due() noexcept {
         const deadline now = rt_->now();
-        if (now < due_) {
+        if (due_ == never || now < due_) {
             return 0;
         }
-        const auto n = static_cast<std::uint64_t>((now - due_) / interval_) + 1;
-        due_ += interval_ * static_cast<loop_clock::rep>(n);
-        return n;
+        // k * interval <= now - due_, so only the sums can pass the end of the clock: they
+        // saturate at `never` (advance(hours::max()) is allowed), after which no tick is due.
+        const loop_clock::rep k = (now - due_) / interval_;
+        due_ = add_saturated(add_saturated(due_, interval_ * k), interval_);
+        return static_cast<std::uint64_t>(k) + 1;
     }
 
     /// Registers `w` and arms the deadline for the next tick (none is due now).
     void wait(tick_awaiter* w) noexcept {
         waiter_ = w;
-        when = due_;
-        rt_->add_deadline(*this);
+        if (due_ != never) { // past the end of the clock: waits until stopped or cancelled
+            when = due_;
+            rt_->add_deadline(*this);
+        }
     }
 
     void forget(tick_awaiter* w) noexcept {

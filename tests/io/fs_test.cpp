@@ -17,6 +17,7 @@
 #include <uvasync/io/work.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "alloc_counter.hpp"
 #include "handle_checks.hpp"
 #include "loop_fixture.hpp"
 #include "request_support.hpp"
@@ -76,6 +77,21 @@ task<std::string> round_trip(const temp_dir& dir) {
     co_return back;
 }
 
+/// Reads a 3-byte file into a 4 MiB span: the bytes go straight into the span, and the read
+/// allocates nothing of the span's size (it used to allocate and zero-fill it on every call).
+task<void> read_into_a_large_span(const temp_dir& dir) {
+    const std::string a = dir / "small.txt";
+    co_await fs::write_file(a, "abc");
+    fs::file f = co_await fs::open(a, UV_FS_O_RDONLY);
+    std::vector<char> big(std::size_t(4) << 20, 'x');
+    uvasync::test::largest_allocation = 0;
+    const std::size_t n = co_await f.read(big, 0);
+    CHECK(uvasync::test::largest_allocation.load() < std::size_t(64) << 10);
+    CHECK(n == 3);
+    CHECK(std::string(big.data(), 4) == "abcx"); // nothing past what was read is touched
+    co_await f.close();
+}
+
 task<void> open_path(std::string path, int flags = UV_FS_O_RDONLY) {
     fs::file f = co_await fs::open(std::move(path), flags);
 }
@@ -125,6 +141,12 @@ TEST_SUITE("fs") {
             CHECK(f.run(round_trip(dir)) == "hello, requests|HELLO, requests");
         }
         CHECK(open_fds() == fds_before);
+    }
+
+    TEST_CASE("fs_read_fills_the_callers_span_without_allocating_its_size") {
+        temp_dir dir;
+        loop_fixture f;
+        f.run(read_into_a_large_span(dir));
     }
 
     TEST_CASE("fs_failures_raise_system_error_with_the_uv_code") {

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -15,6 +17,7 @@
 #include "stream_support.hpp"
 
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace uvasync::test {
@@ -42,6 +45,8 @@ public:
         }
         ::rmdir(path_.c_str());
     }
+
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
     std::string file(const std::string& name) {
         files_.push_back(path_ + "/" + name);
@@ -107,6 +112,47 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_connect_to_a_missing_path_and_bind_in_use_fa
     } catch (const std::system_error& e) {
         CHECK(e.code().value() == UV_EADDRINUSE);
         CHECK(contains(e.what(), "pipe_listener::bind " + path));
+    }
+}
+
+task<std::string> connect_error(std::string path) {
+    try {
+        [[maybe_unused]] pipe_stream p = co_await pipe_stream::connect(std::move(path));
+    } catch (const std::invalid_argument& e) {
+        co_return e.what();
+    }
+    co_return "<connected>";
+}
+
+/// Entries in `dir` other than . and ..
+std::size_t entries_in(const std::string& dir) {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) {
+        ++n;
+    }
+    return n;
+}
+
+TEST_CASE_FIXTURE(io_fixture, "pipe_paths_longer_than_sun_path_or_with_a_nul_are_rejected") {
+    temp_dir dir;
+    const std::size_t max = sizeof(sockaddr_un{}.sun_path) - 1; // 107 on Linux
+    const std::string base = dir.file("");
+    const std::string longest = dir.file(std::string(max - base.size(), 'a'));
+    REQUIRE(longest.size() == max);
+    const std::string too_long = dir.file(std::string(max - base.size() + 1, 'b'));
+    const std::string with_nul = base + std::string("x\0y.sock", 8);
+
+    CHECK_THROWS_WITH_AS(pipe_listener::bind(too_long), doctest::Contains("at most 107"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(pipe_listener::bind(with_nul), doctest::Contains("NUL"),
+                         std::invalid_argument);
+    CHECK(entries_in(dir.path()) == 0); // no socket file under a truncated name
+    CHECK(contains(run(connect_error(too_long)), "at most 107"));
+    CHECK(contains(run(connect_error(with_nul)), "NUL"));
+
+    {
+        pipe_listener fits = pipe_listener::bind(longest); // the longest path that fits works
+        CHECK(entries_in(dir.path()) == 1);
     }
 }
 

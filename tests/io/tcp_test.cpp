@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -90,6 +92,82 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_connect_accept_write_read_shutdown_close") {
     for (int round = 0; round < 2; ++round) {
         run(echo_round(l));
     }
+}
+
+task<void> keepalive_limits(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    const auto over = std::chrono::seconds(std::int64_t(std::numeric_limits<unsigned>::max()) + 1);
+    CHECK_THROWS_WITH_AS(p.client.set_keepalive(true, over), doctest::Contains("1 to 4294967295"),
+                         std::invalid_argument);
+    CHECK_THROWS_AS(p.client.set_keepalive(true, std::chrono::seconds(-1)), std::invalid_argument);
+    CHECK_THROWS_AS(p.client.set_keepalive(true, std::chrono::seconds(0)), std::invalid_argument);
+    p.client.set_keepalive(false, over); // disabling ignores the delay
+    p.client.set_keepalive(true, 1s);
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_set_keepalive_rejects_delays_libuv_would_wrap") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(keepalive_limits(l));
+}
+
+/// A C-style accept loop of the test's own: a raw uv_tcp_t listener that accepts into a raw
+/// uv_tcp_t, to be handed to a task.
+struct raw_acceptor {
+    uv_tcp_t listener{};
+    uv_tcp_t conn{};
+    bool accepted = false;
+    int closed = 0;
+
+    explicit raw_acceptor(uv_loop_t* loop) {
+        REQUIRE(uv_tcp_init(loop, &listener) == 0);
+        REQUIRE(uv_tcp_init(loop, &conn) == 0);
+        listener.data = this;
+        conn.data = this;
+        REQUIRE(uv_tcp_bind(&listener, loopback().data(), 0) == 0);
+        REQUIRE(
+            uv_listen(reinterpret_cast<uv_stream_t*>(&listener), 8, [](uv_stream_t* l, int status) {
+                auto* self = static_cast<raw_acceptor*>(l->data);
+                // CHECK, not REQUIRE: nothing may throw through libuv's C frames.
+                CHECK(status == 0);
+                self->accepted = uv_accept(l, reinterpret_cast<uv_stream_t*>(&self->conn)) == 0;
+            }) == 0);
+    }
+
+    [[nodiscard]] socket_address address() const {
+        sockaddr_storage ss{};
+        int len = sizeof ss;
+        uv_tcp_getsockname(&listener, reinterpret_cast<sockaddr*>(&ss), &len);
+        return socket_address::from(reinterpret_cast<const sockaddr*>(&ss));
+    }
+
+    void close_all() {
+        for (uv_tcp_t* h : {&listener, &conn}) {
+            uv_close(reinterpret_cast<uv_handle_t*>(h),
+                     [](uv_handle_t* x) { ++static_cast<raw_acceptor*>(x->data)->closed; });
+        }
+    }
+};
+
+task<std::string> adopt_accepted(raw_acceptor& a) {
+    tcp_stream client = co_await tcp_stream::connect(a.address());
+    while (!a.accepted) {
+        co_await sleep(1ms);
+    }
+    tcp_stream server = tcp_stream::adopt(&a.conn);
+    a.close_all(); // the caller closes its own handles; the connection lives on in `server`
+    co_await client.write(std::string("ping"));
+    std::string got = co_await read_n(server, 4);
+    co_await server.write(std::string("pong"));
+    got += co_await read_n(client, 4);
+    CHECK(server.peer_address() == client.local_address());
+    co_return got;
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_stream_adopts_a_connection_accepted_by_c_code") {
+    raw_acceptor a(loop());
+    CHECK(run(adopt_accepted(a)) == "pingpong");
+    run_until([&] { return a.closed == 2; });
+    CHECK_THROWS_AS(tcp_stream::adopt(nullptr), std::system_error);
 }
 
 task<void> large_transfer(tcp_listener& l) {

@@ -301,4 +301,32 @@ TEST_SUITE("timer") {
             CHECK(raised);
         }
     }
+
+    TEST_CASE("timer_near_the_end_of_the_virtual_clock_saturates_without_overflow") {
+        // advance(hours::max()) is allowed and stops the clock at `never`; the timer's schedule
+        // must not overflow a signed integer (the UBSan passes run this).
+        loop_fixture f(loop_fixture::manual_clock());
+        timer t(7ms);
+        log_t log;
+        f.rt->advance(std::chrono::hours::max());
+        CHECK(f.now() == never);
+        auto h = f.rt->spawn(tick_and_log(t, log));
+        f.run_until([&] { return !log.empty(); });
+        REQUIRE(log.size() == 1);
+        CHECK(log.front().rfind("tick ", 0) == 0);
+        CHECK(log.front() != "tick 0");
+        // Past the end of the clock no tick is due again: the next tick waits (no deadline)
+        // until the timer is stopped.
+        log.clear();
+        auto h2 = f.rt->spawn(tick_and_log(t, log));
+        uv_run(f.loop(), UV_RUN_NOWAIT);
+        CHECK(log.empty());
+        CHECK(f.rt->pending_deadlines() == 0);
+        f.rt->advance(1h);
+        uv_run(f.loop(), UV_RUN_NOWAIT);
+        CHECK(log.empty());
+        t.stop();
+        f.run_until([&] { return h2.done(); });
+        CHECK(log == log_t{"invalid_state"});
+    }
 } // TEST_SUITE

@@ -37,10 +37,10 @@ task<std::unique_ptr<int>> move_only_result() {
     co_return co_await to_thread([] { return std::make_unique<int>(42); });
 }
 
-/// A function with an owning capture, named before the co_await. GCC 12.2 destroys a lambda
+/// A function with an owning capture, named before the co_await. g++ 12.2 destroys a lambda
 /// temporary with a non-trivial destructor twice when it is written inside the co_await
 /// expression, also for to_thread, which is not a coroutine ("free(): double free detected";
-/// TOOLCHAIN.md, "GCC 12.2 double destruction"): name it first.
+/// docs/toolchain.md section 2, decision 0023): name it first.
 task<int> owning_capture() {
     auto fn = [p = std::make_unique<int>(41)] { return *p + 1; };
     co_return co_await to_thread(std::move(fn));

@@ -1216,4 +1216,89 @@ TEST_SUITE("clock") {
         CHECK(trace == expected);
     }
 
+    // ---------------------------------------------------------------------------------------------
+    // 13.2 a relative delay is measured from entry, not from the start of the loop iteration
+
+    namespace {
+
+    /// Synchronous work: the loop's cached time stays where the iteration started.
+    void busy_for(std::chrono::milliseconds d) {
+        const auto until = std::chrono::steady_clock::now() + d;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+    }
+
+    struct entry_times {
+        deadline loop_entry{};                        // loop_clock::now() at entry
+        std::chrono::steady_clock::time_point wall{}; // wall clock at entry
+        deadline loop_exit{};
+        std::chrono::steady_clock::time_point wall_exit{};
+    };
+
+    task<void> move_on_after_busy_work(entry_times& t) {
+        co_await yield(); // start a fresh step, then work synchronously in it
+        busy_for(100ms);
+        t.loop_entry = loop_clock::now();
+        t.wall = std::chrono::steady_clock::now();
+        auto r = co_await move_on_after(120ms, uvasync::sleep(1h));
+        t.loop_exit = loop_clock::now();
+        t.wall_exit = std::chrono::steady_clock::now();
+        CHECK_FALSE(r.has_value());
+    }
+
+    task<void> sleep_after_busy_work(entry_times& t) {
+        co_await yield();
+        busy_for(100ms);
+        t.wall = std::chrono::steady_clock::now();
+        co_await uvasync::sleep(120ms);
+        t.wall_exit = std::chrono::steady_clock::now();
+    }
+
+    } // namespace
+
+    TEST_CASE("13.2 after 100 ms of synchronous work, move_on_after(120ms) fires 120 ms after "
+              "entry, not 20 ms") {
+        loop_fixture f{loop_fixture::real_clock()};
+        entry_times t;
+        f.run(move_on_after_busy_work(t));
+        // Never early by the loop clock; now() returned the refreshed time at entry.
+        CHECK(t.loop_exit - t.loop_entry >= 120ms);
+        // Measured from entry on the wall clock too (the defect fired after ~20 ms); lateness
+        // is bounded only from above, with a wide tolerance for a loaded machine.
+        CHECK(t.wall_exit - t.wall >= 119ms);
+        CHECK(t.wall_exit - t.wall < 5s);
+    }
+
+    TEST_CASE("13.2 after 100 ms of synchronous work, sleep(120ms) lasts 120 ms from entry") {
+        loop_fixture f{loop_fixture::real_clock()};
+        entry_times t;
+        f.run(sleep_after_busy_work(t));
+        CHECK(t.wall_exit - t.wall >= 119ms);
+        CHECK(t.wall_exit - t.wall < 5s);
+    }
+
+    TEST_CASE("13.2 call_later and loop_clock::now() after synchronous work measure from the "
+              "call") {
+        loop_fixture f{loop_fixture::real_clock()};
+        busy_for(50ms);
+        const auto wall = std::chrono::steady_clock::now();
+        const deadline entry = f.rt->now();
+        std::chrono::steady_clock::time_point ran{};
+        deadline ran_at{};
+        timed_call h = f.rt->call_later(60ms, [&] {
+            ran = std::chrono::steady_clock::now();
+            ran_at = f.rt->now();
+        });
+        f.run_until([&] { return !h.pending(); });
+        CHECK(ran_at - entry >= 60ms);
+        CHECK(ran - wall >= 59ms);
+    }
+
+    TEST_CASE("13.2 the virtual clock is not refreshed by synchronous work") {
+        loop_fixture f;
+        const deadline before = f.rt->now();
+        busy_for(5ms);
+        CHECK(f.rt->now() == before);
+    }
+
 } // TEST_SUITE

@@ -174,6 +174,10 @@ task<> get_owned_then_checkpoint(queue<owned>& q, int& received) {
 }
 
 /// Everything `q` holds right now, by try_get.
+task<int> join_future(future<int> f) {
+    co_return co_await f;
+}
+
 std::vector<int> drain(queue<int>& q) {
     std::vector<int> out;
     while (std::optional<int> v = q.try_get()) {
@@ -706,5 +710,58 @@ TEST_SUITE("queue") {
             CHECK(q.try_put(1));
             CHECK(drain(q) == std::vector<int>{1});
         }
+    }
+
+    TEST_CASE("an item handed to a getter whose frame is destroyed before it resumes goes back "
+              "to the head of the queue") {
+        queue<owned> q(1);
+        std::size_t leaked = 0;
+        const auto live_before = counted::live().load();
+        {
+            runtime_options o = loop_fixture::virtual_clock();
+            o.shutdown_grace = 0ms; // shutdown destroys the frames without resuming them
+            loop_fixture f(o);
+            std::vector<owned> got_a;
+            std::vector<owned> got_b;
+            task_handle<> ha = f.rt->spawn(get_owned(q, got_a));
+            task_handle<> hb = f.rt->spawn(get_owned(q, got_b));
+            f.run_all();                                   // both park
+            CHECK(q.try_put(std::make_unique<counted>())); // handed to a, which has not run
+            CHECK(q.try_put(std::make_unique<counted>())); // handed to b
+            CHECK(q.empty());
+            f.rt->shutdown();
+            leaked = f.reported.size();
+            CHECK(got_a.empty());
+            CHECK(got_b.empty());
+            f.reported.clear();
+            // Both items are back and alive (not destroyed with the frames).
+            CHECK(q.size() == 2);
+            CHECK(counted::live().load() == live_before + 2);
+            while (!q.empty()) {
+                (void)q.try_get();
+            }
+            CHECK(counted::live().load() == live_before);
+        }
+        CHECK(leaked == 2);
+    }
+
+    TEST_CASE("a future's value stays with the future when a waiter's frame is destroyed before "
+              "it resumes") {
+        promise<int> p;
+        future<int> fut = p.get_future();
+        {
+            runtime_options o = loop_fixture::virtual_clock();
+            o.shutdown_grace = 0ms;
+            loop_fixture f(o);
+            task_handle<int> h = f.rt->spawn(join_future(fut));
+            f.run_all();
+            CHECK(p.set_value(5)); // the waiter is woken but never resumes
+            f.rt->shutdown();
+            CHECK(f.reported.size() == 1);
+            f.reported.clear();
+        }
+        CHECK(fut.done());
+        loop_fixture f;
+        CHECK(f.run(join_future(fut)) == 5);
     }
 }

@@ -831,6 +831,106 @@ TEST_SUITE("runtime") {
         CHECK(uv_loop_close(&loop) == 0);
     }
 
+    namespace {
+    /// A raw libuv timer the program starts on the runtime's own loop (SEMANTICS 15.6).
+    struct program_timer {
+        uv_timer_t handle{};
+        bool fired = false;
+        bool closed = false;
+    };
+
+    void close_program_timer(uv_timer_t* t) {
+        uv_close(reinterpret_cast<uv_handle_t*>(t),
+                 [](uv_handle_t* h) { static_cast<program_timer*>(h->data)->closed = true; });
+    }
+
+    /// Starts `pt` on the running task's loop; it fires once after 20 ms and then closes
+    /// itself.
+    task<int> start_self_closing_timer(program_timer& pt) {
+        uv_loop_t* loop = runtime::current().loop();
+        uv_timer_init(loop, &pt.handle);
+        pt.handle.data = &pt;
+        uv_timer_start(
+            &pt.handle,
+            [](uv_timer_t* t) {
+                static_cast<program_timer*>(t->data)->fired = true;
+                close_program_timer(t);
+            },
+            20, 0);
+        co_return 5;
+    }
+
+    /// Leaves an initialised, unreferenced timer open on the running task's loop and hands the
+    /// loop out: nothing keeps the loop running, and nothing closes it.
+    task<int> leave_timer_open(program_timer& pt, uv_loop_t*& loop) {
+        loop = runtime::current().loop();
+        uv_timer_init(loop, &pt.handle);
+        pt.handle.data = &pt;
+        co_return 6;
+    }
+    } // namespace
+
+    TEST_CASE("15.6 an owned loop runs until the program's own handles are done, then closes") {
+        leak_check lc;
+        program_timer pt;
+        CHECK(uvasync::run(start_self_closing_timer(pt)) == 5);
+        CHECK(pt.fired);
+        CHECK(pt.closed);
+    }
+
+    TEST_CASE("15.6 shutdown throws an error naming the handles left open; a later shutdown "
+              "retries") {
+        std::vector<std::exception_ptr> reported;
+        leak_check lc;
+        program_timer pt;
+        uv_loop_t* loop = nullptr;
+        runtime rt(collecting_options(reported));
+        CHECK(rt.run(leave_timer_open(pt, loop)) == 6);
+        CHECK(loop == rt.loop());
+        CHECK_THROWS_WITH_AS(rt.shutdown(), doctest::Contains("handles still open: timer"),
+                             invalid_state);
+        close_program_timer(&pt.handle);
+        rt.shutdown(); // runs the loop for the close callback, then closes it
+        CHECK(pt.closed);
+        CHECK(reported.empty());
+    }
+
+    TEST_CASE("15.6 uvasync::run throws the close failure after the main task's outcome") {
+        std::vector<std::exception_ptr> reported;
+        program_timer pt;
+        uv_loop_t* loop = nullptr;
+        CHECK_THROWS_WITH_AS(uvasync::run(leave_timer_open(pt, loop), collecting_options(reported)),
+                             doctest::Contains("handles still open: timer"), invalid_state);
+        // Thrown to the caller, not also reported; the loop memory was left intact, so the
+        // program can still close its handle and the loop.
+        CHECK(reported.empty());
+        REQUIRE(loop != nullptr);
+        close_program_timer(&pt.handle);
+        uv_run(loop, UV_RUN_DEFAULT);
+        CHECK(pt.closed);
+        CHECK(uv_loop_close(loop) == 0);
+        delete loop;
+    }
+
+    TEST_CASE("15.6 uvasync::run: a failed main task's error goes to the handler when the loop "
+              "cannot be closed") {
+        std::vector<std::exception_ptr> reported;
+        program_timer pt;
+        uv_loop_t* loop = nullptr;
+        auto failing = [&](program_timer& p, uv_loop_t*& l) -> task<int> {
+            co_await leave_timer_open(p, l);
+            throw my_error(12);
+        };
+        auto body = failing(pt, loop);
+        CHECK_THROWS_AS(uvasync::run(std::move(body), collecting_options(reported)), invalid_state);
+        REQUIRE(reported.size() == 1);
+        CHECK(holds_my_error(reported.front(), 12));
+        close_program_timer(&pt.handle);
+        uv_run(loop, UV_RUN_DEFAULT);
+        CHECK(uv_loop_close(loop) == 0);
+        delete loop;
+    }
+
     // Kept last: if spawning after shutdown crashes, every other test has already run.
     TEST_CASE("2.7 a task spawned after shutdown never runs and ends cancelled") {
         bool ran = false;

@@ -854,4 +854,73 @@ TEST_SUITE("threads") {
         CHECK(wrong_thread == 0);
     }
 
+    // ---------------------------------------------------------------------------------------------
+    // 3.8 loop-thread-only functions called from another thread are detected (thread checks are
+    // on in debug builds and in the tests: UVASYNC_THREAD_CHECKS)
+
+    namespace {
+
+    task<void> park_in_scope(timeout_scope*& scope) {
+        co_await move_on_after(1h, [&scope](timeout_scope& s) -> task<void> {
+            scope = &s;
+            co_await uvasync::sleep(2h);
+        });
+    }
+
+    /// Runs `f` on a new thread and returns the message of the invalid_state it threw ("" when
+    /// it threw nothing).
+    template <class F>
+    std::string error_on_other_thread(F f) {
+        std::string message;
+        std::thread other([&] {
+            try {
+                f();
+            } catch (const invalid_state& e) {
+                message = e.what();
+            }
+        });
+        other.join();
+        return message;
+    }
+
+    } // namespace
+
+    TEST_CASE(
+        "3.8 loop-thread-only calls from another thread throw invalid_state naming the call") {
+        static_assert(UVASYNC_THREAD_CHECKS, "the tests run with thread checks on");
+        loop_fixture f(loop_fixture::manual_clock());
+        timeout_scope* scope = nullptr;
+        auto h = f.rt->spawn(park_in_scope(scope));
+        uv_run(f.loop(), UV_RUN_NOWAIT);
+        REQUIRE(scope != nullptr);
+
+        CHECK(error_on_other_thread([&] { h.cancel(); }).find("task_handle::cancel()") !=
+              std::string::npos);
+        CHECK(error_on_other_thread([&] { scope->cancel(); }).find("timeout_scope::cancel()") !=
+              std::string::npos);
+        CHECK(error_on_other_thread([&] {
+                  scope->reschedule(1ms);
+              }).find("timeout_scope::reschedule()") != std::string::npos);
+        CHECK(error_on_other_thread([&] {
+                  (void)f.rt->spawn(park_in_scope(scope));
+              }).find("runtime::spawn()") != std::string::npos);
+        CHECK(error_on_other_thread([&] {
+                  (void)f.rt->call_later(1ms, [] {});
+              }).find("runtime::call_at()") != std::string::npos);
+        CHECK(error_on_other_thread([&] { f.rt->advance(1ms); }).find("runtime::advance()") !=
+              std::string::npos);
+        CHECK(error_on_other_thread([&] { f.rt->shutdown(); }).find("runtime::shutdown()") !=
+              std::string::npos);
+        CHECK(error_on_other_thread([&] {
+                  (void)runtime::current();
+              }).find("needs a runtime on this thread") != std::string::npos);
+
+        // Nothing happened: the task is still parked; from the loop thread the same calls work.
+        CHECK_FALSE(h.done());
+        CHECK(f.rt->pending_deadlines() == 2);
+        CHECK(h.cancel());
+        f.run_until([&] { return h.done(); });
+        CHECK(h.cancelled());
+    }
+
 } // TEST_SUITE

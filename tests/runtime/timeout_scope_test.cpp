@@ -457,5 +457,36 @@ TEST_CASE_FIXTURE(loop_fixture, "5.11 where a cancellation is in effect, current
 
 TEST_SUITE_END();
 
+task<void> await_moved_twice(int& runs, int& refused) {
+    auto count = [&runs](timeout_scope&) -> task<int> {
+        ++runs;
+        co_return runs;
+    };
+    auto aw = move_on_after(1s, count);
+    CHECK(co_await std::move(aw) == std::optional<int>(1));
+    try {
+        (void)co_await std::move(aw); // g++ awaits a moved copy; clang the object itself
+    } catch (const invalid_state&) {
+        ++refused;
+    }
+    auto tw = timeout(1s, count);
+    auto moved = std::move(tw); // moved before entry: the copy works, the source is used up
+    CHECK(co_await std::move(moved) == 2);
+    try {
+        (void)co_await std::move(tw);
+    } catch (const invalid_state&) {
+        ++refused;
+    }
+}
+
+TEST_CASE_FIXTURE(loop_fixture, "5.2 a scope awaiter awaited twice through std::move runs its "
+                                "body once and then raises invalid_state, on every compiler") {
+    int runs = 0;
+    int refused = 0;
+    run(await_moved_twice(runs, refused));
+    CHECK(runs == 2);
+    CHECK(refused == 2);
+}
+
 } // namespace
 } // namespace uvasync::test

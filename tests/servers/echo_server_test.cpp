@@ -15,6 +15,10 @@
 #include "server_test_support.hpp"
 #include "servers/echo_server.hpp"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 using namespace std::chrono_literals;
 using servers::echo_server;
 using servers::read_to_end;
@@ -302,4 +306,55 @@ TEST_SUITE("echo_server") {
         CHECK(server.stats().accept_errors == 0);
     }
 
+    TEST_CASE("echo_server_at_the_fd_limit_closes_queued_clients_and_keeps_serving") {
+        // libuv 1.44 handles EMFILE on accept itself (its reserve descriptor: accept and close
+        // the queued connections), so no error reaches accept(); docs/servers.md says so.
+        loop_fixture f(loop_fixture::real_clock());
+        echo_server server(quiet_options());
+        rlimit saved{};
+        REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+        bool limited = false;
+        std::string shed_result;
+        auto client = [&](socket_address a) -> task<> {
+            tcp_stream first = co_await tcp_stream::connect(a);
+            co_await write_all(first, "a\n");
+            CHECK(co_await read_bytes(first, 2) == "a\n");
+            // Allow exactly one more descriptor: the next client's socket. The server's accept
+            // of that connection then finds none (EMFILE).
+            const int lowest_free = ::fcntl(0, F_DUPFD, 0);
+            REQUIRE(lowest_free >= 0);
+            ::close(lowest_free);
+            rlimit low = saved;
+            low.rlim_cur = static_cast<rlim_t>(lowest_free) + 1;
+            REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+            limited = true;
+            tcp_stream shed = co_await tcp_stream::connect(a);
+            try {
+                shed_result = co_await read_bytes(shed, 1) == "" ? "closed" : "served";
+            } catch (const std::system_error& e) {
+                shed_result = std::string("error: ") + e.what(); // a reset is a close too
+                if (e.code().value() == UV_ECONNRESET) {
+                    shed_result = "closed";
+                }
+            }
+            CHECK(server.stats().accept_errors == 0); // nothing reached accept()
+            REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+            limited = false;
+            co_await shed.close();
+            // Descriptors are free again: the server accepts and serves new clients, and the
+            // first connection was never disturbed.
+            tcp_stream later = co_await tcp_stream::connect(a);
+            co_await write_all(later, "c\n");
+            CHECK(co_await read_bytes(later, 2) == "c\n");
+            co_await write_all(first, "b\n");
+            CHECK(co_await read_bytes(first, 2) == "b\n");
+        };
+        f.run(with_server(server, client));
+        if (limited) {
+            setrlimit(RLIMIT_NOFILE, &saved);
+        }
+        CHECK(shed_result == "closed");
+        CHECK(server.stats().accepted == 2); // the shed connection was never accepted by serve
+        CHECK(server.stats().accept_errors == 0);
+    }
 } // TEST_SUITE

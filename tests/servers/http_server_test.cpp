@@ -4,6 +4,7 @@
 // is readable as soon as it is written, so a jump never overtakes I/O); the others use the
 // real clock with timeouts that only bound a broken run.
 #include <array>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <optional>
@@ -16,9 +17,11 @@
 #include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "alloc_counter.hpp"
 #include "loop_fixture.hpp"
 #include "server_test_support.hpp"
 #include "servers/http_server.hpp"
+#include "servers/main_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace std::string_view_literals;
@@ -29,64 +32,7 @@ using namespace servers::test;
 using uvasync::loop_clock;
 using uvasync::test::loop_fixture;
 
-// Counts every allocation of the process, for the hot-path test below. Every form of the
-// unaligned operators is replaced, so no allocation is paired with a sanitizer's own operator.
-namespace {
-
-std::size_t allocations = 0;
-
-void* counted_alloc(std::size_t n) noexcept {
-    ++allocations;
-    return std::malloc(n == 0 ? 1 : n);
-}
-
-} // namespace
-
-void* operator new(std::size_t n) {
-    if (void* p = counted_alloc(n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-void* operator new[](std::size_t n) {
-    if (void* p = counted_alloc(n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-void* operator new(std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
-    return counted_alloc(n);
-}
-
-void* operator new[](std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
-    return counted_alloc(n);
-}
-
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-
-void operator delete(void* p, std::size_t /*n*/) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p, std::size_t /*n*/) noexcept {
-    std::free(p);
-}
-
-void operator delete(void* p, const std::nothrow_t& /*tag*/) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p, const std::nothrow_t& /*tag*/) noexcept {
-    std::free(p);
-}
+using uvasync::test::allocations; // alloc_counter.hpp: for the hot-path test below
 
 namespace {
 
@@ -582,4 +528,21 @@ TEST_SUITE("http_server") {
         CHECK(during == 0);
     }
 
+    TEST_CASE("http_server_main_refuses_a_port_that_is_not_a_number") {
+        using servers::parse_port;
+        CHECK(parse_port("8080") == std::optional<std::uint16_t>(8080));
+        CHECK(parse_port("0") == std::optional<std::uint16_t>(0));
+        CHECK(parse_port("65535") == std::optional<std::uint16_t>(65535));
+        for (const char* bad : {"abc", "", "80x", "-1", "+80", "65536", " 80", "99999999999"}) {
+            CAPTURE(bad);
+            CHECK_FALSE(parse_port(bad).has_value());
+        }
+        // main returns the usage status at once: nothing is bound, no random port.
+        std::string prog = "http_server";
+        std::string flag = "--port";
+        std::string value = "abc";
+        std::array<char*, 3> argv{prog.data(), flag.data(), value.data()};
+        uvasync::task<void> (*no_demo)(uvasync::socket_address) = nullptr;
+        CHECK(servers::server_main<http_server>(3, argv.data(), 8080, no_demo) == 2);
+    }
 } // TEST_SUITE

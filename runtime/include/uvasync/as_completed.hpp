@@ -46,7 +46,7 @@ public:
     completions& operator=(completions&&) = delete;
     ~completions() = default;
 
-    class next_awaiter : public detail::completion_set::waiter {
+    class [[nodiscard]] next_awaiter : public detail::completion_set::waiter {
     public:
         explicit next_awaiter(completions& c) noexcept
             : waiter(&on_abort)
@@ -195,11 +195,16 @@ struct as_completed_runner {
 /// Runs the tasks concurrently as children and lets `body` take their outcomes in completion
 /// order (asyncio `as_completed`), structured (SEMANTICS 22):
 ///
-///     co_await as_completed(std::move(fetches), [&](completions<page>& done) -> task<> {
-///         while (auto c = co_await done.next()) {
-///             if (c->result) { use(c->index, c->result.value()); co_return; } // enough
+/// ```cpp
+/// co_await as_completed(std::move(fetches), [&](completions<page>& done) -> task<> {
+///     while (auto c = co_await done.next()) {
+///         if (c->result) {
+///             use(c->index, c->result.value());
+///             co_return; // enough
 ///         }
-///     });
+///     }
+/// });
+/// ```
 ///
 /// When `body` finishes (returns or throws), the children still running are cancelled and
 /// awaited, cleanup included, before `as_completed` returns the body's result or rethrows its

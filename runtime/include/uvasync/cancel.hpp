@@ -144,7 +144,11 @@ private:
     detail::cancel_node* node_;
 };
 
-/// Cancels its source when destroyed, unless disarmed (tokio's `DropGuard`).
+/// Cancels its source when destroyed, unless disarmed (tokio's `DropGuard`). Movable: the
+/// moved-from guard is disarmed, so exactly one guard cancels.
+///
+/// **Thread:** like `cancel_source::request_cancel()`, destroying an armed guard is
+/// thread-safe.
 class drop_guard {
 public:
     explicit drop_guard(cancel_source source) noexcept
@@ -152,8 +156,23 @@ public:
 
     drop_guard(const drop_guard&) = delete;
     drop_guard& operator=(const drop_guard&) = delete;
-    drop_guard(drop_guard&&) = delete;
-    drop_guard& operator=(drop_guard&&) = delete;
+
+    drop_guard(drop_guard&& other) noexcept
+        : source_(other.source_)
+        , armed_(std::exchange(other.armed_, false)) {}
+
+    /// Cancels the source this guard held if it was armed (as destroying it would), then takes
+    /// over `other`'s source and arming.
+    drop_guard& operator=(drop_guard&& other) noexcept {
+        if (this != &other) {
+            if (armed_) {
+                source_.request_cancel();
+            }
+            source_ = other.source_;
+            armed_ = std::exchange(other.armed_, false);
+        }
+        return *this;
+    }
 
     ~drop_guard() {
         if (armed_) {
@@ -205,6 +224,10 @@ private:
     cancel_token token_; // keeps a shared node alive while registered
     F f_;
 };
+
+/// `cancel_callback cb(token, [&] noexcept { ... });` deduces `F` like `std::stop_callback`.
+template <class F>
+cancel_callback(const cancel_token&, F) -> cancel_callback<F>;
 
 inline auto cancel_token::cancelled() const {
     return detail::token_wait(node_);

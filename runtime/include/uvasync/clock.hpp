@@ -12,6 +12,8 @@ namespace uvasync {
 
 /// The loop clock: `uv_now()` of the current runtime's loop, in whole milliseconds from an
 /// arbitrary origin (or the runtime's virtual clock, SEMANTICS 18). It is not wall-clock time.
+/// `now()` refreshes the loop time first (`uv_update_time`), so `now() + d` is measured from
+/// the call even after synchronous work in the same iteration (SEMANTICS 13.2).
 ///
 /// **Thread:** `now()` reads the runtime of the calling thread (inside a task, the task's
 /// runtime); outside any runtime it throws `invalid_state`.

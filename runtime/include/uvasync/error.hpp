@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+// **Thread:** the exception types here are plain values: thread-safe like any standard
+// exception (copy them freely, rethrow them on any thread).
 namespace uvasync {
 
 /// Raised at a cancellation point inside a cancelled scope.

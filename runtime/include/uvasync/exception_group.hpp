@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+// **Thread:** the exception types here are plain values: thread-safe like any standard
+// exception (copy them freely, rethrow them on any thread).
 namespace uvasync {
 
 /// Several errors that ended a `task_group` (Python's `ExceptionGroup`), in completion order,

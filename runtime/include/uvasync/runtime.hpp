@@ -5,6 +5,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -17,8 +18,15 @@
 #include <uvasync/detail/spawn.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
+#include <uvasync/timed_call.hpp>
 
 namespace uvasync {
+
+namespace detail {
+/// `uvasync::run`'s shutdown: a loop that cannot be closed throws; the main task's own error
+/// (if any) then goes to the exception handler first.
+void shutdown_after_main(runtime_state& rt, std::exception_ptr main_failure);
+} // namespace detail
 
 /// How a runtime is set up. The defaults are what production code wants.
 struct runtime_options {
@@ -52,7 +60,9 @@ struct runtime_options {
 /// (docs/decisions/0002-borrowed-loop-shutdown.md).
 ///
 /// **Thread:** the thread that creates it is its loop thread; only `post()` and
-/// `cancel_source::request_cancel()` may be called from others.
+/// `cancel_source::request_cancel()` may be called from others. With thread checks on (debug
+/// builds, UVASYNC_THREAD_CHECKS) `spawn`, `call_at`, `call_later`, `advance` and `shutdown`
+/// called from another thread throw `invalid_state` (SEMANTICS 3.8).
 class runtime {
 public:
     /// Owns a fresh loop.
@@ -78,11 +88,18 @@ public:
 
     [[nodiscard]] uv_loop_t* loop() const noexcept { return state_->loop(); }
 
+    /// The runtime of the running task; outside a task, the runtime of the calling thread (the
+    /// innermost one alive on it, set while its callbacks run). Throws `invalid_state` on a
+    /// thread with none. `runtime::current().loop()` is the loop to start raw libuv handles
+    /// on from inside a task.
+    [[nodiscard]] static runtime& current();
+
     /// Starts `t` as an independent task. Its body starts in a later loop turn, in spawn order
     /// (SEMANTICS 2.1). It is not inside any scope of the caller (2.8): only its handle, and
     /// shutdown, cancel it. After shutdown began, the task is born cancelled and never runs.
     template <class T>
     task_handle<T> spawn(task<T> t) {
+        state_->check_thread("runtime::spawn()");
         return detail::spawn_in(*state_, std::move(t), nullptr, nullptr);
     }
 
@@ -91,6 +108,7 @@ public:
     /// cancelled means the body never runs.
     template <class T>
     task_handle<T> spawn(task<T> t, const cancel_token& token) {
+        state_->check_thread("runtime::spawn()");
         return detail::spawn_in(*state_, std::move(t), token.node(), nullptr);
     }
 
@@ -119,7 +137,17 @@ public:
     /// frame without resuming it), reports unobserved errors, closes the runtime's handles and
     /// lets their close callbacks run. Idempotent. Must not be called from inside a task or a
     /// callback of this loop.
-    void shutdown() { state_->shutdown(); }
+    ///
+    /// An owned loop is then run until it is empty, like `uv_run`, including handles the
+    /// program started on `loop()` (one that stays active and referenced keeps shutdown
+    /// waiting, as in libuv), and closed (SEMANTICS 15.6). Returning normally means the loop is
+    /// closed (owned) or holds nothing of the runtime's (borrowed). If the owned loop cannot be
+    /// closed (an unreferenced handle left open), throws `invalid_state` naming the open
+    /// handles; calling `shutdown()` again after closing them retries.
+    void shutdown() {
+        state_->check_thread("runtime::shutdown()");
+        state_->shutdown();
+    }
 
     /// Shutdown for a runtime on a borrowed loop that has nothing left to wait for, callable
     /// from inside a callback of that loop (where `shutdown()` would run the loop reentrantly):
@@ -136,13 +164,56 @@ public:
     /// runtime); `run()` turns it on while it waits. Calls nest.
     void keep_loop_alive(bool on) noexcept { state_->keep_alive(on); }
 
-    /// The runtime's clock (virtual or `uv_now`).
-    [[nodiscard]] deadline now() const noexcept { return state_->now(); }
+    /// The runtime's clock (virtual, or `uv_now` refreshed first so that `now() + d` is
+    /// measured from this moment, SEMANTICS 13.2).
+    [[nodiscard]] deadline now() const noexcept { return state_->fresh_now(); }
+
+    /// Runs `f()` once on the loop thread, outside any task, when the clock reaches `when`
+    /// (SEMANTICS 20): from the deadline queue that also holds sleeps and scope deadlines,
+    /// equal deadlines in registration order, and every entry due in one pass runs before any
+    /// task it woke. A deadline already due runs in the next pass (next loop iteration).
+    /// An exception thrown by `f` goes to the exception handler. Shutdown drops callbacks that
+    /// have not run. Allocates nothing when `f` fits the node's 48-byte buffer and the pool
+    /// has a free node (nodes are reused), else only `f`'s storage or one node.
+    /// `when == never` registers nothing and returns an empty handle.
+    /// **Thread:** loop thread only.
+    template <class F>
+    timed_call call_at(deadline when, F&& f) {
+        static_assert(std::is_invocable_v<std::decay_t<F>&>, "call_at needs a callable f()");
+        state_->check_thread("runtime::call_at()");
+        if (when == never) {
+            return timed_call();
+        }
+        detail::timed_call_node& n = state_->acquire_timed_call();
+        try {
+            n.store(std::forward<F>(f));
+        } catch (...) {
+            state_->release_timed_call(n);
+            throw;
+        }
+        n.when = when;
+        state_->add_deadline(n);
+        return timed_call(&n);
+    }
+
+    /// `call_at(now() + d, f)`, with the duration rules of `sleep` (rounded up to
+    /// milliseconds; zero or negative: the next pass).
+    template <class Rep, class Period, class F>
+    timed_call call_later(std::chrono::duration<Rep, Period> d, F&& f) {
+        return call_at(detail::deadline_after(state_->fresh_now(), d), std::forward<F>(f));
+    }
+
+    /// Entries in the deadline queue: sleeps, scope deadlines, timed callbacks, periodic
+    /// timers (SEMANTICS 20.4). For tests and introspection.
+    [[nodiscard]] std::size_t pending_deadlines() const noexcept {
+        return state_->pending_deadlines();
+    }
 
     /// Virtual clock only: advances time by `d` (rounded up to milliseconds) and fires what is
     /// due. Throws `invalid_state` on a real clock.
     template <class Rep, class Period>
     void advance(std::chrono::duration<Rep, Period> d) {
+        state_->check_thread("runtime::advance()");
         const deadline origin{};
         const deadline to = detail::deadline_after(origin, d);
         state_->advance(to - origin);
@@ -177,10 +248,35 @@ task_handle<T> spawn(task<T> t, const cancel_token& token) {
 
 /// Like `asyncio.run`: makes a runtime with its own loop, runs `t` to completion, shuts the
 /// runtime down (cancelling what is left), closes the loop, and returns the value or rethrows.
+/// If the loop cannot be closed (SEMANTICS 15.6), throws that error after the main task's
+/// outcome was taken; an error of the main task is then passed to the exception handler.
 template <class T>
 T run(task<T> t, runtime_options options = {}) {
     runtime rt(std::move(options));
-    return rt.run(std::move(t));
+    std::exception_ptr failure;
+    if constexpr (std::is_void_v<T>) {
+        try {
+            rt.run(std::move(t));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        detail::shutdown_after_main(rt.state(), failure);
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+    } else {
+        std::optional<T> value;
+        try {
+            value.emplace(rt.run(std::move(t)));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        detail::shutdown_after_main(rt.state(), failure);
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+        return std::move(*value);
+    }
 }
 
 } // namespace uvasync

@@ -15,7 +15,7 @@ namespace detail {
 
 /// The awaiter behind `sleep`, `sleep_until` and `yield`. It lives in the awaiting frame and
 /// is its own deadline-heap entry and abort hook: a sleep allocates nothing.
-class sleep_awaiter : private parked_wait, private deadline_entry {
+class [[nodiscard]] sleep_awaiter : private parked_wait, private deadline_entry {
 public:
     /// A relative sleep: the deadline is fixed when the sleep is awaited (like D-4).
     explicit sleep_awaiter(loop_clock::duration rounded_or_due, bool relative) noexcept
@@ -68,7 +68,8 @@ public:
             return false;
         }
         runtime_state* rt = core()->rt;
-        const deadline now = rt->now();
+        // A relative delay is measured from now, not from the iteration's start (SEMANTICS 13.2).
+        const deadline now = relative_ ? rt->fresh_now() : rt->now();
         deadline when = until_;
         if (relative_) {
             when = forever_ ? never : add_saturated(now, delay_);
@@ -157,7 +158,7 @@ inline detail::sleep_awaiter yield() noexcept {
 /// `co_await checkpoint()` raises `cancelled_error` if the current scope is cancelled and
 /// otherwise continues at once, without suspending or letting other tasks run.
 inline auto checkpoint() noexcept {
-    struct awaiter {
+    struct [[nodiscard]] awaiter {
         [[nodiscard]] bool await_ready() const noexcept { return true; }
 
         void await_suspend(std::coroutine_handle<>) const noexcept {}

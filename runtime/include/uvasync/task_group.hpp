@@ -20,10 +20,13 @@ namespace uvasync {
 
 /// Structured concurrency (asyncio's TaskGroup, trio's nursery; SEMANTICS 9):
 ///
-///     co_await task_group::run([](task_group& g) -> task<> {
-///         g.spawn(fetch(a));
-///         g.spawn(fetch(b));
-///     });
+/// ```cpp
+/// co_await task_group::run([&](task_group& g) -> task<> {
+///     g.spawn(fetch(a));
+///     g.spawn(fetch(b));
+///     co_return; // a body with no co_await still needs one, or it is not a coroutine
+/// });
+/// ```
 ///
 /// The group scope encloses the body and every child and sits inside the scopes around the
 /// `run` call, so a timeout around the group bounds the children. `run` returns only after

@@ -55,7 +55,7 @@ T take_result(task_state<T>* target) {
 /// Waits for a spawned task to finish: a cancellation point with forwarding (SEMANTICS 2.6),
 /// or, for `shield`, without: the waiter just stops waiting (8a.3).
 template <class T, bool Forward = true>
-class join_awaiter : private parked_wait, private task_waiter {
+class [[nodiscard]] join_awaiter : private parked_wait, private task_waiter {
 public:
     explicit join_awaiter(task_state<T>* target) noexcept
         : parked_wait(&on_abort)
@@ -197,8 +197,18 @@ public:
     /// Cancels the task. False if it is done or its scope was already cancelled (the message
     /// of such a call is ignored); true if this call cancelled it, which does not mean it will
     /// end cancelled (SEMANTICS 3). Never runs the task's code inline.
-    bool cancel(std::string_view message = {}) noexcept {
-        return state_ != nullptr && state_->cancel(detail::make_message(message));
+    ///
+    /// **Thread:** loop thread only (SEMANTICS 3.8); with thread checks on (debug builds) a
+    /// call from another thread throws `invalid_state`. From another thread, cancel through a
+    /// `cancel_source` bound to the task (`runtime::spawn(t, token)`) or `runtime::post`.
+    bool cancel(std::string_view message = {}) {
+        if (state_ == nullptr) {
+            return false;
+        }
+        if (state_->rt != nullptr) {
+            state_->rt->check_thread("task_handle::cancel()");
+        }
+        return state_->cancel(detail::make_message(message));
     }
 
     /// True once the task has a value, an error, or ended cancelled.

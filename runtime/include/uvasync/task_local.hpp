@@ -17,12 +17,14 @@ namespace uvasync {
 
 /// A value per task, inherited by the tasks it spawns (asyncio's `contextvars.ContextVar`):
 ///
-///     inline task_local<std::string> request_id;
+/// ```cpp
+/// inline task_local<std::string> request_id;
 ///
-///     task<> handle(request r) {
-///         auto scope = request_id.scoped(r.id);   // this task and what it spawns from here
-///         co_await task_group::run(...);          // children see r.id
-///     }                                           // restored
+/// task<> handle(request r) {
+///     auto scope = request_id.scoped(r.id); // this task and what it spawns from here
+///     co_await task_group::run(serve_parts); // children see r.id
+/// } // restored
+/// ```
 ///
 /// Each task has its own values. A task spawned from a task (`spawn`, `runtime::spawn`,
 /// `task_group::spawn`, gather, `wait_any`, `as_completed` children) starts with a copy of the

@@ -43,12 +43,18 @@ public:
     timeout_scope& operator=(const timeout_scope&) = delete;
     timeout_scope& operator=(timeout_scope&&) = delete;
 
-    /// Only a scope that was never entered can be moved (its configuration is copied).
+    /// A scope that is not active can be moved: its configuration and state go along, and
+    /// the moved-from scope counts as used, so awaiting it (again) raises `invalid_state` on
+    /// every compiler (g++ awaits a moved copy for `co_await std::move(aw)`, clang the object
+    /// itself).
     timeout_scope(timeout_scope&& other) noexcept
         : deadline_entry(&on_fire)
         , delay_(other.delay_)
         , at_(other.at_)
-        , relative_(other.relative_) {}
+        , relative_(other.relative_)
+        , expired_(other.expired_)
+        , caught_(other.caught_)
+        , phase_(std::exchange(other.phase_, phase::exited)) {}
 
     ~timeout_scope() {
         if (phase_ == phase::active) { // the frame is destroyed while suspended inside
@@ -74,6 +80,7 @@ public:
         if (phase_ != phase::active || expired_) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
+        rt_->check_thread("timeout_scope::reschedule()");
         rt_->remove_deadline(*this);
         set_deadline(when);
     }
@@ -84,7 +91,7 @@ public:
         if (phase_ != phase::active) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
-        reschedule(detail::deadline_after(rt_->now(), d));
+        reschedule(detail::deadline_after(rt_->fresh_now(), d));
     }
 
     /// Expires the scope now (as if its deadline had passed). No effect after it expired or
@@ -93,6 +100,7 @@ public:
         if (phase_ == phase::created) {
             throw invalid_state("uvasync: cancel() on a timeout scope that was not entered");
         }
+        rt_->check_thread("timeout_scope::cancel()");
         expire();
     }
 
@@ -122,7 +130,8 @@ private:
         scope_.node.link_to(core->current->node);
         core->current = &scope_;
         phase_ = phase::active;
-        const deadline now = rt_->now();
+        // A relative delay is measured from entry, not from the iteration's start (13.2).
+        const deadline now = relative_ ? rt_->fresh_now() : rt_->now();
         deadline when = at_;
         if (relative_) {
             when = detail::add_saturated(now, delay_);
@@ -383,7 +392,7 @@ struct body_traits<F> {
 
 template <bool MoveOn, class Body>
 auto make_timeout(Body&& body, loop_clock::duration delay, bool relative, deadline at) {
-    using B = std::remove_cvref_t<Body>;
+    using B = std::decay_t<Body>; // a function name becomes a function pointer
     using T = typename body_traits<B>::value_type;
     if constexpr (scope_body_factory<B>) {
         return timeout_awaiter<T, MoveOn, B>(task<T>(), std::forward<Body>(body), delay, relative,

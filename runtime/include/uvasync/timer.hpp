@@ -16,7 +16,7 @@ namespace detail {
 class timer_state;
 
 /// The awaiter behind `timer::tick()`.
-class tick_awaiter : private parked_wait {
+class [[nodiscard]] tick_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

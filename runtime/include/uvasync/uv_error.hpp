@@ -4,6 +4,8 @@
 #include <string>
 #include <system_error>
 
+// **Thread:** the exception types here are plain values: thread-safe like any standard
+// exception (copy them freely, rethrow them on any thread).
 namespace uvasync {
 
 /// The error category of libuv status codes. An `std::error_code` in it holds libuv's own

@@ -2,6 +2,9 @@
 // The core and composition API of uvasync; the I/O layer is <uvasync/io.hpp>, so a program
 // that only uses tasks, timeouts and cancellation does not compile it.
 #pragma once
+// **Thread:** this header only includes others; each states which of its functions are
+// thread-safe (only `runtime::post`, `cancel_source::request_cancel` and the copying of
+// tokens and sources are; everything else is loop-thread only, SEMANTICS 3.8).
 
 // clang-format off: this include stays first
 #include <uvasync/detail/requires_cxx20.hpp> // a clear error without C++20

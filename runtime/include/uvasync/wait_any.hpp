@@ -21,6 +21,8 @@
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 
+// **Thread:** everything in this header is loop-thread only: the awaitables are created and
+// awaited inside a task of the runtime (a call from another thread throws `invalid_state`).
 namespace uvasync {
 
 /// Which child finished first (its position among the arguments) and how it ended.
@@ -167,7 +169,7 @@ struct wait_any_fixed {
 };
 
 /// Waits, without owning them, until one of several spawned tasks is done.
-class first_done_awaiter : private parked_wait {
+class [[nodiscard]] first_done_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

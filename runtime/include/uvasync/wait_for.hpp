@@ -14,6 +14,8 @@
 #include <uvasync/task_handle.hpp>
 #include <uvasync/timeout.hpp>
 
+// **Thread:** everything in this header is loop-thread only: the awaitables are created and
+// awaited inside a task of the runtime (a call from another thread throws `invalid_state`).
 namespace uvasync {
 
 namespace detail {

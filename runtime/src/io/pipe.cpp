@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -8,7 +9,30 @@
 
 #include "stream_state.hpp"
 
+#include <sys/un.h>
+
 namespace uvasync {
+
+namespace {
+
+/// libuv 1.44 copies the path into `sockaddr_un::sun_path` with strncpy, silently truncating a
+/// long one (and binding a socket file under the truncated name), and takes a C string, so an
+/// embedded NUL cuts it. Both are rejected before anything is created, as fs:: does.
+void check_pipe_path(const std::string& path, const char* what) {
+    if (path.find('\0') != std::string::npos) {
+        throw std::invalid_argument(std::string("uvasync: ") + what +
+                                    ": path contains a NUL character");
+    }
+    if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+        throw std::invalid_argument(std::string("uvasync: ") + what + ": path is " +
+                                    std::to_string(path.size()) +
+                                    " bytes; a socket path has at "
+                                    "most " +
+                                    std::to_string(sizeof(sockaddr_un{}.sun_path) - 1));
+    }
+}
+
+} // namespace
 
 // ---------------------------------------------------------------------------------------------
 // pipe_stream
@@ -32,6 +56,7 @@ pipe_stream pipe_stream::open(uv_file fd) {
 }
 
 task<pipe_stream> pipe_stream::connect(std::string path) {
+    check_pipe_path(path, "pipe_stream::connect");
     const std::string label = "pipe_stream::connect " + path;
     pipe_stream p = create(false);
     detail::stream_request_awaiter connecting(
@@ -64,6 +89,7 @@ pipe_listener::~pipe_listener() {
 }
 
 pipe_listener pipe_listener::bind(std::string path, int backlog) {
+    check_pipe_path(path, "pipe_listener::bind");
     const std::string what = "pipe_listener::bind " + path;
     uv_loop_t* loop = detail::current_runtime("pipe_listener::bind").loop();
     auto* l = new detail::listener_state("pipe_listener", "pipe_stream", true);

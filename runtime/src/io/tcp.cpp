@@ -1,4 +1,7 @@
 // SPDX-License-Identifier: MIT
+#include <cerrno>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -7,6 +10,9 @@
 #include <uvasync/io/tcp.hpp>
 
 #include "stream_state.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace uvasync {
 
@@ -52,6 +58,37 @@ task<tcp_stream> tcp_stream::connect(socket_address address) {
     co_return s;
 }
 
+tcp_stream tcp_stream::open(uv_os_sock_t socket) {
+    const std::string what = "tcp_stream::open socket " + std::to_string(socket);
+    uv_loop_t* loop = detail::current_runtime("tcp_stream::open").loop();
+    tcp_stream s(detail::adopt,
+                 detail::make_stream_state(
+                     "tcp_stream",
+                     [loop](detail::stream_state* st) { return uv_tcp_init(loop, &st->u.tcp); },
+                     what.c_str()));
+    // On failure `s` closes the handle, which has no socket yet: the caller keeps `socket`.
+    detail::check_uv(uv_tcp_open(&s.state_->u.tcp, socket), what.c_str());
+    return s;
+}
+
+tcp_stream tcp_stream::adopt(uv_tcp_t* accepted) {
+    uv_os_fd_t fd = -1;
+    if (accepted == nullptr) {
+        throw_uv_error(UV_EINVAL, "tcp_stream::adopt: null handle");
+    }
+    detail::check_uv(uv_fileno(reinterpret_cast<uv_handle_t*>(accepted), &fd), "tcp_stream::adopt");
+    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        throw_uv_error(uv_translate_sys_error(errno), "tcp_stream::adopt: dup");
+    }
+    try {
+        return open(copy);
+    } catch (...) {
+        ::close(copy);
+        throw;
+    }
+}
+
 void tcp_stream::set_nodelay(bool enable) {
     require_open(state_, "tcp_stream::set_nodelay");
     detail::check_uv(uv_tcp_nodelay(&state_->u.tcp, enable ? 1 : 0), "tcp_stream::set_nodelay");
@@ -59,6 +96,12 @@ void tcp_stream::set_nodelay(bool enable) {
 
 void tcp_stream::set_keepalive(bool enable, std::chrono::seconds delay) {
     require_open(state_, "tcp_stream::set_keepalive");
+    if (enable && (delay.count() < 1 || delay.count() > std::numeric_limits<unsigned>::max())) {
+        // libuv takes an unsigned int: a larger delay would silently wrap (and 0 is EINVAL).
+        throw std::invalid_argument("uvasync: tcp_stream::set_keepalive: the delay must be 1 to " +
+                                    std::to_string(std::numeric_limits<unsigned>::max()) +
+                                    " seconds");
+    }
     detail::check_uv(
         uv_tcp_keepalive(&state_->u.tcp, enable ? 1 : 0, static_cast<unsigned>(delay.count())),
         "tcp_stream::set_keepalive");

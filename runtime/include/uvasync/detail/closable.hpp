@@ -91,7 +91,7 @@ private:
 /// The awaiter behind every `close()` of an I/O object. It owns the object's state from the
 /// `close()` call on: awaiting it closes and resumes after the last close callback; dropping
 /// it unawaited still closes (without waiting). Never a cancellation point.
-class closable_awaiter {
+class [[nodiscard]] closable_awaiter {
 public:
     explicit closable_awaiter(closable* target) noexcept
         : target_(target) {}

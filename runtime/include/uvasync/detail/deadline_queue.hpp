@@ -17,6 +17,8 @@ class deadline_queue {
 public:
     [[nodiscard]] bool empty() const noexcept { return heap_.empty(); }
 
+    [[nodiscard]] std::size_t size() const noexcept { return heap_.size(); }
+
     /// The earliest entry; the queue must not be empty.
     [[nodiscard]] deadline_entry& top() const noexcept { return *heap_.front(); }
 

@@ -14,10 +14,12 @@ namespace uvasync::detail {
 /// An awaitable that keeps its arguments and only creates the coroutine when awaited, passing
 /// the arguments by reference (they live in this awaiter, in the awaiting frame).
 ///
-/// Why: GCC 12.2 destroys a lambda or aggregate temporary twice when it is passed by value to
-/// a coroutine inside a `co_await` expression (TOOLCHAIN.md, "GCC 12.2 double destruction").
-/// Entry points such as `task_group::run(lambda)` and `gather(...)` are therefore plain
-/// functions returning this, and the coroutine takes references.
+/// Why: the arguments must live exactly as long as the operation, and a coroutine taking them
+/// by value inside a `co_await` expression is where g++ 12.2's double destruction of lambda
+/// and aggregate temporaries was first met (docs/toolchain.md section 2). Entry points such as
+/// `task_group::run(lambda)` and `gather(...)` are therefore plain functions returning this,
+/// and the coroutine takes references. (On g++ 12 an inline owning temporary is destroyed
+/// twice whatever the callee: docs/decisions/0023.)
 template <class T, class Impl, class... Args>
 class [[nodiscard]] deferred_call {
 public:

@@ -14,9 +14,10 @@ namespace uvasync::detail {
 class request_wait;
 
 /// The heap half of an awaitable libuv request (fs, getaddrinfo, getnameinfo, work): it owns
-/// the `uv_req_t`, every buffer libuv may touch and the result (SEMANTICS 14.6, DESIGN layer 4).
-/// It outlives the awaiting frame when it has to: the request callback frees it if its awaiter
-/// is gone ("orphaned"), otherwise the awaiter frees it after taking the result.
+/// the `uv_req_t`, every buffer libuv may touch and the result (SEMANTICS 14.6; layer 4 of
+/// docs/runtime-layout.md). It outlives the awaiting frame when it has to: the request callback
+/// frees it if its awaiter is gone ("orphaned"), otherwise the awaiter frees it after taking the
+/// result.
 ///
 /// The destructor of a derived operation disposes of a result nobody took: it closes an opened
 /// fd, frees an addrinfo, destroys a value computed on the threadpool. It runs on the loop
@@ -203,7 +204,7 @@ inline void request_op::finished(int status) noexcept {
 /// The typed awaiter: `Op` is a `request_op` with `static constexpr int cancelled_status`
 /// and `take()`, which returns the result (called on the loop thread, after the callback).
 template <class Op>
-class request_awaiter : public request_wait {
+class [[nodiscard]] request_awaiter : public request_wait {
 public:
     explicit request_awaiter(Op* op, const char* what) noexcept
         : request_wait(op, what, Op::cancelled_status) {}

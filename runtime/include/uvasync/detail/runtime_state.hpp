@@ -7,6 +7,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include <uv.h>
@@ -14,6 +15,24 @@
 #include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/task_core.hpp>
+#include <uvasync/detail/timed_call_node.hpp>
+
+/// Loop-thread checks (SEMANTICS 3.8): on unless NDEBUG is defined; define
+/// UVASYNC_THREAD_CHECKS to 1 or 0 to choose. Cost: one `pthread_self()` and a compare per
+/// checked call (the runtime's synchronous entry points, `task_handle::cancel`, scope
+/// operations, cancel registrations, stream control calls). Awaiting from another thread
+/// needs no check: no task runs there, so every awaitable already throws `invalid_state`.
+#ifndef UVASYNC_THREAD_CHECKS
+#ifdef NDEBUG
+#define UVASYNC_THREAD_CHECKS 0
+#else
+#define UVASYNC_THREAD_CHECKS 1
+#endif
+#endif
+
+namespace uvasync {
+class runtime;
+} // namespace uvasync
 
 namespace uvasync::detail {
 
@@ -49,6 +68,36 @@ public:
             loop_clock::duration(virtual_ ? virtual_now_ : std::int64_t(uv_now(loop_))));
     }
 
+    /// The loop clock refreshed first (`uv_update_time`), for computing a relative deadline:
+    /// a delay is measured from the moment of entry, even after synchronous work earlier in
+    /// the same loop iteration (SEMANTICS 13.2). One `clock_gettime` (vDSO) per call; the
+    /// virtual clock is never refreshed.
+    [[nodiscard]] deadline fresh_now() noexcept {
+        if (!virtual_) {
+            uv_update_time(loop_);
+        }
+        return now();
+    }
+
+    /// Throws `invalid_state` naming `what` when called from a thread other than the loop
+    /// thread (with UVASYNC_THREAD_CHECKS; see above).
+    void check_thread([[maybe_unused]] const char* what) const {
+#if UVASYNC_THREAD_CHECKS
+        if (std::this_thread::get_id() != loop_thread_) {
+            wrong_thread(what);
+        }
+#endif
+    }
+
+    /// The public object wrapping this state (null for a state made without one).
+    [[nodiscard]] uvasync::runtime* facade() const noexcept {
+        return facade_;
+    }
+
+    void set_facade(uvasync::runtime* r) noexcept {
+        facade_ = r;
+    }
+
     /// Makes `core` ready to resume at `h` (SEMANTICS D-14: never resumes inline).
     void schedule(task_core* core, std::coroutine_handle<> h) noexcept {
         core->resume_point = h;
@@ -70,7 +119,9 @@ public:
         }
     }
 
-    std::uint64_t next_scope_id() noexcept { return ++scope_ids_; }
+    std::uint64_t next_scope_id() noexcept {
+        return ++scope_ids_;
+    }
 
     // The deadline queue (deadline_timer.cpp): the earliest entry arms the loop's timer.
     void add_deadline(deadline_entry& e) noexcept;
@@ -78,7 +129,21 @@ public:
 
     /// Makes room for one `add_deadline` (throws `std::bad_alloc`): called by the throwing entry
     /// points (sleep, timeout scope entry, periodic timer wait) before they change any state.
-    void reserve_deadline() { deadlines_.reserve_one(); }
+    void reserve_deadline() {
+        deadlines_.reserve_one();
+    }
+
+    /// Entries in the deadline queue (SEMANTICS 20.4).
+    [[nodiscard]] std::size_t pending_deadlines() const noexcept {
+        return deadlines_.size();
+    }
+
+    // Timed callbacks (SEMANTICS 20; timed_call.cpp): nodes come from a pool the runtime owns,
+    // so a node outlives every handle that names it until the runtime is destroyed.
+    timed_call_node& acquire_timed_call();
+    void release_timed_call(timed_call_node& n) noexcept;
+    /// Removes every pending timed callback without running it (at shutdown).
+    void drop_timed_calls() noexcept;
 
     /// Virtual clock only: moves time forward by `d` and runs one deadline pass.
     void advance(loop_clock::duration d);
@@ -103,18 +168,29 @@ public:
     bool post(std::function<void()> fn);
 
     /// The runtime's inbox (for binding cancel sources; see cancel_node::bind).
-    [[nodiscard]] inbox* mailbox() const noexcept { return inbox_; }
+    [[nodiscard]] inbox* mailbox() const noexcept {
+        return inbox_;
+    }
 
-    [[nodiscard]] bool accepting() const noexcept { return phase_ == phase::running; }
+    [[nodiscard]] bool accepting() const noexcept {
+        return phase_ == phase::running;
+    }
 
-    [[nodiscard]] bool shut_down() const noexcept { return phase_ == phase::closed; }
+    [[nodiscard]] bool shut_down() const noexcept {
+        return phase_ == phase::closed;
+    }
 
-    [[nodiscard]] bool owns_loop() const noexcept { return owns_loop_; }
+    [[nodiscard]] bool owns_loop() const noexcept {
+        return owns_loop_;
+    }
 
-    [[nodiscard]] bool is_virtual() const noexcept { return virtual_; }
+    [[nodiscard]] bool is_virtual() const noexcept {
+        return virtual_;
+    }
 
     /// Cancels every task, waits (bounded) for them, closes the internal handles and lets
-    /// their close callbacks run. Idempotent.
+    /// their close callbacks run; an owned loop is then run until empty and closed, else
+    /// `invalid_state` naming the open handles (a later call retries). Idempotent.
     void shutdown();
 
     /// Shutdown from inside a callback of the loop, for a runtime with no unfinished task and
@@ -146,22 +222,32 @@ public:
     void keep_alive(bool on) noexcept;
 
     /// Number of tasks not yet finished.
-    [[nodiscard]] std::size_t live_tasks() const noexcept { return live_tasks_; }
+    [[nodiscard]] std::size_t live_tasks() const noexcept {
+        return live_tasks_;
+    }
 
     /// Pending external work: libuv requests whose callback is still to come (whoever made
     /// them: fs, getaddrinfo, getnameinfo, work), counted from the accepted libuv call to its
     /// callback; loop thread only. Shutdown runs the loop until none is left, so no request
     /// callback or threadpool function outlives a frame or the runtime (SEMANTICS 15.3, 15.5).
-    void request_started() noexcept { ++pending_requests_; }
+    void request_started() noexcept {
+        ++pending_requests_;
+    }
 
-    void request_finished() noexcept { --pending_requests_; }
+    void request_finished() noexcept {
+        --pending_requests_;
+    }
 
     /// Pending external work: handles whose close callback (or, for a child process, exit then
     /// close callback) is still to come; loop thread only. An owned loop is run until none is
     /// left before it is closed.
-    void handle_closing() noexcept { ++closing_handles_; }
+    void handle_closing() noexcept {
+        ++closing_handles_;
+    }
 
-    void handle_closed() noexcept { --closing_handles_; }
+    void handle_closed() noexcept {
+        --closing_handles_;
+    }
 
     void on_async() noexcept;
     void on_timer() noexcept;
@@ -178,6 +264,8 @@ private:
     void update_idle() noexcept;
     void rearm_timer() noexcept;
     void close_handles() noexcept;
+    void close_owned_loop();
+    [[noreturn]] static void wrong_thread(const char* what);
     void wait_for_tasks();
     void leak_remaining() noexcept;
     void wait_for_requests() noexcept;
@@ -210,6 +298,11 @@ private:
     inbox* inbox_; // one reference, released by the destructor
     std::function<void(std::exception_ptr)> exception_handler_;
     runtime_state* previous_current_ = nullptr;
+    uvasync::runtime* facade_ = nullptr;
+    std::thread::id loop_thread_ = std::this_thread::get_id();
+    std::vector<std::unique_ptr<timed_call_node>> timed_calls_; // the pool, every node made
+    timed_call_node* free_timed_calls_ = nullptr;
+    bool loop_closed_ = false;
 };
 
 /// The runtime of the calling thread while one exists (set by the runtime's constructor and

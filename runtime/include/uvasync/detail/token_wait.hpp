@@ -12,7 +12,7 @@ namespace uvasync::detail {
 /// `co_await token.cancelled()`: completes when the token's cancellation propagates; a
 /// cancellation point of the awaiting task (SEMANTICS 11.9). Two registrations: one on the
 /// token (completion), the abort hook on the task's scope (parked_wait).
-class token_wait : private parked_wait {
+class [[nodiscard]] token_wait : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

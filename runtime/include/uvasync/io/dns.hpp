@@ -178,7 +178,9 @@ private:
 ///
 /// ```cpp
 /// uvasync::address_list addrs = co_await uvasync::resolve("localhost", "8080");
-/// for (const uvasync::socket_address& a : addrs) { ... a.to_string() ... }
+/// for (const uvasync::socket_address& a : addrs) {
+///     std::puts(a.to_string().c_str());
+/// }
 /// ```
 ///
 /// **Cancellation:** a cancellation point. Cancelled before it is awaited: nothing is asked.

@@ -30,9 +30,9 @@
 /// `UV_ENOENT` for a missing file or an empty path); `std::invalid_argument` for a path with
 /// an embedded NUL character; `uvasync::invalid_state` for I/O on a closed `file`.
 ///
-/// **Thread:** loop thread only, inside a task. Buffers belong to the request: a read fills
-/// memory owned by the request and copies into the caller's span when the task resumes, and a
-/// write copies the caller's data when the call is made.
+/// **Thread:** loop thread only, inside a task. A read fills the caller's span directly (it
+/// must stay valid until the `co_await` returns); a write copies the caller's data when the
+/// call is made.
 namespace uvasync::fs {
 
 class file;
@@ -118,8 +118,12 @@ public:
 
     /// Reads up to `buffer.size()` bytes at `offset` (or at the current position when `offset`
     /// is -1) and resumes with the number of bytes read: 0 at end of file, and 0 for an empty
-    /// buffer. The bytes are read into memory owned by the request and copied into `buffer`
-    /// when the task resumes, so `buffer` is never written after a cancellation.
+    /// buffer. The bytes are read straight into `buffer` (no allocation, no copy), so `buffer`
+    /// must stay valid until the `co_await` returns, like the buffer of a blocking `read(2)`:
+    /// the awaiting task never resumes before the request called back (cancelled while queued:
+    /// nothing is written; while it runs: the bytes read are delivered, D-2), and the runtime
+    /// never destroys the awaiting frame while the request is in flight (SEMANTICS 15.5), so a
+    /// buffer in the frame is always safe. Do not free it from another task meanwhile.
     [[nodiscard]] detail::request_awaiter<detail::read_op> read(std::span<char> buffer,
                                                                 std::int64_t offset = -1) const;
 
@@ -221,8 +225,7 @@ public:
     std::size_t take() noexcept;
 
 private:
-    std::vector<char> buffer_; // the request's memory; libuv reads into it
-    std::span<char> dest_;     // touched only by take(), when the awaiting frame is alive
+    std::span<char> dest_; // the caller's memory; libuv reads straight into it
     uv_file fd_;
     std::int64_t offset_;
 };

@@ -41,7 +41,9 @@ public:
     ///
     /// **Cancellation:** as for `tcp_stream::connect` (terminal once started).
     /// **Errors:** `std::system_error` naming the path, for example
-    /// "pipe_stream::connect /tmp/x.sock: no such file or directory".
+    /// "pipe_stream::connect /tmp/x.sock: no such file or directory"; `std::invalid_argument`
+    /// for a path with a NUL character or longer than `sun_path` allows (107 bytes on Linux),
+    /// which libuv would silently cut.
     static task<pipe_stream> connect(std::string path);
 
     /// The libuv handle, or null when not open. Do not close it.
@@ -62,7 +64,9 @@ public:
     ~pipe_listener();
 
     /// Binds to `path` and listens, on the current runtime's loop.
-    /// **Errors:** `std::system_error` naming the path (`UV_EADDRINUSE` when it exists).
+    /// **Errors:** `std::system_error` naming the path (`UV_EADDRINUSE` when it exists);
+    /// `std::invalid_argument` for a path with a NUL character or longer than `sun_path` allows
+    /// (107 bytes on Linux): nothing is created, no socket file is left behind.
     static pipe_listener bind(std::string path, int backlog = 511);
 
     /// As `tcp_listener::accept`, returning a `pipe_stream`.

@@ -94,7 +94,7 @@ namespace detail {
 class process_state;
 
 /// The awaiter behind `process::wait()`.
-class process_wait_awaiter : private parked_wait {
+class [[nodiscard]] process_wait_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

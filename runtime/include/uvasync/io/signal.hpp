@@ -15,7 +15,7 @@ namespace detail {
 class signal_state;
 
 /// The awaiter behind `signal_set::wait()`.
-class signal_awaiter : private parked_wait {
+class [[nodiscard]] signal_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

@@ -51,7 +51,7 @@ struct close_waiter {
 
 /// The awaiter of `stream::read_some` (and, in peek mode, of the internal "wait for more
 /// data" step of `read_until`). Lives in the awaiting frame; allocates nothing.
-class read_awaiter : private parked_wait {
+class [[nodiscard]] read_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -83,7 +83,7 @@ private:
 };
 
 /// The awaiter of `stream::write`: `uv_try_write` first, then `uv_write` for the remainder.
-class write_awaiter : private parked_wait {
+class [[nodiscard]] write_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -118,7 +118,7 @@ private:
 };
 
 /// The awaiter of requests that only closing the handle can cancel: connect and shutdown.
-class stream_request_awaiter : private parked_wait {
+class [[nodiscard]] stream_request_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

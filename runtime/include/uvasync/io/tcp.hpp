@@ -35,12 +35,31 @@ public:
     /// `AF_UNSPEC` address.
     static task<tcp_stream> connect(socket_address address);
 
+    /// Wraps a connected socket (`uv_tcp_open`) on the current runtime's loop; the stream owns
+    /// it from then on and closes it with the handle. For a socket accepted by other code (a
+    /// C accept loop handing connections to tasks one at a time).
+    ///
+    /// **Errors:** `std::system_error` (for example `UV_EBADF`, `UV_ENOTSOCK`); `invalid_state`
+    /// without a runtime. On failure the socket is not closed: the caller still owns it.
+    static tcp_stream open(uv_os_sock_t socket);
+
+    /// Adopts the connection of `accepted`, a `uv_tcp_t` the caller accepted with `uv_accept`
+    /// on any loop: the stream takes a duplicate of its socket (`dup`), so the connection stays
+    /// open in the stream. **Ownership:** the caller keeps `accepted` and must still
+    /// `uv_close` it (closing it no longer ends the connection); the stream owns and closes
+    /// the duplicate. Do not read from `accepted` afterwards.
+    ///
+    /// **Errors:** `std::system_error` (`UV_EBADF` for a handle with no socket, or `dup`'s
+    /// error); `invalid_state` without a runtime.
+    static tcp_stream adopt(uv_tcp_t* accepted);
+
     /// Enables or disables Nagle's algorithm being off (`TCP_NODELAY`).
     /// **Errors:** `std::system_error`, `UV_EBADF` when not open.
     void set_nodelay(bool enable);
 
     /// Enables or disables TCP keep-alive with the given initial delay.
-    /// **Errors:** `std::system_error`, `UV_EBADF` when not open.
+    /// **Errors:** `std::system_error`, `UV_EBADF` when not open; `std::invalid_argument` when
+    /// enabling with a delay outside 1 s to `UINT_MAX` s (libuv's type; never wrapped).
     void set_keepalive(bool enable, std::chrono::seconds delay = std::chrono::seconds(60));
 
     /// The local address of the socket. **Errors:** `std::system_error`.

@@ -31,7 +31,7 @@ class udp_state;
 struct udp_send_request;
 
 /// The awaiter behind `udp_socket::send`.
-class udp_send_awaiter : private parked_wait {
+class [[nodiscard]] udp_send_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -75,7 +75,7 @@ private:
 };
 
 /// The awaiter behind `udp_socket::receive`.
-class udp_receive_awaiter : private parked_wait {
+class [[nodiscard]] udp_receive_awaiter : private parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

@@ -138,9 +138,9 @@ private:
 /// std::uint64_t sum = co_await uvasync::to_thread([&] { return checksum(bytes); });
 /// ```
 ///
-/// Name a function that owns something (a capture with a non-trivial destructor) before the
-/// `co_await`: GCC 12.2 destroys such a lambda temporary twice when it is written inside the
-/// `co_await` expression (TOOLCHAIN.md; work_test's `owning_capture`).
+/// On g++ 12, name a function that owns something (a capture with a non-trivial destructor)
+/// before the `co_await`: g++ 12.2 destroys such a lambda temporary twice when it is written
+/// inside the `co_await` expression, whatever it is passed to (docs/toolchain.md section 2).
 ///
 /// **Cancellation:** a cancellation point. Before the call, nothing is queued. While `f` is
 /// queued, `uv_cancel` removes it, `f` never runs and `cancelled_error` is raised. While `f`

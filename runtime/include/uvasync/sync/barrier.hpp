@@ -14,7 +14,9 @@ namespace uvasync {
 
 /// A reusable rendezvous of `parties` tasks (asyncio.Barrier, std::barrier):
 ///
-///     std::size_t i = co_await b.arrive_and_wait();
+/// ```cpp
+/// std::size_t i = co_await b.arrive_and_wait();
+/// ```
 ///
 /// Each generation waits until `parties` tasks have arrived, then releases all of them at once
 /// and starts the next generation empty: a task that arrives again, even before the others
@@ -48,7 +50,8 @@ public:
     barrier& operator=(barrier&&) = delete;
     ~barrier() = default;
 
-    class arriver : private detail::parked_wait, public detail::list_hook<detail::sync_waiter_tag> {
+    class [[nodiscard]] arriver : private detail::parked_wait,
+                                  public detail::list_hook<detail::sync_waiter_tag> {
     public:
         using detail::parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

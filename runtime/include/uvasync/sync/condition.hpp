@@ -17,8 +17,10 @@ namespace uvasync {
 
 /// A condition variable tied to a `mutex` (asyncio.Condition):
 ///
-///     mutex::guard g = co_await m.lock();
-///     co_await cv.wait(g, [&] { return !items.empty(); });
+/// ```cpp
+/// mutex::guard g = co_await m.lock();
+/// co_await cv.wait(g, [&] { return !items.empty(); });
+/// ```
 ///
 /// `wait(g)` releases the mutex held by `g`, waits for a notification, and takes the mutex
 /// back into `g` before it returns or raises: whatever happens, `g` holds the lock again
@@ -45,7 +47,7 @@ public:
     condition& operator=(condition&&) = delete;
     ~condition() = default;
 
-    class waiter : public detail::mutex_waiter {
+    class [[nodiscard]] waiter : public detail::mutex_waiter {
     public:
         waiter(condition& c, mutex::guard& g) noexcept
             : mutex_waiter(&on_abort)

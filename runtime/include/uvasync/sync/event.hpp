@@ -34,7 +34,7 @@ public:
 
     [[nodiscard]] bool is_set() const noexcept { return set_; }
 
-    class waiter : public detail::list_waiter {
+    class [[nodiscard]] waiter : public detail::list_waiter {
     public:
         explicit waiter(event& e) noexcept
             : event_(e) {}

@@ -33,7 +33,7 @@ template <class T>
 struct future_state {
     using value_type = std::conditional_t<std::is_void_v<T>, unit, T>;
 
-    class waiter;
+    class [[nodiscard]] waiter;
 
     // Empty while pending; then a value, an error, or an explicit cancellation.
     std::variant<std::monostate, value_type, std::exception_ptr, cancelled_error> result;

@@ -50,7 +50,9 @@ protected:
 
 /// A non-recursive lock for tasks, with FIFO hand-off and a scoped guard (asyncio.Lock):
 ///
-///     mutex::guard g = co_await m.lock();   // released when g goes out of scope
+/// ```cpp
+/// mutex::guard g = co_await m.lock(); // released when g goes out of scope
+/// ```
 ///
 /// The lock belongs to the guard, not to a task: a guard may be moved to another task. A task
 /// that locks a mutex it already holds waits for itself forever (as with asyncio.Lock).
@@ -111,7 +113,7 @@ public:
         uvasync::mutex* m_ = nullptr;
     };
 
-    class locker : public detail::mutex_waiter {
+    class [[nodiscard]] locker : public detail::mutex_waiter {
     public:
         explicit locker(mutex& m) noexcept
             : mutex_waiter(&on_abort)

@@ -21,7 +21,9 @@ namespace uvasync {
 /// **Cancellation:** `put` and `get` are cancellation points. A parked getter that is
 /// cancelled takes nothing; one that was handed an item before its cancellation took effect
 /// gets the item (completion wins, D-2) and raises at its next cancellation point. A parked
-/// putter that is cancelled has put nothing. **Thread:** loop thread only.
+/// putter that is cancelled has put nothing. An item handed to a getter whose frame is
+/// destroyed before it resumes (a task leaked at shutdown) goes back to the head of the queue.
+/// **Thread:** loop thread only.
 template <class T>
 class queue {
 public:
@@ -39,7 +41,7 @@ public:
     queue& operator=(queue&&) = delete;
     ~queue() = default;
 
-    class putter : public detail::list_waiter {
+    class [[nodiscard]] putter : public detail::list_waiter {
     public:
         putter(queue& q, T item)
             : queue_(q)
@@ -73,10 +75,26 @@ public:
         bool done_ = false;
     };
 
-    class getter : public detail::list_waiter {
+    class [[nodiscard]] getter : public detail::list_waiter {
     public:
         explicit getter(queue& q) noexcept
             : queue_(q) {}
+
+        getter(getter&& other) noexcept // only before it is awaited
+            : list_waiter(std::move(other))
+            , queue_(other.queue_) {}
+
+        getter(const getter&) = delete;
+        getter& operator=(const getter&) = delete;
+        getter& operator=(getter&&) = delete;
+
+        ~getter() {
+            if (item_ && !taken_) {
+                // Handed an item, never resumed (a frame destroyed at shutdown): the item goes
+                // back to the head of the queue, or to the next getter, instead of being lost.
+                queue_.give_back(std::move(*item_));
+            }
+        }
 
         [[nodiscard]] bool await_ready() {
             if (queue_.getters_.empty()) {
@@ -97,6 +115,7 @@ public:
             if (!item_) {
                 finish(); // raises: cancelled before an item arrived
             }
+            taken_ = true;
             return std::move(*item_);
         }
 
@@ -104,6 +123,7 @@ public:
         friend class queue;
         queue& queue_;
         std::optional<T> item_;
+        bool taken_ = false;
     };
 
     /// Waits for room, then appends `item`.
@@ -153,6 +173,17 @@ private:
             return true;
         }
         return false;
+    }
+
+    // An item handed to a getter that never took it: it was the oldest, so it goes first again.
+    // The queue may then hold one item more than its capacity until a get.
+    void give_back(T item) {
+        if (getter* g = getters_.front()) {
+            g->item_.emplace(std::move(item));
+            g->wake();
+            return;
+        }
+        items_.push_front(std::move(item));
     }
 
     void admit_putter() {

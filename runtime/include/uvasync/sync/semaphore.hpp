@@ -68,7 +68,7 @@ public:
     semaphore& operator=(semaphore&&) = delete;
     ~semaphore() = default;
 
-    class acquirer : public detail::list_waiter {
+    class [[nodiscard]] acquirer : public detail::list_waiter {
     public:
         explicit acquirer(semaphore& s) noexcept
             : sem_(s) {}
