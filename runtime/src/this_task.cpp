@@ -16,21 +16,6 @@ std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept {
     return counter;
 }
 
-void* frame_allocation::operator new(std::size_t size) {
-    void* p = ::operator new(size);
-#ifndef NDEBUG
-    live_frame_counter().fetch_add(1, std::memory_order_relaxed);
-#endif
-    return p;
-}
-
-void frame_allocation::operator delete(void* p, std::size_t /*size*/) noexcept {
-#ifndef NDEBUG
-    live_frame_counter().fetch_sub(1, std::memory_order_relaxed);
-#endif
-    ::operator delete(p); // not the sized form: clang 14 does not declare it by default
-}
-
 void throw_cancelled(task_core* core) {
     // A task that swallows its cancellation in a loop never suspends again and cannot be
     // interrupted (SEMANTICS 4.6): say so once, through the exception handler.
@@ -40,8 +25,8 @@ void throw_cancelled(task_core* core) {
             "cancelled_error in a loop and can no longer be interrupted")));
     }
     scope* owner = owner_of(core->current);
-    // Kept by the task, so that its root frame can recognise this object if it is what ends
-    // the body, and skip a second unwind (root_body in root.hpp).
+    // Kept by the task, so that it can recognise this object if it is what ends the body, and
+    // skip a second unwind (task_core::body_finished).
     core->last_delivery_message = owner->node.message();
     core->last_delivery =
         std::make_exception_ptr(cancelled_error(core->last_delivery_message, owner->id));
