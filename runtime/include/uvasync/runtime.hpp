@@ -11,6 +11,7 @@
 #include <uv.h>
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/root.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -53,7 +54,7 @@ struct runtime_options {
 ///
 /// **Thread:** the thread that creates it is its loop thread; only `post()` and
 /// `cancel_source::request_cancel()` may be called from others.
-class runtime {
+class UVASYNC_API runtime {
 public:
     /// Owns a fresh loop.
     runtime()

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/task_core.hpp>
 #include <uvasync/error.hpp>
@@ -28,7 +29,7 @@ namespace detail {
 
 /// Live coroutine frames of this library's coroutine types, for leak checks in tests. Counted
 /// only in builds without NDEBUG (one relaxed increment per frame).
-std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept;
+UVASYNC_API std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept;
 
 /// Continues with `next` directly, or, when this task has chained too many transfers since it
 /// was last resumed from the run queue, queues `next` and unwinds the native stack.
@@ -45,7 +46,7 @@ inline std::coroutine_handle<> transfer(std::coroutine_handle<> next) noexcept {
 /// Coroutine frames of this library's coroutine types are allocated here, counted in builds
 /// without NDEBUG. Defined out of line: inlined, GCC 12 reports a false
 /// -Wmismatched-new-delete on coroutine frames (seen in tests/runtime/timeout_test.cpp).
-struct frame_allocation {
+struct UVASYNC_API frame_allocation {
     static void* operator new(std::size_t size);
     static void operator delete(void* p, std::size_t size) noexcept;
 };

@@ -6,6 +6,7 @@
 #include <exception>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/scope.hpp>
 
@@ -53,7 +54,7 @@ class task_base;
 /// The state of one spawned task: its scope chain, its place in the run queue, its outcome.
 /// It lives in the promise of the task's root frame and dies with it: the frame is destroyed
 /// when the task is done and no `task_handle` refers to it any more.
-class task_core : public list_hook<all_tasks_tag>, public list_hook<child_set_tag> {
+class UVASYNC_API task_core : public list_hook<all_tasks_tag>, public list_hook<child_set_tag> {
 public:
     task_core() noexcept = default;
     task_core(const task_core&) = delete;
@@ -105,7 +106,7 @@ public:
     scope* current = &task_scope; // the innermost scope at the task's current point
     scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
     finish_observer* parent_set = nullptr; // the task group or gather this task is a child of
-    local_map* locals = nullptr;          // task-local values, shared copy-on-write (local_map.hpp)
+    local_map* locals = nullptr; // task-local values, shared copy-on-write (local_map.hpp)
 
     intrusive_list<task_waiter, waiter_tag> waiters;
     std::exception_ptr error;

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/handle_state.hpp>
 #include <uvasync/task.hpp>
 
@@ -140,7 +141,7 @@ private:
 /// peer throws `UV_EPIPE` or `UV_ECONNRESET`.
 ///
 /// **Thread:** loop thread only; every awaitable is awaited inside a task.
-class stream {
+class UVASYNC_API stream {
 public:
     /// A stream that is not open: every operation fails with `UV_EBADF`.
     stream() noexcept = default;
