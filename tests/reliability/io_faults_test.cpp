@@ -157,7 +157,25 @@ task<> reset_during_pending_write(tcp_listener& l) {
 
 } // namespace
 
-TEST_CASE("emfile_on_connect_is_a_clear_error_and_the_runtime_recovers") {
+// The sanitizers' own memory-readability probe needs a pipe (sanitizer_common's
+// IsAccessibleMemoryRange): with every descriptor taken, UBSan's vptr check cannot read the
+// object and reports "object has invalid vptr" for a live stream_state (seen with clang 14 at
+// tcp.cpp's uv_tcp_init). The EMFILE cases therefore run only in builds without a sanitizer.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool under_sanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer) ||             \
+    __has_feature(thread_sanitizer)
+constexpr bool under_sanitizer = true;
+#else
+constexpr bool under_sanitizer = false;
+#endif
+#else
+constexpr bool under_sanitizer = false;
+#endif
+
+TEST_CASE("emfile_on_connect_is_a_clear_error_and_the_runtime_recovers" *
+          doctest::skip(under_sanitizer)) {
     loop_fixture f(loop_fixture::real_clock());
     tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
     fd_limit limit(256);
@@ -165,7 +183,8 @@ TEST_CASE("emfile_on_connect_is_a_clear_error_and_the_runtime_recovers") {
     f.run(connect_without_descriptors(hog, l.local_address()));
 }
 
-TEST_CASE("emfile_on_accept_is_a_clear_error_and_the_listener_recovers") {
+TEST_CASE("emfile_on_accept_is_a_clear_error_and_the_listener_recovers" *
+          doctest::skip(under_sanitizer)) {
     loop_fixture f(loop_fixture::real_clock());
     tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
     fd_limit limit(256);
