@@ -10,7 +10,24 @@
 #include <cstdlib>
 #include <new>
 
+// ThreadSanitizer's static runtime defines the global operators itself (the link would fail
+// with multiple definitions), so under TSan nothing is replaced and nothing is counted: tests
+// that need the counts skip themselves with `doctest::skip(!counting_allocations)`.
+#if defined(__SANITIZE_THREAD__)
+#define UVASYNC_TEST_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UVASYNC_TEST_UNDER_TSAN 1
+#endif
+#endif
+#ifndef UVASYNC_TEST_UNDER_TSAN
+#define UVASYNC_TEST_UNDER_TSAN 0
+#endif
+
 namespace uvasync::test {
+
+/// False when the global operators could not be replaced (TSan): the counts stay 0.
+inline constexpr bool counting_allocations = UVASYNC_TEST_UNDER_TSAN == 0;
 
 /// Every allocation of the program, from any thread (relaxed: counts, not ordering).
 inline std::atomic<std::size_t> allocations{0};
@@ -29,6 +46,7 @@ inline void* counted_alloc(std::size_t n) noexcept {
 
 } // namespace uvasync::test
 
+#if !UVASYNC_TEST_UNDER_TSAN
 void* operator new(std::size_t n) {
     if (void* p = uvasync::test::counted_alloc(n)) {
         return p;
@@ -85,3 +103,4 @@ void operator delete[](void* p, const std::nothrow_t& /*tag*/) noexcept {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+#endif // !UVASYNC_TEST_UNDER_TSAN
