@@ -44,6 +44,9 @@ bool runtime_state::drain() noexcept {
         ctx.task = core;
         core->transfer_budget = transfer_budget_per_resume;
         core->deliveries_without_suspending = 0;
+        if (!core->started && core->cancelled_before_start()) [[unlikely]] {
+            continue; // never ran, and may be gone (SEMANTICS 2.7)
+        }
         core->resume_point.resume(); // may destroy *core
     }
     ctx.task = saved;
@@ -66,7 +69,7 @@ void runtime_state::adopt(task_core* core) noexcept {
         // Spawned while shutting down: born cancelled, so the body never runs (SEMANTICS 2.7).
         core->task_scope.node.request_cancel(make_message("runtime is shutting down"));
     }
-    schedule(core, core->root);
+    schedule(core, core->frame);
 }
 
 void runtime_state::task_finished(task_core* /*core*/) noexcept {

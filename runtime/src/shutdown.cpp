@@ -179,10 +179,7 @@ void runtime_state::leak_remaining() noexcept {
         report(std::make_exception_ptr(
             leaked_task_error("uvasync: a task was still running when the shutdown grace period "
                               "ended; its frame was destroyed without resuming it")));
-        if (t->body != nullptr) {
-            t->body->reset();
-            t->body = nullptr;
-        }
+        t->destroy_frame();
         t->result = outcome::cancelled;
         t->cancel_message = make_message("leaked at runtime shutdown");
         t->finish();

@@ -16,21 +16,6 @@ std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept {
     return counter;
 }
 
-void* frame_allocation::operator new(std::size_t size) {
-    void* p = ::operator new(size);
-#ifndef NDEBUG
-    live_frame_counter().fetch_add(1, std::memory_order_relaxed);
-#endif
-    return p;
-}
-
-void frame_allocation::operator delete(void* p, std::size_t /*size*/) noexcept {
-#ifndef NDEBUG
-    live_frame_counter().fetch_sub(1, std::memory_order_relaxed);
-#endif
-    ::operator delete(p); // not the sized form: clang 14 does not declare it by default
-}
-
 namespace {
 
 /// The owner of a delivery at the current point of `core` (D-3), counting the delivery.
@@ -54,8 +39,8 @@ cancelled_error make_delivery(task_core* core) {
 
 void throw_cancelled(task_core* core) {
     scope* owner = count_delivery(core);
-    // Kept by the task, so that its root frame can recognise this object if it is what ends
-    // the body, and skip a second unwind (root_body in root.hpp).
+    // Kept by the task, so that it can recognise this object if it is what ends the body, and
+    // skip a second unwind (task_core::body_finished).
     core->last_delivery_message = owner->node.message();
     core->last_delivery =
         std::make_exception_ptr(cancelled_error(core->last_delivery_message, owner->id));

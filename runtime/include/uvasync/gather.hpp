@@ -88,7 +88,7 @@ value_or_unit<T> take_value(task_state<T>* st) {
     if constexpr (std::is_void_v<T>) {
         return unit{};
     } else {
-        return std::move(*st->value);
+        return std::move(*st->value());
     }
 }
 

@@ -42,26 +42,60 @@ inline std::coroutine_handle<> transfer(std::coroutine_handle<> next) noexcept {
     return std::noop_coroutine();
 }
 
-/// Coroutine frames of this library's coroutine types are allocated here, counted in builds
-/// without NDEBUG. Defined out of line: inlined, GCC 12 reports a false
-/// -Wmismatched-new-delete on coroutine frames (seen in tests/runtime/timeout_test.cpp).
-struct frame_allocation {
-    static void* operator new(std::size_t size);
-    static void operator delete(void* p, std::size_t size) noexcept;
+/// The allocation of a `task<T>` frame (decision 0021): room for a `task_core`, a small
+/// header, then the coroutine frame. A task that is awaited inline never constructs the core;
+/// `spawn` constructs it in place, so a spawned task is one allocation. The block is freed when
+/// both the frame and the core are gone: a task destroyed at shutdown keeps its core (and the
+/// block) for its handles, and a finished task's core outlives its frame.
+struct task_frame_header {
+    bool core_live = false; // spawn constructed a task_core in front of the frame
+    bool frame_live = true; // the coroutine frame has not been destroyed yet
 };
 
-class task_promise_base : public frame_allocation {
+inline constexpr std::size_t task_frame_align = 16;
+inline constexpr std::size_t task_core_room =
+    (sizeof(task_core) + task_frame_align - 1) / task_frame_align * task_frame_align;
+inline constexpr std::size_t task_frame_prefix = task_core_room + task_frame_align;
+
+inline task_frame_header& frame_header(void* frame) noexcept {
+    return *reinterpret_cast<task_frame_header*>(static_cast<char*>(frame) - task_frame_align);
+}
+
+/// The storage of the core of the task whose frame is `frame` (constructed by spawn only).
+inline void* core_storage(void* frame) noexcept {
+    return static_cast<char*>(frame) - task_frame_prefix;
+}
+
+inline task_core* spawned_core(void* frame) noexcept {
+    return std::launder(static_cast<task_core*>(core_storage(frame)));
+}
+
+/// Frees the block of a frame whose coroutine was destroyed and whose core is gone.
+void free_task_block(void* frame) noexcept;
+
+class task_promise_base {
 public:
     struct final_awaiter {
         [[nodiscard]] bool await_ready() const noexcept { return false; }
 
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+            if (frame_header(h.address()).core_live) [[unlikely]] {
+                // A spawned task's body ended: record its outcome; may destroy this frame.
+                spawned_core(h.address())
+                    ->body_finished(h.promise().error_, P::holds_value && !h.promise().error_);
+                return std::noop_coroutine();
+            }
             return transfer(h.promise().continuation_);
         }
 
         void await_resume() const noexcept {}
     };
+
+    // Counted in builds without NDEBUG (live_frame_counter). Defined out of line: inlined, GCC
+    // 12 reports a false -Wmismatched-new-delete on coroutine frames.
+    static void* operator new(std::size_t size);
+    static void operator delete(void* frame, std::size_t size) noexcept;
 
     std::suspend_always initial_suspend() const noexcept { return {}; }
 
@@ -82,7 +116,12 @@ public:
 template <class T>
 class task_promise final : public task_promise_base {
 public:
+    static constexpr bool holds_value = true;
+
     task<T> get_return_object() noexcept;
+
+    /// For a spawned task's handles: the value the body returned (kept until the last handle).
+    std::optional<T>& value_slot() noexcept { return value_; }
 
     template <class U = T>
     requires std::is_convertible_v<U&&, T>
@@ -103,6 +142,8 @@ private:
 template <>
 class task_promise<void> final : public task_promise_base {
 public:
+    static constexpr bool holds_value = false;
+
     task<void> get_return_object() noexcept;
 
     void return_void() const noexcept {}
@@ -144,6 +185,9 @@ public:
     }
 
     [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+    /// For `spawn`: gives up the frame without destroying it (the spawned core owns it now).
+    std::coroutine_handle<> release() noexcept { return std::exchange(handle_, nullptr); }
 
 protected:
     std::coroutine_handle<> handle_;

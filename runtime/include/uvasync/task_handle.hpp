@@ -24,14 +24,14 @@ T take_result(task_state<T>* target) {
         target->retrieved = true;
         if constexpr (!std::is_void_v<T>) {
             if constexpr (std::is_copy_constructible_v<T>) {
-                return *target->value;
+                return *target->value();
             } else {
                 if (target->value_taken) {
                     throw invalid_state(
                         "uvasync: the move-only result of this task was already taken");
                 }
                 target->value_taken = true;
-                return std::move(*target->value);
+                return std::move(*target->value());
             }
         } else {
             return;

@@ -18,9 +18,7 @@ task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, sco
     if (!body.valid()) {
         throw invalid_state("uvasync: spawning an empty or already awaited task");
     }
-    auto frame = root_body<T>(std::move(body));
-    task_state<T>& st = frame.handle.promise().state;
-    st.root = frame.handle;
+    task_state<T>& st = *adopt_frame(body);
     st.rt = &rt;
     st.locals = local_map::inherit(rt); // task-local values, copied at spawn
     st.task_scope.id = rt.next_scope_id();
