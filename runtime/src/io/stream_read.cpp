@@ -83,6 +83,10 @@ bool read_awaiter::await_suspend(std::coroutine_handle<> caller) {
         throw invalid_state(std::string("uvasync: ") + kind_ +
                             "::read_some: another task is already reading this stream");
     }
+    if (peek_ && satisfied_ != nullptr && satisfied_(this)) {
+        unpark(); // what the reader waits for is buffered already
+        return false;
+    }
     if (!peek_ && s->buffered() > 0) {
         result_ = std::min(buffer_.size(), s->buffered());
         std::memcpy(buffer_.data(), s->data(), result_);
@@ -117,6 +121,10 @@ std::size_t read_awaiter::await_resume() {
 }
 
 void read_awaiter::deliver(std::size_t n, int status, const char* reason) noexcept {
+    if (satisfied_ != nullptr && status == 0 && n > 0 && !satisfied_(this)) {
+        state_->reader = this; // not yet: keep waiting (the buffer grows in on_read)
+        return;
+    }
     registered_ = false;
     result_ = n;
     status_ = status == UV_EOF ? 0 : status;
@@ -132,6 +140,59 @@ void read_awaiter::on_abort(parked_wait* p) noexcept {
     self->state_->reader = nullptr;
     self->state_->stop_reading();
     self->aborted();
+}
+
+read_until_awaiter::read_until_awaiter(stream_state* s, std::string& out,
+                                       std::string_view delimiter, std::size_t max_size) noexcept
+    : read_awaiter(s, {}, true)
+    , out_(&out)
+    , delimiter_(delimiter)
+    , max_size_(max_size) {
+    satisfied_ = &satisfied;
+}
+
+read_until_awaiter::read_until_awaiter(read_until_awaiter&& other) noexcept
+    : read_awaiter(std::move(other))
+    , out_(other.out_)
+    , delimiter_(other.delimiter_)
+    , max_size_(other.max_size_) {
+    satisfied_ = &satisfied;
+}
+
+std::size_t read_until_awaiter::delimiter_end() noexcept {
+    stream_state* s = state_;
+    const std::string_view data(s->data(), std::min(s->buffered(), max_size_));
+    const std::size_t from =
+        searched_ >= delimiter_.size() ? searched_ - (delimiter_.size() - 1) : 0;
+    const std::size_t pos = data.find(delimiter_, from);
+    if (pos != std::string_view::npos) {
+        return pos + delimiter_.size();
+    }
+    searched_ = data.size();
+    return 0;
+}
+
+bool read_until_awaiter::satisfied(read_awaiter* r) noexcept {
+    auto* self = static_cast<read_until_awaiter*>(r);
+    stream_state* s = self->state_;
+    return s->buffered() > 0 && (self->delimiter_end() != 0 || s->buffered() >= self->max_size_);
+}
+
+std::size_t read_until_awaiter::await_resume() {
+    (void)read_awaiter::await_resume(); // raises a cancellation or a read error
+    stream_state* s = state_;
+    std::size_t n = s->buffered() > 0 ? delimiter_end() : 0;
+    if (n == 0) {
+        if (s->buffered() >= max_size_) {
+            throw_uv_error(UV_ENOBUFS, (std::string(s->kind) +
+                                        "::read_until: no delimiter within max_size bytes")
+                                           .c_str());
+        }
+        n = s->buffered(); // EOF: the rest, without a delimiter
+    }
+    out_->append(s->data(), n);
+    s->consume(n);
+    return n;
 }
 
 } // namespace detail
@@ -210,6 +271,17 @@ task<std::string> stream::read_until(std::string_view delimiter, std::size_t max
         throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
     }
     return read_until_loop(detail::state_pin(state_), state_, std::string(delimiter), max_size);
+}
+
+detail::read_until_awaiter stream::read_until(std::string& out, std::string_view delimiter,
+                                              std::size_t max_size) {
+    if (delimiter.empty()) {
+        throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");
+    }
+    if (max_size == 0) {
+        throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
+    }
+    return detail::read_until_awaiter(state_, out, delimiter, max_size);
 }
 
 } // namespace uvasync

@@ -67,12 +67,22 @@ public:
     bool await_suspend(std::coroutine_handle<> caller);
     std::size_t await_resume();
 
+protected:
+    /// For a peek that waits for a condition on the buffered data (read_until): true when the
+    /// buffered data satisfies the reader, so it stops waiting; asked before it suspends and
+    /// after each delivery of data.
+    using satisfied_fn = bool (*)(read_awaiter*) noexcept;
+    satisfied_fn satisfied_ = nullptr;
+
 private:
     friend struct stream_state;
     static void on_abort(parked_wait* p) noexcept;
     void deliver(std::size_t n, int status, const char* reason) noexcept;
 
+protected:
     stream_state* state_;
+
+private:
     std::span<char> buffer_;
     std::size_t result_ = 0;
     int status_ = 0;
@@ -198,6 +208,38 @@ private:
 /// peer throws `UV_EPIPE` or `UV_ECONNRESET`.
 ///
 /// **Thread:** loop thread only; every awaitable is awaited inside a task.
+namespace detail {
+
+/// The awaiter of `stream::read_until(out, delimiter, max_size)`: waits in place, in the
+/// awaiting frame, until the buffered data holds the delimiter (or EOF, an error, `max_size`),
+/// then appends up to and including the delimiter to `out` and consumes it. Allocates nothing
+/// but what `out` needs to grow.
+class read_until_awaiter : private read_awaiter {
+public:
+    read_until_awaiter(stream_state* s, std::string& out, std::string_view delimiter,
+                       std::size_t max_size) noexcept;
+    read_until_awaiter(read_until_awaiter&& other) noexcept; // only before it is awaited
+    read_until_awaiter(const read_until_awaiter&) = delete;
+    read_until_awaiter& operator=(const read_until_awaiter&) = delete;
+    read_until_awaiter& operator=(read_until_awaiter&&) = delete;
+    ~read_until_awaiter() = default;
+
+    using read_awaiter::await_ready;
+    using read_awaiter::await_suspend;
+    std::size_t await_resume();
+
+private:
+    static bool satisfied(read_awaiter* r) noexcept;
+    std::size_t delimiter_end() noexcept; // one past the delimiter in the buffer, or 0
+
+    std::string* out_;
+    std::string_view delimiter_;
+    std::size_t max_size_;
+    std::size_t searched_ = 0; // bytes of the buffer known not to start a delimiter
+};
+
+} // namespace detail
+
 class stream {
 public:
     /// A stream that is not open: every operation fails with `UV_EBADF`.
@@ -239,6 +281,19 @@ public:
     /// `read_some`; nothing is consumed until the delimiter is found. The delimiter is copied;
     /// the task holds the stream's state, so the stream may be moved while it waits.
     task<std::string> read_until(std::string_view delimiter, std::size_t max_size);
+
+    /// Like `read_until` above, awaited in place without a coroutine frame or an allocation:
+    /// appends the bytes up to and including the first `delimiter` to `out` (which keeps what
+    /// it held) and returns how many it appended; at EOF appends what remains (0 when nothing
+    /// does). The natural loop of a server: `co_await timeout(5s, s.read_until(buf, "\r\n\r\n",
+    /// 8192))`. `delimiter` and `out` are borrowed until the await resumes.
+    ///
+    /// **Errors:** as `read_until` above (thrown at the await; `std::invalid_argument` by this
+    /// call). **Cancellation:** as for `read_some`; nothing is consumed and nothing is appended
+    /// until the delimiter is found, so a cancelled call leaves every byte for the next read
+    /// (SEMANTICS 14).
+    [[nodiscard]] detail::read_until_awaiter
+    read_until(std::string& out, std::string_view delimiter, std::size_t max_size);
 
     /// Writes all of `data`, borrowed: the bytes must stay valid until the await resumes.
     /// Resumes when libuv has handed every byte to the kernel (at once when `uv_try_write`
