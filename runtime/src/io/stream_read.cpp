@@ -160,13 +160,17 @@ read_until_awaiter::read_until_awaiter(read_until_awaiter&& other) noexcept
 }
 
 std::size_t read_until_awaiter::delimiter_end() noexcept {
+    if (found_ != 0) {
+        return found_; // found when the data arrived; the buffer only grew since
+    }
     stream_state* s = state_;
     const std::string_view data(s->data(), std::min(s->buffered(), max_size_));
     const std::size_t from =
         searched_ >= delimiter_.size() ? searched_ - (delimiter_.size() - 1) : 0;
     const std::size_t pos = data.find(delimiter_, from);
     if (pos != std::string_view::npos) {
-        return pos + delimiter_.size();
+        found_ = pos + delimiter_.size();
+        return found_;
     }
     searched_ = data.size();
     return 0;

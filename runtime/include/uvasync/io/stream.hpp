@@ -236,6 +236,7 @@ private:
     std::string_view delimiter_;
     std::size_t max_size_;
     std::size_t searched_ = 0; // bytes of the buffer known not to start a delimiter
+    std::size_t found_ = 0;    // one past the delimiter once found
 };
 
 } // namespace detail
