@@ -58,20 +58,4 @@ void deadline_queue::push(deadline_entry& e) noexcept {
     sift_up(e.heap_index);
 }
 
-void deadline_queue::erase(deadline_entry& e) noexcept {
-    if (!e.queued()) {
-        return;
-    }
-    const std::size_t i = e.heap_index;
-    deadline_entry* last = heap_.back();
-    heap_.pop_back();
-    e.heap_index = deadline_entry::not_queued;
-    if (last != &e) {
-        heap_[i] = last;
-        last->heap_index = i;
-        sift_down(i);
-        sift_up(last->heap_index);
-    }
-}
-
 } // namespace uvasync::detail

@@ -41,15 +41,13 @@ void stream_state::stop_reading() noexcept {
 }
 
 read_awaiter::read_awaiter(stream_state* s, std::span<char> buffer, bool peek) noexcept
-    : parked_wait(&on_abort)
-    , state_(s)
+    : handle_awaiter(s, &on_abort)
     , buffer_(buffer)
     , peek_(peek) {
 }
 
 read_awaiter::read_awaiter(read_awaiter&& other) noexcept
-    : parked_wait(std::move(other))
-    , state_(other.state_)
+    : handle_awaiter(std::move(other))
     , buffer_(other.buffer_)
     , peek_(other.peek_) {
 }
@@ -71,10 +69,9 @@ bool read_awaiter::await_suspend(std::coroutine_handle<> caller) {
         return false; // a cancelled scope raises even when data is buffered
     }
     stream_state* s = state_;
-    if (s == nullptr || s->closing) {
+    if (const char* why = unusable_reason(s)) {
         status_ = UV_EBADF;
-        reason_ = s == nullptr ? not_open_reason
-                               : (s->close_reason != nullptr ? s->close_reason : closed_reason);
+        reason_ = why;
         unpark();
         return false;
     }

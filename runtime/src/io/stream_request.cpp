@@ -16,16 +16,14 @@ namespace detail {
 
 stream_request_awaiter::stream_request_awaiter(stream_state* s, op kind, const void* target,
                                                const char* label) noexcept
-    : parked_wait(&on_abort)
-    , state_(s)
+    : handle_awaiter(s, &on_abort)
     , op_(kind)
     , target_(target)
     , label_(label) {
 }
 
 stream_request_awaiter::stream_request_awaiter(stream_request_awaiter&& other) noexcept
-    : parked_wait(std::move(other))
-    , state_(other.state_)
+    : handle_awaiter(std::move(other))
     , op_(other.op_)
     , target_(other.target_)
     , label_(other.label_) {
@@ -59,10 +57,9 @@ bool stream_request_awaiter::await_suspend(std::coroutine_handle<> caller) {
         return false; // the libuv call is never made
     }
     stream_state* s = state_;
-    if (s == nullptr || s->closing) {
+    if (const char* why = unusable_reason(s)) {
         status_ = UV_EBADF;
-        reason_ = s == nullptr ? not_open_reason
-                               : (s->close_reason != nullptr ? s->close_reason : closed_reason);
+        reason_ = why;
         unpark();
         return false;
     }
@@ -115,7 +112,7 @@ void stream_request_awaiter::await_resume() {
 void stream_request_awaiter::deliver(int status) noexcept {
     status_ = status;
     if (status == UV_ECANCELED) {
-        reason_ = state_->close_reason != nullptr ? state_->close_reason : closed_reason;
+        reason_ = unusable_reason(state_);
     }
     complete();
 }

@@ -41,22 +41,19 @@ int request_status(const write_request* r) noexcept {
 } // namespace
 
 write_awaiter::write_awaiter(stream_state* s, std::span<const char> data) noexcept
-    : parked_wait(&on_abort)
-    , state_(s)
+    : handle_awaiter(s, &on_abort)
     , data_(data)
     , owning_(false) {
 }
 
 write_awaiter::write_awaiter(stream_state* s, std::string data) noexcept
-    : parked_wait(&on_abort)
-    , state_(s)
+    : handle_awaiter(s, &on_abort)
     , owned_(std::move(data))
     , owning_(true) {
 }
 
 write_awaiter::write_awaiter(write_awaiter&& other) noexcept
-    : parked_wait(std::move(other))
-    , state_(other.state_)
+    : handle_awaiter(std::move(other))
     , data_(other.data_)
     , owned_(std::move(other.owned_))
     , owning_(other.owning_) {
@@ -86,10 +83,9 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
         return false; // nothing was written
     }
     stream_state* s = state_;
-    if (s == nullptr || s->closing) {
+    if (const char* why = unusable_reason(s)) {
         status_ = UV_EBADF;
-        reason_ = s == nullptr ? not_open_reason
-                               : (s->close_reason != nullptr ? s->close_reason : closed_reason);
+        reason_ = why;
         unpark();
         return false;
     }
@@ -138,13 +134,7 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
     }
     const int rc = uv_write(&r->req, s->stream(), &b, 1, &write_request::on_write);
     if (rc < 0) {
-        if (r->heap) {
-            delete r;
-        } else {
-            r->waiter = nullptr;
-            r->owned = std::string();
-            s->inline_write_busy = false;
-        }
+        s->free_write(r);
         status_ = rc;
         unpark();
         return false;

@@ -39,8 +39,23 @@ public:
     /// allocate after `reserve_one()`; otherwise a failed allocation terminates.
     void push(deadline_entry& e) noexcept;
 
-    /// Removes `e` if it is queued; does nothing otherwise.
-    void erase(deadline_entry& e) noexcept;
+    /// Removes `e` if it is queued; does nothing otherwise. Inline: every cancellation of a
+    /// sleep or a scope deadline ends here, and only the re-sifting is compiled.
+    void erase(deadline_entry& e) noexcept {
+        if (!e.queued()) {
+            return;
+        }
+        const std::size_t i = e.heap_index;
+        deadline_entry* last = heap_.back();
+        heap_.pop_back();
+        e.heap_index = deadline_entry::not_queued;
+        if (last != &e) {
+            heap_[i] = last;
+            last->heap_index = i;
+            sift_down(i);
+            sift_up(last->heap_index);
+        }
+    }
 
 private:
     void sift_up(std::size_t i) noexcept;

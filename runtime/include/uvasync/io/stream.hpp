@@ -8,14 +8,13 @@
 #include <string_view>
 
 #include <uv.h>
-#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/handle_state.hpp>
 #include <uvasync/task.hpp>
 
 namespace uvasync {
 
 namespace detail {
 
-struct handle_base;
 struct stream_state;
 struct write_request;
 
@@ -26,32 +25,9 @@ struct adopt_t {
 
 inline constexpr adopt_t adopt{};
 
-/// A node waiting for a handle's close callback (close awaiters, and operations whose
-/// cancellation closed the handle). Unlinks itself when destroyed.
-struct close_waiter {
-    close_waiter() noexcept = default;
-    close_waiter(const close_waiter&) = delete;
-    close_waiter& operator=(const close_waiter&) = delete;
-    close_waiter(close_waiter&&) = delete;
-    close_waiter& operator=(close_waiter&&) = delete;
-    ~close_waiter();
-
-    /// Links this node into `h`'s list; `fn(context)` runs in the close callback.
-    void link(handle_base* h, void (*fn)(void*) noexcept, void* ctx) noexcept;
-    void unlink() noexcept;
-
-    [[nodiscard]] bool linked() const noexcept { return owner != nullptr; }
-
-    handle_base* owner = nullptr;
-    close_waiter* prev = nullptr;
-    close_waiter* next = nullptr;
-    void (*on_closed)(void*) noexcept = nullptr;
-    void* context = nullptr;
-};
-
 /// The awaiter of `stream::read_some` (and, in peek mode, of the internal "wait for more
 /// data" step of `read_until`). Lives in the awaiting frame; allocates nothing.
-class [[nodiscard]] read_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API read_awaiter : protected handle_awaiter<stream_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -79,10 +55,6 @@ private:
     static void on_abort(parked_wait* p) noexcept;
     void deliver(std::size_t n, int status, const char* reason) noexcept;
 
-protected:
-    stream_state* state_;
-
-private:
     std::span<char> buffer_;
     std::size_t result_ = 0;
     int status_ = 0;
@@ -93,7 +65,7 @@ private:
 };
 
 /// The awaiter of `stream::write`: `uv_try_write` first, then `uv_write` for the remainder.
-class [[nodiscard]] write_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API write_awaiter : private handle_awaiter<stream_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -116,7 +88,6 @@ private:
     static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
 
-    stream_state* state_;
     std::span<const char> data_;
     std::string owned_;
     bool owning_;
@@ -128,7 +99,7 @@ private:
 };
 
 /// The awaiter of requests that only closing the handle can cancel: connect and shutdown.
-class [[nodiscard]] stream_request_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API stream_request_awaiter : private handle_awaiter<stream_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -153,7 +124,6 @@ private:
     static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
 
-    stream_state* state_;
     op op_;
     const void* target_; // sockaddr* or NUL-terminated path, alive in the awaiting frame
     const char* label_;  // text for errors ("127.0.0.1:1"), alive in the awaiting frame
@@ -161,31 +131,6 @@ private:
     const char* kind_ = "stream";
     const char* reason_ = nullptr;
     close_waiter closed_;
-};
-
-/// The awaiter of `close()` on streams and listeners: resumes after the close callback.
-/// Never a cancellation point.
-class close_awaiter {
-public:
-    explicit close_awaiter(handle_base* h) noexcept;
-    close_awaiter(close_awaiter&& other) noexcept; // only before it is awaited
-    close_awaiter(const close_awaiter&) = delete;
-    close_awaiter& operator=(const close_awaiter&) = delete;
-    close_awaiter& operator=(close_awaiter&&) = delete;
-    ~close_awaiter() = default;
-
-    [[nodiscard]] bool await_ready() const noexcept;
-    bool await_suspend(std::coroutine_handle<> caller);
-
-    void await_resume() const noexcept {}
-
-private:
-    static void on_closed(void* self) noexcept;
-
-    handle_base* handle_;
-    task_core* core_ = nullptr;
-    std::coroutine_handle<> caller_;
-    close_waiter node_;
 };
 
 } // namespace detail

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: MIT
+// The export macro of the shared library. libuvasync is built with hidden symbol visibility;
+// every compiled function or class that the installed headers' inline and template code calls
+// is marked `UVASYNC_API` so that it stays visible to programs linking the shared library.
+// Everything else (the scheduler's internals, the I/O states) stays private to the library.
+#pragma once
+
+#if defined(__GNUC__) || defined(__clang__)
+#define UVASYNC_API __attribute__((visibility("default")))
+#else
+#define UVASYNC_API
+#endif
