@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include <uvasync/detail/export.hpp>
+
 namespace uvasync {
 
 /// The loop clock: `uv_now()` of the current runtime's loop, in whole milliseconds from an
@@ -17,7 +19,7 @@ namespace uvasync {
 ///
 /// **Thread:** `now()` reads the runtime of the calling thread (inside a task, the task's
 /// runtime); outside any runtime it throws `invalid_state`.
-struct loop_clock {
+struct UVASYNC_API loop_clock {
     using rep = std::int64_t;
     using period = std::milli;
     using duration = std::chrono::duration<rep, period>;

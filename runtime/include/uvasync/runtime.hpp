@@ -12,6 +12,7 @@
 #include <uv.h>
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/root.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -63,7 +64,7 @@ struct runtime_options {
 /// `cancel_source::request_cancel()` may be called from others. With thread checks on (debug
 /// builds, UVASYNC_THREAD_CHECKS) `spawn`, `call_at`, `call_later`, `advance` and `shutdown`
 /// called from another thread throw `invalid_state` (SEMANTICS 3.8).
-class runtime {
+class UVASYNC_API runtime {
 public:
     /// Owns a fresh loop.
     runtime()

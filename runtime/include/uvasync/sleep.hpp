@@ -7,6 +7,7 @@
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 
 namespace uvasync {
@@ -183,16 +184,16 @@ inline auto checkpoint() noexcept {
 /// The effective deadline at the current point: the earliest deadline of the enclosing scopes
 /// up to the nearest `shielded` scope, `never` if there is none, and no later than now when a
 /// cancellation is in effect here (SEMANTICS 5.11).
-deadline current_deadline();
+UVASYNC_API deadline current_deadline();
 
 /// `max(0, current_deadline() - now())`; `loop_clock::duration::max()` when there is no
 /// deadline. Pass it on to a peer, or skip work that cannot finish in time.
-loop_clock::duration remaining();
+UVASYNC_API loop_clock::duration remaining();
 
 /// The token of the innermost scope at the current point (SEMANTICS 11.13). Its
 /// `cancel_requested()` is true iff a cancellation point here would raise. Hand it to code
 /// that is not a coroutine: threadpool work polls it, callbacks register on it. It refers to
 /// the scope and must not outlive it.
-cancel_token current_token();
+UVASYNC_API cancel_token current_token();
 
 } // namespace uvasync

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/task_core.hpp>
 #include <uvasync/error.hpp>
@@ -28,7 +29,7 @@ namespace detail {
 
 /// Live coroutine frames of this library's coroutine types, for leak checks in tests. Counted
 /// only in builds without NDEBUG (one relaxed increment per frame).
-std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept;
+UVASYNC_API std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept;
 
 /// Continues with `next` directly, or, when this task has chained too many transfers since it
 /// was last resumed from the run queue, queues `next` and unwinds the native stack.
@@ -73,7 +74,7 @@ inline task_core* spawned_core(void* frame) noexcept {
 /// Frees the block of a frame whose coroutine was destroyed and whose core is gone.
 void free_task_block(void* frame) noexcept;
 
-class task_promise_base {
+class UVASYNC_API task_promise_base {
 public:
     struct final_awaiter {
         [[nodiscard]] bool await_ready() const noexcept { return false; }

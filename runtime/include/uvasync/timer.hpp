@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/handle_state.hpp>
 
 namespace uvasync {

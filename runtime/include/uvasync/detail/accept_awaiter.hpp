@@ -3,8 +3,9 @@
 
 #include <coroutine>
 
-#include <uvasync/detail/intrusive_list.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/handle_state.hpp>
+#include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/io/stream.hpp>
 
 namespace uvasync::detail {

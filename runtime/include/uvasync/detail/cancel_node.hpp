@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 
 namespace uvasync::detail {
@@ -61,7 +62,7 @@ struct cancel_registration : list_hook<registration_tag> {
 /// this node, which is what cancellation points and registrations look at (SEMANTICS 12.4).
 /// Invariant: if a node is `cancelled_`, so is every descendant (children of a cancelled node
 /// are born cancelled), which lets propagation skip whole subtrees.
-class cancel_node : public list_hook<child_tag>, public list_hook<work_tag> {
+class UVASYNC_API cancel_node : public list_hook<child_tag>, public list_hook<work_tag> {
 public:
     enum class storage : std::uint8_t { embedded, shared };
 

@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -20,7 +21,7 @@ namespace uvasync::detail {
 /// owning task, children spawned inside it (their task scopes are linked under it, so any
 /// cancellation of it or of the scopes around it reaches them), and a wait for all children
 /// that is not a cancellation point (SEMANTICS 9.3).
-class child_set : private finish_observer {
+class UVASYNC_API child_set : private finish_observer {
 public:
     /// Called once per child, when it finishes, before anything it woke runs.
     using done_hook = void (*)(child_set*, task_core*) noexcept;

@@ -6,12 +6,13 @@
 #include <limits>
 
 #include <uvasync/clock.hpp>
+#include <uvasync/detail/export.hpp>
 
 namespace uvasync::detail {
 
 /// An element of the runtime's deadline heap: a sleep, a scope deadline or a timed callback.
 /// It lives inside its owner (a coroutine frame, a scope), so arming one allocates nothing.
-struct deadline_entry {
+struct UVASYNC_API deadline_entry {
     using function = void (*)(deadline_entry*) noexcept;
     static constexpr std::size_t not_queued = std::numeric_limits<std::size_t>::max();
 

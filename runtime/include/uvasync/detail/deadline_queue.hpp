@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/export.hpp>
 
 namespace uvasync::detail {
 
@@ -13,7 +14,7 @@ namespace uvasync::detail {
 /// libuv's timer-heap rule. It only orders entries; arming the loop's timer and firing due
 /// entries is the scheduler's job (runtime_state). Loop thread only. Adding and removing are
 /// O(log n) and allocate only when the heap grows past its peak size.
-class deadline_queue {
+class UVASYNC_API deadline_queue {
 public:
     [[nodiscard]] bool empty() const noexcept { return heap_.empty(); }
 

@@ -28,6 +28,7 @@ struct UVASYNC_API close_waiter : list_hook<close_tag> {
     close_waiter& operator=(const close_waiter&) = delete;
     close_waiter(close_waiter&&) = delete;
     close_waiter& operator=(close_waiter&&) = delete;
+
     ~close_waiter() { unlink(); }
 
     /// Waits for `h`'s close; `fn(ctx)` runs once its last close callback has run.
@@ -92,7 +93,7 @@ struct UVASYNC_API handle_state {
     void handle_closed() noexcept;
 
     intrusive_list<close_waiter, close_tag> waiters; // woken after the last close callback
-    unsigned open_handles = 0;                        // closes requested, callbacks not yet run
+    unsigned open_handles = 0;                       // closes requested, callbacks not yet run
 };
 
 /// Requests the close once (idempotent); `reason` is kept for later errors if it is the first.
@@ -163,8 +164,9 @@ protected:
     State* state_; // null for an object that is not open (moved from, never opened)
 
 private:
-    // Released after the derived destructor, which may still use the state. Held as the base type, so that moving and destroying an awaiter compile where
-    // `State` is incomplete (user code); only creating one needs its definition.
+    // Released after the derived destructor, which may still use the state. Held as the base type,
+    // so that moving and destroying an awaiter compile where `State` is incomplete (user code);
+    // only creating one needs its definition.
     state_pin pin_;
 };
 

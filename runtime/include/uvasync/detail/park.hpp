@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/task_core.hpp>
@@ -14,14 +15,14 @@ namespace uvasync::detail {
 
 /// Raises the delivery for a cancellation point of `core` (SEMANTICS 4.1 step 2 and 4.8):
 /// a `cancelled_error` owned by the outermost cancelled scope around the point.
-[[noreturn]] void throw_cancelled(task_core* core);
+[[noreturn]] UVASYNC_API void throw_cancelled(task_core* core);
 
 /// The delivery `throw_cancelled` would raise, as a value: `as_outcome` reports it without a
 /// throw (SEMANTICS 19.2). Counts as a delivery for the "1000 without suspending" report (4.6).
 cancelled_error make_delivery(task_core* core);
 
 /// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
-task_core* require_task(const char* what);
+UVASYNC_API task_core* require_task(const char* what);
 
 /// The shared half of every cancellation point: trio's abort protocol (SEMANTICS 1, "Abort
 /// hook"). A derived awaiter calls `park()` before it starts its operation; the operation's

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/io/error.hpp>
@@ -22,7 +23,7 @@ class request_wait;
 /// The destructor of a derived operation disposes of a result nobody took: it closes an opened
 /// fd, frees an addrinfo, destroys a value computed on the threadpool. It runs on the loop
 /// thread, after the request callback (or when the request never started).
-class request_op {
+class UVASYNC_API request_op {
 public:
     request_op() = default;
     request_op(const request_op&) = delete;
@@ -79,7 +80,7 @@ private:
 /// The awaiter half of a request, in the awaiting frame: the abort protocol of `parked_wait`
 /// with `uv_cancel` as the abort hook. It owns the operation until the callback (then the
 /// operation owns itself if the awaiter is gone) and frees it after taking the result.
-class request_wait : protected parked_wait {
+class UVASYNC_API request_wait : protected parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 

@@ -13,6 +13,7 @@
 #include <uv.h>
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_queue.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/task_core.hpp>
 #include <uvasync/detail/timed_call_node.hpp>
@@ -44,7 +45,7 @@ enum class clock_kind : std::uint8_t { loop, virtual_time };
 
 /// The runtime's machinery, shared by the public `runtime` and every awaitable.
 /// Everything here is loop-thread only unless it says otherwise.
-class runtime_state {
+class UVASYNC_API runtime_state {
 public:
     struct config {
         clock_kind clock = clock_kind::loop;
@@ -312,13 +313,13 @@ struct thread_context {
     task_core* task = nullptr;
 };
 
-thread_context& this_thread_context() noexcept;
+UVASYNC_API thread_context& this_thread_context() noexcept;
 
 inline task_core* current_task() noexcept {
     return this_thread_context().task;
 }
 
 /// The running task's runtime, else the calling thread's, else `invalid_state`.
-runtime_state& current_runtime(const char* what);
+UVASYNC_API runtime_state& current_runtime(const char* what);
 
 } // namespace uvasync::detail

@@ -6,6 +6,7 @@
 #include <exception>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/scope.hpp>
 
@@ -55,7 +56,7 @@ class task_base;
 /// (decision 0021, task.hpp): one allocation per spawned task. It dies when the task is done and
 /// no `task_handle` refers to it any more; the frame may go before it (a finished body without
 /// a value, a task destroyed at shutdown), never after it.
-class task_core : public list_hook<all_tasks_tag>, public list_hook<child_set_tag> {
+class UVASYNC_API task_core : public list_hook<all_tasks_tag>, public list_hook<child_set_tag> {
 public:
     task_core() noexcept = default;
     task_core(const task_core&) = delete;

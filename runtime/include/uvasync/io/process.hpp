@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/handle_state.hpp>
 
 namespace uvasync {

@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/handle_state.hpp>
 
 namespace uvasync {

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/handle_state.hpp>
 #include <uvasync/task.hpp>
 
@@ -159,7 +160,7 @@ namespace detail {
 /// awaiting frame, until the buffered data holds the delimiter (or EOF, an error, `max_size`),
 /// then appends up to and including the delimiter to `out` and consumes it. Allocates nothing
 /// but what `out` needs to grow.
-class read_until_awaiter : private read_awaiter {
+class [[nodiscard]] UVASYNC_API read_until_awaiter : private read_awaiter {
 public:
     read_until_awaiter(stream_state* s, std::string& out, std::string_view delimiter,
                        std::size_t max_size) noexcept;
@@ -186,7 +187,7 @@ private:
 
 } // namespace detail
 
-class stream {
+class UVASYNC_API stream {
 public:
     /// A stream that is not open: every operation fails with `UV_EBADF`.
     stream() noexcept = default;

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/handle_state.hpp>
 #include <uvasync/io/address.hpp>
 

@@ -11,6 +11,7 @@
 #include <variant>
 
 #include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/list_waiter.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
@@ -20,7 +21,7 @@ namespace uvasync {
 namespace detail {
 
 /// `std::future_error(std::future_errc::broken_promise)`, made where <future> is included.
-std::exception_ptr broken_promise_error();
+UVASYNC_API std::exception_ptr broken_promise_error();
 
 } // namespace detail
 
