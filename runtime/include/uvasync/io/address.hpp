@@ -47,7 +47,7 @@ public:
     [[nodiscard]] std::string to_string() const;
 
     /// Same family, address, port (and IPv6 scope); two `AF_UNSPEC` addresses are equal.
-    friend bool operator==(const socket_address& a, const socket_address& b) noexcept;
+    friend UVASYNC_API bool operator==(const socket_address& a, const socket_address& b) noexcept;
 
 private:
     sockaddr_storage storage_{};
