@@ -26,7 +26,7 @@ namespace uvasync {
 namespace detail {
 /// `uvasync::run`'s shutdown: a loop that cannot be closed throws; the main task's own error
 /// (if any) then goes to the exception handler first.
-void shutdown_after_main(runtime_state& rt, std::exception_ptr main_failure);
+UVASYNC_API void shutdown_after_main(runtime_state& rt, std::exception_ptr main_failure);
 } // namespace detail
 
 /// How a runtime is set up. The defaults are what production code wants.

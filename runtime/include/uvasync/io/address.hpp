@@ -47,10 +47,13 @@ public:
     [[nodiscard]] std::string to_string() const;
 
     /// Same family, address, port (and IPv6 scope); two `AF_UNSPEC` addresses are equal.
-    friend UVASYNC_API bool operator==(const socket_address& a, const socket_address& b) noexcept;
+    friend bool operator==(const socket_address& a, const socket_address& b) noexcept;
 
 private:
     sockaddr_storage storage_{};
 };
+
+// Redeclared here to be exported: a friend declaration cannot carry the attribute.
+UVASYNC_API bool operator==(const socket_address& a, const socket_address& b) noexcept;
 
 } // namespace uvasync
