@@ -239,12 +239,6 @@ public:
 /// allocation, one resumption and one rethrow fewer per use (bench/NOTES.md, W2).
 template <class A, bool MoveOn>
 class [[nodiscard]] timeout_inline_awaiter {
-    template <class W>
-    static constexpr bool delivery_reporting = requires(const W& w) {
-        { w.delivery_pending() }
-        noexcept->std::same_as<bool>;
-    };
-
     using T = decltype(std::declval<A&>().await_resume());
 
 public:
@@ -301,7 +295,7 @@ public:
     }
 
     result_type await_resume() {
-        if constexpr (delivery_reporting<A>) {
+        if constexpr (detail::delivery_reporting<A>) {
             if (body_.delivery_pending()) {
                 // A leaf that would only raise its delivery: decide the owner without the
                 // throw (SEMANTICS 19.4). Ours: move_on returns empty, timeout throws once.

@@ -41,13 +41,13 @@ void stream_state::stop_reading() noexcept {
 }
 
 read_awaiter::read_awaiter(stream_state* s, std::span<char> buffer, bool peek) noexcept
-    : handle_awaiter(s, &on_abort)
+    : stream_awaiter(s, &on_abort)
     , buffer_(buffer)
     , peek_(peek) {
 }
 
 read_awaiter::read_awaiter(read_awaiter&& other) noexcept
-    : handle_awaiter(std::move(other))
+    : stream_awaiter(std::move(other))
     , buffer_(other.buffer_)
     , peek_(other.peek_) {
 }
@@ -62,19 +62,10 @@ read_awaiter::~read_awaiter() {
 }
 
 bool read_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ != nullptr) {
-        kind_ = state_->kind;
-    }
-    if (!park(caller, "read_some")) {
+    if (!park_on_open_stream(caller, "read_some")) {
         return false; // a cancelled scope raises even when data is buffered
     }
     stream_state* s = state_;
-    if (const char* why = unusable_reason(s)) {
-        status_ = UV_EBADF;
-        reason_ = why;
-        unpark();
-        return false;
-    }
     if (s->reader != nullptr) {
         unpark();
         throw invalid_state(std::string("uvasync: ") + kind_ +
