@@ -22,23 +22,24 @@ void runtime_state::add_deadline(deadline_entry& e) noexcept {
 }
 
 void runtime_state::remove_deadline(deadline_entry& e) noexcept {
-    if (!e.queued()) {
-        return;
-    }
-    deadlines_.erase(e);
-    if (deadlines_.empty()) {
-        // An armed timer would keep uv_run alive for a deadline nobody waits for (SEMANTICS 5.5).
-        if (virtual_) {
-            update_idle();
-            if (handles_->has_threshold) {
-                uv_timer_stop(&handles_->threshold);
-            }
-        } else if (!in_deadline_pass_) {
-            rearm_timer();
+    deadlines_.erase(e); // on_deadlines_emptied runs if it was the last
+}
+
+// The queue's `emptied` hook: a removal (a cancelled sleep or scope, a fired entry, a timed call
+// taken back) left no deadline. While entries remain the timer may stay armed for an earlier
+// deadline that left: it then fires once for nothing and rearms, which is cheaper than
+// rearming on every removal.
+void runtime_state::on_deadlines_emptied(void* self) noexcept {
+    auto* rt = static_cast<runtime_state*>(self);
+    // An armed timer would keep uv_run alive for a deadline nobody waits for (SEMANTICS 5.5).
+    if (rt->virtual_) {
+        rt->update_idle();
+        if (rt->handles_->has_threshold) {
+            uv_timer_stop(&rt->handles_->threshold);
         }
+    } else if (!rt->in_deadline_pass_) {
+        rt->rearm_timer();
     }
-    // Otherwise the timer may stay armed for an earlier deadline that left: it then fires
-    // once for nothing and rearms, which is cheaper than rearming on every removal.
 }
 
 void runtime_state::rearm_timer() noexcept {

@@ -11,6 +11,7 @@
 
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -81,7 +82,7 @@ public:
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
         rt_->check_thread("timeout_scope::reschedule()");
-        rt_->remove_deadline(*this);
+        detail::deadline_queue::leave(*this);
         set_deadline(when);
     }
 
@@ -140,7 +141,7 @@ private:
     }
 
     void leave() noexcept {
-        rt_->remove_deadline(*this);
+        detail::deadline_queue::leave(*this);
         core_->current = scope_.parent;
         scope_.node.unlink_from_parent();
         phase_ = phase::exited;
@@ -161,7 +162,7 @@ private:
             return;
         }
         expired_ = true;
-        rt_->remove_deadline(*this);
+        detail::deadline_queue::leave(*this);
         scope_.node.request_cancel(nullptr);
     }
 

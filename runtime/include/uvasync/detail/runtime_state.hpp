@@ -264,6 +264,7 @@ private:
     void start_idle() noexcept;
     void update_idle() noexcept;
     void rearm_timer() noexcept;
+    static void on_deadlines_emptied(void* self) noexcept;
     void close_handles() noexcept;
     void close_owned_loop();
     [[noreturn]] static void wrong_thread(const char* what);
@@ -293,7 +294,7 @@ private:
     intrusive_queue<task_core> yielded_;           // resume in the next check drain (after a poll)
     bool (*stop_check_)(void*) noexcept = nullptr; // run_until's predicate, checked by settle
     void* stop_arg_ = nullptr;
-    deadline_queue deadlines_;
+    deadline_queue deadlines_{&on_deadlines_emptied, this};
     intrusive_list<task_core, all_tasks_tag> tasks_;
     loop_handles* handles_;
     inbox* inbox_; // one reference, released by the destructor
