@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The runtime's side of the deadline queue: registering entries, arming the loop's one timer
-// for the earliest (real clock), deadline passes, and advancing the virtual clock
-// (SEMANTICS 6, 18). The queue itself is deadline_queue.cpp.
+// The runtime's side of the clock and the deadline queue: `loop_clock::now`, registering
+// entries, arming the loop's one timer for the earliest (real clock), deadline passes, and
+// advancing the virtual clock (SEMANTICS 6, 13, 18). The queue itself is deadline_queue.cpp.
 #include <algorithm>
 #include <cstdint>
 
@@ -9,6 +9,16 @@
 #include <uvasync/error.hpp>
 
 #include "runtime_handles.hpp"
+
+namespace uvasync {
+
+// Declared with the clock (layer 1) and defined here: what time it is depends on the calling
+// thread's runtime, which sits above the clock.
+loop_clock::time_point loop_clock::now() {
+    return detail::current_runtime("loop_clock::now()").fresh_now(); // SEMANTICS 13.2
+}
+
+} // namespace uvasync
 
 namespace uvasync::detail {
 
