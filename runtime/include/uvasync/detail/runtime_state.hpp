@@ -7,7 +7,6 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include <uv.h>
@@ -84,7 +83,8 @@ public:
     /// thread (with UVASYNC_THREAD_CHECKS; see above).
     void check_thread([[maybe_unused]] const char* what) const {
 #if UVASYNC_THREAD_CHECKS
-        if (std::this_thread::get_id() != loop_thread_) {
+        const uv_thread_t self = uv_thread_self(); // libuv's, so users need not compile <thread>
+        if (uv_thread_equal(&self, &loop_thread_) == 0) {
             wrong_thread(what);
         }
 #endif
@@ -301,7 +301,7 @@ private:
     std::function<void(std::exception_ptr)> exception_handler_;
     runtime_state* previous_current_ = nullptr;
     uvasync::runtime* facade_ = nullptr;
-    std::thread::id loop_thread_ = std::this_thread::get_id();
+    uv_thread_t loop_thread_ = uv_thread_self();
     std::vector<std::unique_ptr<timed_call_node>> timed_calls_; // the pool, every node made
     timed_call_node* free_timed_calls_ = nullptr;
     bool loop_closed_ = false;
