@@ -15,7 +15,7 @@
 
 #include "uv_buf.hpp"
 
-#include <signal.h>
+#include <signal.h> // NOLINT(modernize-deprecated-headers): POSIX sigaction, not in <csignal>
 
 namespace uvasync::detail {
 
