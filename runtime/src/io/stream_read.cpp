@@ -193,7 +193,7 @@ detail::read_awaiter stream::read_some(std::span<char> buffer) {
     if (buffer.empty()) {
         throw std::invalid_argument("uvasync: stream::read_some: the buffer is empty");
     }
-    return detail::read_awaiter(state_, buffer, false);
+    return {state_, buffer, false};
 }
 
 namespace {
@@ -273,7 +273,7 @@ detail::read_until_awaiter stream::read_until(std::string& out, std::string_view
     if (max_size == 0) {
         throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
     }
-    return detail::read_until_awaiter(state_, out, delimiter, max_size);
+    return {state_, out, delimiter, max_size};
 }
 
 } // namespace uvasync

@@ -128,8 +128,7 @@ void stream_request_awaiter::on_closed(void* p) noexcept {
 } // namespace detail
 
 detail::stream_request_awaiter stream::shutdown() {
-    return detail::stream_request_awaiter(state_, detail::stream_request_awaiter::op::shutdown,
-                                          nullptr, nullptr);
+    return {state_, detail::stream_request_awaiter::op::shutdown, nullptr, nullptr};
 }
 
 } // namespace uvasync

@@ -184,11 +184,11 @@ void write_awaiter::on_closed(void* p) noexcept {
 } // namespace detail
 
 detail::write_awaiter stream::write(std::span<const char> data) {
-    return detail::write_awaiter(state_, data);
+    return {state_, data};
 }
 
 detail::write_awaiter stream::write(std::string data) {
-    return detail::write_awaiter(state_, std::move(data));
+    return {state_, std::move(data)};
 }
 
 } // namespace uvasync
