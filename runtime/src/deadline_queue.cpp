@@ -54,6 +54,7 @@ void deadline_queue::push(deadline_entry& e) noexcept {
     assert(!e.queued() && e.when != never);
     e.seq = ++seq_;
     e.heap_index = heap_.size();
+    e.queue = this;
     heap_.push_back(&e); // amortised: the vector only grows to the peak number of deadlines
     sift_up(e.heap_index);
 }

@@ -6,9 +6,9 @@
 // teardown finds no live frame, no open handle, and uv_loop_close returns 0; the sanitizer
 // passes add LSan (no leak) and ASan (no use of a half-built object).
 //
-// The global operator new of this binary is replaced (every unaligned form, as in
-// tests/servers/http_server_test.cpp); the hook is armed only while a scenario runs, so doctest
-// and the fixture allocate normally. libuv allocates with malloc, which is not hooked.
+// The global operator new of this binary is replaced (tests/support/replace_operators.hpp); the
+// hook is armed only while a scenario runs, so doctest and the fixture allocate normally. libuv
+// allocates with malloc, which is not hooked.
 #include <cstddef>
 #include <cstdlib>
 #include <exception>
@@ -22,6 +22,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "replace_operators.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,62 +32,14 @@ namespace {
 long countdown = 0; // > 0: the countdown-th allocation from now fails
 long injected = 0;
 
-// Not inlined: GCC would otherwise pair the malloc it sees with the std::free in the replaced
-// operator delete and warn about a mismatch (-Wmismatched-new-delete).
-[[gnu::noinline]] void* hooked_alloc(std::size_t n) noexcept {
+} // namespace
+
+void* uvasync::test::replaced_alloc(std::size_t n) noexcept {
     if (countdown > 0 && --countdown == 0) {
         ++injected;
         return nullptr;
     }
-    return std::malloc(n == 0 ? 1 : n);
-}
-
-} // namespace
-
-void* operator new(std::size_t n) {
-    if (void* p = hooked_alloc(n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-void* operator new[](std::size_t n) {
-    if (void* p = hooked_alloc(n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-void* operator new(std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
-    return hooked_alloc(n);
-}
-
-void* operator new[](std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
-    return hooked_alloc(n);
-}
-
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-
-void operator delete(void* p, std::size_t /*n*/) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p, std::size_t /*n*/) noexcept {
-    std::free(p);
-}
-
-void operator delete(void* p, const std::nothrow_t& /*tag*/) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p, const std::nothrow_t& /*tag*/) noexcept {
-    std::free(p);
+    return std::malloc(n);
 }
 
 namespace {

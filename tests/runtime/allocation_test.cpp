@@ -13,72 +13,15 @@
 #include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "alloc_counter.hpp"
 #include "loop_fixture.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-std::size_t allocations = 0;
-
-void* counted_alloc(std::size_t n) noexcept {
-    ++allocations;
-    return std::malloc(n == 0 ? 1 : n);
-}
-
-} // namespace
-
-// Every form of the unaligned operators is replaced, so no allocation is paired with a
-// sanitizer's own operator.
-void* operator new(std::size_t n) {
-    if (void* p = counted_alloc(n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-void* operator new[](std::size_t n) {
-    if (void* p = counted_alloc(n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-void* operator new(std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
-    return counted_alloc(n);
-}
-
-void* operator new[](std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
-    return counted_alloc(n);
-}
-
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-
-void operator delete(void* p, std::size_t /*n*/) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p, std::size_t /*n*/) noexcept {
-    std::free(p);
-}
-
-void operator delete(void* p, const std::nothrow_t& /*tag*/) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p, const std::nothrow_t& /*tag*/) noexcept {
-    std::free(p);
-}
-
-namespace {
-
 using namespace uvasync;
+using uvasync::test::allocations;
 using uvasync::test::loop_fixture;
 
 task<> sleeper() {

@@ -27,6 +27,7 @@
 
 using namespace std::chrono_literals;
 using namespace uvasync;
+using uvasync::test::active_handles;
 using uvasync::test::loop_fixture;
 
 namespace {
@@ -59,25 +60,6 @@ std::int64_t added(deadline now, duration<Rep, Period> d) {
 /// The loop's own cached time, as a deadline.
 deadline uv_time(uv_loop_t* loop) {
     return at_ms(static_cast<std::int64_t>(uv_now(loop)));
-}
-
-/// Active handles of one type on `loop` (the runtime's timer is the only UV_TIMER it starts).
-int active_handles(uv_loop_t* loop, uv_handle_type type) {
-    struct acc {
-        uv_handle_type type;
-        int n = 0;
-    } a{type};
-
-    uv_walk(
-        loop,
-        [](uv_handle_t* h, void* arg) {
-            auto* a = static_cast<acc*>(arg);
-            if (uv_handle_get_type(h) == a->type && uv_is_active(h) != 0) {
-                ++a->n;
-            }
-        },
-        &a);
-    return a.n;
 }
 
 /// The single active timer of `loop`, or null when there is none or more than one.

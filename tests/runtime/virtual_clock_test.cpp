@@ -23,6 +23,7 @@
 
 using namespace std::chrono_literals;
 using namespace uvasync;
+using uvasync::test::active_handles;
 using uvasync::test::loop_fixture;
 
 namespace {
@@ -38,24 +39,6 @@ runtime_options virtual_opts(bool autojump = true, std::chrono::milliseconds thr
 
 std::int64_t ms_between(deadline from, deadline to) {
     return (to - from).count();
-}
-
-int active_handles(uv_loop_t* loop, uv_handle_type type) {
-    struct acc {
-        uv_handle_type type;
-        int n = 0;
-    } a{type};
-
-    uv_walk(
-        loop,
-        [](uv_handle_t* h, void* arg) {
-            auto* a = static_cast<acc*>(arg);
-            if (uv_handle_get_type(h) == a->type && uv_is_active(h) != 0) {
-                ++a->n;
-            }
-        },
-        &a);
-    return a.n;
 }
 
 /// A plain libuv timer owned by the test (real time), closed before the fixture checks.

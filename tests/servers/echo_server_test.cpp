@@ -29,17 +29,6 @@ using uvasync::test::loop_fixture;
 
 namespace {
 
-uvasync::runtime_options virtual_clock() {
-    uvasync::runtime_options o;
-    o.virtual_clock = true;
-    o.autojump_threshold = 50ms;
-    return o;
-}
-
-task<void> write_all(tcp_stream& s, std::string_view data) {
-    co_await s.write(std::span<const char>(data.data(), data.size()));
-}
-
 /// Reads until `want` bytes arrived or the server closed.
 task<std::string> read_bytes(tcp_stream& s, std::size_t want) {
     std::string got;
@@ -52,13 +41,6 @@ task<std::string> read_bytes(tcp_stream& s, std::size_t want) {
         got.append(buf, n);
     }
     co_return got;
-}
-
-template <class Pred>
-task<void> wait_until(Pred pred) {
-    while (!pred()) {
-        co_await uvasync::sleep(1ms);
-    }
 }
 
 } // namespace

@@ -38,17 +38,6 @@ namespace {
 
 constexpr std::string_view get_root = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 
-uvasync::runtime_options virtual_clock() {
-    uvasync::runtime_options o;
-    o.virtual_clock = true;
-    o.autojump_threshold = 50ms;
-    return o;
-}
-
-task<void> write_all(tcp_stream& s, std::string_view data) {
-    co_await s.write(std::span<const char>(data.data(), data.size()));
-}
-
 /// Sends one GET / and checks the answer; false when the server closed instead.
 task<bool> get_ok(tcp_stream& s, std::string& pending) {
     co_await write_all(s, get_root);
@@ -59,13 +48,6 @@ task<bool> get_ok(tcp_stream& s, std::string& pending) {
     CHECK(r->status == 200);
     CHECK(r->body == "Hello, World!");
     co_return true;
-}
-
-template <class Pred>
-task<void> wait_until(Pred pred) {
-    while (!pred()) {
-        co_await uvasync::sleep(1ms);
-    }
 }
 
 } // namespace

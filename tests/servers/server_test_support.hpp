@@ -3,6 +3,7 @@
 // talks to the server over 127.0.0.1.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <span>
@@ -14,6 +15,8 @@
 #include <uv.h>
 #include <uvasync/io/address.hpp>
 #include <uvasync/io/tcp.hpp>
+#include <uvasync/runtime.hpp>
+#include <uvasync/sleep.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_group.hpp>
 
@@ -37,6 +40,28 @@ inline server_options quiet_options() {
     o.idle_timeout = std::chrono::seconds(30);
     o.shutdown_grace = std::chrono::seconds(30);
     return o;
+}
+
+/// A virtual clock that jumps to the next deadline once the loop has been idle for 50 ms of
+/// real time (the servers' timeouts pass at once, their I/O still happens).
+inline uvasync::runtime_options virtual_clock() {
+    uvasync::runtime_options o;
+    o.virtual_clock = true;
+    o.autojump_threshold = std::chrono::milliseconds(50);
+    return o;
+}
+
+/// Writes all of `data` (borrowed until the write completes).
+inline task<void> write_all(tcp_stream& s, std::string_view data) {
+    co_await s.write(std::span<const char>(data.data(), data.size()));
+}
+
+/// Polls `pred` every millisecond of the loop clock until it holds.
+template <class Pred>
+task<void> wait_until(Pred pred) {
+    while (!pred()) {
+        co_await uvasync::sleep(std::chrono::milliseconds(1));
+    }
 }
 
 /// Binds a listener on 127.0.0.1 port 0, serves it with `server` in a task group, runs

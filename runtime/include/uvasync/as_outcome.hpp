@@ -19,14 +19,6 @@ namespace uvasync {
 
 namespace detail {
 
-/// A leaf awaiter of the library (SEMANTICS 19.2): it can tell, before `await_resume`, that
-/// resuming would only raise the delivery of its cancellation point (`parked_wait`).
-template <class W>
-concept delivery_reporting = requires(const W& w) {
-    { w.delivery_pending() }
-    noexcept->std::same_as<bool>;
-};
-
 /// An awaiter that produces its whole outcome as a value (`task_handle`'s join).
 template <class W, class T>
 concept outcome_resuming = requires(W& w) {

@@ -7,6 +7,7 @@
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 
@@ -45,7 +46,7 @@ public:
 
     ~sleep_awaiter() {
         if (queued()) { // the frame is destroyed while parked (a leaked task at shutdown)
-            core()->rt->remove_deadline(*this);
+            deadline_queue::leave(*this);
         }
     }
 
@@ -108,7 +109,7 @@ private:
     static void on_abort(parked_wait* p) noexcept {
         auto* self = static_cast<sleep_awaiter*>(p);
         if (self->queued()) {
-            self->core()->rt->remove_deadline(*self);
+            deadline_queue::leave(*self);
         }
         self->aborted();
     }

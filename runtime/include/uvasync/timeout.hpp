@@ -11,6 +11,7 @@
 
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -81,7 +82,7 @@ public:
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
         rt_->check_thread("timeout_scope::reschedule()");
-        rt_->remove_deadline(*this);
+        detail::deadline_queue::leave(*this);
         set_deadline(when);
     }
 
@@ -140,7 +141,7 @@ private:
     }
 
     void leave() noexcept {
-        rt_->remove_deadline(*this);
+        detail::deadline_queue::leave(*this);
         core_->current = scope_.parent;
         scope_.node.unlink_from_parent();
         phase_ = phase::exited;
@@ -161,7 +162,7 @@ private:
             return;
         }
         expired_ = true;
-        rt_->remove_deadline(*this);
+        detail::deadline_queue::leave(*this);
         scope_.node.request_cancel(nullptr);
     }
 
@@ -239,12 +240,6 @@ public:
 /// allocation, one resumption and one rethrow fewer per use (bench/NOTES.md, W2).
 template <class A, bool MoveOn>
 class [[nodiscard]] timeout_inline_awaiter {
-    template <class W>
-    static constexpr bool delivery_reporting = requires(const W& w) {
-        { w.delivery_pending() }
-        noexcept->std::same_as<bool>;
-    };
-
     using T = decltype(std::declval<A&>().await_resume());
 
 public:
@@ -301,7 +296,7 @@ public:
     }
 
     result_type await_resume() {
-        if constexpr (delivery_reporting<A>) {
+        if constexpr (detail::delivery_reporting<A>) {
             if (body_.delivery_pending()) {
                 // A leaf that would only raise its delivery: decide the owner without the
                 // throw (SEMANTICS 19.4). Ours: move_on returns empty, timeout throws once.

@@ -41,13 +41,13 @@ void stream_state::stop_reading() noexcept {
 }
 
 read_awaiter::read_awaiter(stream_state* s, std::span<char> buffer, bool peek) noexcept
-    : handle_awaiter(s, &on_abort)
+    : stream_awaiter(s, &on_abort)
     , buffer_(buffer)
     , peek_(peek) {
 }
 
 read_awaiter::read_awaiter(read_awaiter&& other) noexcept
-    : handle_awaiter(std::move(other))
+    : stream_awaiter(std::move(other))
     , buffer_(other.buffer_)
     , peek_(other.peek_) {
 }
@@ -62,19 +62,10 @@ read_awaiter::~read_awaiter() {
 }
 
 bool read_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ != nullptr) {
-        kind_ = state_->kind;
-    }
-    if (!park(caller, "read_some")) {
+    if (!park_on_open_stream(caller, "read_some")) {
         return false; // a cancelled scope raises even when data is buffered
     }
     stream_state* s = state_;
-    if (const char* why = unusable_reason(s)) {
-        status_ = UV_EBADF;
-        reason_ = why;
-        unpark();
-        return false;
-    }
     if (s->reader != nullptr) {
         unpark();
         throw invalid_state(std::string("uvasync: ") + kind_ +
@@ -202,7 +193,7 @@ detail::read_awaiter stream::read_some(std::span<char> buffer) {
     if (buffer.empty()) {
         throw std::invalid_argument("uvasync: stream::read_some: the buffer is empty");
     }
-    return detail::read_awaiter(state_, buffer, false);
+    return {state_, buffer, false};
 }
 
 namespace {
@@ -282,7 +273,7 @@ detail::read_until_awaiter stream::read_until(std::string& out, std::string_view
     if (max_size == 0) {
         throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
     }
-    return detail::read_until_awaiter(state_, out, delimiter, max_size);
+    return {state_, out, delimiter, max_size};
 }
 
 } // namespace uvasync

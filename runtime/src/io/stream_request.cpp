@@ -16,14 +16,14 @@ namespace detail {
 
 stream_request_awaiter::stream_request_awaiter(stream_state* s, op kind, const void* target,
                                                const char* label) noexcept
-    : handle_awaiter(s, &on_abort)
+    : stream_awaiter(s, &on_abort)
     , op_(kind)
     , target_(target)
     , label_(label) {
 }
 
 stream_request_awaiter::stream_request_awaiter(stream_request_awaiter&& other) noexcept
-    : handle_awaiter(std::move(other))
+    : stream_awaiter(std::move(other))
     , op_(other.op_)
     , target_(other.target_)
     , label_(other.label_) {
@@ -50,19 +50,10 @@ stream_request_awaiter::~stream_request_awaiter() {
 }
 
 bool stream_request_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ != nullptr) {
-        kind_ = state_->kind;
-    }
-    if (!park(caller, op_name(op_))) {
+    if (!park_on_open_stream(caller, op_name(op_))) {
         return false; // the libuv call is never made
     }
     stream_state* s = state_;
-    if (const char* why = unusable_reason(s)) {
-        status_ = UV_EBADF;
-        reason_ = why;
-        unpark();
-        return false;
-    }
     if (slot_of(s, op_) != nullptr) {
         unpark();
         throw invalid_state(std::string("uvasync: ") + kind_ + "::" + op_name(op_) +
@@ -137,8 +128,7 @@ void stream_request_awaiter::on_closed(void* p) noexcept {
 } // namespace detail
 
 detail::stream_request_awaiter stream::shutdown() {
-    return detail::stream_request_awaiter(state_, detail::stream_request_awaiter::op::shutdown,
-                                          nullptr, nullptr);
+    return {state_, detail::stream_request_awaiter::op::shutdown, nullptr, nullptr};
 }
 
 } // namespace uvasync

@@ -15,9 +15,25 @@
 
 #include "uv_buf.hpp"
 
-#include <signal.h>
+#include <signal.h> // NOLINT(modernize-deprecated-headers): POSIX sigaction, not in <csignal>
 
 namespace uvasync::detail {
+
+bool stream_awaiter::park_on_open_stream(std::coroutine_handle<> caller, const char* op) {
+    if (state_ != nullptr) {
+        kind_ = state_->kind;
+    }
+    if (!park(caller, op)) {
+        return false;
+    }
+    if (const char* why = unusable_reason(state_)) {
+        status_ = UV_EBADF;
+        reason_ = why;
+        unpark();
+        return false;
+    }
+    return true;
+}
 
 /// Throws `std::system_error(status)` with "<kind>::<op>[: <reason>]".
 [[noreturn]] void throw_stream_error(int status, const char* kind, const char* op,

@@ -58,8 +58,30 @@ inline const char* unusable_reason(const handle_state* s) noexcept {
 /// handler (or SIG_IGN) installed by the host is kept.
 void ignore_sigpipe_once() noexcept;
 
+/// The state of an object over one libuv stream handle (a stream or a listener): the handle,
+/// closed by the one close protocol of `handle_state`.
+struct stream_handle_state : handle_state {
+    using handle_state::handle_state;
+
+    uv_handle_t* handle() noexcept { return reinterpret_cast<uv_handle_t*>(&u); }
+
+    uv_stream_t* stream() noexcept { return &u.stream; }
+
+    unsigned close_handles() noexcept final {
+        close_uv_handle(handle());
+        return 1;
+    }
+
+    union {
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+    } u{};
+};
+
 /// The state of a stream: the handle, the read buffer, and the request slots.
-struct stream_state final : handle_state {
+struct stream_state final : stream_handle_state {
     /// The read buffer starts small and doubles while data arrives faster than it is read, up
     /// to `max_capacity` (then reading stops: backpressure). `read_until` may grow it further,
     /// bounded by its `max_size`.
@@ -67,18 +89,9 @@ struct stream_state final : handle_state {
     static constexpr std::size_t max_capacity = 64 * 1024;
 
     explicit stream_state(const char* kind_name) noexcept
-        : handle_state(kind_name) {
+        : stream_handle_state(kind_name) {
         ignore_sigpipe_once();
     }
-
-    uv_handle_t* handle() noexcept { return reinterpret_cast<uv_handle_t*>(&u); }
-
-    unsigned close_handles() noexcept override {
-        close_uv_handle(handle());
-        return 1;
-    }
-
-    uv_stream_t* stream() noexcept { return &u.stream; }
 
     void on_close_requested() noexcept override;
 
@@ -111,13 +124,6 @@ struct stream_state final : handle_state {
     static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* b) noexcept;
     static void on_connect(uv_connect_t* req, int status) noexcept;
     static void on_shutdown(uv_shutdown_t* req, int status) noexcept;
-
-    union {
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_tty_t tty;
-    } u{};
 
     // Reading (SEMANTICS 14.2): libuv writes only into `buf`, which lives as long as the state.
     std::unique_ptr<char[]> buf;
@@ -159,20 +165,11 @@ stream_state* make_stream_state(const char* kind, Init init, const char* what) {
 }
 
 /// The state of a listener: the handle and the connections announced but not yet accepted.
-struct listener_state final : handle_state {
+struct listener_state final : stream_handle_state {
     listener_state(const char* kind_name, const char* stream_kind_name, bool is_pipe) noexcept
-        : handle_state(kind_name)
+        : stream_handle_state(kind_name)
         , stream_kind(stream_kind_name)
         , pipe(is_pipe) {}
-
-    uv_handle_t* handle() noexcept { return reinterpret_cast<uv_handle_t*>(&u); }
-
-    unsigned close_handles() noexcept override {
-        close_uv_handle(handle());
-        return 1;
-    }
-
-    uv_stream_t* stream() noexcept { return &u.stream; }
 
     void on_close_requested() noexcept override;
 
@@ -184,12 +181,6 @@ struct listener_state final : handle_state {
     void remove(accept_awaiter_base* w) noexcept;
 
     static void on_connection(uv_stream_t* server, int status) noexcept;
-
-    union {
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u{};
 
     const char* stream_kind;
     bool pipe;

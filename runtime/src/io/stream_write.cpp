@@ -41,19 +41,19 @@ int request_status(const write_request* r) noexcept {
 } // namespace
 
 write_awaiter::write_awaiter(stream_state* s, std::span<const char> data) noexcept
-    : handle_awaiter(s, &on_abort)
+    : stream_awaiter(s, &on_abort)
     , data_(data)
     , owning_(false) {
 }
 
 write_awaiter::write_awaiter(stream_state* s, std::string data) noexcept
-    : handle_awaiter(s, &on_abort)
+    : stream_awaiter(s, &on_abort)
     , owned_(std::move(data))
     , owning_(true) {
 }
 
 write_awaiter::write_awaiter(write_awaiter&& other) noexcept
-    : handle_awaiter(std::move(other))
+    : stream_awaiter(std::move(other))
     , data_(other.data_)
     , owned_(std::move(other.owned_))
     , owning_(other.owning_) {
@@ -76,19 +76,10 @@ write_awaiter::~write_awaiter() {
 }
 
 bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ != nullptr) {
-        kind_ = state_->kind;
-    }
-    if (!park(caller, "write")) {
+    if (!park_on_open_stream(caller, "write")) {
         return false; // nothing was written
     }
     stream_state* s = state_;
-    if (const char* why = unusable_reason(s)) {
-        status_ = UV_EBADF;
-        reason_ = why;
-        unpark();
-        return false;
-    }
     const std::span<const char> all = owning_ ? std::span<const char>(owned_) : data_;
     std::size_t offset = 0;
     if (all.empty()) {
@@ -193,11 +184,11 @@ void write_awaiter::on_closed(void* p) noexcept {
 } // namespace detail
 
 detail::write_awaiter stream::write(std::span<const char> data) {
-    return detail::write_awaiter(state_, data);
+    return {state_, data};
 }
 
 detail::write_awaiter stream::write(std::string data) {
-    return detail::write_awaiter(state_, std::move(data));
+    return {state_, std::move(data)};
 }
 
 } // namespace uvasync

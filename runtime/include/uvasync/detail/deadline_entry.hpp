@@ -10,6 +10,8 @@
 
 namespace uvasync::detail {
 
+class deadline_queue;
+
 /// An element of the runtime's deadline heap: a sleep, a scope deadline or a timed callback.
 /// It lives inside its owner (a coroutine frame, a scope), so arming one allocates nothing.
 struct UVASYNC_API deadline_entry {
@@ -24,6 +26,7 @@ struct UVASYNC_API deadline_entry {
     deadline when = never;
     std::uint64_t seq = 0; // registration order breaks ties (libuv's start_id rule)
     std::size_t heap_index = not_queued;
+    deadline_queue* queue = nullptr; // the queue holding it, while queued
     function fire;
 };
 

@@ -16,6 +16,17 @@ namespace uvasync::detail {
 /// O(log n) and allocate only when the heap grows past its peak size.
 class UVASYNC_API deadline_queue {
 public:
+    /// Called when a removal leaves the queue empty, so the owner can disarm what waited for
+    /// the earliest entry (the scheduler stops the loop's timer). Never throws.
+    using emptied_fn = void (*)(void* owner) noexcept;
+
+    deadline_queue(emptied_fn on_emptied, void* owner) noexcept
+        : on_emptied_(on_emptied)
+        , owner_(owner) {}
+
+    deadline_queue(const deadline_queue&) = delete;
+    deadline_queue& operator=(const deadline_queue&) = delete;
+
     [[nodiscard]] bool empty() const noexcept { return heap_.empty(); }
 
     [[nodiscard]] std::size_t size() const noexcept { return heap_.size(); }
@@ -40,21 +51,32 @@ public:
     /// allocate after `reserve_one()`; otherwise a failed allocation terminates.
     void push(deadline_entry& e) noexcept;
 
-    /// Removes `e` if it is queued; does nothing otherwise. Inline: every cancellation of a
+    /// Removes `e` from the queue holding it, if any. What a cancelled sleep or scope calls:
+    /// the entry knows its queue, so a cancellation reaches the heap without the scheduler.
+    static void leave(deadline_entry& e) noexcept {
+        if (e.queue != nullptr) {
+            e.queue->erase(e);
+        }
+    }
+
+    /// Removes `e` if it is queued here; does nothing otherwise. Inline: every cancellation of a
     /// sleep or a scope deadline ends here, and only the re-sifting is compiled.
     void erase(deadline_entry& e) noexcept {
-        if (!e.queued()) {
+        if (e.queue != this) {
             return;
         }
         const std::size_t i = e.heap_index;
         deadline_entry* last = heap_.back();
         heap_.pop_back();
         e.heap_index = deadline_entry::not_queued;
+        e.queue = nullptr;
         if (last != &e) {
             heap_[i] = last;
             last->heap_index = i;
             sift_down(i);
             sift_up(last->heap_index);
+        } else if (heap_.empty()) {
+            on_emptied_(owner_);
         }
     }
 
@@ -64,6 +86,8 @@ private:
 
     std::vector<deadline_entry*> heap_;
     std::uint64_t seq_ = 0;
+    emptied_fn on_emptied_;
+    void* owner_;
 };
 
 } // namespace uvasync::detail

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <concepts>
 #include <coroutine>
 #include <cstdint>
 
@@ -23,6 +24,16 @@ UVASYNC_API cancelled_error make_delivery(task_core* core);
 
 /// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
 UVASYNC_API task_core* require_task(const char* what);
+
+/// A leaf awaiter of the library (SEMANTICS 19.2): it can tell, before `await_resume`, that
+/// resuming would only raise the delivery of its cancellation point
+/// (`parked_wait::delivery_pending`). `as_outcome` and the inline timeout scope use it to skip the
+/// throw.
+template <class W>
+concept delivery_reporting = requires(const W& w) {
+    { w.delivery_pending() }
+    noexcept->std::same_as<bool>;
+};
 
 /// The shared half of every cancellation point: trio's abort protocol (SEMANTICS 1, "Abort
 /// hook"). A derived awaiter calls `park()` before it starts its operation; the operation's

@@ -7,7 +7,6 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include <uv.h>
@@ -84,7 +83,8 @@ public:
     /// thread (with UVASYNC_THREAD_CHECKS; see above).
     void check_thread([[maybe_unused]] const char* what) const {
 #if UVASYNC_THREAD_CHECKS
-        if (std::this_thread::get_id() != loop_thread_) {
+        const uv_thread_t self = uv_thread_self(); // libuv's, so users need not compile <thread>
+        if (uv_thread_equal(&self, &loop_thread_) == 0) {
             wrong_thread(what);
         }
 #endif
@@ -264,6 +264,7 @@ private:
     void start_idle() noexcept;
     void update_idle() noexcept;
     void rearm_timer() noexcept;
+    static void on_deadlines_emptied(void* self) noexcept;
     void close_handles() noexcept;
     void close_owned_loop();
     [[noreturn]] static void wrong_thread(const char* what);
@@ -293,14 +294,14 @@ private:
     intrusive_queue<task_core> yielded_;           // resume in the next check drain (after a poll)
     bool (*stop_check_)(void*) noexcept = nullptr; // run_until's predicate, checked by settle
     void* stop_arg_ = nullptr;
-    deadline_queue deadlines_;
+    deadline_queue deadlines_{&on_deadlines_emptied, this};
     intrusive_list<task_core, all_tasks_tag> tasks_;
     loop_handles* handles_;
     inbox* inbox_; // one reference, released by the destructor
     std::function<void(std::exception_ptr)> exception_handler_;
     runtime_state* previous_current_ = nullptr;
     uvasync::runtime* facade_ = nullptr;
-    std::thread::id loop_thread_ = std::this_thread::get_id();
+    uv_thread_t loop_thread_ = uv_thread_self();
     std::vector<std::unique_ptr<timed_call_node>> timed_calls_; // the pool, every node made
     timed_call_node* free_timed_calls_ = nullptr;
     bool loop_closed_ = false;

@@ -26,9 +26,26 @@ struct adopt_t {
 
 inline constexpr adopt_t adopt{};
 
+/// What the stream awaiters share: the state pin and the abort protocol (`handle_awaiter`), how
+/// the operation ended, and the start of every `await_suspend`. Compiled, loop thread only.
+class UVASYNC_API stream_awaiter : protected handle_awaiter<stream_state> {
+protected:
+    using handle_awaiter::handle_awaiter;
+
+    /// Parks the caller for operation `op` (the protocol's step 2), then checks that the stream
+    /// is open. False when the awaiter must not suspend and nothing was started: the scope was
+    /// already cancelled (`finish()` raises), or the stream is not open or closing (`status_` is
+    /// `UV_EBADF`, `reason_` says why, and the wait was left again).
+    bool park_on_open_stream(std::coroutine_handle<> caller, const char* op);
+
+    int status_ = 0;               // 0, or the libuv error the operation ended with
+    const char* kind_ = "stream";  // the object's kind, for error messages
+    const char* reason_ = nullptr; // why the stream was unusable, for error messages
+};
+
 /// The awaiter of `stream::read_some` (and, in peek mode, of the internal "wait for more
 /// data" step of `read_until`). Lives in the awaiting frame; allocates nothing.
-class [[nodiscard]] UVASYNC_API read_awaiter : protected handle_awaiter<stream_state> {
+class [[nodiscard]] UVASYNC_API read_awaiter : protected stream_awaiter {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -58,15 +75,12 @@ private:
 
     std::span<char> buffer_;
     std::size_t result_ = 0;
-    int status_ = 0;
-    const char* kind_ = "stream";
-    const char* reason_ = nullptr;
     bool peek_;
     bool registered_ = false;
 };
 
 /// The awaiter of `stream::write`: `uv_try_write` first, then `uv_write` for the remainder.
-class [[nodiscard]] UVASYNC_API write_awaiter : private handle_awaiter<stream_state> {
+class [[nodiscard]] UVASYNC_API write_awaiter : private stream_awaiter {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -93,14 +107,11 @@ private:
     std::string owned_;
     bool owning_;
     write_request* request_ = nullptr;
-    int status_ = 0;
-    const char* kind_ = "stream";
-    const char* reason_ = nullptr;
     close_waiter closed_;
 };
 
 /// The awaiter of requests that only closing the handle can cancel: connect and shutdown.
-class [[nodiscard]] UVASYNC_API stream_request_awaiter : private handle_awaiter<stream_state> {
+class [[nodiscard]] UVASYNC_API stream_request_awaiter : private stream_awaiter {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -128,9 +139,6 @@ private:
     op op_;
     const void* target_; // sockaddr* or NUL-terminated path, alive in the awaiting frame
     const char* label_;  // text for errors ("127.0.0.1:1"), alive in the awaiting frame
-    int status_ = 0;
-    const char* kind_ = "stream";
-    const char* reason_ = nullptr;
     close_waiter closed_;
 };
 
