@@ -3,15 +3,18 @@
 // pseudo-terminal: the slave end is the tty_stream, the master end a pipe_stream standing for
 // the user at the keyboard. The rows: completes, fails to start, cancelled before start,
 // cancelled while pending, completion wins, cancelled twice. The slave is in raw mode, so input
-// reaches the reader byte by byte, without line editing or echo.
+// reaches the reader byte by byte, without line editing or echo; reads and writes each have
+// every row.
 //
-// Writes to a tty are not in the pending rows: libuv writes to a tty in blocking mode
-// (uv_tty_init sets the descriptor blocking for writes on Unix), so a tty write completes inside
-// uv_write and is never pending; its "cancelled before start" row is here.
+// libuv reopens the slave through its path (ttyname_r) and puts that descriptor in non-blocking
+// mode, so a write blocks only when the terminal's output buffer is full: filled with
+// uv_try_write while the master reads nothing, a write stays pending.
 #include <chrono>
 #include <optional>
+#include <span>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <uv.h>
@@ -186,6 +189,67 @@ TEST_CASE_FIXTURE(io_fixture, "tty_read_cancelled_twice_delivers_once_then_reads
         run(write_to(*p.master, "again"));
         CHECK(run(read_n(*p.slave, 5)) == "again");
     }
+}
+
+task<std::string> write_and_report(stream& s, std::span<const char> data) {
+    try {
+        co_await s.write(data);
+        co_return "written";
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tty_write_cancelled_while_pending_and_twice_closes_the_tty_once") {
+    pty p;
+    if (!p.open()) {
+        return;
+    }
+    CHECK(fill_until_eagain(*p.slave) > 0); // the master reads nothing
+    std::vector<char> big(1 << 16, 't');
+    task_handle<std::string> w = rt->spawn(write_and_report(*p.slave, big));
+    run(nap(5ms));
+    REQUIRE_FALSE(w.done()); // queued with uv_write
+    CHECK(w.cancel("first"));
+    CHECK_FALSE(w.cancel("second")); // one delivery, with the first message
+    run_until([&] { return w.done(); });
+    CHECK(w.result() == "cancelled: first");
+    CHECK_FALSE(p.slave->is_open()); // a cancelled pending write closes the stream
+    const failure f = run(failure_of(write_to(*p.slave, "more")));
+    CHECK(f.code == UV_EBADF);
+    CHECK(contains(f.what, "pending write was cancelled"));
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tty_write_completed_then_cancelled_in_the_same_turn_is_delivered") {
+    pty p;
+    if (!p.open()) {
+        return;
+    }
+    CHECK(fill_until_eagain(*p.slave) > 0);
+    std::vector<char> data(1000, 'w');
+    task_handle<std::string> w = rt->spawn(write_and_report(*p.slave, data));
+    run(nap(5ms));
+    REQUIRE_FALSE(w.done());
+    // Drain the master; the write then completes in a poll, and the hook cancels the writer in
+    // the same iteration, before it resumes.
+    task_handle<void> drain = rt->spawn([](pipe_stream& s) -> task<void> {
+        std::vector<char> buf(1 << 16);
+        while (co_await s.read_some(buf) > 0) {
+        }
+    }(*p.master));
+    check_hook hook(loop(), [&] { return w.cancel("late"); });
+    run_until([&] { return w.done(); });
+    CHECK(hook.fired());
+    // Either the cancellation found the write still queued (the tty closed) or the write had
+    // completed (completion wins, the tty stays open): never both.
+    if (w.result() == "written") {
+        CHECK(p.slave->is_open());
+    } else {
+        CHECK(w.result() == "cancelled: late");
+        CHECK_FALSE(p.slave->is_open());
+    }
+    drain.cancel();
+    run_until([&] { return drain.done(); });
 }
 
 } // namespace
