@@ -44,6 +44,14 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
         delete handles_;
         throw std::invalid_argument("uvasync: runtime needs a loop (got a null uv_loop_t*)");
     }
+    try {
+        // Room for the shutdown grace deadline, which is added where nothing may throw (the
+        // runtime's destructor): held from here until shutdown adds it.
+        deadlines_.hold_one();
+    } catch (...) {
+        delete handles_;
+        throw;
+    }
     if (!exception_handler_) {
         exception_handler_ = &default_exception_handler;
     }

@@ -134,6 +134,17 @@ public:
         deadlines_.reserve_one();
     }
 
+    /// Holds room for one deadline that a noexcept path adds later (deadline_queue::hold_one;
+    /// throws `std::bad_alloc`); `release_deadline_room` gives it back, right before that
+    /// `add_deadline` or when it is no longer needed.
+    void hold_deadline_room() {
+        deadlines_.hold_one();
+    }
+
+    void release_deadline_room() noexcept {
+        deadlines_.release_one();
+    }
+
     /// Entries in the deadline queue (SEMANTICS 20.4).
     [[nodiscard]] std::size_t pending_deadlines() const noexcept {
         return deadlines_.size();
