@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/error.hpp>
@@ -19,7 +20,7 @@ namespace {
 void default_exception_handler(std::exception_ptr e) {
     std::string what = "unknown error";
     try {
-        std::rethrow_exception(e);
+        std::rethrow_exception(std::move(e));
     } catch (const std::exception& ex) {
         what = ex.what();
     } catch (const cancelled_error& c) {

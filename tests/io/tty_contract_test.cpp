@@ -55,6 +55,8 @@ struct pty {
     pty() = default;
     pty(const pty&) = delete;
     pty& operator=(const pty&) = delete;
+    pty(pty&&) = delete;
+    pty& operator=(pty&&) = delete;
 
     ~pty() {
         // libuv reopened the slave through its path, so slave_fd is still ours.

@@ -351,6 +351,8 @@ public:
 
     allocations_fail(const allocations_fail&) = delete;
     allocations_fail& operator=(const allocations_fail&) = delete;
+    allocations_fail(allocations_fail&&) = delete;
+    allocations_fail& operator=(allocations_fail&&) = delete;
 
     ~allocations_fail() { fail_all = false; }
 };
@@ -432,7 +434,7 @@ TEST_CASE("alloc_failure_shutdown_grace") {
         o.virtual_clock = true;
         o.autojump = false; // the fillers stay pending until the shutdown
         long reported = 0;
-        o.exception_handler = [&reported](std::exception_ptr) noexcept { ++reported; };
+        o.exception_handler = [&reported](const std::exception_ptr&) noexcept { ++reported; };
         rt.emplace(&loop, std::move(o));
         // A wait without a deadline of its own: its cancellation frees no heap slot.
         uvasync::event never_set;

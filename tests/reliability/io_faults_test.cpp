@@ -212,6 +212,8 @@ task<> sibling(int& cleanups) {
 
         cleanup(const cleanup&) = delete;
         cleanup& operator=(const cleanup&) = delete;
+        cleanup(cleanup&&) = delete;
+        cleanup& operator=(cleanup&&) = delete;
 
         ~cleanup() { ++n_; }
 
@@ -324,6 +326,7 @@ TEST_CASE("fs_dns_and_work_cancelled_on_a_saturated_threadpool_complete_and_leak
         loop_fixture f;
         uvasync::test::pool_gate gate;
         std::vector<uvasync::task_handle<int>> blockers;
+        blockers.reserve(uvasync::test::pool_size);
         for (int i = 0; i < uvasync::test::pool_size; ++i) {
             blockers.push_back(f.rt->spawn(gate.block(i)));
         }
@@ -331,6 +334,7 @@ TEST_CASE("fs_dns_and_work_cancelled_on_a_saturated_threadpool_complete_and_leak
         int queued = 0;
         int delivered = 0;
         std::vector<uvasync::task_handle<>> requests;
+        requests.reserve(24);
         for (int i = 0; i < 8; ++i) {
             requests.push_back(f.rt->spawn(stat_request(queued, delivered)));
             requests.push_back(f.rt->spawn(resolve_request(queued, delivered)));
