@@ -208,7 +208,7 @@ TEST_CASE_FIXTURE(io_fixture, "tty_write_cancelled_while_pending_and_twice_close
         return;
     }
     CHECK(fill_until_eagain(*p.slave) > 0); // the master reads nothing
-    std::vector<char> big(1 << 16, 't');
+    std::vector<char> big(1 << 20, 't');    // far more than a terminal buffers
     task_handle<std::string> w = rt->spawn(write_and_report(*p.slave, big));
     run(nap(5ms));
     REQUIRE_FALSE(w.done()); // queued with uv_write
@@ -228,7 +228,7 @@ TEST_CASE_FIXTURE(io_fixture, "tty_write_completed_then_cancelled_in_the_same_tu
         return;
     }
     CHECK(fill_until_eagain(*p.slave) > 0);
-    std::vector<char> data(1000, 'w');
+    std::vector<char> data(1 << 20, 'w'); // the filled buffer drains a little: stays pending
     task_handle<std::string> w = rt->spawn(write_and_report(*p.slave, data));
     run(nap(5ms));
     REQUIRE_FALSE(w.done());
