@@ -2,15 +2,16 @@
 // Systematic cancellation injection per suspension point: a program's root task is cancelled
 // after the k-th task step, for every k from 0 until the program finishes on its own.
 //
-// The method: the runtime calls a step observer (runtime_state::observe_steps, a test hook)
-// after each task step, that is, after each resumption of a task from the run queue, which runs
-// until that task is parked again at a suspension point or finishes. Counting steps from outside
-// and cancelling the root after the k-th one visits every state the program rests in, one
-// suspension at a time, including the resumptions a single loop iteration runs in a burst (the
-// virtual clock's autojump, several deadlines due together), which the per-iteration injection
-// of cancel_injection_test.cpp cannot separate. The cancellation happens where another task's
-// `handle.cancel()` could happen: between two steps, never inside one. On the virtual clock the
-// order of steps is a deterministic function of the program, so each k is reproducible.
+// The method (tests/support/step_injection.hpp): the runtime calls a step observer
+// (runtime_state::observe_steps, a test hook) after each task step, that is, after each resumption
+// of a task from the run queue, which runs until that task is parked again at a suspension point or
+// finishes. Counting steps from outside and cancelling the root after the k-th one visits every
+// state the program rests in, one suspension at a time, including the resumptions a single loop
+// iteration runs in a burst (the virtual clock's autojump, several deadlines due together), which
+// the per-iteration injection of cancel_injection_test.cpp cannot separate. The cancellation
+// happens where another task's `handle.cancel()` could happen: between two steps, never inside one.
+// On the virtual clock the order of steps is a deterministic function of the program, so each k is
+// reproducible.
 //
 // The programs: the seed scenarios (examples/seed/scenarios.hpp) and tutorial steps 1 to 5
 // (examples/tutorial, compiled in here with their `main` renamed; they print what they do).
@@ -44,6 +45,7 @@
 
 #include "../../examples/seed/scenarios.hpp"
 #include "loop_fixture.hpp"
+#include "step_injection.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -86,21 +88,7 @@ namespace tutorial_05 {
 namespace {
 
 using uvasync::test::loop_fixture;
-
-/// Cancels `root` after the k-th step (k >= 1); k == 0 is injected before the first step.
-struct injector {
-    long k = 0;
-    long steps = 0;
-    bool injected = false;
-    uvasync::task_handle<>* root = nullptr;
-
-    static void on_step(void* arg) noexcept {
-        auto* self = static_cast<injector*>(arg);
-        if (++self->steps == self->k && !self->root->done()) {
-            self->injected = self->root->cancel("injected");
-        }
-    }
-};
+using uvasync::test::step_injector;
 
 /// What a program leaves for the checks after its run.
 struct run_record {
@@ -119,19 +107,18 @@ long inject_at_every_step(const program& make, bool check_cleanups) {
         {
             loop_fixture f;
             uvasync::task_handle<> h = f.rt->spawn(make(rec));
-            injector inj{k, 0, false, &h};
-            f.rt->state().observe_steps(&injector::on_step, &inj);
-            if (k == 0) {
-                inj.injected = h.cancel("injected");
+            bool injected = false;
+            {
+                const step_injector inject(*f.rt, h, k);
+                f.run_until([&] { return h.done(); });
+                injected = inject.injected();
+                steps = inject.steps();
             }
-            f.run_until([&] { return h.done(); });
-            f.rt->state().observe_steps(nullptr, nullptr);
-            finished_alone = !inj.injected;
-            steps = inj.steps;
+            finished_alone = !injected;
             try {
                 h.result();
             } catch (const uvasync::cancelled_error&) {
-                CHECK(inj.injected);
+                CHECK(injected);
             } catch (...) {
                 FAIL("the program ended with an error");
             }
