@@ -331,7 +331,7 @@ TEST_SUITE("echo_server") {
             limited = true;
             tcp_stream shed = co_await tcp_stream::connect(a);
             try {
-                shed_result = co_await read_bytes(shed, 1) == "" ? "closed" : "served";
+                shed_result = (co_await read_bytes(shed, 1)).empty() ? "closed" : "served";
             } catch (const std::system_error& e) {
                 shed_result = std::string("error: ") + e.what(); // a reset is a close too
                 if (e.code().value() == UV_ECONNRESET) {
