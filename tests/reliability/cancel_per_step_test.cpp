@@ -45,10 +45,8 @@
 
 #include "../../examples/seed/scenarios.hpp"
 #include "loop_fixture.hpp"
+#include "quiet_stdout.hpp"
 #include "step_injection.hpp"
-
-#include <fcntl.h>
-#include <unistd.h>
 
 // The tutorial steps are whole programs; each goes into its own namespace, inside an unnamed one
 // (internal linkage, as in its own program), with `main` renamed. The renamed main is never
@@ -183,42 +181,6 @@ TEST_CASE("cancel_at_every_step_of_every_seed_scenario") {
     MESSAGE("cancellations injected over the seed scenarios: " << total);
 }
 
-/// Sends stdout to /dev/null while it lives: the tutorial programs print as they go.
-class quiet_stdout {
-public:
-    quiet_stdout()
-        : saved_(flush_and_dup()) {
-        const int null = ::open("/dev/null", O_WRONLY);
-        if (saved_ >= 0 && null >= 0) {
-            ::dup2(null, STDOUT_FILENO);
-        }
-        if (null >= 0) {
-            ::close(null);
-        }
-    }
-
-    quiet_stdout(const quiet_stdout&) = delete;
-    quiet_stdout& operator=(const quiet_stdout&) = delete;
-    quiet_stdout(quiet_stdout&&) = delete;
-    quiet_stdout& operator=(quiet_stdout&&) = delete;
-
-    ~quiet_stdout() {
-        std::fflush(stdout);
-        if (saved_ >= 0) {
-            ::dup2(saved_, STDOUT_FILENO);
-            ::close(saved_);
-        }
-    }
-
-private:
-    static int flush_and_dup() {
-        std::fflush(stdout);
-        return ::dup(STDOUT_FILENO);
-    }
-
-    int saved_;
-};
-
 TEST_CASE("cancel_at_every_step_of_every_tutorial_step") {
     const std::vector<std::pair<const char*, uvasync::task<> (*)()>> steps = {
         {"01_first_run", &tutorial_01::main_task},
@@ -232,7 +194,7 @@ TEST_CASE("cancel_at_every_step_of_every_tutorial_step") {
         CAPTURE(name);
         long n = 0;
         {
-            const quiet_stdout quiet;
+            const uvasync::test::quiet_stdout quiet;
             n = inject_at_every_step(tutorial_program(entry.second), false);
         }
         CHECK(n > 0);
@@ -245,7 +207,7 @@ TEST_CASE("cancel_at_every_step_of_every_tutorial_step") {
     {
         long n = 0;
         {
-            const quiet_stdout quiet;
+            const uvasync::test::quiet_stdout quiet;
             n = inject_at_every_step(tutorial_program(&tutorial_06::main_task), false,
                                      loop_fixture::real_clock());
         }
