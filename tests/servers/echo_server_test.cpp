@@ -359,47 +359,17 @@ TEST_SUITE("echo_server") {
         CHECK(server.stats().accept_errors == 0);
     }
 
-    // Cancellation injection per suspension point (docs/reliability.md): the program (a
-    // server, and a client that sends a line and reads it back) is cancelled after its k-th
-    // task step, for every k until it finishes uncancelled. The steps follow the kernel's
-    // loopback I/O, so k need not name the same point in two runs; every run must still end
-    // finished or cancelled, with nothing reported and no frame, handle or descriptor left.
+    // Cancellation injection per suspension point: a client that sends a line and reads it
+    // back (server_test_support.hpp, cancel_at_every_step).
     TEST_CASE("echo_server_cancelled_at_every_step_leaks_nothing") {
-        long injections = 0;
-        for (long k = 0;; ++k) {
-            CAPTURE(k);
-            bool injected = false;
-            {
-                loop_fixture f(loop_fixture::real_clock());
-                echo_server server(quiet_options());
-                auto client = [](socket_address a) -> task<> {
-                    tcp_stream s = co_await tcp_stream::connect(a);
-                    co_await write_all(s, "ping\n");
-                    // Read outside CHECK, which would catch the injected cancellation.
-                    const std::string echoed = co_await read_bytes(s, 5);
-                    CHECK(echoed == "ping\n");
-                    co_await s.close();
-                };
-                uvasync::task_handle<> h = f.rt->spawn(with_server(server, client));
-                {
-                    const uvasync::test::step_injector inject(*f.rt, h, k);
-                    f.run_until([&] { return h.done(); });
-                    injected = inject.injected();
-                }
-                try {
-                    h.result();
-                } catch (const uvasync::cancelled_error&) {
-                    CHECK(injected);
-                }
-                CHECK(f.reported.empty());
-                CHECK(server.stats().active == 0);
-            } // the fixture: no frame, no handle, uv_loop_close == 0
-            if (!injected) {
-                break;
-            }
-            ++injections;
-            REQUIRE(k < 10000);
-        }
+        auto client = [](socket_address a) -> task<> {
+            tcp_stream s = co_await tcp_stream::connect(a);
+            co_await write_all(s, "ping\n");
+            const std::string echoed = co_await read_bytes(s, 5);
+            CHECK(echoed == "ping\n");
+            co_await s.close();
+        };
+        const long injections = cancel_at_every_step<echo_server>(client);
         CHECK(injections > 0);
         MESSAGE("cancellations injected: " << injections);
     }

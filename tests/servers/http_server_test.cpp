@@ -547,47 +547,19 @@ TEST_SUITE("http_server") {
         CHECK(servers::server_main<http_server>(3, argv.data(), 8080, no_demo) == 2);
     }
 
-    // Cancellation injection per suspension point (docs/reliability.md; as for the echo
-    // server): a server and a client that makes two keep-alive GETs, cancelled after each k-th
-    // task step until the program finishes uncancelled.
+    // Cancellation injection per suspension point: a client that makes two keep-alive GETs
+    // (server_test_support.hpp, cancel_at_every_step).
     TEST_CASE("http_server_cancelled_at_every_step_leaks_nothing") {
-        long injections = 0;
-        for (long k = 0;; ++k) {
-            CAPTURE(k);
-            bool injected = false;
-            {
-                loop_fixture f(loop_fixture::real_clock());
-                http_server server(quiet_options());
-                auto client = [](socket_address a) -> task<> {
-                    tcp_stream s = co_await tcp_stream::connect(a);
-                    std::string pending;
-                    // Awaited outside CHECK, which would catch the injected cancellation.
-                    const bool first = co_await get_ok(s, pending);
-                    const bool second = co_await get_ok(s, pending);
-                    CHECK(first);
-                    CHECK(second);
-                    co_await s.close();
-                };
-                uvasync::task_handle<> h = f.rt->spawn(with_server(server, client));
-                {
-                    const uvasync::test::step_injector inject(*f.rt, h, k);
-                    f.run_until([&] { return h.done(); });
-                    injected = inject.injected();
-                }
-                try {
-                    h.result();
-                } catch (const uvasync::cancelled_error&) {
-                    CHECK(injected);
-                }
-                CHECK(f.reported.empty());
-                CHECK(server.stats().active == 0);
-            } // the fixture: no frame, no handle, uv_loop_close == 0
-            if (!injected) {
-                break;
-            }
-            ++injections;
-            REQUIRE(k < 10000);
-        }
+        auto client = [](socket_address a) -> task<> {
+            tcp_stream s = co_await tcp_stream::connect(a);
+            std::string pending;
+            const bool first = co_await get_ok(s, pending);
+            const bool second = co_await get_ok(s, pending);
+            CHECK(first);
+            CHECK(second);
+            co_await s.close();
+        };
+        const long injections = cancel_at_every_step<http_server>(client);
         CHECK(injections > 0);
         MESSAGE("cancellations injected: " << injections);
     }
