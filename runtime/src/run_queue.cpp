@@ -48,6 +48,10 @@ bool runtime_state::drain() noexcept {
             continue; // never ran, and may be gone (SEMANTICS 2.7)
         }
         core->resume_point.resume(); // may destroy *core
+        if (step_observer_ != nullptr) [[unlikely]] {
+            ctx.task = saved; // outside any task, as a libuv callback
+            step_observer_(step_arg_);
+        }
     }
     ctx.task = saved;
     return true;

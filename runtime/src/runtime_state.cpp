@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/error.hpp>
@@ -19,7 +20,7 @@ namespace {
 void default_exception_handler(std::exception_ptr e) {
     std::string what = "unknown error";
     try {
-        std::rethrow_exception(e);
+        std::rethrow_exception(std::move(e));
     } catch (const std::exception& ex) {
         what = ex.what();
     } catch (const cancelled_error& c) {
@@ -43,6 +44,14 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     if (loop_ == nullptr) {
         delete handles_;
         throw std::invalid_argument("uvasync: runtime needs a loop (got a null uv_loop_t*)");
+    }
+    try {
+        // Room for the shutdown grace deadline, which is added where nothing may throw (the
+        // runtime's destructor): held from here until shutdown adds it.
+        deadlines_.hold_one();
+    } catch (...) {
+        delete handles_;
+        throw;
     }
     if (!exception_handler_) {
         exception_handler_ = &default_exception_handler;

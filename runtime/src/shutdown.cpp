@@ -134,6 +134,7 @@ void runtime_state::wait_for_tasks() {
     } grace;
 
     grace.when = deadline_after(now(), std::chrono::milliseconds(shutdown_grace_ms_));
+    deadlines_.release_one(); // the room the constructor held: add_deadline does not allocate
     if (grace.when == now()) {
         grace.expired = true;
     } else if (grace.when != never) {

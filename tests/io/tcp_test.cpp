@@ -556,6 +556,21 @@ struct full_listener {
     }
 };
 
+TEST_CASE_FIXTURE(io_fixture, "tcp_accept_cancelled_twice_delivers_once_then_accepts_again") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    for (int round = 0; round < 2; ++round) {
+        task_handle<std::string> a = rt->spawn(accept_and_report(l));
+        run(nap(2ms));
+        REQUIRE_FALSE(a.done());
+        CHECK(a.cancel("first"));
+        CHECK_FALSE(a.cancel("second")); // one delivery, with the first message
+        run_until([&] { return a.done(); });
+        CHECK(a.result() == "cancelled: first");
+        tcp_pair p = run(connect_pair(l)); // the listener accepts again
+        CHECK(p.server.peer_address() == p.client.local_address());
+    }
+}
+
 TEST_CASE_FIXTURE(io_fixture, "tcp_accept_cancelling_one_of_several_waiters_keeps_the_others") {
     tcp_listener l = tcp_listener::bind(loopback());
     task_handle<std::string> a = rt->spawn(accept_and_report(l));

@@ -22,6 +22,7 @@
 #include "server_test_support.hpp"
 #include "servers/http_server.hpp"
 #include "servers/main_support.hpp"
+#include "step_injection.hpp"
 
 using namespace std::chrono_literals;
 using namespace std::string_view_literals;
@@ -526,5 +527,22 @@ TEST_SUITE("http_server") {
         std::array<char*, 3> argv{prog.data(), flag.data(), value.data()};
         uvasync::task<void> (*no_demo)(uvasync::socket_address) = nullptr;
         CHECK(servers::server_main<http_server>(3, argv.data(), 8080, no_demo) == 2);
+    }
+
+    // Cancellation injection per suspension point: a client that makes two keep-alive GETs
+    // (server_test_support.hpp, cancel_at_every_step).
+    TEST_CASE("http_server_cancelled_at_every_step_leaks_nothing") {
+        auto client = [](socket_address a) -> task<> {
+            tcp_stream s = co_await tcp_stream::connect(a);
+            std::string pending;
+            const bool first = co_await get_ok(s, pending);
+            const bool second = co_await get_ok(s, pending);
+            CHECK(first);
+            CHECK(second);
+            co_await s.close();
+        };
+        const long injections = cancel_at_every_step<http_server>(client);
+        CHECK(injections > 0);
+        MESSAGE("cancellations injected: " << injections);
     }
 } // TEST_SUITE

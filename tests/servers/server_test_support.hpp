@@ -12,6 +12,7 @@
 #include <system_error>
 #include <utility>
 
+#include <doctest/doctest.h>
 #include <uv.h>
 #include <uvasync/io/address.hpp>
 #include <uvasync/io/tcp.hpp>
@@ -20,8 +21,10 @@
 #include <uvasync/task.hpp>
 #include <uvasync/task_group.hpp>
 
+#include "loop_fixture.hpp"
 #include "servers/demo_client.hpp"
 #include "servers/server.hpp"
+#include "step_injection.hpp"
 
 #include <sys/resource.h>
 
@@ -76,6 +79,44 @@ task<void> with_server(Server& server, Client& client) {
         server.request_shutdown();
     };
     co_await uvasync::task_group::run(body);
+}
+
+/// Cancellation injection per suspension point (docs/reliability.md): runs `client` against a
+/// `Server` (made with quiet_options) through `with_server` on the real clock, cancelled after
+/// its k-th task step, for every k until a run ends uncancelled; returns the number of
+/// injections. The steps follow the kernel's loopback I/O, so k need not name the same point in
+/// two runs; every run must end finished or cancelled, with nothing reported, no connection
+/// open, and (the fixture) no frame or handle left. `client` must not await inside a CHECK,
+/// which would catch the injected cancellation.
+template <class Server, class Client>
+long cancel_at_every_step(Client& client) {
+    long injections = 0;
+    for (long k = 0;; ++k) {
+        CAPTURE(k);
+        bool injected = false;
+        {
+            uvasync::test::loop_fixture f(uvasync::test::loop_fixture::real_clock());
+            Server server(quiet_options());
+            uvasync::task_handle<> h = f.rt->spawn(with_server(server, client));
+            {
+                const uvasync::test::step_injector inject(*f.rt, h, k);
+                f.run_until([&] { return h.done(); });
+                injected = inject.injected();
+            }
+            try {
+                h.result();
+            } catch (const uvasync::cancelled_error&) {
+                CHECK(injected);
+            }
+            CHECK(f.reported.empty());
+            CHECK(server.stats().active == 0);
+        }
+        if (!injected) {
+            return injections;
+        }
+        ++injections;
+        REQUIRE(k < 10000);
+    }
 }
 
 /// Sends `data` (borrowed) and returns whatever the server sends until it closes.

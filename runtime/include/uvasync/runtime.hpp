@@ -185,6 +185,7 @@ public:
         if (when == never) {
             return timed_call();
         }
+        state_->reserve_deadline(); // may throw bad_alloc: add_deadline below must not
         detail::timed_call_node& n = state_->acquire_timed_call();
         try {
             n.store(std::forward<F>(f));

@@ -44,6 +44,16 @@ public:
 
     void wait(process_wait_awaiter* w) noexcept { waiter_ = w; }
 
+    /// Room for the kill-grace deadline, which `abort_wait` adds in the noexcept cancellation
+    /// path: held from the wait's (throwing) start until the grace is added or the child is
+    /// gone. Throws `std::bad_alloc`.
+    void hold_grace_room() {
+        if (!holds_room_ && kill_grace_ != loop_clock::duration::max()) {
+            rt_->hold_deadline_room();
+            holds_room_ = true;
+        }
+    }
+
     /// The waiter's frame goes away (it is destroyed while parked).
     void forget(process_wait_awaiter* w) noexcept {
         if (waiter_ == w) {
@@ -59,7 +69,8 @@ public:
         // callback comes anyway.
         uv_process_kill(&handle_, cancel_signal_);
         grace_.when = add_saturated(rt_->now(), kill_grace_);
-        if (grace_.when != never) {
+        drop_grace_room(); // add_deadline below uses it: no allocation
+        if (grace_.when != never && !grace_.queued()) {
             rt_->add_deadline(grace_);
         }
     }
@@ -79,6 +90,7 @@ public:
         if (grace_.queued()) {
             rt_->remove_deadline(grace_);
         }
+        drop_grace_room();
         if (exited_ || pid_ == 0) {
             request_close(this, nullptr);
         } else {
@@ -111,6 +123,7 @@ public:
             return;
         }
         self->rt_->remove_deadline(self->grace_);
+        self->drop_grace_room();
         if (process_wait_awaiter* w = std::exchange(self->waiter_, nullptr)) {
             const bool by_us =
                 term_signal != 0 && (term_signal == self->signalled_ ||
@@ -120,6 +133,13 @@ public:
     }
 
 private:
+    void drop_grace_room() noexcept {
+        if (holds_room_) {
+            holds_room_ = false;
+            rt_->release_deadline_room();
+        }
+    }
+
     /// The kill-grace deadline: a heap entry that knows its process.
     struct grace_entry : deadline_entry {
         explicit grace_entry(process_state* p) noexcept
@@ -149,7 +169,8 @@ private:
     bool exited_ = false;
     bool orphaned_ = false;
     bool grace_killed_ = false;
-    bool counted_ = false; // counted in the runtime's closing I/O handles
+    bool counted_ = false;    // counted in the runtime's closing I/O handles
+    bool holds_room_ = false; // hold_grace_room: room for grace_ held in the deadline queue
 };
 
 process_wait_awaiter::process_wait_awaiter(process_state* state) noexcept
@@ -169,6 +190,7 @@ bool process_wait_awaiter::await_suspend(std::coroutine_handle<> caller) {
     if (state_->busy()) {
         throw invalid_state("uvasync: process::wait is already awaited by another task");
     }
+    state_->hold_grace_room(); // may throw bad_alloc: before anything changes
     if (!park(caller, "process::wait")) {
         return false;
     }

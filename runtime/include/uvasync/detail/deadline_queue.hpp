@@ -38,14 +38,23 @@ public:
     /// started have a larger one (SEMANTICS 6.5).
     [[nodiscard]] std::uint64_t last_seq() const noexcept { return seq_; }
 
-    /// Makes room for one more entry, so that the next `push` does not allocate. Throws
-    /// `std::bad_alloc`; callers that can throw call it before they change any state, because
-    /// `push` runs in noexcept paths (a bad_alloc there would terminate).
-    void reserve_one() {
-        if (heap_.size() == heap_.capacity()) {
-            heap_.reserve(heap_.empty() ? 16 : 2 * heap_.capacity());
-        }
+    /// Makes room for one more entry, so that the next `push` does not allocate, besides the
+    /// room held by `hold_one`. Throws `std::bad_alloc`; callers that can throw call it before
+    /// they change any state, because `push` runs in noexcept paths (a bad_alloc there would
+    /// terminate).
+    void reserve_one() { grow_to(heap_.size() + held_ + 1); }
+
+    /// Holds room for one entry that a noexcept path adds later, at a time no throwing call can
+    /// precede it (the kill grace of a process whose wait is cancelled, the shutdown grace):
+    /// until `release_one`, every `reserve_one` leaves that room free. Throws `std::bad_alloc`.
+    /// The holder calls `release_one` right before its `push`, or when it no longer needs the
+    /// room.
+    void hold_one() {
+        grow_to(heap_.size() + held_ + 1);
+        ++held_;
     }
+
+    void release_one() noexcept { --held_; }
 
     /// Adds `e`, which must not be queued and must have a deadline other than `never`. Does not
     /// allocate after `reserve_one()`; otherwise a failed allocation terminates.
@@ -81,6 +90,12 @@ public:
     }
 
 private:
+    void grow_to(std::size_t n) {
+        if (heap_.capacity() < n) {
+            heap_.reserve(n < 8 ? 16 : 2 * n);
+        }
+    }
+
     void sift_up(std::size_t i) noexcept;
     void sift_down(std::size_t i) noexcept;
 
@@ -88,6 +103,7 @@ private:
     std::uint64_t seq_ = 0;
     emptied_fn on_emptied_;
     void* owner_;
+    std::size_t held_ = 0; // hold_one without release_one
 };
 
 } // namespace uvasync::detail

@@ -134,6 +134,17 @@ public:
         deadlines_.reserve_one();
     }
 
+    /// Holds room for one deadline that a noexcept path adds later (deadline_queue::hold_one;
+    /// throws `std::bad_alloc`); `release_deadline_room` gives it back, right before that
+    /// `add_deadline` or when it is no longer needed.
+    void hold_deadline_room() {
+        deadlines_.hold_one();
+    }
+
+    void release_deadline_room() noexcept {
+        deadlines_.release_one();
+    }
+
     /// Entries in the deadline queue (SEMANTICS 20.4).
     [[nodiscard]] std::size_t pending_deadlines() const noexcept {
         return deadlines_.size();
@@ -155,6 +166,20 @@ public:
     /// Resumes the tasks that were ready when the drain started (SEMANTICS 13.6); false when
     /// none was.
     bool drain() noexcept;
+
+    /// Called after each task step, for tests that inject an event between two steps
+    /// (tests/reliability/cancel_per_step_test.cpp): a step is one resumption of a task from
+    /// the run queue, which runs until the task is parked again at a suspension point or
+    /// finishes, so the observer sees every state the program rests in, in a deterministic
+    /// order on the virtual clock. It runs on the loop thread, outside any task (like a libuv
+    /// callback): it may cancel tasks and set events, which never runs task code inline. Null
+    /// (the default) turns it off; the cost is one test of a pointer per step.
+    using step_observer = void (*)(void* arg) noexcept;
+
+    void observe_steps(step_observer observer, void* arg) noexcept {
+        step_observer_ = observer;
+        step_arg_ = arg;
+    }
 
     /// Registers a new task (created by spawn) and queues its first step.
     void adopt(task_core* core) noexcept;
@@ -294,6 +319,8 @@ private:
     intrusive_queue<task_core> yielded_;           // resume in the next check drain (after a poll)
     bool (*stop_check_)(void*) noexcept = nullptr; // run_until's predicate, checked by settle
     void* stop_arg_ = nullptr;
+    step_observer step_observer_ = nullptr; // observe_steps
+    void* step_arg_ = nullptr;
     deadline_queue deadlines_{&on_deadlines_emptied, this};
     intrusive_list<task_core, all_tasks_tag> tasks_;
     loop_handles* handles_;
