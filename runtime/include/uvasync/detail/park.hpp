@@ -19,7 +19,7 @@ namespace uvasync::detail {
 
 /// The delivery `throw_cancelled` would raise, as a value: `as_outcome` reports it without a
 /// throw (SEMANTICS 19.2). Counts as a delivery for the "1000 without suspending" report (4.6).
-cancelled_error make_delivery(task_core* core);
+UVASYNC_API cancelled_error make_delivery(task_core* core);
 
 /// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
 UVASYNC_API task_core* require_task(const char* what);
