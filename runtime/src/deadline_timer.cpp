@@ -16,7 +16,14 @@ void runtime_state::add_deadline(deadline_entry& e) noexcept {
     deadlines_.push(e);
     if (virtual_) {
         update_idle();
-    } else if (e.when < armed_for_ && !in_deadline_pass_) {
+        return;
+    }
+    if (timer_unreferenced_) {
+        // Armed for a deadline that left (see remove_deadline): it counts again.
+        uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
+        timer_unreferenced_ = false;
+    }
+    if (e.when < armed_for_ && !in_deadline_pass_) {
         rearm_timer();
     }
 }
@@ -27,14 +34,18 @@ void runtime_state::remove_deadline(deadline_entry& e) noexcept {
     }
     deadlines_.erase(e);
     if (deadlines_.empty()) {
-        // An armed timer would keep uv_run alive for a deadline nobody waits for (SEMANTICS 5.5).
         if (virtual_) {
             update_idle();
             if (handles_->has_threshold) {
                 uv_timer_stop(&handles_->threshold);
             }
-        } else if (!in_deadline_pass_) {
-            rearm_timer();
+        } else if (!in_deadline_pass_ && armed_for_ != never && !timer_unreferenced_) {
+            // An armed timer would keep uv_run alive for a deadline nobody waits for
+            // (SEMANTICS 5.5). Unreferenced, it no longer does, and it stays armed: a deadline
+            // added before it fires (the next request's timeout, the next sleep) usually lies
+            // later and needs no uv_timer_start; the early firing finds nothing due and rearms.
+            uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
+            timer_unreferenced_ = true;
         }
     }
     // Otherwise the timer may stay armed for an earlier deadline that left: it then fires

@@ -16,7 +16,7 @@ struct accept_tag;
 /// The untyped part of `accept()`: waits for a connection and takes it (`uv_accept`) into a
 /// new stream state. The typed `accept_awaiter<S>` wraps the state into `S`.
 class [[nodiscard]] UVASYNC_API accept_awaiter_base : private handle_awaiter<listener_state>,
-                                        public list_hook<accept_tag> {
+                                                      public list_hook<accept_tag> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
