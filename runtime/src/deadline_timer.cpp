@@ -41,9 +41,10 @@ void runtime_state::remove_deadline(deadline_entry& e) noexcept {
             }
         } else if (!in_deadline_pass_ && armed_for_ != never && !timer_unreferenced_) {
             // An armed timer would keep uv_run alive for a deadline nobody waits for
-            // (SEMANTICS 5.5). Unreferenced, it no longer does, and it stays armed: a deadline
-            // added before it fires (the next request's timeout, the next sleep) usually lies
-            // later and needs no uv_timer_start; the early firing finds nothing due and rearms.
+            // (SEMANTICS 13.5). Unreferenced, it no longer does; it stays armed until the end
+            // of the check drain (settle() stops it then if no deadline came back), so that
+            // a deadline added meanwhile (the next request's timeout, usually later than the
+            // one that left) needs no uv_timer_start and uv_timer_stop pair.
             uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
             timer_unreferenced_ = true;
         }
@@ -109,6 +110,14 @@ void runtime_state::advance(loop_clock::duration d) {
                        .time_since_epoch()
                        .count();
     run_deadline_pass();
+}
+
+void runtime_state::stop_idle_timer() noexcept {
+    // No deadline came back since the heap emptied: nothing stays armed (SEMANTICS 13.5).
+    if (timer_unreferenced_ && deadlines_.empty() && armed_for_ != never) {
+        uv_timer_stop(&handles_->timer);
+        armed_for_ = never;
+    }
 }
 
 } // namespace uvasync::detail

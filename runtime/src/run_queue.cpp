@@ -115,6 +115,9 @@ void runtime_state::on_check() noexcept {
 }
 
 void runtime_state::settle(bool ran) noexcept {
+    if (timer_unreferenced_) {
+        stop_idle_timer();
+    }
     if (virtual_ && autojump_ && autojump_threshold_ms_ > 0) {
         // The threshold measures real time in which no task ran. It is decided after the
         // drain: tasks that just ran may have blocked on I/O, and with nothing ready the poll

@@ -157,6 +157,10 @@ public:
     /// none was.
     bool drain(thread_context& ctx) noexcept;
 
+    /// After a drain: stops the loop's timer if the deadline heap emptied and nothing was added
+    /// back (remove_deadline leaves it armed, unreferenced, until then).
+    void stop_idle_timer() noexcept;
+
     /// Registers a new task (created by spawn) and queues its first step.
     void adopt(task_core* core) noexcept;
 
