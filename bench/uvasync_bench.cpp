@@ -114,7 +114,10 @@ task<result> spawn_and_wait(long n, bool every_timeout_fires) {
     co_return result{ns, allocs, fired, bench::throws() - u0};
 }
 
+long parked_count = 0; // W3: tasks that reached their sleep
+
 task<> parked() {
+    ++parked_count;
     co_await uvasync::sleep(1h);
 }
 
@@ -122,6 +125,7 @@ long observed = 0;
 
 task<> parked_outcome() {
 #if __has_include(<uvasync/as_outcome.hpp>)
+    ++parked_count;
     auto o = co_await uvasync::as_outcome(uvasync::sleep(1h));
     observed += o.cancelled() ? 1 : 0;
 #endif
@@ -135,7 +139,12 @@ task<result> w3(long n) {
     for (long i = 0; i < n; ++i) {
         handles.push_back(uvasync::spawn(outcome_form ? parked_outcome() : parked()));
     }
-    co_await uvasync::yield(); // every task starts and parks in the drain before this resumes
+    // Wait until every task has run and parked: a yield resumes after the next poll (SEMANTICS
+    // 4.1), possibly before tasks spawned in the same drain ran; cancelling those would only
+    // measure "cancelled before it started" (SEMANTICS 2.7).
+    while (parked_count < n) {
+        co_await uvasync::yield();
+    }
     const std::uint64_t a0 = bench::allocations;
     const std::uint64_t u0 = bench::throws();
     const auto t0 = bench_clock::now();

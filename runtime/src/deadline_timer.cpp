@@ -26,7 +26,14 @@ void runtime_state::add_deadline(deadline_entry& e) noexcept {
     deadlines_.push(e);
     if (virtual_) {
         update_idle();
-    } else if (e.when < armed_for_ && !in_deadline_pass_) {
+        return;
+    }
+    if (timer_unreferenced_) {
+        // Armed for a deadline that left (see on_deadlines_emptied): it counts again.
+        uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
+        timer_unreferenced_ = false;
+    }
+    if (e.when < armed_for_ && !in_deadline_pass_) {
         rearm_timer();
     }
 }
@@ -41,14 +48,19 @@ void runtime_state::remove_deadline(deadline_entry& e) noexcept {
 // rearming on every removal.
 void runtime_state::on_deadlines_emptied(void* self) noexcept {
     auto* rt = static_cast<runtime_state*>(self);
-    // An armed timer would keep uv_run alive for a deadline nobody waits for (SEMANTICS 5.5).
     if (rt->virtual_) {
         rt->update_idle();
         if (rt->handles_->has_threshold) {
             uv_timer_stop(&rt->handles_->threshold);
         }
-    } else if (!rt->in_deadline_pass_) {
-        rt->rearm_timer();
+    } else if (!rt->in_deadline_pass_ && rt->armed_for_ != never && !rt->timer_unreferenced_) {
+        // An armed timer would keep uv_run alive for a deadline nobody waits for
+        // (SEMANTICS 13.5). Unreferenced, it no longer does; it stays armed until the end of the
+        // check drain (settle() stops it then if no deadline came back), so that a deadline added
+        // meanwhile (the next request's timeout, usually later than the one that left) needs no
+        // uv_timer_start and uv_timer_stop pair.
+        uv_unref(reinterpret_cast<uv_handle_t*>(&rt->handles_->timer));
+        rt->timer_unreferenced_ = true;
     }
 }
 
@@ -109,6 +121,14 @@ void runtime_state::advance(loop_clock::duration d) {
                        .time_since_epoch()
                        .count();
     run_deadline_pass();
+}
+
+void runtime_state::stop_idle_timer() noexcept {
+    // No deadline came back since the heap emptied: nothing stays armed (SEMANTICS 13.5).
+    if (timer_unreferenced_ && deadlines_.empty() && armed_for_ != never) {
+        uv_timer_stop(&handles_->timer);
+        armed_for_ = never;
+    }
 }
 
 } // namespace uvasync::detail

@@ -33,12 +33,11 @@ void runtime_state::update_idle() noexcept {
     }
 }
 
-bool runtime_state::drain() noexcept {
+bool runtime_state::drain(thread_context& ctx) noexcept {
     if (ready_.empty()) {
         return false;
     }
     auto batch = ready_.take();
-    thread_context& ctx = this_thread_context();
     task_core* const saved = ctx.task;
     while (task_core* core = batch.pop_front()) {
         ctx.task = core;
@@ -73,7 +72,7 @@ void runtime_state::adopt(task_core* core) noexcept {
         // Spawned while shutting down: born cancelled, so the body never runs (SEMANTICS 2.7).
         core->task_scope.node.request_cancel(make_message("runtime is shutting down"));
     }
-    schedule(core, core->frame);
+    schedule(core, core->frame());
 }
 
 void runtime_state::task_finished(task_core* /*core*/) noexcept {
@@ -89,11 +88,13 @@ void runtime_state::on_prepare() noexcept {
     if (ready_.empty() && !virtual_) {
         // Nothing to run and no autojump to decide: the idle handle is already as the last
         // drain (or schedule()) left it. Yielded tasks wait for the check drain (4.1).
+        drain_follows_ = true;
         return;
     }
     runtime_scope current(this);
-    const bool ran = drain();
+    const bool ran = drain(current.context());
     settle(ran);
+    drain_follows_ = true;
 }
 
 void runtime_state::on_check() noexcept {
@@ -110,11 +111,17 @@ void runtime_state::on_check() noexcept {
         // does not move, but the entry runs in this iteration's pass.
         run_deadline_pass();
     }
-    const bool ran = drain();
+    const bool ran = drain(current.context());
     settle(ran);
+    // Closing callbacks and whatever runs outside the loop come next: from here on a task
+    // made ready starts the idle handle itself.
+    drain_follows_ = false;
 }
 
 void runtime_state::settle(bool ran) noexcept {
+    if (timer_unreferenced_) {
+        stop_idle_timer();
+    }
     if (virtual_ && autojump_ && autojump_threshold_ms_ > 0) {
         // The threshold measures real time in which no task ran. It is decided after the
         // drain: tasks that just ran may have blocked on I/O, and with nothing ready the poll

@@ -44,8 +44,9 @@ void forward(Handle* h) {
 class runtime_scope {
 public:
     explicit runtime_scope(runtime_state* rt) noexcept
-        : saved_(this_thread_context().runtime) {
-        this_thread_context().runtime = rt;
+        : context_(this_thread_context()) // one thread-local lookup per loop callback
+        , saved_(context_.runtime) {
+        context_.runtime = rt;
     }
 
     runtime_scope(const runtime_scope&) = delete;
@@ -53,9 +54,13 @@ public:
     runtime_scope(runtime_scope&&) = delete;
     runtime_scope& operator=(runtime_scope&&) = delete;
 
-    ~runtime_scope() { this_thread_context().runtime = saved_; }
+    ~runtime_scope() { context_.runtime = saved_; }
+
+    /// The calling thread's context, for the drain.
+    [[nodiscard]] thread_context& context() const noexcept { return context_; }
 
 private:
+    thread_context& context_;
     runtime_state* saved_;
 };
 

@@ -182,6 +182,7 @@ void runtime_state::leak_remaining() noexcept {
                               "ended; its frame was destroyed without resuming it")));
         t->destroy_frame();
         t->result = outcome::cancelled;
+        t->error = nullptr; // a delivery the body may have caught (task_core's outcome slots)
         t->cancel_message = make_message("leaked at runtime shutdown");
         t->finish();
     }

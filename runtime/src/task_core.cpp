@@ -53,7 +53,7 @@ void task_core::release() noexcept {
     if (rt != nullptr && result == outcome::error && !retrieved) {
         rt->report(error); // the last handle went away without looking (asyncio's GC log)
     }
-    void* f = frame.address();
+    void* f = frame().address();
     task_frame_header& h = frame_header(f);
     this->~task_core();
     h.core_live = false;
@@ -65,8 +65,8 @@ void task_core::release() noexcept {
 }
 
 void task_core::destroy_frame() noexcept {
-    if (frame_header(frame.address()).frame_live) {
-        frame.destroy(); // the block stays: the core is live
+    if (frame_header(frame().address()).frame_live) {
+        frame().destroy(); // the block stays: the core is live
     }
 }
 
@@ -79,6 +79,7 @@ bool task_core::cancelled_before_start() noexcept {
     if (!task_scope.cancelled()) {
         return false;
     }
+    error = nullptr; // (nothing was delivered: the body never ran)
     cancel_message = owner_of(&task_scope)->node.message();
     result = outcome::cancelled;
     destroy_frame();
@@ -88,13 +89,16 @@ bool task_core::cancelled_before_start() noexcept {
 
 void task_core::body_finished(std::exception_ptr& body_error, bool keep_frame) noexcept {
     if (body_error == nullptr) {
+        clear_last_delivery();
         result = outcome::value;
-    } else if (body_error == last_delivery) {
+    } else if (body_error == last_delivery()) {
         // The body ended with the cancellation the runtime delivered (the very object, not a
-        // copy): the outcome is known without rethrowing it (bench/NOTES.md, W3).
-        cancel_message = std::move(last_delivery_message);
+        // copy): the outcome is known without rethrowing it (bench/NOTES.md, W3); the
+        // delivery's message is already in cancel_message.
+        error = nullptr;
         result = outcome::cancelled;
     } else {
+        clear_last_delivery();
         try {
             std::rethrow_exception(body_error);
         } catch (const cancelled_error& e) {
@@ -105,8 +109,6 @@ void task_core::body_finished(std::exception_ptr& body_error, bool keep_frame) n
             result = outcome::error;
         }
     }
-    last_delivery = nullptr;
-    last_delivery_message = nullptr;
     if (!keep_frame) {
         destroy_frame();
     }

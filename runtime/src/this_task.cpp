@@ -41,10 +41,10 @@ void throw_cancelled(task_core* core) {
     scope* owner = count_delivery(core);
     // Kept by the task, so that it can recognise this object if it is what ends the body, and
     // skip a second unwind (task_core::body_finished).
-    core->last_delivery_message = owner->node.message();
-    core->last_delivery =
-        std::make_exception_ptr(cancelled_error(core->last_delivery_message, owner->id));
-    std::rethrow_exception(core->last_delivery);
+    // (While the task runs, its outcome slots hold the last delivery; see task_core.)
+    core->cancel_message = owner->node.message();
+    core->error = std::make_exception_ptr(cancelled_error(core->cancel_message, owner->id));
+    std::rethrow_exception(core->error);
 }
 
 task_core* require_task(const char* what) {
@@ -81,12 +81,12 @@ cancel_token current_token() {
 }
 
 cancel_source::cancel_source()
-    : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
+    : node_(new detail::shared_cancel_node()) {
     node_->bind_to_current_runtime();
 }
 
 cancel_source::cancel_source(const cancel_token& parent)
-    : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
+    : node_(new detail::shared_cancel_node()) {
     node_->bind_to_current_runtime();
     if (parent.node() != nullptr) {
         node_->link_to(*parent.node());

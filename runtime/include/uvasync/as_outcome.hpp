@@ -143,10 +143,9 @@ private:
         }
         t.reset();
         task_core* core = current_task();
-        if (core != nullptr && e == core->last_delivery) {
-            out r(cancelled_error(std::move(core->last_delivery_message),
-                                  owner_of(core->current)->id));
-            core->last_delivery = nullptr;
+        if (core != nullptr && e == core->last_delivery()) {
+            out r(cancelled_error(std::move(core->cancel_message), owner_of(core->current)->id));
+            core->clear_last_delivery();
             return r;
         }
 #if defined(__GLIBCXX__)

@@ -54,12 +54,15 @@ struct task_frame_header {
 };
 
 inline constexpr std::size_t task_frame_align = 16;
-inline constexpr std::size_t task_core_room =
-    (sizeof(task_core) + task_frame_align - 1) / task_frame_align * task_frame_align;
-inline constexpr std::size_t task_frame_prefix = task_core_room + task_frame_align;
+// The core, then the header right in front of the frame, rounded up so that the frame stays
+// aligned: the header usually fits in the core's rounding and costs nothing.
+inline constexpr std::size_t task_frame_prefix =
+    (sizeof(task_core) + sizeof(task_frame_header) + task_frame_align - 1) / task_frame_align *
+    task_frame_align;
 
 inline task_frame_header& frame_header(void* frame) noexcept {
-    return *reinterpret_cast<task_frame_header*>(static_cast<char*>(frame) - task_frame_align);
+    return *reinterpret_cast<task_frame_header*>(static_cast<char*>(frame) -
+                                                 sizeof(task_frame_header));
 }
 
 /// The storage of the core of the task whose frame is `frame` (constructed by spawn only).
@@ -69,6 +72,11 @@ inline void* core_storage(void* frame) noexcept {
 
 inline task_core* spawned_core(void* frame) noexcept {
     return std::launder(static_cast<task_core*>(core_storage(frame)));
+}
+
+inline std::coroutine_handle<> task_core::frame() const noexcept {
+    return std::coroutine_handle<>::from_address(
+        const_cast<char*>(reinterpret_cast<const char*>(this)) + task_frame_prefix);
 }
 
 /// Frees the block of a frame whose coroutine was destroyed and whose core is gone.

@@ -50,12 +50,11 @@ public:
     /// itself).
     timeout_scope(timeout_scope&& other) noexcept
         : deadline_entry(&on_fire)
-        , delay_(other.delay_)
-        , at_(other.at_)
         , relative_(other.relative_)
         , expired_(other.expired_)
         , caught_(other.caught_)
-        , phase_(std::exchange(other.phase_, phase::exited)) {}
+        , phase_(std::exchange(other.phase_, phase::exited))
+        , at_(other.at_) {}
 
     ~timeout_scope() {
         if (phase_ == phase::active) { // the frame is destroyed while suspended inside
@@ -81,7 +80,7 @@ public:
         if (phase_ != phase::active || expired_) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
-        rt_->check_thread("timeout_scope::reschedule()");
+        core_->rt->check_thread("timeout_scope::reschedule()");
         detail::deadline_queue::leave(*this);
         set_deadline(when);
     }
@@ -92,7 +91,7 @@ public:
         if (phase_ != phase::active) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
-        reschedule(detail::deadline_after(rt_->fresh_now(), d));
+        reschedule(detail::deadline_after(core_->rt->fresh_now(), d));
     }
 
     /// Expires the scope now (as if its deadline had passed). No effect after it expired or
@@ -101,7 +100,7 @@ public:
         if (phase_ == phase::created) {
             throw invalid_state("uvasync: cancel() on a timeout scope that was not entered");
         }
-        rt_->check_thread("timeout_scope::cancel()");
+        core_->rt->check_thread("timeout_scope::cancel()");
         expire();
     }
 
@@ -118,24 +117,23 @@ private:
     // Either a relative delay (taken at entry, D-4) or an absolute deadline.
     timeout_scope(loop_clock::duration delay, bool relative, deadline at) noexcept
         : deadline_entry(&on_fire)
-        , delay_(delay)
-        , at_(at)
-        , relative_(relative) {}
+        , relative_(relative)
+        , at_(relative ? deadline(delay) : at) {}
 
     void enter(detail::task_core* core) {
         core->rt->reserve_deadline(); // may throw bad_alloc: before anything changes
         core_ = core;
-        rt_ = core->rt;
-        scope_.id = rt_->next_scope_id();
+        detail::runtime_state* rt = core->rt;
+        scope_.id = rt->next_scope_id();
         scope_.parent = core->current;
         scope_.node.link_to(core->current->node);
         core->current = &scope_;
         phase_ = phase::active;
         // A relative delay is measured from entry, not from the iteration's start (13.2).
-        const deadline now = relative_ ? rt_->fresh_now() : rt_->now();
+        const deadline now = relative_ ? rt->fresh_now() : rt->now();
         deadline when = at_;
         if (relative_) {
-            when = detail::add_saturated(now, delay_);
+            when = detail::add_saturated(now, at_.time_since_epoch());
         }
         set_deadline(when);
     }
@@ -149,11 +147,11 @@ private:
 
     void set_deadline(deadline when) noexcept {
         scope_.own_deadline = when;
-        if (when <= rt_->now()) {
+        if (when <= core_->rt->now()) {
             expire(); // already due: expires synchronously, the body still starts (D-5)
         } else if (when != never) {
             deadline_entry::when = when;
-            rt_->add_deadline(*this);
+            core_->rt->add_deadline(*this);
         }
     }
 
@@ -168,15 +166,14 @@ private:
 
     static void on_fire(deadline_entry* e) noexcept { static_cast<timeout_scope*>(e)->expire(); }
 
-    detail::scope scope_{detail::scope_kind::timeout};
-    detail::task_core* core_ = nullptr;
-    detail::runtime_state* rt_ = nullptr;
-    loop_clock::duration delay_;
-    deadline at_;
+    // The flags share the scope's tail padding (no_unique_address): 8 bytes less per scope.
+    [[no_unique_address]] detail::scope scope_{detail::scope_kind::timeout};
     bool relative_;
     bool expired_ = false;
     bool caught_ = false;
     phase phase_ = phase::created;
+    detail::task_core* core_ = nullptr; // (its runtime is core_->rt)
+    deadline at_; // relative: the delay, as a time since the epoch (taken at entry, D-4)
 };
 
 /// The awaiter of `timeout`, `timeout_at`, `move_on_after` and `move_on_at`: runs the body

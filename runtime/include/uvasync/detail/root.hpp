@@ -19,7 +19,7 @@ class task_state : public task_core {
 public:
     /// The value slot of a task whose outcome is `value`.
     std::optional<T>& value() noexcept {
-        return std::coroutine_handle<task_promise<T>>::from_address(frame.address())
+        return std::coroutine_handle<task_promise<T>>::from_address(frame().address())
             .promise()
             .value_slot();
     }
@@ -46,7 +46,6 @@ task_state<T>* adopt_frame(task<T>& body) noexcept {
     std::coroutine_handle<> h = body.release();
     auto* st = new (core_storage(h.address())) task_state<T>();
     frame_header(h.address()).core_live = true;
-    st->frame = h;
     st->resume_point = h;
     return st;
 }

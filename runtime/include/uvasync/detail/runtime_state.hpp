@@ -38,6 +38,7 @@ namespace uvasync::detail {
 
 class inbox;
 struct loop_handles;
+struct thread_context;
 
 /// Which clock a runtime's deadlines use (SEMANTICS 18).
 enum class clock_kind : std::uint8_t { loop, virtual_time };
@@ -103,7 +104,7 @@ public:
     void schedule(task_core* core, std::coroutine_handle<> h) noexcept {
         core->resume_point = h;
         ready_.push_back(core);
-        if (!idle_active_) {
+        if (!idle_active_ && !drain_follows_) {
             start_idle();
         }
     }
@@ -165,7 +166,11 @@ public:
 
     /// Resumes the tasks that were ready when the drain started (SEMANTICS 13.6); false when
     /// none was.
-    bool drain() noexcept;
+    bool drain(thread_context& ctx) noexcept;
+
+    /// After a drain: stops the loop's timer if the deadline heap emptied and nothing was added
+    /// back (remove_deadline leaves it armed, unreferenced, until then).
+    void stop_idle_timer() noexcept;
 
     /// Called after each task step, for tests that inject an event between two steps
     /// (tests/reliability/cancel_per_step_test.cpp): a step is one resumption of a task from
@@ -303,6 +308,11 @@ private:
     bool autojump_;
     bool idle_active_ = false;
     bool in_deadline_pass_ = false;
+    bool timer_unreferenced_ = false; // armed for a deadline that left (deadline_timer.cpp)
+    // From the end of the prepare callback to the end of the check callback (the poll, I/O
+    // callbacks, the check drain): the check drain and its settle() come before the loop
+    // blocks again, so a task made ready meanwhile needs no idle handle (run_queue.cpp).
+    bool drain_follows_ = false;
     phase phase_ = phase::running;
     std::int64_t virtual_now_ = 0;
     std::int64_t autojump_threshold_ms_;

@@ -116,7 +116,10 @@ public:
 
     runtime_state* rt = nullptr;
     std::coroutine_handle<> resume_point; // what the run queue resumes next
-    std::coroutine_handle<> frame;        // the body's frame, in whose allocation this core lives
+
+    /// The body's frame, in whose allocation this core lives (right behind it; defined in
+    /// task.hpp). Valid to resume or destroy only while the frame is live.
+    [[nodiscard]] inline std::coroutine_handle<> frame() const noexcept;
 
     scope task_scope{scope_kind::task};
     scope* current = &task_scope; // the innermost scope at the task's current point
@@ -125,13 +128,23 @@ public:
     local_map* locals = nullptr; // task-local values, shared copy-on-write (local_map.hpp)
 
     intrusive_list<task_waiter, waiter_tag> waiters;
+    // Once the task is done: the error (outcome::error) or the cancellation's message
+    // (outcome::cancelled). While it runs, the same two slots hold the last cancellation
+    // delivered in it (throw_cancelled) and that delivery's message: when the body ends with
+    // that very exception object, the core records the cancelled outcome without rethrowing
+    // it, one unwind per cancelled task instead of two (bench/NOTES.md). Sharing the slots
+    // keeps the core small (W2's bytes per task).
     std::exception_ptr error;
     message_ptr cancel_message;
-    // The last cancellation delivered in this task (throw_cancelled) and its message. When the
-    // body ends with that very exception object, the core records the cancelled outcome
-    // without rethrowing it: one unwind per cancelled task instead of two (bench/NOTES.md).
-    std::exception_ptr last_delivery;
-    message_ptr last_delivery_message;
+
+    [[nodiscard]] const std::exception_ptr& last_delivery() const noexcept { return error; }
+
+    /// Forgets the last delivery (the body caught it, or `as_outcome` reported it).
+    void clear_last_delivery() noexcept {
+        error = nullptr;
+        cancel_message = nullptr;
+    }
+
     std::uint32_t refs = 1; // the runtime's reference, dropped when the task finishes
     outcome result = outcome::pending;
     bool retrieved = false; // the error or value has been observed through a handle

@@ -13,7 +13,9 @@
 #include <uvasync/detail/cancel_node.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/detail/list_waiter.hpp>
+#include <uvasync/detail/park.hpp>
 #include <uvasync/error.hpp>
+#include <uvasync/outcome.hpp>
 #include <uvasync/task.hpp>
 
 namespace uvasync {
@@ -88,6 +90,32 @@ public:
         }
         if constexpr (!std::is_void_v<T>) {
             return std::get<1>(state_->result); // every consumer gets a copy
+        }
+    }
+
+    /// `await_resume` for `as_outcome` (SEMANTICS 19.2): the same outcome as a value, without
+    /// raising the delivery or rethrowing the stored error. Awaiting an empty future is
+    /// misuse and still throws `invalid_state`, as a plain `co_await` does.
+    ::uvasync::outcome<T> await_resume_outcome() {
+        using out = ::uvasync::outcome<T>;
+        if (state_ == nullptr) {
+            throw invalid_state("uvasync: awaiting an empty future");
+        }
+        if (current_state() == state::aborted || !state_->done()) {
+            return out(make_delivery(core())); // this waiter was cancelled (D-13)
+        }
+        switch (state_->result.index()) {
+        case 2:
+            return out(std::get<2>(state_->result));
+        case 3:
+            return out(std::get<3>(state_->result));
+        default:
+            break;
+        }
+        if constexpr (std::is_void_v<T>) {
+            return out(unit{});
+        } else {
+            return out(std::get<1>(state_->result)); // every consumer gets a copy
         }
     }
 
