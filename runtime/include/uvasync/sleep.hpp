@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <coroutine>
+#include <string>
 
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
@@ -20,13 +21,13 @@ class [[nodiscard]] sleep_awaiter : private parked_wait, private deadline_entry 
 public:
     /// A relative sleep: the deadline is fixed when the sleep is awaited (like D-4).
     explicit sleep_awaiter(loop_clock::duration rounded_or_due, bool relative) noexcept
-        : parked_wait(&on_abort)
+        : parked_wait(&on_abort, kind)
         , deadline_entry(&on_fire)
         , delay_(rounded_or_due)
         , relative_(relative) {}
 
     explicit sleep_awaiter(deadline until) noexcept
-        : parked_wait(&on_abort)
+        : parked_wait(&on_abort, kind)
         , deadline_entry(&on_fire)
         , until_(until) {}
 
@@ -103,6 +104,23 @@ public:
     }
 
 private:
+    static const wait_kind kind;
+
+    /// "until T ms" (milliseconds since the runtime started, as runtime::dump writes times) or
+    /// "forever".
+    static void describe(const parked_wait& w, deadline origin, std::string& out) {
+        const auto& self = static_cast<const sleep_awaiter&>(w);
+        if (self.queued()) {
+            out += "until " +
+                   std::to_string(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(self.when - origin)
+                           .count()) +
+                   " ms";
+        } else {
+            out += "forever";
+        }
+    }
+
     static void on_fire(deadline_entry* e) noexcept { static_cast<sleep_awaiter*>(e)->complete(); }
 
     static void on_abort(parked_wait* p) noexcept {
@@ -119,6 +137,8 @@ private:
     bool forever_ = false;
     bool yielded_ = false;
 };
+
+inline const wait_kind sleep_awaiter::kind{"sleep", &sleep_awaiter::describe};
 
 } // namespace detail
 

@@ -60,6 +60,12 @@ public:
         if (phase_ == phase::active) { // the frame is destroyed while suspended inside
             leave();
         }
+        // The exit event comes here, once the awaiter has decided whether the scope converted
+        // the cancellation (trace.hpp). A moved-from or never-entered scope has no runtime.
+        if (rt_ != nullptr && rt_->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::exit, scope_, *core_, expired_, caught_,
+                                move_on_);
+        }
     }
 
     /// The deadline, or `never`.
@@ -130,6 +136,9 @@ private:
         scope_.node.link_to(core->current->node);
         core->current = &scope_;
         phase_ = phase::active;
+        if (rt_->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::enter, scope_, *core_, false, false, false);
+        }
         // A relative delay is measured from entry, not from the iteration's start (13.2).
         const deadline now = relative_ ? rt_->fresh_now() : rt_->now();
         deadline when = at_;
@@ -161,6 +170,9 @@ private:
             return;
         }
         expired_ = true;
+        if (rt_->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::expire, scope_, *core_, true, false, false);
+        }
         rt_->remove_deadline(*this);
         scope_.node.request_cancel(nullptr);
     }
@@ -175,6 +187,7 @@ private:
     bool relative_;
     bool expired_ = false;
     bool caught_ = false;
+    bool move_on_ = false; // the conversion gave an empty result, not timeout_error (trace)
     phase phase_ = phase::created;
 };
 
@@ -224,6 +237,7 @@ public:
                 throw; // not ours: an enclosing scope, the task, or nobody owns it
             }
             s.caught_ = true;
+            s.move_on_ = MoveOn;
             if constexpr (MoveOn) {
                 return std::nullopt;
             } else {
@@ -312,6 +326,7 @@ public:
                     detail::throw_cancelled(core); // an enclosing scope owns it (D-3)
                 }
                 scope_.caught_ = true;
+                scope_.move_on_ = MoveOn;
                 if constexpr (MoveOn) {
                     return std::nullopt;
                 } else {
@@ -339,6 +354,7 @@ public:
                 throw;
             }
             scope_.caught_ = true;
+            scope_.move_on_ = MoveOn;
             if constexpr (MoveOn) {
                 return std::nullopt;
             } else {
