@@ -199,7 +199,7 @@ private:
             out_ << ", spawned by #" << by;
         }
         if (const task_info* r = info_record(t.info); r != nullptr && r->has_spawn_site) {
-            out_ << ", at " << base_name(r->spawned_at.file_name()) << ":" << r->spawned_at.line();
+            out_ << ", at " << base_name(r->spawned_at.file) << ":" << r->spawned_at.line;
         }
         out_ << "\n";
         // The scopes it is inside, innermost first, down to its own task scope.

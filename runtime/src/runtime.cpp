@@ -22,7 +22,8 @@ detail::runtime_state::config to_config(runtime_options&& o) {
     c.tracer = std::move(o.tracer);
     c.slow_wait_threshold = o.slow_wait_threshold;
     c.dump_signal = o.dump_signal;
-    if (o.dump_signal < 0 || o.dump_signal >= NSIG) {
+    if (o.dump_signal < 0 || o.dump_signal >= NSIG || o.dump_signal == SIGKILL ||
+        o.dump_signal == SIGSTOP) { // checked before any handle exists: nothing to undo
         throw std::invalid_argument("uvasync: runtime_options::dump_signal is not a signal number");
     }
     if (o.slow_wait_threshold.count() < 0) {

@@ -246,6 +246,8 @@ TEST_CASE("names need a task; a bad dump_signal is refused") {
     CHECK_THROWS_AS(runtime{bad}, std::invalid_argument);
     bad.dump_signal = 100000;
     CHECK_THROWS_AS(runtime{bad}, std::invalid_argument);
+    bad.dump_signal = SIGKILL; // cannot be caught
+    CHECK_THROWS_AS(runtime{bad}, std::invalid_argument);
 }
 
 TEST_CASE("dump_signal prints the dump to stderr from the loop thread") {

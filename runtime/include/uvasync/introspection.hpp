@@ -13,6 +13,19 @@
 
 namespace uvasync {
 
+/// Where a named spawn was written: the default argument `spawn_site::here()` captures the
+/// caller's file and line, as `std::source_location::current()` would (which clang 14 with
+/// libstdc++ 12 does not provide).
+struct spawn_site {
+    const char* file = "";
+    unsigned line = 0;
+
+    [[nodiscard]] static constexpr spawn_site here(const char* file = __builtin_FILE(),
+                                                   unsigned line = __builtin_LINE()) noexcept {
+        return spawn_site{file, line};
+    }
+};
+
 /// Where a live task is, as `runtime::tasks()` and `runtime::dump()` report it.
 enum class task_status : std::uint8_t {
     ready,     // queued to run (also: spawned, not started yet)

@@ -7,7 +7,6 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -137,7 +136,7 @@ public:
     /// record); unnamed spawns allocate nothing for introspection.
     template <class T>
     task_handle<T> spawn(task<T> t, std::string_view name,
-                         std::source_location where = std::source_location::current()) {
+                         spawn_site where = spawn_site::here()) {
         state_->check_thread("runtime::spawn()");
         const detail::spawn_label label{name, where};
         return detail::spawn_in(*state_, std::move(t), nullptr, nullptr, &label);
@@ -284,7 +283,7 @@ task_handle<T> spawn(task<T> t) {
 /// Spawns `t` named `name`; see `runtime::spawn(t, name)`.
 template <class T>
 task_handle<T> spawn(task<T> t, std::string_view name,
-                     std::source_location where = std::source_location::current()) {
+                     spawn_site where = spawn_site::here()) {
     const detail::spawn_label label{name, where};
     return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), nullptr, nullptr,
                             &label);

@@ -4,7 +4,6 @@
 #include <concepts>
 #include <exception>
 #include <optional>
-#include <source_location>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -15,6 +14,7 @@
 #include <uvasync/detail/park.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/exception_group.hpp>
+#include <uvasync/introspection.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 
@@ -73,7 +73,7 @@ public:
     /// `spawn(t)` naming the child `name` and recording the spawn site (introspection.hpp).
     template <class T>
     task_handle<T> spawn(task<T> t, std::string_view name,
-                         std::source_location where = std::source_location::current()) {
+                         spawn_site where = spawn_site::here()) {
         const detail::spawn_label label{name, where};
         return spawn_labelled(std::move(t), &label);
     }

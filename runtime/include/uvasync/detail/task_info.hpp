@@ -2,13 +2,13 @@
 #pragma once
 
 #include <cstdint>
-#include <source_location>
 #include <string>
 #include <string_view>
 
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/detail/task_core.hpp>
+#include <uvasync/introspection.hpp>
 
 namespace uvasync::detail {
 
@@ -20,7 +20,7 @@ namespace uvasync::detail {
 struct task_info {
     std::uint64_t spawned_by = 0;
     std::string name;
-    std::source_location spawned_at{};
+    spawn_site spawned_at{};
     bool has_spawn_site = false;
     deadline parked_since{}; // the slow-wait check (trace.hpp)
 };
@@ -28,7 +28,7 @@ struct task_info {
 /// What a named spawn attaches to the new task.
 struct spawn_label {
     std::string_view name;
-    std::source_location where;
+    spawn_site where;
 };
 
 inline std::uintptr_t spawned_by_tag(std::uint64_t id) noexcept {
@@ -54,9 +54,10 @@ UVASYNC_API task_info& ensure_info(task_core& core);
 UVASYNC_API void label_task(task_core& core, const spawn_label& label);
 
 /// Frees the side record, if the word holds one (the core's destructor).
-inline void drop_info(std::uintptr_t& word) noexcept {
-    delete info_record(word);
-    word = 0;
+inline void drop_info(std::uintptr_t word) noexcept {
+    if ((word & 1U) == 0 && word != 0) [[unlikely]] {
+        delete reinterpret_cast<task_info*>(word);
+    }
 }
 
 } // namespace uvasync::detail
