@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/task.hpp>
 
 #include "inbox.hpp"
@@ -43,8 +44,13 @@ bool runtime_state::drain(thread_context& ctx) noexcept {
         ctx.task = core;
         core->transfer_budget = transfer_budget_per_resume;
         core->deliveries_without_suspending = 0;
-        if (!core->started && core->cancelled_before_start()) [[unlikely]] {
-            continue; // never ran, and may be gone (SEMANTICS 2.7)
+        if (!core->started) [[unlikely]] {
+            if (core->cancelled_before_start()) {
+                continue; // never ran, and may be gone (SEMANTICS 2.7)
+            }
+            if (tracer_ != nullptr) [[unlikely]] {
+                trace_started(*core);
+            }
         }
         core->resume_point.resume(); // may destroy *core
         if (step_observer_ != nullptr) [[unlikely]] {
@@ -68,6 +74,9 @@ void runtime_state::adopt(task_core* core) noexcept {
     }
     tasks_.push_back(*core);
     ++live_tasks_;
+    if (tracer_ != nullptr) [[unlikely]] {
+        trace_spawned(*core);
+    }
     if (phase_ != phase::running) {
         // Spawned while shutting down: born cancelled, so the body never runs (SEMANTICS 2.7).
         core->task_scope.node.request_cancel(make_message("runtime is shutting down"));

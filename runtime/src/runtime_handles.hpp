@@ -24,6 +24,8 @@ struct loop_handles {
     uv_prepare_t prepare{}; // drains the run queue before the poll
     uv_check_t check{};     // drains it after the poll; virtual autojump
     uv_async_t async{};     // the inbox wake-up
+    uv_signal_t dump{};     // runtime_options::dump_signal only (introspection.cpp)
+    bool has_dump = false;
     int open = 0;
     runtime_state* owner = nullptr;
     bool* all_closed = nullptr;      // set by close_handles while it waits

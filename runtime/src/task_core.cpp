@@ -4,6 +4,8 @@
 #include <uvasync/detail/local_map.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/task_core.hpp>
+#include <uvasync/detail/task_info.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
 
@@ -44,6 +46,7 @@ task_core::~task_core() {
     waiters.clear();
     delete token_scope;
     local_map::release(locals);
+    drop_info(info);
 }
 
 void task_core::release() noexcept {
@@ -116,6 +119,9 @@ void task_core::body_finished(std::exception_ptr& body_error, bool keep_frame) n
 }
 
 void task_core::finish() noexcept {
+    if (rt != nullptr && rt->tracing() != nullptr) [[unlikely]] {
+        trace_finished(*this);
+    }
     if (parent_set != nullptr) {
         parent_set->child_finished(parent_set,
                                    this); // the group records the outcome first (SEMANTICS 9.4)

@@ -16,6 +16,13 @@ std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept {
     return counter;
 }
 
+void parked_wait::on_cancel(cancel_registration* r) noexcept {
+    auto* self = static_cast<parked_wait*>(r);
+    if (self->state_ == state::waiting) {
+        self->hook_(self);
+    }
+}
+
 namespace {
 
 /// The owner of a delivery at the current point of `core` (D-3), counting the delivery.

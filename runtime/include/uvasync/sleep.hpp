@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <coroutine>
+#include <string>
 
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
@@ -24,13 +25,13 @@ public:
     /// A relative sleep: the deadline is fixed when the sleep is awaited (like D-4).
     explicit sleep_awaiter(loop_clock::duration rounded_or_due, bool relative) noexcept
         : deadline_entry(&on_fire)
-        , parked_wait(&on_abort)
+        , parked_wait(&on_abort, kind)
         , relative_(relative)
         , until_(rounded_or_due) {}
 
     explicit sleep_awaiter(deadline until) noexcept
         : deadline_entry(&on_fire)
-        , parked_wait(&on_abort)
+        , parked_wait(&on_abort, kind)
         , until_(until) {}
 
     sleep_awaiter(const sleep_awaiter&) = delete;
@@ -105,6 +106,23 @@ public:
     }
 
 private:
+    static const wait_kind kind;
+
+    /// "until T ms" (milliseconds since the runtime started, as runtime::dump writes times) or
+    /// "forever".
+    static void describe(const parked_wait& w, deadline origin, std::string& out) {
+        const auto& self = static_cast<const sleep_awaiter&>(w);
+        if (self.queued()) {
+            out += "until " +
+                   std::to_string(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(self.when - origin)
+                           .count()) +
+                   " ms";
+        } else {
+            out += "forever";
+        }
+    }
+
     static void on_fire(deadline_entry* e) noexcept { static_cast<sleep_awaiter*>(e)->complete(); }
 
     static void on_abort(parked_wait* p) noexcept {
@@ -122,6 +140,8 @@ private:
     // awaiter, and every frame that holds one, 8 bytes smaller).
     deadline until_ = never;
 };
+
+inline const wait_kind sleep_awaiter::kind{"sleep", &sleep_awaiter::describe};
 
 } // namespace detail
 

@@ -60,6 +60,12 @@ public:
         if (phase_ == phase::active) { // the frame is destroyed while suspended inside
             leave();
         }
+        // The exit event comes here, once the awaiter has decided whether the scope converted
+        // the cancellation (trace.hpp). A moved-from or never-entered scope has no runtime.
+        if (core_ != nullptr && core_->rt->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::exit, scope_, *core_, expired_, caught_,
+                                move_on_);
+        }
     }
 
     /// The deadline, or `never`.
@@ -129,6 +135,9 @@ private:
         scope_.node.link_to(core->current->node);
         core->current = &scope_;
         phase_ = phase::active;
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::enter, scope_, *core_, false, false, false);
+        }
         // A relative delay is measured from entry, not from the iteration's start (13.2).
         const deadline now = relative_ ? rt->fresh_now() : rt->now();
         deadline when = at_;
@@ -160,6 +169,9 @@ private:
             return;
         }
         expired_ = true;
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::expire, scope_, *core_, true, false, false);
+        }
         detail::deadline_queue::leave(*this);
         scope_.node.request_cancel(nullptr);
     }
@@ -171,6 +183,7 @@ private:
     bool relative_;
     bool expired_ = false;
     bool caught_ = false;
+    bool move_on_ = false; // the conversion gave an empty result, not timeout_error (trace)
     phase phase_ = phase::created;
     detail::task_core* core_ = nullptr; // (its runtime is core_->rt)
     deadline at_; // relative: the delay, as a time since the epoch (taken at entry, D-4)
@@ -222,6 +235,7 @@ public:
                 throw; // not ours: an enclosing scope, the task, or nobody owns it
             }
             s.caught_ = true;
+            s.move_on_ = MoveOn;
             if constexpr (MoveOn) {
                 return std::nullopt;
             } else {
@@ -304,6 +318,7 @@ public:
                     detail::throw_cancelled(core); // an enclosing scope owns it (D-3)
                 }
                 scope_.caught_ = true;
+                scope_.move_on_ = MoveOn;
                 if constexpr (MoveOn) {
                     return std::nullopt;
                 } else {
@@ -331,6 +346,7 @@ public:
                 throw;
             }
             scope_.caught_ = true;
+            scope_.move_on_ = MoveOn;
             if constexpr (MoveOn) {
                 return std::nullopt;
             } else {

@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/io/address.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/sleep.hpp>
 #include <uvasync/uv_error.hpp>
@@ -40,10 +42,32 @@ void stream_state::stop_reading() noexcept {
     }
 }
 
+const wait_kind read_awaiter::kind{"stream read", &read_awaiter::describe};
+
+void read_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    const auto& self = static_cast<const read_awaiter&>(w);
+    stream_state* s = self.state_;
+    if (s == nullptr || s->closing || s->handle()->type != UV_TCP) {
+        return;
+    }
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&s->u.tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+        return;
+    }
+    try {
+        out += "from " + socket_address::from(reinterpret_cast<const sockaddr*>(&ss)).to_string();
+    } catch (const std::bad_alloc&) {
+        throw;
+    } catch (...) { // a family socket_address does not know: no details
+    }
+}
+
 read_awaiter::read_awaiter(stream_state* s, std::span<char> buffer, bool peek) noexcept
     : stream_awaiter(s, &on_abort)
     , buffer_(buffer)
     , peek_(peek) {
+    describe_as(kind);
 }
 
 read_awaiter::read_awaiter(read_awaiter&& other) noexcept

@@ -13,6 +13,7 @@
 namespace uvasync::detail {
 
 class inbox;
+struct introspection_access;
 struct registration_tag;
 struct child_tag;
 struct work_tag;
@@ -138,6 +139,7 @@ protected:
 private:
     friend struct propagation;
     friend class shared_cancel_node;
+    friend struct introspection_access;
 
     std::atomic<bool> requested_{false};
     bool cancelled_ = false;

@@ -118,10 +118,17 @@ public:
 
 protected:
     request_wait(request_op* op, const char* what, int cancelled_status) noexcept
-        : parked_wait(&on_abort)
+        : parked_wait(&on_abort, kind)
         , op_(op)
         , what_(what)
         , cancelled_status_(cancelled_status) {}
+
+    // runtime::dump: "request" (a libuv request: fs, threadpool work, DNS) and which one.
+    static const wait_kind kind;
+
+    static void describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+        out += static_cast<const request_wait&>(w).what_;
+    }
 
     ~request_wait() {
         if (op_ == nullptr) {
@@ -204,6 +211,8 @@ inline void request_op::finished(int status) noexcept {
 
 /// The typed awaiter: `Op` is a `request_op` with `static constexpr int cancelled_status`
 /// and `take()`, which returns the result (called on the loop thread, after the callback).
+inline const wait_kind request_wait::kind{"request", &request_wait::describe};
+
 template <class Op>
 class [[nodiscard]] request_awaiter : public request_wait {
 public:

@@ -32,6 +32,7 @@
 
 namespace uvasync {
 class runtime;
+class tracer;
 } // namespace uvasync
 
 namespace uvasync::detail {
@@ -39,6 +40,7 @@ namespace uvasync::detail {
 class inbox;
 struct loop_handles;
 struct thread_context;
+struct introspection_access;
 
 /// Which clock a runtime's deadlines use (SEMANTICS 18).
 enum class clock_kind : std::uint8_t { loop, virtual_time };
@@ -53,6 +55,9 @@ public:
         std::chrono::milliseconds autojump_threshold{0};
         std::chrono::milliseconds shutdown_grace{5000};
         std::function<void(std::exception_ptr)> exception_handler;
+        std::shared_ptr<uvasync::tracer> tracer; // trace.hpp
+        std::chrono::milliseconds slow_wait_threshold{0};
+        int dump_signal = 0; // introspection.hpp
     };
 
     runtime_state(uv_loop_t* loop, bool owns_loop, config cfg);
@@ -89,6 +94,12 @@ public:
             wrong_thread(what);
         }
 #endif
+    }
+
+    /// The tracer of runtime_options, or null: every trace point is one branch on this
+    /// pointer (trace.hpp, docs/introspection.md).
+    [[nodiscard]] uvasync::tracer* tracing() const noexcept {
+        return tracer_;
     }
 
     /// The public object wrapping this state (null for a state made without one).
@@ -219,6 +230,11 @@ public:
         return virtual_;
     }
 
+    /// The clock when the runtime was made: the origin of the times `runtime::dump` writes.
+    [[nodiscard]] deadline started_at() const noexcept {
+        return started_at_;
+    }
+
     /// Cancels every task, waits (bounded) for them, closes the internal handles and lets
     /// their close callbacks run; an owned loop is then run until empty and closed, else
     /// `invalid_state` naming the open handles (a later call retries). Idempotent.
@@ -287,8 +303,11 @@ public:
     /// After a drain: arms or restarts the autojump threshold, and the idle handle.
     void settle(bool ran) noexcept;
     void on_threshold_timer() noexcept;
+    void on_dump_signal() noexcept;
 
 private:
+    friend struct introspection_access;
+
     enum class phase : std::uint8_t { running, shutting_down, closed };
 
     void start_idle() noexcept;
@@ -303,6 +322,7 @@ private:
     void wait_for_requests() noexcept;
 
     uv_loop_t* loop_;
+    uvasync::tracer* tracer_; // tracer_owner_'s, or null
     bool owns_loop_;
     bool virtual_;
     bool autojump_;
@@ -342,6 +362,9 @@ private:
     std::vector<std::unique_ptr<timed_call_node>> timed_calls_; // the pool, every node made
     timed_call_node* free_timed_calls_ = nullptr;
     bool loop_closed_ = false;
+    std::shared_ptr<uvasync::tracer> tracer_owner_;
+    loop_clock::duration slow_wait_threshold_;
+    deadline started_at_;
 };
 
 /// The runtime of the calling thread while one exists (set by the runtime's constructor and

@@ -126,6 +126,8 @@ public:
     scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
     finish_observer* parent_set = nullptr; // the task group or gather this task is a child of
     local_map* locals = nullptr; // task-local values, shared copy-on-write (local_map.hpp)
+    // Introspection (task_info.hpp): the spawner's id tagged, or the task's side record.
+    std::uintptr_t info = 0;
 
     intrusive_list<task_waiter, waiter_tag> waiters;
     // Once the task is done: the error (outcome::error) or the cancellation's message

@@ -71,6 +71,9 @@ protected:
 private:
     friend struct stream_state;
     static void on_abort(parked_wait* p) noexcept;
+    // runtime::dump: "stream read", with the peer of a TCP stream.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline /*origin*/, std::string& out);
     void deliver(std::size_t n, int status, const char* reason) noexcept;
 
     std::span<char> buffer_;

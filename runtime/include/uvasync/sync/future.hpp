@@ -61,7 +61,10 @@ template <class T>
 class future_state<T>::waiter : public list_waiter {
 public:
     explicit waiter(std::shared_ptr<future_state> st) noexcept
-        : state_(std::move(st)) {}
+        : state_(std::move(st)) {
+        static constexpr detail::wait_kind kind{"future"};
+        describe_as(kind);
+    }
 
     [[nodiscard]] bool await_ready() const noexcept { return state_ == nullptr || state_->done(); }
 
