@@ -154,13 +154,13 @@ std::string_view base_name(const char* path) noexcept {
 std::size_t await_depth(const task_core& core, std::coroutine_handle<> innermost) noexcept {
     std::size_t depth = 1;
     std::coroutine_handle<> h = innermost;
-    while (h && h.address() != core.frame.address() && depth < 1000) {
+    while (h && h.address() != core.frame().address() && depth < 1000) {
         h = std::coroutine_handle<task_promise_base>::from_address(h.address())
                 .promise()
                 .continuation_;
         ++depth;
     }
-    return h.address() == core.frame.address() ? depth : 0;
+    return h.address() == core.frame().address() ? depth : 0;
 }
 
 class dumper {

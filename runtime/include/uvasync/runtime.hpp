@@ -135,8 +135,7 @@ public:
     /// `tasks()`, `dump()` and the tracer. The name costs one allocation (the task's side
     /// record); unnamed spawns allocate nothing for introspection.
     template <class T>
-    task_handle<T> spawn(task<T> t, std::string_view name,
-                         spawn_site where = spawn_site::here()) {
+    task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
         state_->check_thread("runtime::spawn()");
         const detail::spawn_label label{name, where};
         return detail::spawn_in(*state_, std::move(t), nullptr, nullptr, &label);
@@ -283,8 +282,7 @@ task_handle<T> spawn(task<T> t) {
 
 /// Spawns `t` named `name`; see `runtime::spawn(t, name)`.
 template <class T>
-task_handle<T> spawn(task<T> t, std::string_view name,
-                     spawn_site where = spawn_site::here()) {
+task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
     const detail::spawn_label label{name, where};
     return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), nullptr, nullptr,
                             &label);

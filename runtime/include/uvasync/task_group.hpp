@@ -72,8 +72,7 @@ public:
 
     /// `spawn(t)` naming the child `name` and recording the spawn site (introspection.hpp).
     template <class T>
-    task_handle<T> spawn(task<T> t, std::string_view name,
-                         spawn_site where = spawn_site::here()) {
+    task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
         const detail::spawn_label label{name, where};
         return spawn_labelled(std::move(t), &label);
     }
