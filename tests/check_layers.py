@@ -58,6 +58,11 @@ LAYERS = {
     "include/uvasync/sleep.hpp": 3,
     "include/uvasync/timed_call.hpp": 3,
     "include/uvasync/task_local.hpp": 3,
+    "include/uvasync/introspection.hpp": 3,  # what runtime::tasks() returns
+    "include/uvasync/trace.hpp": 3,  # the tracer of runtime_options
+    "include/uvasync/detail/task_info.hpp": 3,
+    "include/uvasync/detail/trace_points.hpp": 3,
+    "include/uvasync/detail/wait_kind.hpp": 3,
     "src/task_core.cpp": 3,
     "src/this_task.cpp": 3,
     "src/runtime_state.cpp": 3,
@@ -93,6 +98,7 @@ LAYERS = {
     "include/uvasync/detail/deferred.hpp": 5,
     "include/uvasync/detail/scoped_body.hpp": 5,
     "src/child_set.cpp": 5,
+    "src/introspection.cpp": 5,  # the dump walks task groups (child_set) as well as tasks
     "src/future.cpp": 5,
     # The umbrella headers include whole layers.
     "include/uvasync/uvasync.hpp": UMBRELLA,
