@@ -13,6 +13,9 @@ file without its leading comment header, e.g. docs/tutorial.md's steps are
 examples/tutorial/NN_*.cpp) or a contiguous excerpt of one (the README's echo server is part of
 examples/readme_echo.cpp). examples/meson.build builds every such file, so a block that passes
 compiles. Exits 1 naming each block that matches no file, with the closest file's diff.
+
+A ```text block whose preceding paragraph links to an `examples/.../expected/*.txt` file (the
+output a test compares, e.g. docs/introspection.md's dump) must equal that file.
 """
 import difflib
 import pathlib
@@ -20,6 +23,26 @@ import re
 import sys
 
 FENCE = re.compile(r"^```cpp\n(.*?)^```", re.S | re.M)
+OUTPUT_FENCE = re.compile(r"\((?:\.\./)*(examples/[^)]*/expected/[^)]*\.txt)\)[^\n]*\n+```text\n(.*?)^```",
+                          re.S | re.M)
+
+
+def check_outputs(root: pathlib.Path, md: str, text: str) -> tuple:
+    """The ```text blocks that show an expected output file: (checked, failures)."""
+    checked = failures = 0
+    for m in OUTPUT_FENCE.finditer(text):
+        checked += 1
+        expected = (root / m.group(1)).read_text(encoding="utf-8")
+        line = text.count("\n", 0, m.start()) + 1
+        if m.group(2) == expected:
+            print(f"{md}:{line}: the output block is {m.group(1)}")
+            continue
+        failures += 1
+        print(f"{md}:{line}: this output block differs from {m.group(1)}", file=sys.stderr)
+        sys.stderr.writelines(difflib.unified_diff(
+            expected.splitlines(keepends=True), m.group(2).splitlines(keepends=True),
+            m.group(1), f"{md}:{line}"))
+    return checked, failures
 
 
 def without_header(text: str) -> str:
@@ -65,6 +88,10 @@ def main() -> int:
             documents.append((arg, path.read_text(encoding="utf-8"), False))
     flat_sources = {p: stripped_lines(s) for p, s in sources.items()}
     for md, text, is_header in documents:
+        if not is_header:
+            n, bad = check_outputs(root, md, text)
+            checked += n
+            failures += bad
         for m in FENCE.finditer(text):
             block = m.group(1)
             line = text.count("\n", 0, m.start()) + 1
@@ -90,7 +117,7 @@ def main() -> int:
             sys.stderr.writelines(difflib.unified_diff(
                 without_header(sources[closest]).splitlines(keepends=True),
                 block.splitlines(keepends=True), closest, f"{md}:{line}"))
-    print(f"check_doc_blocks: {checked} cpp blocks, {failures} not compiled")
+    print(f"check_doc_blocks: {checked} blocks, {failures} not compiled or not matching")
     return 1 if failures or checked == 0 else 0
 
 

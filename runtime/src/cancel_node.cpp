@@ -94,6 +94,9 @@ cancel_node::~cancel_node() {
     unlink_from_parent();
     static_cast<list_hook<work_tag>&>(*this).unlink();
     callbacks_.clear();
+}
+
+shared_cancel_node::~shared_cancel_node() {
     if (inbox* box = inbox_.load(std::memory_order_acquire)) {
         box->release();
     }
@@ -167,21 +170,23 @@ void cancel_node::bind(inbox* box) noexcept {
     }
     inbox* expected = nullptr;
     box->add_ref();
-    if (!inbox_.compare_exchange_strong(expected, box, std::memory_order_acq_rel)) {
+    if (!static_cast<shared_cancel_node*>(this)->inbox_.compare_exchange_strong(
+            expected, box, std::memory_order_acq_rel)) {
         box->release(); // already bound
     }
 }
 
 void cancel_node::bind_to_current_runtime() noexcept {
     // Later requests from other threads are then posted to that runtime instead of
-    // propagating on their own thread.
-    if (bound_inbox() == nullptr) {
+    // propagating on their own thread. Embedded nodes are never bound: no thread lookup.
+    if (shared_ && bound_inbox() == nullptr) {
         bind(current_inbox());
     }
 }
 
 void cancel_node::release() noexcept {
-    if (!shared_ || refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+    if (!shared_ || static_cast<shared_cancel_node*>(this)->refs_.fetch_sub(
+                        1, std::memory_order_acq_rel) != 1) {
         return;
     }
     inbox* box = bound_inbox();
@@ -193,11 +198,11 @@ void cancel_node::release() noexcept {
             return; // unlinked on the loop thread, where the tree lives (SEMANTICS 11.3)
         }
     }
-    delete this;
+    delete static_cast<shared_cancel_node*>(this); // only shared nodes are released
 }
 
 void cancel_node::destroy_on_loop() noexcept {
-    delete this;
+    delete static_cast<shared_cancel_node*>(this); // only shared nodes are released
 }
 
 } // namespace uvasync::detail

@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: MIT
+#include <algorithm>
+#include <functional>
+
 #include <uvasync/detail/child_set.hpp>
+#include <uvasync/detail/completion_set.hpp>
 
 namespace uvasync::detail {
 
@@ -40,6 +44,19 @@ void child_set::child_finished(task_core* child) noexcept {
     if (children_.empty() && exit_waiter_) {
         owner_->rt->schedule(owner_, std::exchange(exit_waiter_, nullptr));
     }
+}
+
+void sort_positions(child_positions& index) noexcept {
+    std::sort(index.begin(), index.end(),
+              [](const auto& a, const auto& b) { return std::less<>{}(a.first, b.first); });
+}
+
+std::size_t position_of(const child_positions& index, const task_core* core) noexcept {
+    auto it =
+        std::lower_bound(index.begin(), index.end(), core, [](const auto& e, const task_core* c) {
+            return std::less<const task_core*>{}(e.first, c);
+        });
+    return it->second;
 }
 
 } // namespace uvasync::detail

@@ -54,24 +54,9 @@ void deadline_queue::push(deadline_entry& e) noexcept {
     assert(!e.queued() && e.when != never);
     e.seq = ++seq_;
     e.heap_index = heap_.size();
+    e.queue = this;
     heap_.push_back(&e); // amortised: the vector only grows to the peak number of deadlines
     sift_up(e.heap_index);
-}
-
-void deadline_queue::erase(deadline_entry& e) noexcept {
-    if (!e.queued()) {
-        return;
-    }
-    const std::size_t i = e.heap_index;
-    deadline_entry* last = heap_.back();
-    heap_.pop_back();
-    e.heap_index = deadline_entry::not_queued;
-    if (last != &e) {
-        heap_[i] = last;
-        last->heap_index = i;
-        sift_down(i);
-        sift_up(last->heap_index);
-    }
 }
 
 } // namespace uvasync::detail

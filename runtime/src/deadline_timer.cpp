@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The runtime's side of the deadline queue: registering entries, arming the loop's one timer
-// for the earliest (real clock), deadline passes, and advancing the virtual clock
-// (SEMANTICS 6, 18). The queue itself is deadline_queue.cpp.
+// The runtime's side of the clock and the deadline queue: `loop_clock::now`, registering
+// entries, arming the loop's one timer for the earliest (real clock), deadline passes, and
+// advancing the virtual clock (SEMANTICS 6, 13, 18). The queue itself is deadline_queue.cpp.
 #include <algorithm>
 #include <cstdint>
 
@@ -10,35 +10,58 @@
 
 #include "runtime_handles.hpp"
 
+namespace uvasync {
+
+// Declared with the clock (layer 1) and defined here: what time it is depends on the calling
+// thread's runtime, which sits above the clock.
+loop_clock::time_point loop_clock::now() {
+    return detail::current_runtime("loop_clock::now()").fresh_now(); // SEMANTICS 13.2
+}
+
+} // namespace uvasync
+
 namespace uvasync::detail {
 
 void runtime_state::add_deadline(deadline_entry& e) noexcept {
     deadlines_.push(e);
     if (virtual_) {
         update_idle();
-    } else if (e.when < armed_for_ && !in_deadline_pass_) {
+        return;
+    }
+    if (timer_unreferenced_) {
+        // Armed for a deadline that left (see on_deadlines_emptied): it counts again.
+        uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
+        timer_unreferenced_ = false;
+    }
+    if (e.when < armed_for_ && !in_deadline_pass_) {
         rearm_timer();
     }
 }
 
 void runtime_state::remove_deadline(deadline_entry& e) noexcept {
-    if (!e.queued()) {
-        return;
-    }
-    deadlines_.erase(e);
-    if (deadlines_.empty()) {
-        // An armed timer would keep uv_run alive for a deadline nobody waits for (SEMANTICS 5.5).
-        if (virtual_) {
-            update_idle();
-            if (handles_->has_threshold) {
-                uv_timer_stop(&handles_->threshold);
-            }
-        } else if (!in_deadline_pass_) {
-            rearm_timer();
+    deadlines_.erase(e); // on_deadlines_emptied runs if it was the last
+}
+
+// The queue's `emptied` hook: a removal (a cancelled sleep or scope, a fired entry, a timed call
+// taken back) left no deadline. While entries remain the timer may stay armed for an earlier
+// deadline that left: it then fires once for nothing and rearms, which is cheaper than
+// rearming on every removal.
+void runtime_state::on_deadlines_emptied(void* self) noexcept {
+    auto* rt = static_cast<runtime_state*>(self);
+    if (rt->virtual_) {
+        rt->update_idle();
+        if (rt->handles_->has_threshold) {
+            uv_timer_stop(&rt->handles_->threshold);
         }
+    } else if (!rt->in_deadline_pass_ && rt->armed_for_ != never && !rt->timer_unreferenced_) {
+        // An armed timer would keep uv_run alive for a deadline nobody waits for
+        // (SEMANTICS 13.5). Unreferenced, it no longer does; it stays armed until the end of the
+        // check drain (settle() stops it then if no deadline came back), so that a deadline added
+        // meanwhile (the next request's timeout, usually later than the one that left) needs no
+        // uv_timer_start and uv_timer_stop pair.
+        uv_unref(reinterpret_cast<uv_handle_t*>(&rt->handles_->timer));
+        rt->timer_unreferenced_ = true;
     }
-    // Otherwise the timer may stay armed for an earlier deadline that left: it then fires
-    // once for nothing and rearms, which is cheaper than rearming on every removal.
 }
 
 void runtime_state::rearm_timer() noexcept {
@@ -98,6 +121,14 @@ void runtime_state::advance(loop_clock::duration d) {
                        .time_since_epoch()
                        .count();
     run_deadline_pass();
+}
+
+void runtime_state::stop_idle_timer() noexcept {
+    // No deadline came back since the heap emptied: nothing stays armed (SEMANTICS 13.5).
+    if (timer_unreferenced_ && deadlines_.empty() && armed_for_ != never) {
+        uv_timer_stop(&handles_->timer);
+        armed_for_ = never;
+    }
 }
 
 } // namespace uvasync::detail

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/task.hpp>
 
 #include "inbox.hpp"
@@ -33,18 +34,29 @@ void runtime_state::update_idle() noexcept {
     }
 }
 
-bool runtime_state::drain() noexcept {
+bool runtime_state::drain(thread_context& ctx) noexcept {
     if (ready_.empty()) {
         return false;
     }
     auto batch = ready_.take();
-    thread_context& ctx = this_thread_context();
     task_core* const saved = ctx.task;
     while (task_core* core = batch.pop_front()) {
         ctx.task = core;
         core->transfer_budget = transfer_budget_per_resume;
         core->deliveries_without_suspending = 0;
+        if (!core->started) [[unlikely]] {
+            if (core->cancelled_before_start()) {
+                continue; // never ran, and may be gone (SEMANTICS 2.7)
+            }
+            if (tracer_ != nullptr) [[unlikely]] {
+                trace_started(*core);
+            }
+        }
         core->resume_point.resume(); // may destroy *core
+        if (step_observer_ != nullptr) [[unlikely]] {
+            ctx.task = saved; // outside any task, as a libuv callback
+            step_observer_(step_arg_);
+        }
     }
     ctx.task = saved;
     return true;
@@ -62,11 +74,14 @@ void runtime_state::adopt(task_core* core) noexcept {
     }
     tasks_.push_back(*core);
     ++live_tasks_;
+    if (tracer_ != nullptr) [[unlikely]] {
+        trace_spawned(*core);
+    }
     if (phase_ != phase::running) {
         // Spawned while shutting down: born cancelled, so the body never runs (SEMANTICS 2.7).
         core->task_scope.node.request_cancel(make_message("runtime is shutting down"));
     }
-    schedule(core, core->root);
+    schedule(core, core->frame());
 }
 
 void runtime_state::task_finished(task_core* /*core*/) noexcept {
@@ -82,11 +97,13 @@ void runtime_state::on_prepare() noexcept {
     if (ready_.empty() && !virtual_) {
         // Nothing to run and no autojump to decide: the idle handle is already as the last
         // drain (or schedule()) left it. Yielded tasks wait for the check drain (4.1).
+        drain_follows_ = true;
         return;
     }
     runtime_scope current(this);
-    const bool ran = drain();
+    const bool ran = drain(current.context());
     settle(ran);
+    drain_follows_ = true;
 }
 
 void runtime_state::on_check() noexcept {
@@ -103,11 +120,17 @@ void runtime_state::on_check() noexcept {
         // does not move, but the entry runs in this iteration's pass.
         run_deadline_pass();
     }
-    const bool ran = drain();
+    const bool ran = drain(current.context());
     settle(ran);
+    // Closing callbacks and whatever runs outside the loop come next: from here on a task
+    // made ready starts the idle handle itself.
+    drain_follows_ = false;
 }
 
 void runtime_state::settle(bool ran) noexcept {
+    if (timer_unreferenced_) {
+        stop_idle_timer();
+    }
     if (virtual_ && autojump_ && autojump_threshold_ms_ > 0) {
         // The threshold measures real time in which no task ran. It is decided after the
         // drain: tasks that just ran may have blocked on I/O, and with nothing ready the poll

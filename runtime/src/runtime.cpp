@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <csignal>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,16 @@ detail::runtime_state::config to_config(runtime_options&& o) {
     c.autojump_threshold = o.autojump_threshold;
     c.shutdown_grace = o.shutdown_grace;
     c.exception_handler = std::move(o.exception_handler);
+    c.tracer = std::move(o.tracer);
+    c.slow_wait_threshold = o.slow_wait_threshold;
+    c.dump_signal = o.dump_signal;
+    if (o.dump_signal < 0 || o.dump_signal >= NSIG || o.dump_signal == SIGKILL ||
+        o.dump_signal == SIGSTOP) { // checked before any handle exists: nothing to undo
+        throw std::invalid_argument("uvasync: runtime_options::dump_signal is not a signal number");
+    }
+    if (o.slow_wait_threshold.count() < 0) {
+        throw std::invalid_argument("uvasync: runtime_options durations must not be negative");
+    }
     if (c.autojump_threshold.count() < 0 || c.shutdown_grace.count() < 0) {
         throw std::invalid_argument("uvasync: runtime_options durations must not be negative");
     }

@@ -24,6 +24,8 @@ struct loop_handles {
     uv_prepare_t prepare{}; // drains the run queue before the poll
     uv_check_t check{};     // drains it after the poll; virtual autojump
     uv_async_t async{};     // the inbox wake-up
+    uv_signal_t dump{};     // runtime_options::dump_signal only (introspection.cpp)
+    bool has_dump = false;
     int open = 0;
     runtime_state* owner = nullptr;
     bool* all_closed = nullptr;      // set by close_handles while it waits
@@ -44,8 +46,9 @@ void forward(Handle* h) {
 class runtime_scope {
 public:
     explicit runtime_scope(runtime_state* rt) noexcept
-        : saved_(this_thread_context().runtime) {
-        this_thread_context().runtime = rt;
+        : context_(this_thread_context()) // one thread-local lookup per loop callback
+        , saved_(context_.runtime) {
+        context_.runtime = rt;
     }
 
     runtime_scope(const runtime_scope&) = delete;
@@ -53,9 +56,13 @@ public:
     runtime_scope(runtime_scope&&) = delete;
     runtime_scope& operator=(runtime_scope&&) = delete;
 
-    ~runtime_scope() { this_thread_context().runtime = saved_; }
+    ~runtime_scope() { context_.runtime = saved_; }
+
+    /// The calling thread's context, for the drain.
+    [[nodiscard]] thread_context& context() const noexcept { return context_; }
 
 private:
+    thread_context& context_;
     runtime_state* saved_;
 };
 

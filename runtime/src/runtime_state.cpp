@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/error.hpp>
@@ -19,7 +20,7 @@ namespace {
 void default_exception_handler(std::exception_ptr e) {
     std::string what = "unknown error";
     try {
-        std::rethrow_exception(e);
+        std::rethrow_exception(std::move(e));
     } catch (const std::exception& ex) {
         what = ex.what();
     } catch (const cancelled_error& c) {
@@ -33,22 +34,34 @@ void default_exception_handler(std::exception_ptr e) {
 
 runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     : loop_(loop)
+    , tracer_(cfg.tracer.get())
     , owns_loop_(owns_loop)
     , virtual_(cfg.clock == clock_kind::virtual_time)
     , autojump_(cfg.autojump)
     , autojump_threshold_ms_(cfg.autojump_threshold.count())
     , shutdown_grace_ms_(cfg.shutdown_grace.count())
     , handles_(new loop_handles)
-    , exception_handler_(std::move(cfg.exception_handler)) {
+    , exception_handler_(std::move(cfg.exception_handler))
+    , tracer_owner_(std::move(cfg.tracer))
+    , slow_wait_threshold_(cfg.slow_wait_threshold) {
     if (loop_ == nullptr) {
         delete handles_;
         throw std::invalid_argument("uvasync: runtime needs a loop (got a null uv_loop_t*)");
+    }
+    try {
+        // Room for the shutdown grace deadline, which is added where nothing may throw (the
+        // runtime's destructor): held from here until shutdown adds it.
+        deadlines_.hold_one();
+    } catch (...) {
+        delete handles_;
+        throw;
     }
     if (!exception_handler_) {
         exception_handler_ = &default_exception_handler;
     }
     uv_update_time(loop_);
     virtual_now_ = static_cast<std::int64_t>(uv_now(loop_));
+    started_at_ = now();
     handles_->owner = this;
     auto init = [&](uv_handle_t* h, int rc, const char* what) {
         check_uv(rc, what);
@@ -72,6 +85,21 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     init(reinterpret_cast<uv_handle_t*>(&handles_->async),
          uv_async_init(loop_, &handles_->async, &forward<uv_async_t, &runtime_state::on_async>),
          "uvasync: uv_async_init");
+    if (cfg.dump_signal != 0) {
+        // Only a runtime asked for it has this handle; unreferenced, it never keeps the loop
+        // alive, and close_handles closes it with the others.
+        init(reinterpret_cast<uv_handle_t*>(&handles_->dump),
+             uv_signal_init(loop_, &handles_->dump), "uvasync: uv_signal_init");
+        handles_->has_dump = true;
+        check_uv(uv_signal_start(
+                     &handles_->dump,
+                     [](uv_signal_t* h, int) {
+                         forward<uv_signal_t, &runtime_state::on_dump_signal>(h);
+                     },
+                     cfg.dump_signal),
+                 "uvasync: uv_signal_start (runtime_options::dump_signal)");
+        uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->dump));
+    }
     inbox_ = new inbox(&handles_->async);
 
     // Prepare and check always run while the loop runs, but must never keep it alive; the

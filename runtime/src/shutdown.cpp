@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
 
@@ -48,8 +49,11 @@ void runtime_state::shutdown() {
     if (phase_ == phase::running) {
         phase_ = phase::shutting_down;
         on_async(); // what other threads posted before the shutdown still runs
-        tasks_.for_each([](task_core& t) {
+        tasks_.for_each([this](task_core& t) {
             if (!t.done()) {
+                if (tracer_ != nullptr && !t.task_scope.node.requested()) {
+                    trace_cancel_requested(t); // before the abort hooks run
+                }
                 t.cancel(make_message("runtime shutdown"));
             }
         });
@@ -134,6 +138,7 @@ void runtime_state::wait_for_tasks() {
     } grace;
 
     grace.when = deadline_after(now(), std::chrono::milliseconds(shutdown_grace_ms_));
+    deadlines_.release_one(); // the room the constructor held: add_deadline does not allocate
     if (grace.when == now()) {
         grace.expired = true;
     } else if (grace.when != never) {
@@ -179,11 +184,9 @@ void runtime_state::leak_remaining() noexcept {
         report(std::make_exception_ptr(
             leaked_task_error("uvasync: a task was still running when the shutdown grace period "
                               "ended; its frame was destroyed without resuming it")));
-        if (t->body != nullptr) {
-            t->body->reset();
-            t->body = nullptr;
-        }
+        t->destroy_frame();
         t->result = outcome::cancelled;
+        t->error = nullptr; // a delivery the body may have caught (task_core's outcome slots)
         t->cancel_message = make_message("leaked at runtime shutdown");
         t->finish();
     }
@@ -222,6 +225,9 @@ void runtime_state::close_handles() noexcept {
     }
     if (h->has_threshold) {
         uv_close(reinterpret_cast<uv_handle_t*>(&h->threshold), &on_handle_closed);
+    }
+    if (h->has_dump) {
+        uv_close(reinterpret_cast<uv_handle_t*>(&h->dump), &on_handle_closed);
     }
     handles_ = nullptr;
     if (on_closed_) {

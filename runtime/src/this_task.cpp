@@ -16,19 +16,11 @@ std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept {
     return counter;
 }
 
-void* frame_allocation::operator new(std::size_t size) {
-    void* p = ::operator new(size);
-#ifndef NDEBUG
-    live_frame_counter().fetch_add(1, std::memory_order_relaxed);
-#endif
-    return p;
-}
-
-void frame_allocation::operator delete(void* p, std::size_t /*size*/) noexcept {
-#ifndef NDEBUG
-    live_frame_counter().fetch_sub(1, std::memory_order_relaxed);
-#endif
-    ::operator delete(p); // not the sized form: clang 14 does not declare it by default
+void parked_wait::on_cancel(cancel_registration* r) noexcept {
+    auto* self = static_cast<parked_wait*>(r);
+    if (self->state_ == state::waiting) {
+        self->hook_(self);
+    }
 }
 
 namespace {
@@ -54,12 +46,12 @@ cancelled_error make_delivery(task_core* core) {
 
 void throw_cancelled(task_core* core) {
     scope* owner = count_delivery(core);
-    // Kept by the task, so that its root frame can recognise this object if it is what ends
-    // the body, and skip a second unwind (root_body in root.hpp).
-    core->last_delivery_message = owner->node.message();
-    core->last_delivery =
-        std::make_exception_ptr(cancelled_error(core->last_delivery_message, owner->id));
-    std::rethrow_exception(core->last_delivery);
+    // Kept by the task, so that it can recognise this object if it is what ends the body, and
+    // skip a second unwind (task_core::body_finished).
+    // (While the task runs, its outcome slots hold the last delivery; see task_core.)
+    core->cancel_message = owner->node.message();
+    core->error = std::make_exception_ptr(cancelled_error(core->cancel_message, owner->id));
+    std::rethrow_exception(core->error);
 }
 
 task_core* require_task(const char* what) {
@@ -96,12 +88,12 @@ cancel_token current_token() {
 }
 
 cancel_source::cancel_source()
-    : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
+    : node_(new detail::shared_cancel_node()) {
     node_->bind_to_current_runtime();
 }
 
 cancel_source::cancel_source(const cancel_token& parent)
-    : node_(new detail::cancel_node(detail::cancel_node::storage::shared)) {
+    : node_(new detail::shared_cancel_node()) {
     node_->bind_to_current_runtime();
     if (parent.node() != nullptr) {
         node_->link_to(*parent.node());

@@ -11,20 +11,19 @@ namespace detail {
 
 /// The timer's schedule. It is a deadline-heap entry only while a task waits; otherwise the
 /// ticks that came due are counted lazily from the clock when the next wait starts.
-class timer_state final : public closable, public deadline_entry {
+class timer_state final : public handle_state, public deadline_entry {
 public:
     timer_state(runtime_state& rt, loop_clock::duration interval) noexcept
-        : deadline_entry(&on_fire)
+        : handle_state("timer")
+        , deadline_entry(&on_fire)
         , rt_(&rt)
         , interval_(interval)
         , due_(rt.fresh_now() + interval) {} // from now, SEMANTICS 13.2
 
-    void close(closable_waiter* w) noexcept override {
-        stop();
-        set_closer(w);
-        wake_closer();
-        dispose();
-    }
+    void on_close_requested() noexcept override { stop(); }
+
+    /// No libuv handle: the close finishes at once.
+    unsigned close_handles() noexcept override { return 0; }
 
     void stop() noexcept {
         stopped_ = true;
@@ -70,8 +69,6 @@ public:
     [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
 
 private:
-    ~timer_state() override = default;
-
     static void on_fire(deadline_entry* e) noexcept {
         auto* self = static_cast<timer_state*>(e);
         if (tick_awaiter* w = std::exchange(self->waiter_, nullptr)) {
@@ -86,12 +83,13 @@ private:
     bool stopped_ = false;
 };
 
+tick_awaiter::tick_awaiter(timer_state* state) noexcept
+    : handle_awaiter(state, &on_abort) {
+}
+
 tick_awaiter::~tick_awaiter() {
-    if (state_ != nullptr) {
-        if (waiting()) { // the frame is destroyed while parked
-            state_->forget(this);
-        }
-        state_->unpin(); // last: it may free a closed timer
+    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
+        state_->forget(this);
     }
 }
 
@@ -158,9 +156,7 @@ timer::timer(timer&& other) noexcept
 
 timer& timer::operator=(timer&& other) noexcept {
     if (this != &other) {
-        if (state_ != nullptr) {
-            state_->close(nullptr);
-        }
+        detail::release(state_);
         state_ = std::exchange(other.state_, nullptr);
         interval_ = other.interval_;
     }
@@ -168,15 +164,10 @@ timer& timer::operator=(timer&& other) noexcept {
 }
 
 timer::~timer() {
-    if (state_ != nullptr) {
-        state_->close(nullptr);
-    }
+    detail::release(state_);
 }
 
 detail::tick_awaiter timer::tick() {
-    if (state_ != nullptr) {
-        state_->pin(); // released by the awaiter's destructor
-    }
     return detail::tick_awaiter(state_);
 }
 
@@ -186,8 +177,8 @@ void timer::stop() noexcept {
     }
 }
 
-detail::closable_awaiter timer::close() noexcept {
-    return detail::closable_awaiter(std::exchange(state_, nullptr));
+detail::close_awaiter timer::close() noexcept {
+    return detail::close_awaiter::owning(std::exchange(state_, nullptr));
 }
 
 bool timer::running() const noexcept {

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// Stream fuzzer (libFuzzer): a writer and a reader on the two ends of a socketpair
-// (pipe_stream::open), with write sizes, read sizes and the timeouts that cancel them taken from
-// the input. Every byte written is a function of its position in the stream, so a lost,
-// duplicated or reordered byte shows at the reader. Checks, against docs/io/streams.md:
+// Stream fuzzer (libFuzzer): a writer and a reader on the two ends of a connection, with write
+// sizes, read sizes and the timeouts that cancel them taken from the input. Each input runs
+// twice: over a socketpair (pipe_stream::open) and over a TCP connection on 127.0.0.1
+// (tcp_stream::open; small socket buffers, so that large writes stay pending there too). Every byte
+// written is a function of its position in the stream, so a lost, duplicated or reordered byte
+// shows at the reader. Checks, against docs/io/streams.md:
 //   - reading: a cancelled read consumes nothing (the data stays buffered for the next read) and
 //     a completed read returns its data, so the reader sees a prefix of the stream, in order;
 //   - writing: a write that completed is delivered; a write cancelled before it started writes
@@ -25,6 +27,8 @@
 #include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -78,7 +82,7 @@ struct outcome {
     bool reader_error = false;
 };
 
-task<> writer(pipe_stream& s, const std::vector<step>& steps, outcome& out) {
+task<> writer(stream& s, const std::vector<step>& steps, outcome& out) {
     for (const step& st : steps) {
         std::string chunk(st.size, '\0');
         for (std::size_t i = 0; i < st.size; ++i) {
@@ -112,7 +116,7 @@ task<> writer(pipe_stream& s, const std::vector<step>& steps, outcome& out) {
     co_await s.close();
 }
 
-task<> reader(pipe_stream& s, const std::vector<step>& steps, outcome& out) {
+task<> reader(stream& s, const std::vector<step>& steps, outcome& out) {
     std::vector<char> buf;
     for (std::size_t i = 0;; ++i) {
         // After the input's steps, plain 64 KiB reads until end of stream.
@@ -146,23 +150,49 @@ task<> reader(pipe_stream& s, const std::vector<step>& steps, outcome& out) {
     co_await s.close();
 }
 
+template <class Stream>
 task<> run_pair(int fd_a, int fd_b, const std::vector<step>& writes, const std::vector<step>& reads,
                 outcome& out) {
-    pipe_stream a = pipe_stream::open(fd_a);
-    pipe_stream b = pipe_stream::open(fd_b);
+    Stream a = Stream::open(fd_a);
+    Stream b = Stream::open(fd_b);
     auto w = writer(a, writes, out);
     auto r = reader(b, reads, out);
     co_await gather(std::move(w), std::move(r));
 }
 
-void run_one(const std::uint8_t* data, std::size_t size) {
-    std::vector<step> writes;
-    std::vector<step> reads;
-    decode(data, size, writes, reads);
+/// A connected TCP pair on 127.0.0.1 (blocking setup; the kernel completes the handshake from
+/// the backlog). Send and receive buffers are made small so that large writes stay pending.
+void tcp_pair(int fds[2]) {
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    expect(listener >= 0, "socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    expect(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "bind");
+    expect(::listen(listener, 1) == 0, "listen");
+    socklen_t len = sizeof addr;
+    expect(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0, "getsockname");
+    const int small = 16384;
+    fds[0] = ::socket(AF_INET, SOCK_STREAM, 0);
+    expect(fds[0] >= 0, "socket");
+    expect(::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0, "SO_SNDBUF");
+    expect(::setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0, "SO_RCVBUF");
+    expect(::connect(fds[0], reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "connect");
+    fds[1] = ::accept(listener, nullptr, nullptr);
+    expect(fds[1] >= 0, "accept");
+    ::close(listener);
+}
 
+enum class transport : std::uint8_t { socketpair, tcp };
+
+void run_one(const std::vector<step>& writes, const std::vector<step>& reads, transport via) {
     const std::ptrdiff_t frames_before = detail::live_frame_counter().load();
     int fds[2] = {-1, -1};
-    expect(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0, "socketpair");
+    if (via == transport::socketpair) {
+        expect(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0, "socketpair");
+    } else {
+        tcp_pair(fds);
+    }
     uv_loop_t loop;
     expect(uv_loop_init(&loop) == 0, "uv_loop_init");
     outcome out;
@@ -170,7 +200,9 @@ void run_one(const std::uint8_t* data, std::size_t size) {
         runtime_options options;
         options.virtual_clock = true;
         runtime rt(&loop, std::move(options));
-        auto t = run_pair(fds[0], fds[1], writes, reads, out);
+        auto t = via == transport::socketpair
+                     ? run_pair<pipe_stream>(fds[0], fds[1], writes, reads, out)
+                     : run_pair<tcp_stream>(fds[0], fds[1], writes, reads, out);
         task_handle<> h = rt.spawn(std::move(t));
         rt.keep_loop_alive(true);
         while (!h.done()) {
@@ -199,6 +231,14 @@ void run_one(const std::uint8_t* data, std::size_t size) {
     expect(open == 0, "a libuv handle was left open");
     expect(uv_loop_close(&loop) == 0, "uv_loop_close failed");
     expect(detail::live_frame_counter().load() == frames_before, "a coroutine frame leaked");
+}
+
+void run_one(const std::uint8_t* data, std::size_t size) {
+    std::vector<step> writes;
+    std::vector<step> reads;
+    decode(data, size, writes, reads);
+    run_one(writes, reads, transport::socketpair);
+    run_one(writes, reads, transport::tcp);
 }
 
 } // namespace

@@ -253,5 +253,73 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_write_cancelled_under_backpressure_closes_th
                     "cancelled: bad file descriptor");
 }
 
+task<std::string> connect_and_report(std::string path) {
+    try {
+        pipe_stream s = co_await pipe_stream::connect(std::move(path));
+        co_await s.close();
+        co_return "connected";
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
+// A local connect succeeds in the kernel at once, but libuv reports it from the next loop
+// iteration: cancelled between the two, it is pending. One delivery: the first cancellation
+// (the socket closed by the abort) or, if the report came first, the connection.
+TEST_CASE_FIXTURE(io_fixture, "pipe_connect_cancelled_twice_delivers_once") {
+    temp_dir dir;
+    const std::string path = dir.file("twice.sock");
+    pipe_listener l = pipe_listener::bind(path);
+    for (int round = 0; round < 2; ++round) {
+        task_handle<std::string> c = rt->spawn(connect_and_report(path));
+        uv_run(loop(), UV_RUN_NOWAIT); // the connect is issued and parked
+        REQUIRE_FALSE(c.done());
+        CHECK(c.cancel("first"));
+        CHECK_FALSE(c.cancel("second"));
+        run_until([&] { return c.done(); });
+        const std::string r = c.result();
+        CHECK((r == "cancelled: first" || r == "connected"));
+    }
+}
+
+task<std::string> shutdown_and_report(stream& s) {
+    try {
+        co_await s.shutdown();
+        co_return "shut down";
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
+TEST_CASE_FIXTURE(io_fixture, "pipe_shutdown_cancelled_twice_closes_the_stream_once") {
+    int fds[2] = {-1, -1};
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    pipe_stream a = pipe_stream::open(fds[0]);
+    pipe_stream b = pipe_stream::open(fds[1]);
+    CHECK(fill_until_eagain(a) > 0);
+    std::vector<char> big(1 << 20, 'p');
+    task_handle<std::string> w =
+        rt->spawn([](pipe_stream& s, std::span<const char> d) -> task<std::string> {
+            try {
+                co_await s.write(d);
+                co_return "written";
+            } catch (const std::system_error& e) {
+                co_return std::string("error: ") + e.what();
+            }
+        }(a, big));
+    task_handle<std::string> sd = rt->spawn(shutdown_and_report(a));
+    run(nap(5ms));
+    CHECK_FALSE(w.done());
+    CHECK_FALSE(sd.done()); // a shutdown waits for the queued writes
+    CHECK(sd.cancel("first"));
+    CHECK_FALSE(sd.cancel("second"));
+    run_until([&] { return sd.done() && w.done(); });
+    CHECK(sd.result() == "cancelled: first");
+    CHECK(w.result() ==
+          "error: pipe_stream::write: the stream was closed because a pending shutdown was "
+          "cancelled: operation canceled");
+    CHECK_FALSE(a.is_open());
+}
+
 } // namespace
 } // namespace uvasync::test

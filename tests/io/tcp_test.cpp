@@ -556,6 +556,21 @@ struct full_listener {
     }
 };
 
+TEST_CASE_FIXTURE(io_fixture, "tcp_accept_cancelled_twice_delivers_once_then_accepts_again") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    for (int round = 0; round < 2; ++round) {
+        task_handle<std::string> a = rt->spawn(accept_and_report(l));
+        run(nap(2ms));
+        REQUIRE_FALSE(a.done());
+        CHECK(a.cancel("first"));
+        CHECK_FALSE(a.cancel("second")); // one delivery, with the first message
+        run_until([&] { return a.done(); });
+        CHECK(a.result() == "cancelled: first");
+        tcp_pair p = run(connect_pair(l)); // the listener accepts again
+        CHECK(p.server.peer_address() == p.client.local_address());
+    }
+}
+
 TEST_CASE_FIXTURE(io_fixture, "tcp_accept_cancelling_one_of_several_waiters_keeps_the_others") {
     tcp_listener l = tcp_listener::bind(loopback());
     task_handle<std::string> a = rt->spawn(accept_and_report(l));
@@ -886,6 +901,65 @@ task<void> read_until_cases(tcp_listener& l) {
 TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_split_delimiter_max_size_and_eof") {
     tcp_listener l = tcp_listener::bind(loopback());
     run(read_until_cases(l));
+}
+
+// The same cases for the in-place form that appends to the caller's buffer.
+task<void> read_until_into_cases(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    std::vector<std::string> pieces{"GET /", "x\r", "\nHost: a\r\n", "0123456789abcdefghij"};
+    task_handle<void> sender = spawn(send_in_pieces(p.client, p.server, pieces, 3));
+    std::string head = "kept:";
+    CHECK(co_await p.server.read_until(head, "\r\n", 100) == 8); // split delimiter
+    CHECK(head == "kept:GET /x\r\n");                            // appended
+    CHECK(co_await p.server.read_until(head, "\r\n", 100) == 9);
+    CHECK(head == "kept:GET /x\r\nHost: a\r\n");
+    co_await sender;
+    while (p.server.buffered() < 20) {
+        co_await sleep(1ms);
+    }
+    std::string line;
+    try {
+        (void)co_await p.server.read_until(line, "\r\n", 10);
+        FAIL("no ENOBUFS");
+    } catch (const std::system_error& e) {
+        CHECK(e.code().value() == UV_ENOBUFS);
+        CHECK(contains(e.what(), "tcp_stream::read_until"));
+    }
+    CHECK(line.empty());
+    CHECK(p.server.buffered() == 20); // the data stays buffered
+    co_await p.client.shutdown();
+    // EOF before the delimiter: the rest, without a delimiter; then nothing.
+    CHECK(co_await p.server.read_until(line, "\r\n", 100) == 20);
+    CHECK(line == "0123456789abcdefghij");
+    CHECK(co_await p.server.read_until(line, "\r\n", 100) == 0);
+    CHECK(line == "0123456789abcdefghij");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_in_place_split_delimiter_max_size_and_eof") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(read_until_into_cases(l));
+}
+
+// SEMANTICS 14: a cancelled in-place read_until consumes and appends nothing; the next read
+// gets every byte, also those that arrived while it waited.
+task<void> read_until_into_cancelled(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    co_await p.client.write("partial ");
+    std::string out;
+    do { // each try starts reading, times out waiting for the delimiter, and stops reading
+        const auto r = co_await move_on_after(5ms, p.server.read_until(out, "\n", 100));
+        CHECK_FALSE(r.has_value());
+        CHECK(out.empty());
+    } while (p.server.buffered() < 8);
+    CHECK(p.server.buffered() == 8);
+    co_await p.client.write("line\n");
+    CHECK(co_await p.server.read_until(out, "\n", 100) == 13);
+    CHECK(out == "partial line\n");
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tcp_read_until_in_place_cancelled_keeps_the_data") {
+    tcp_listener l = tcp_listener::bind(loopback());
+    run(read_until_into_cancelled(l));
 }
 
 task<std::string> read_line_and_report(stream& s) {

@@ -6,13 +6,14 @@
 // teardown finds no live frame, no open handle, and uv_loop_close returns 0; the sanitizer
 // passes add LSan (no leak) and ASan (no use of a half-built object).
 //
-// The global operator new of this binary is replaced (every unaligned form, as in
-// tests/servers/http_server_test.cpp); the hook is armed only while a scenario runs, so doctest
-// and the fixture allocate normally. libuv allocates with malloc, which is not hooked.
+// The global operator new of this binary is replaced (tests/support/replace_operators.hpp); the
+// hook is armed only while a scenario runs, so doctest and the fixture allocate normally. libuv
+// allocates with malloc, which is not hooked.
 #include <cstddef>
 #include <cstdlib>
 #include <exception>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,71 +23,25 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "replace_operators.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
 
 namespace {
 
-long countdown = 0; // > 0: the countdown-th allocation from now fails
+long countdown = 0;    // > 0: the countdown-th allocation from now fails
+bool fail_all = false; // every allocation fails
 long injected = 0;
-
-// Not inlined: GCC would otherwise pair the malloc it sees with the std::free in the replaced
-// operator delete and warn about a mismatch (-Wmismatched-new-delete).
-[[gnu::noinline]] void* hooked_alloc(std::size_t n) noexcept {
-    if (countdown > 0 && --countdown == 0) {
-        ++injected;
-        return nullptr;
-    }
-    return std::malloc(n == 0 ? 1 : n);
-}
 
 } // namespace
 
-void* operator new(std::size_t n) {
-    if (void* p = hooked_alloc(n)) {
-        return p;
+void* uvasync::test::replaced_alloc(std::size_t n) noexcept {
+    if (fail_all || (countdown > 0 && --countdown == 0)) {
+        ++injected;
+        return nullptr;
     }
-    throw std::bad_alloc();
-}
-
-void* operator new[](std::size_t n) {
-    if (void* p = hooked_alloc(n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-void* operator new(std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
-    return hooked_alloc(n);
-}
-
-void* operator new[](std::size_t n, const std::nothrow_t& /*tag*/) noexcept {
-    return hooked_alloc(n);
-}
-
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-
-void operator delete(void* p, std::size_t /*n*/) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p, std::size_t /*n*/) noexcept {
-    std::free(p);
-}
-
-void operator delete(void* p, const std::nothrow_t& /*tag*/) noexcept {
-    std::free(p);
-}
-
-void operator delete[](void* p, const std::nothrow_t& /*tag*/) noexcept {
-    std::free(p);
+    return std::malloc(n);
 }
 
 namespace {
@@ -228,6 +183,16 @@ task<> gathers() {
         co_await uvasync::wait_for(uvasync::gather(std::move(c), std::move(d)), 5ms);
     } catch (const uvasync::timeout_error&) {
     }
+    // A plain awaitable is wrapped in a child task (a frame allocated at spawn): the second
+    // spawn can fail after the first child started, which must be cancelled and awaited.
+    auto e = sleeper(1ms, 1);
+    auto f = uvasync::sleep(2ms);
+    auto [z, unused] = co_await uvasync::gather(std::move(e), std::move(f));
+    expect(z == 1);
+    auto g = sleeper(1ms, 1);
+    auto h = uvasync::sleep(50ms);
+    const auto first = co_await uvasync::wait_any(std::move(g), std::move(h));
+    expect(first.index == 0);
 }
 
 task<> producer(uvasync::event& ev, uvasync::queue<std::string>& qu, uvasync::promise<int>& pr) {
@@ -306,13 +271,12 @@ TEST_CASE("alloc_failure_task_groups") {
     CHECK(fail_every_allocation(groups) > 0);
 }
 
-// OPEN BUG (found 2026-12-07 by this test under clang ASan, not yet fixed): when an allocation
-// fails while gather spawns its children, gather's frame unwinds and is freed while the
-// children it already spawned still run with its scope as their parent (heap-use-after-free
-// in owner_of() from a child's next cancellation point). Without a sanitizer the case passes
-// by luck, so it is skipped everywhere until gather cancels and awaits what it started before
-// it rethrows. See docs/reliability.md, "Findings".
-TEST_CASE("alloc_failure_gather_and_wait_for" * doctest::skip(true)) {
+// Regression (found 2026-12-07 by this case under clang ASan): when an allocation failed while
+// gather or wait_any spawned its children, the frame unwound and was freed while the children
+// already spawned still ran under its scope (heap-use-after-free in owner_of()). Since a spawned
+// task allocates nothing beyond its frame, only an awaitable argument (wrapped in a child task
+// at spawn) reaches that path; both now cancel and await what they started, then rethrow.
+TEST_CASE("alloc_failure_gather_and_wait_for") {
     CHECK(fail_every_allocation(gathers) > 0);
 }
 
@@ -322,4 +286,126 @@ TEST_CASE("alloc_failure_sync_primitives") {
 
 TEST_CASE("alloc_failure_stream_io") {
     CHECK(fail_every_allocation(socketpair_io) > 0);
+}
+
+// The deadline registrations of noexcept paths that no throwing call precedes: a process's kill
+// grace (added when its wait is cancelled) and the shutdown grace. Each holds room in the
+// deadline queue from a throwing point (the wait's start, the runtime's constructor), so adding
+// it never allocates, whatever the queue's fill: with every allocation failing around the
+// noexcept path, no termination. Each fill level up to 40 entries crosses the queue's growth
+// points (16 and 34 entries), where an unreserved push would reallocate.
+
+namespace {
+
+/// Fails every allocation while it lives.
+class allocations_fail {
+public:
+    allocations_fail() noexcept { fail_all = true; }
+
+    allocations_fail(const allocations_fail&) = delete;
+    allocations_fail& operator=(const allocations_fail&) = delete;
+    allocations_fail(allocations_fail&&) = delete;
+    allocations_fail& operator=(allocations_fail&&) = delete;
+
+    ~allocations_fail() { fail_all = false; }
+};
+
+} // namespace
+
+TEST_CASE("alloc_failure_held_deadline_room") {
+    struct entry : uvasync::detail::deadline_entry {
+        entry()
+            : deadline_entry([](deadline_entry*) noexcept {}) {}
+    };
+
+    for (std::size_t fill = 0; fill <= 40; ++fill) {
+        CAPTURE(fill);
+        uvasync::detail::deadline_queue q([](void* /*owner*/) noexcept {}, nullptr);
+        q.hold_one();
+        std::vector<entry> entries(fill + 1);
+        for (std::size_t i = 0; i < fill; ++i) {
+            q.reserve_one();
+            entries[i].when = uvasync::deadline(std::chrono::milliseconds(i));
+            q.push(entries[i]);
+        }
+        injected = 0;
+        {
+            const allocations_fail none;
+            q.release_one();
+            entries[fill].when = uvasync::deadline(std::chrono::milliseconds(1));
+            q.push(entries[fill]); // the held room: no allocation
+        }
+        CHECK(injected == 0);
+        CHECK(q.size() == fill + 1);
+        for (entry& e : entries) {
+            q.erase(e);
+        }
+    }
+}
+
+TEST_CASE("alloc_failure_process_kill_grace") {
+    for (int fill = 0; fill <= 40; ++fill) {
+        CAPTURE(fill);
+        loop_fixture f(loop_fixture::manual_clock()); // the grace never fires: SIGTERM ends it
+        bool waiting = false;
+        auto body = [&waiting]() -> task<> {
+            uvasync::process_options o;
+            o.file = "/bin/sleep";
+            o.args = {"sleep", "30"};
+            uvasync::process p = uvasync::process::spawn(std::move(o));
+            waiting = true;
+            co_await p.wait(); // cancelled below: SIGTERM, then the kill grace is registered
+        };
+        uvasync::task_handle<> h = f.rt->spawn(body());
+        f.run_until([&] { return waiting; });
+        std::vector<uvasync::timed_call> fillers;
+        while (f.rt->pending_deadlines() < static_cast<std::size_t>(fill)) {
+            fillers.push_back(f.rt->call_later(std::chrono::hours(1), [] {}));
+        }
+        injected = 0;
+        {
+            const allocations_fail none;
+            CHECK(h.cancel()); // the abort hook adds the kill-grace deadline
+        }
+        CHECK(injected == 0);
+        CHECK(f.rt->pending_deadlines() == static_cast<std::size_t>(fill) + 1);
+        f.run_until([&] { return h.done(); });
+        CHECK(h.cancelled());
+        for (uvasync::timed_call& c : fillers) {
+            c.cancel();
+        }
+    }
+}
+
+TEST_CASE("alloc_failure_shutdown_grace") {
+    for (int fill = 0; fill <= 40; ++fill) {
+        CAPTURE(fill);
+        uv_loop_t loop;
+        REQUIRE(uv_loop_init(&loop) == 0);
+        std::optional<uvasync::runtime> rt;
+        uvasync::runtime_options o;
+        o.virtual_clock = true;
+        o.autojump = false; // the fillers stay pending until the shutdown
+        long reported = 0;
+        o.exception_handler = [&reported](const std::exception_ptr&) noexcept { ++reported; };
+        rt.emplace(&loop, std::move(o));
+        // A wait without a deadline of its own: its cancellation frees no heap slot.
+        uvasync::event never_set;
+        auto body = [&never_set]() -> task<> { co_await never_set.wait(); };
+        uvasync::task_handle<> h = rt->spawn(body());
+        std::vector<uvasync::timed_call> fillers;
+        while (rt->pending_deadlines() < static_cast<std::size_t>(fill)) {
+            fillers.push_back(rt->call_later(std::chrono::hours(1), [] {}));
+        }
+        uv_run(&loop, UV_RUN_NOWAIT); // the task parks at its wait
+        REQUIRE(rt->task_count() == 1);
+        injected = 0;
+        {
+            const allocations_fail none;
+            rt.reset(); // shutdown adds its grace deadline while the task unwinds
+        }
+        CHECK(h.done());
+        CHECK(reported == 0);
+        CHECK(uv_loop_close(&loop) == 0);
+    }
 }

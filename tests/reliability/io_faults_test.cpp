@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Fault injection in the I/O layer: descriptors run out (EMFILE) on accept and on connect, and
-// the peer resets a connection while a large write is pending. Each must give a clear
+// Fault injection in the I/O layer: descriptors run out (EMFILE) on accept and on connect, the
+// peer resets a connection while a large write is pending, a process spawn fails (alone and
+// inside a task group whose other children run), and fs and DNS requests are cancelled while
+// the threadpool is saturated (every thread blocked). Each must give a clear
 // std::system_error, leave the runtime usable, and leak nothing (the fixture checks frames,
 // handles and uv_loop_close).
 #include <chrono>
@@ -14,6 +16,7 @@
 #include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "../io/request_support.hpp"
 #include "loop_fixture.hpp"
 
 #include <netinet/in.h>
@@ -196,4 +199,175 @@ TEST_CASE("a_peer_reset_during_a_pending_write_fails_it_cleanly") {
     loop_fixture f(loop_fixture::real_clock());
     tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
     f.run(reset_during_pending_write(l));
+}
+
+namespace {
+
+/// A sibling in the group: sleeps until cancelled, counts its cleanup.
+task<> sibling(int& cleanups) {
+    class cleanup {
+    public:
+        explicit cleanup(int& n)
+            : n_(n) {}
+
+        cleanup(const cleanup&) = delete;
+        cleanup& operator=(const cleanup&) = delete;
+        cleanup(cleanup&&) = delete;
+        cleanup& operator=(cleanup&&) = delete;
+
+        ~cleanup() { ++n_; }
+
+    private:
+        int& n_;
+    } guard(cleanups);
+
+    co_await uvasync::sleep(std::chrono::hours(1));
+}
+
+task<> spawn_missing_program() {
+    co_await uvasync::sleep(std::chrono::milliseconds(5)); // the siblings are running
+    uvasync::process_options o;
+    o.file = "/no/such/program";
+    uvasync::process p = uvasync::process::spawn(std::move(o));
+    co_await p.wait();
+}
+
+int open_process_handles(uv_loop_t* loop) {
+    int n = 0;
+    uv_walk(
+        loop,
+        [](uv_handle_t* h, void* arg) {
+            if (h->type == UV_PROCESS) {
+                ++*static_cast<int*>(arg);
+            }
+        },
+        &n);
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("a_failing_process_spawn_is_a_clear_error_and_leaks_nothing") {
+    const int fds_before = uvasync::test::fds_baseline();
+    {
+        loop_fixture f;
+        for (int round = 0; round < 2; ++round) {
+            try {
+                f.run(spawn_missing_program());
+                FAIL("spawned a missing program");
+            } catch (const std::system_error& e) {
+                CHECK(e.code().value() == UV_ENOENT);
+            }
+            f.run_all(); // the failed handle's close callback
+            CHECK(open_process_handles(f.loop()) == 0);
+        }
+    }
+    CHECK(uvasync::test::open_fds() == fds_before);
+}
+
+TEST_CASE("a_failing_process_spawn_in_a_task_group_cancels_the_running_siblings") {
+    const int fds_before = uvasync::test::fds_baseline();
+    {
+        loop_fixture f;
+        int cleanups = 0;
+        auto body = [&cleanups](uvasync::task_group& g) -> task<> {
+            g.spawn(sibling(cleanups));
+            g.spawn(sibling(cleanups));
+            g.spawn(spawn_missing_program());
+            co_await uvasync::sleep(std::chrono::hours(1)); // the body is cancelled too
+        };
+        auto group = [&body]() -> task<> { co_await uvasync::task_group::run(body); };
+        try {
+            f.run(group());
+            FAIL("the group ended without an error");
+        } catch (const uvasync::exception_group& g) {
+            REQUIRE(g.size() == 1);
+            try {
+                std::rethrow_exception(g.exceptions().front());
+            } catch (const std::system_error& e) {
+                CHECK(e.code().value() == UV_ENOENT);
+                CHECK(std::string(e.what()).find("/no/such/program") != std::string::npos);
+            }
+        }
+        CHECK(cleanups == 2); // each sibling cleaned up once
+        f.run_all();
+        CHECK(open_process_handles(f.loop()) == 0);
+    }
+    CHECK(uvasync::test::open_fds() == fds_before);
+}
+
+namespace {
+
+/// A request of each kind on the threadpool: `queued` counts the ones issued; each ends
+/// cancelled (nothing after the await runs) or, if a thread took it, delivers its result.
+task<> stat_request(int& queued, int& delivered) {
+    ++queued;
+    (void)co_await uvasync::fs::stat("/");
+    ++delivered;
+}
+
+task<> resolve_request(int& queued, int& delivered) {
+    ++queued;
+    (void)co_await uvasync::resolve("localhost", "80");
+    ++delivered;
+}
+
+task<> work_request(int& queued, int& delivered) {
+    ++queued;
+    (void)co_await uvasync::to_thread([] { return 1; });
+    ++delivered;
+}
+
+} // namespace
+
+TEST_CASE("fs_dns_and_work_cancelled_on_a_saturated_threadpool_complete_and_leak_nothing") {
+    const int fds_before = uvasync::test::fds_baseline();
+    {
+        loop_fixture f;
+        uvasync::test::pool_gate gate;
+        std::vector<uvasync::task_handle<int>> blockers;
+        blockers.reserve(uvasync::test::pool_size);
+        for (int i = 0; i < uvasync::test::pool_size; ++i) {
+            blockers.push_back(f.rt->spawn(gate.block(i)));
+        }
+        f.run(gate.wait_running(uvasync::test::pool_size)); // every thread is blocked
+        int queued = 0;
+        int delivered = 0;
+        std::vector<uvasync::task_handle<>> requests;
+        requests.reserve(24);
+        for (int i = 0; i < 8; ++i) {
+            requests.push_back(f.rt->spawn(stat_request(queued, delivered)));
+            requests.push_back(f.rt->spawn(resolve_request(queued, delivered)));
+            requests.push_back(f.rt->spawn(work_request(queued, delivered)));
+        }
+        f.run_until([&] { return queued == 24; }); // all queued behind the blocked threads
+        for (auto& h : requests) {
+            CHECK(h.cancel("saturated"));
+        }
+        // The cancellations complete while the pool is still blocked: uv_cancel takes each
+        // request back from the queue.
+        f.run_until([&] {
+            for (auto& h : requests) {
+                if (!h.done()) {
+                    return false;
+                }
+            }
+            return true;
+        });
+        CHECK(gate.running() == uvasync::test::pool_size);
+        for (auto& h : requests) {
+            CHECK(h.cancelled());
+        }
+        CHECK(delivered == 0);
+        gate.open();
+        f.run_until([&] {
+            for (auto& b : blockers) {
+                if (!b.done()) {
+                    return false;
+                }
+            }
+            return true;
+        });
+    } // the fixture: no frame, no handle, uv_loop_close == 0
+    CHECK(uvasync::test::open_fds() == fds_before);
 }

@@ -14,6 +14,7 @@
 
 #include "loop_fixture.hpp"
 #include "test_error.hpp"
+#include "timed_tasks.hpp"
 
 using namespace std::chrono_literals;
 
@@ -25,19 +26,7 @@ using uvasync::test::loop_fixture;
 using log_t = std::vector<std::string>;
 
 task<int> child(log_t& log, int v, loop_clock::duration d, loop_clock::duration cleanup = 0ms) {
-    std::exception_ptr cancelled;
-    try {
-        co_await sleep(d);
-    } catch (const cancelled_error&) {
-        cancelled = std::current_exception();
-    }
-    if (cancelled) {
-        if (cleanup > 0ms) {
-            co_await shielded(sleep(cleanup));
-        }
-        log.push_back(std::to_string(v) + " cleaned up");
-        std::rethrow_exception(cancelled);
-    }
+    co_await test::sleep_or_clean_up(log, std::to_string(v), d, cleanup);
     if (v < 0) {
         throw test::my_error(v);
     }

@@ -140,6 +140,75 @@ TEST_SUITE("as_outcome") {
         check_no_throw_cancelled(cancel_while_parked(*this, [&] { return m.lock(); }));
     }
 
+    TEST_CASE_FIXTURE(loop_fixture, "19.2 25 barrier: cancelled while parked and before start, "
+                                    "without a throw; a full generation is a value") {
+        barrier b(2); // the cancelled waiter withdraws its arrival: nobody else arrives
+        check_no_throw_cancelled(cancel_while_parked(*this, [&] { return b.arrive_and_wait(); }));
+        REQUIRE(throw_counter::active());
+        run([]() -> task<void> {
+            barrier alone(1);
+            const throws_since n;
+            auto o = co_await as_outcome(alone.arrive_and_wait()); // the last arrival: ready
+            REQUIRE(o.has_value());
+            CHECK(o.value() == 0);
+            CHECK(n.count() == 0);
+        }());
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "19.1 future: a value and an error as outcomes, the error "
+                                    "without a rethrow") {
+        REQUIRE(throw_counter::active());
+        run([]() -> task<void> {
+            promise<int> p;
+            future<int> f = p.get_future();
+            p.set_value(7);
+            const throws_since n;
+            auto v = co_await as_outcome(f);
+            REQUIRE(v.has_value());
+            CHECK(v.value() == 7);
+            promise<void> q;
+            future<void> g = q.get_future();
+            q.set_exception(std::make_exception_ptr(std::runtime_error("boom")));
+            auto e = co_await as_outcome(g);
+            CHECK(n.count() == 0); // taken from the future as it is
+            CHECK(describe(e) == "error: boom");
+        }());
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "19.1 as_outcome on an empty future raises invalid_state, "
+                                    "like a plain co_await (misuse is not an outcome)") {
+        run([]() -> task<void> {
+            std::vector<std::string> seen;
+            future<int> empty;
+            try {
+                (void)co_await empty;
+                seen.emplace_back("plain: no throw");
+            } catch (const invalid_state&) {
+                seen.emplace_back("plain: invalid_state");
+            }
+            try {
+                auto o = co_await as_outcome(empty);
+                seen.emplace_back(o.has_error() ? "default: error outcome" : "default: outcome");
+            } catch (const invalid_state&) {
+                seen.emplace_back("default: invalid_state");
+            }
+            promise<int> p;
+            future<int> f = p.get_future();
+            future<int> taken = std::move(f);
+            try {
+                // NOLINTNEXTLINE(bugprone-use-after-move): awaiting a moved-from future is the test
+                auto o = co_await as_outcome(f);
+                seen.emplace_back(o.has_error() ? "moved-from: error outcome"
+                                                : "moved-from: outcome");
+            } catch (const invalid_state&) {
+                seen.emplace_back("moved-from: invalid_state");
+            }
+            CHECK(seen == std::vector<std::string>{"plain: invalid_state", "default: invalid_state",
+                                                   "moved-from: invalid_state"});
+            CHECK(taken.valid());
+        }());
+    }
+
     TEST_CASE_FIXTURE(loop_fixture, "19.2 condition::wait cancelled while parked: the lock is "
                                     "back in the guard, no throw") {
         REQUIRE(throw_counter::active());

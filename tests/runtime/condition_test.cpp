@@ -184,7 +184,7 @@ TEST_SUITE("condition") {
         CHECK(now() - start == 3ms);
         std::vector<int> got;
         for (auto& c : consumers) {
-            got.push_back(*c.state()->value);
+            got.push_back(*c.state()->value());
         }
         CHECK(got == std::vector<int>{0, 1, 2, 3});
         CHECK(q.empty());

@@ -24,16 +24,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
-using uvasync::test::cancel_after;
-using uvasync::test::counted;
-using uvasync::test::fail_after;
-using uvasync::test::fail_on_cancel;
-using uvasync::test::loop_fixture;
-using uvasync::test::my_error;
-using uvasync::test::park;
-using uvasync::test::swallow_and_return;
-using uvasync::test::trace;
-using uvasync::test::value_after;
+using namespace uvasync::test;
 
 task<int> note_run(bool& ran, counted /*param*/) {
     ran = true;
@@ -388,13 +379,7 @@ TEST_SUITE("gather") {
         auto r = co_await gather(swallow_and_return(tr, "a", 3ms, 1),
                                  swallow_and_return(tr, "b", {}, 2));
         tr.add("gathered " + std::to_string(std::get<0>(r)) + std::to_string(std::get<1>(r)));
-        try {
-            co_await sleep(1ms);
-            tr.add("slept");
-        } catch (const cancelled_error& e) {
-            tr.add("next cancellation point raised: " + std::string(e.message()));
-            throw;
-        }
+        co_await next_cancellation_point(tr);
     }
     } // namespace
 
@@ -526,13 +511,7 @@ TEST_SUITE("gather") {
         auto [a, b] = co_await gather(return_exceptions, swallow_and_return(tr, "a", {}, 1),
                                       fail_on_cancel(tr, "b", {}, 2));
         tr.add("outcomes " + std::to_string(a.value()) + " " + std::to_string(code_of(b.error())));
-        try {
-            co_await sleep(1ms);
-            tr.add("slept");
-        } catch (const cancelled_error& e) {
-            tr.add("next cancellation point raised: " + std::string(e.message()));
-            throw;
-        }
+        co_await next_cancellation_point(tr);
     }
     } // namespace
 

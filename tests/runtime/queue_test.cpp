@@ -24,10 +24,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
-using uvasync::test::cancel_message_of;
-using uvasync::test::counted;
-using uvasync::test::join;
-using uvasync::test::loop_fixture;
+using namespace uvasync::test;
 
 using log_t = std::vector<std::string>;
 

@@ -23,12 +23,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
-using uvasync::test::counted;
-using uvasync::test::fail_after;
-using uvasync::test::join;
-using uvasync::test::loop_fixture;
-using uvasync::test::my_error;
-using uvasync::test::value_after;
+using namespace uvasync::test;
 
 /// Checks, like loop_fixture does, that a test with an owned runtime leaves no coroutine frame
 /// and no `counted` object behind. Declare it before the runtime.

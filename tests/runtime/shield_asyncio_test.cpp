@@ -22,13 +22,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
-using uvasync::test::cancel_after;
-using uvasync::test::fail_after;
-using uvasync::test::loop_fixture;
-using uvasync::test::my_error;
-using uvasync::test::park;
-using uvasync::test::trace;
-using uvasync::test::value_after;
+using namespace uvasync::test;
 
 /// Awaits `shield(aw)` and records how the caller left.
 template <class A>

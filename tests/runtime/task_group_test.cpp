@@ -24,15 +24,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
-using uvasync::test::cancel_after;
-using uvasync::test::counted;
-using uvasync::test::fail_after;
-using uvasync::test::fail_on_cancel;
-using uvasync::test::loop_fixture;
-using uvasync::test::my_error;
-using uvasync::test::park;
-using uvasync::test::trace;
-using uvasync::test::value_after;
+using namespace uvasync::test;
 
 /// A second, unrelated error type.
 struct other_error : std::runtime_error {
@@ -566,13 +558,7 @@ TEST_SUITE("task_group") {
             CHECK_FALSE(eg.contains<cancelled_error>());
             CHECK(codes_of(eg.exceptions()) == std::vector<int>{1});
         }
-        try {
-            co_await sleep(1ms);
-            tr.add("slept");
-        } catch (const cancelled_error& e) {
-            tr.add("next cancellation point raised: " + std::string(e.message()));
-            throw;
-        }
+        co_await next_cancellation_point(tr);
     }
     } // namespace
 

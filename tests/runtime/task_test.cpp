@@ -21,14 +21,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
-using uvasync::test::cancel_message_of;
-using uvasync::test::counted;
-using uvasync::test::fail_after;
-using uvasync::test::join;
-using uvasync::test::loop_fixture;
-using uvasync::test::my_error;
-using uvasync::test::value_after;
-using uvasync::test::void_after;
+using namespace uvasync::test;
 
 /// An error type that does not derive from std::exception.
 struct plain_error {

@@ -23,6 +23,7 @@
 
 using namespace std::chrono_literals;
 using namespace uvasync;
+using uvasync::test::active_handles;
 using uvasync::test::loop_fixture;
 
 namespace {
@@ -38,24 +39,6 @@ runtime_options virtual_opts(bool autojump = true, std::chrono::milliseconds thr
 
 std::int64_t ms_between(deadline from, deadline to) {
     return (to - from).count();
-}
-
-int active_handles(uv_loop_t* loop, uv_handle_type type) {
-    struct acc {
-        uv_handle_type type;
-        int n = 0;
-    } a{type};
-
-    uv_walk(
-        loop,
-        [](uv_handle_t* h, void* arg) {
-            auto* a = static_cast<acc*>(arg);
-            if (uv_handle_get_type(h) == a->type && uv_is_active(h) != 0) {
-                ++a->n;
-            }
-        },
-        &a);
-    return a.n;
 }
 
 /// A plain libuv timer owned by the test (real time), closed before the fixture checks.
@@ -144,8 +127,10 @@ TEST_SUITE("virtual_clock") {
         {
             loop_fixture f{loop_fixture::real_clock()};
             CHECK_FALSE(f.rt->uses_virtual_clock());
-            CHECK(f.now().time_since_epoch().count() ==
-                  static_cast<std::int64_t>(uv_now(f.loop())));
+            // runtime::now() refreshes the loop's time first (13.2): read it before uv_now (the
+            // two sides of == are unsequenced).
+            const deadline t = f.now();
+            CHECK(t.time_since_epoch().count() == static_cast<std::int64_t>(uv_now(f.loop())));
             runtime owned; // default: the loop clock
             CHECK_FALSE(owned.uses_virtual_clock());
         }
@@ -254,8 +239,13 @@ TEST_SUITE("virtual_clock") {
 
     task<void> yield_while_real_time_passes(const own_timer& timer, std::vector<deadline>& seen,
                                             long limit) {
-        for (long i = 0; i < limit && !timer.fired(); ++i) {
+        // At least one sample, also when the real timer fired before the task first ran (a
+        // slow start, valgrind); the last one is taken after it fired.
+        for (long i = 0; i < limit; ++i) {
             seen.push_back(loop_clock::now());
+            if (timer.fired()) {
+                break;
+            }
             co_await yield();
         }
     }
@@ -450,8 +440,13 @@ TEST_SUITE("virtual_clock") {
         bool w_threw = false;
     };
 
-    task<int> v_sleeps_until(deadline at) {
-        co_await sleep_until(at);
+    // The shared deadline is taken from the loop's cached time in v's first step, and w enters
+    // its scope in the same drain: the absolute forms compare with that cached time, so both
+    // register before the deadline whatever the real clock does meanwhile (a fixed offset from
+    // the test's own now() raced the first steps at valgrind's speed).
+    task<int> v_sleeps_until(race_result& r, detail::runtime_state& rt, loop_clock::duration in) {
+        r.at = rt.now() + in;
+        co_await sleep_until(r.at);
         co_return 42;
     }
 
@@ -476,8 +471,7 @@ TEST_SUITE("virtual_clock") {
 
     race_result run_race(loop_fixture& f, loop_clock::duration in) {
         race_result r;
-        r.at = f.now() + in;
-        auto v = f.rt->spawn(v_sleeps_until(r.at));
+        auto v = f.rt->spawn(v_sleeps_until(r, f.rt->state(), in)); // runs first, sets r.at
         auto w = f.rt->spawn(w_awaits_v_in_scope(r, v));
         f.run_until([&] { return v.done() && w.done(); });
         return r;
@@ -681,8 +675,9 @@ TEST_SUITE("virtual_clock") {
         CHECK_THROWS_AS(f.rt->advance(1ms), invalid_state);
         CHECK_THROWS_AS(f.rt->advance(2h), invalid_state);
         uv_run(f.loop(), UV_RUN_NOWAIT);
-        CHECK_FALSE(s.done); // nothing fired
-        CHECK(f.now().time_since_epoch().count() == static_cast<std::int64_t>(uv_now(f.loop())));
+        CHECK_FALSE(s.done);        // nothing fired
+        const deadline t = f.now(); // refreshes the loop's time: read before uv_now
+        CHECK(t.time_since_epoch().count() == static_cast<std::int64_t>(uv_now(f.loop())));
         h.cancel();
         f.run_until([&] { return h.done(); });
         CHECK(h.cancelled());

@@ -15,6 +15,7 @@
 
 #include "loop_fixture.hpp"
 #include "test_error.hpp"
+#include "timed_tasks.hpp"
 
 using namespace std::chrono_literals;
 
@@ -28,19 +29,7 @@ using log_t = std::vector<std::string>;
 /// Sleeps `d` and returns `name`; when cancelled, cleans up for `cleanup` (shielded) first.
 task<std::string> child(log_t& log, std::string name, loop_clock::duration d,
                         loop_clock::duration cleanup = 0ms) {
-    std::exception_ptr cancelled;
-    try {
-        co_await sleep(d);
-    } catch (const cancelled_error&) {
-        cancelled = std::current_exception();
-    }
-    if (cancelled) {
-        if (cleanup > 0ms) {
-            co_await shielded(sleep(cleanup));
-        }
-        log.push_back(name + " cleaned up");
-        std::rethrow_exception(cancelled);
-    }
+    co_await test::sleep_or_clean_up(log, name, d, cleanup);
     log.push_back(name + " done");
     co_return name;
 }

@@ -26,16 +26,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
-using uvasync::test::cancel_after;
-using uvasync::test::counted;
-using uvasync::test::fail_after;
-using uvasync::test::join;
-using uvasync::test::loop_fixture;
-using uvasync::test::my_error;
-using uvasync::test::park;
-using uvasync::test::swallow_and_return;
-using uvasync::test::trace;
-using uvasync::test::value_after;
+using namespace uvasync::test;
 
 task<int> note_run(bool& ran, counted /*param*/) {
     ran = true;

@@ -14,6 +14,7 @@
 #include "loop_fixture.hpp"
 #include "server_test_support.hpp"
 #include "servers/echo_server.hpp"
+#include "step_injection.hpp"
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -29,17 +30,6 @@ using uvasync::test::loop_fixture;
 
 namespace {
 
-uvasync::runtime_options virtual_clock() {
-    uvasync::runtime_options o;
-    o.virtual_clock = true;
-    o.autojump_threshold = 50ms;
-    return o;
-}
-
-task<void> write_all(tcp_stream& s, std::string_view data) {
-    co_await s.write(std::span<const char>(data.data(), data.size()));
-}
-
 /// Reads until `want` bytes arrived or the server closed.
 task<std::string> read_bytes(tcp_stream& s, std::size_t want) {
     std::string got;
@@ -52,13 +42,6 @@ task<std::string> read_bytes(tcp_stream& s, std::size_t want) {
         got.append(buf, n);
     }
     co_return got;
-}
-
-template <class Pred>
-task<void> wait_until(Pred pred) {
-    while (!pred()) {
-        co_await uvasync::sleep(1ms);
-    }
 }
 
 } // namespace
@@ -330,7 +313,7 @@ TEST_SUITE("echo_server") {
             limited = true;
             tcp_stream shed = co_await tcp_stream::connect(a);
             try {
-                shed_result = co_await read_bytes(shed, 1) == "" ? "closed" : "served";
+                shed_result = (co_await read_bytes(shed, 1)).empty() ? "closed" : "served";
             } catch (const std::system_error& e) {
                 shed_result = std::string("error: ") + e.what(); // a reset is a close too
                 if (e.code().value() == UV_ECONNRESET) {
@@ -356,5 +339,20 @@ TEST_SUITE("echo_server") {
         CHECK(shed_result == "closed");
         CHECK(server.stats().accepted == 2); // the shed connection was never accepted by serve
         CHECK(server.stats().accept_errors == 0);
+    }
+
+    // Cancellation injection per suspension point: a client that sends a line and reads it
+    // back (server_test_support.hpp, cancel_at_every_step).
+    TEST_CASE("echo_server_cancelled_at_every_step_leaks_nothing") {
+        auto client = [](socket_address a) -> task<> {
+            tcp_stream s = co_await tcp_stream::connect(a);
+            co_await write_all(s, "ping\n");
+            const std::string echoed = co_await read_bytes(s, 5);
+            CHECK(echoed == "ping\n");
+            co_await s.close();
+        };
+        const long injections = cancel_at_every_step<echo_server>(client);
+        CHECK(injections > 0);
+        MESSAGE("cancellations injected: " << injections);
     }
 } // TEST_SUITE

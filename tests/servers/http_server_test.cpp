@@ -22,6 +22,7 @@
 #include "server_test_support.hpp"
 #include "servers/http_server.hpp"
 #include "servers/main_support.hpp"
+#include "step_injection.hpp"
 
 using namespace std::chrono_literals;
 using namespace std::string_view_literals;
@@ -38,17 +39,6 @@ namespace {
 
 constexpr std::string_view get_root = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 
-uvasync::runtime_options virtual_clock() {
-    uvasync::runtime_options o;
-    o.virtual_clock = true;
-    o.autojump_threshold = 50ms;
-    return o;
-}
-
-task<void> write_all(tcp_stream& s, std::string_view data) {
-    co_await s.write(std::span<const char>(data.data(), data.size()));
-}
-
 /// Sends one GET / and checks the answer; false when the server closed instead.
 task<bool> get_ok(tcp_stream& s, std::string& pending) {
     co_await write_all(s, get_root);
@@ -59,13 +49,6 @@ task<bool> get_ok(tcp_stream& s, std::string& pending) {
     CHECK(r->status == 200);
     CHECK(r->body == "Hello, World!");
     co_return true;
-}
-
-template <class Pred>
-task<void> wait_until(Pred pred) {
-    while (!pred()) {
-        co_await uvasync::sleep(1ms);
-    }
 }
 
 } // namespace
@@ -544,5 +527,22 @@ TEST_SUITE("http_server") {
         std::array<char*, 3> argv{prog.data(), flag.data(), value.data()};
         uvasync::task<void> (*no_demo)(uvasync::socket_address) = nullptr;
         CHECK(servers::server_main<http_server>(3, argv.data(), 8080, no_demo) == 2);
+    }
+
+    // Cancellation injection per suspension point: a client that makes two keep-alive GETs
+    // (server_test_support.hpp, cancel_at_every_step).
+    TEST_CASE("http_server_cancelled_at_every_step_leaks_nothing") {
+        auto client = [](socket_address a) -> task<> {
+            tcp_stream s = co_await tcp_stream::connect(a);
+            std::string pending;
+            const bool first = co_await get_ok(s, pending);
+            const bool second = co_await get_ok(s, pending);
+            CHECK(first);
+            CHECK(second);
+            co_await s.close();
+        };
+        const long injections = cancel_at_every_step<http_server>(client);
+        CHECK(injections > 0);
+        MESSAGE("cancellations injected: " << injections);
     }
 } // TEST_SUITE

@@ -3,6 +3,7 @@
 // talks to the server over 127.0.0.1.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <span>
@@ -11,14 +12,19 @@
 #include <system_error>
 #include <utility>
 
+#include <doctest/doctest.h>
 #include <uv.h>
 #include <uvasync/io/address.hpp>
 #include <uvasync/io/tcp.hpp>
+#include <uvasync/runtime.hpp>
+#include <uvasync/sleep.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_group.hpp>
 
+#include "loop_fixture.hpp"
 #include "servers/demo_client.hpp"
 #include "servers/server.hpp"
+#include "step_injection.hpp"
 
 #include <sys/resource.h>
 
@@ -39,6 +45,28 @@ inline server_options quiet_options() {
     return o;
 }
 
+/// A virtual clock that jumps to the next deadline once the loop has been idle for 50 ms of
+/// real time (the servers' timeouts pass at once, their I/O still happens).
+inline uvasync::runtime_options virtual_clock() {
+    uvasync::runtime_options o;
+    o.virtual_clock = true;
+    o.autojump_threshold = std::chrono::milliseconds(50);
+    return o;
+}
+
+/// Writes all of `data` (borrowed until the write completes).
+inline task<void> write_all(tcp_stream& s, std::string_view data) {
+    co_await s.write(std::span<const char>(data.data(), data.size()));
+}
+
+/// Polls `pred` every millisecond of the loop clock until it holds.
+template <class Pred>
+task<void> wait_until(Pred pred) {
+    while (!pred()) {
+        co_await uvasync::sleep(std::chrono::milliseconds(1));
+    }
+}
+
 /// Binds a listener on 127.0.0.1 port 0, serves it with `server` in a task group, runs
 /// `client(address)`, then requests the graceful shutdown and waits until `serve` returned.
 template <class Server, class Client>
@@ -51,6 +79,44 @@ task<void> with_server(Server& server, Client& client) {
         server.request_shutdown();
     };
     co_await uvasync::task_group::run(body);
+}
+
+/// Cancellation injection per suspension point (docs/reliability.md): runs `client` against a
+/// `Server` (made with quiet_options) through `with_server` on the real clock, cancelled after
+/// its k-th task step, for every k until a run ends uncancelled; returns the number of
+/// injections. The steps follow the kernel's loopback I/O, so k need not name the same point in
+/// two runs; every run must end finished or cancelled, with nothing reported, no connection
+/// open, and (the fixture) no frame or handle left. `client` must not await inside a CHECK,
+/// which would catch the injected cancellation.
+template <class Server, class Client>
+long cancel_at_every_step(Client& client) {
+    long injections = 0;
+    for (long k = 0;; ++k) {
+        CAPTURE(k);
+        bool injected = false;
+        {
+            uvasync::test::loop_fixture f(uvasync::test::loop_fixture::real_clock());
+            Server server(quiet_options());
+            uvasync::task_handle<> h = f.rt->spawn(with_server(server, client));
+            {
+                const uvasync::test::step_injector inject(*f.rt, h, k);
+                f.run_until([&] { return h.done(); });
+                injected = inject.injected();
+            }
+            try {
+                h.result();
+            } catch (const uvasync::cancelled_error&) {
+                CHECK(injected);
+            }
+            CHECK(f.reported.empty());
+            CHECK(server.stats().active == 0);
+        }
+        if (!injected) {
+            return injections;
+        }
+        ++injections;
+        REQUIRE(k < 10000);
+    }
 }
 
 /// Sends `data` (borrowed) and returns whatever the server sends until it closes.

@@ -112,6 +112,26 @@ private:
     std::ptrdiff_t counted_before_;
 };
 
+/// How many handles of `type` on `loop` are active (the runtime's deadline timer is the only
+/// UV_TIMER it starts).
+inline int active_handles(uv_loop_t* loop, uv_handle_type type) {
+    struct acc {
+        uv_handle_type type;
+        int n = 0;
+    } a{type};
+
+    uv_walk(
+        loop,
+        [](uv_handle_t* h, void* arg) {
+            auto* a = static_cast<acc*>(arg);
+            if (uv_handle_get_type(h) == a->type && uv_is_active(h) != 0) {
+                ++a->n;
+            }
+        },
+        &a);
+    return a.n;
+}
+
 /// Milliseconds elapsed on the loop clock since `start`.
 inline long long ms_since(deadline start) {
     return (loop_clock::now() - start).count();

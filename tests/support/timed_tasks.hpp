@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <exception>
 #include <string>
+#include <vector>
 
 #include <uvasync/uvasync.hpp>
 
@@ -21,6 +23,26 @@ namespace uvasync::test {
 /// Returns after `d`.
 [[nodiscard]] inline task<void> void_after(loop_clock::duration d) {
     co_await sleep(d);
+}
+
+/// Sleeps `d`. When cancelled, cleans up for `cleanup` first (shielded; none when zero),
+/// records "<name> cleaned up" in `log`, and raises the cancellation again.
+[[nodiscard]] inline task<void> sleep_or_clean_up(std::vector<std::string>& log, std::string name,
+                                                  loop_clock::duration d,
+                                                  loop_clock::duration cleanup) {
+    std::exception_ptr cancelled;
+    try {
+        co_await sleep(d);
+    } catch (const cancelled_error&) {
+        cancelled = std::current_exception();
+    }
+    if (cancelled) {
+        if (cleanup > loop_clock::duration(0)) {
+            co_await shielded(sleep(cleanup));
+        }
+        log.push_back(name + " cleaned up");
+        std::rethrow_exception(cancelled);
+    }
 }
 
 /// Throws `my_error(code)` after `d`.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <string>
@@ -67,6 +68,18 @@ struct trace {
         tr.add(name + " cleaned up");
     }
     std::rethrow_exception(cancelled);
+}
+
+/// Reaches one more cancellation point (a 1 ms sleep) and records what it did: "slept", or
+/// "next cancellation point raised: <message>" before the cancellation goes on.
+[[nodiscard]] inline task<> next_cancellation_point(trace& tr) {
+    try {
+        co_await sleep(std::chrono::milliseconds(1));
+        tr.add("slept");
+    } catch (const cancelled_error& e) {
+        tr.add("next cancellation point raised: " + std::string(e.message()));
+        throw;
+    }
 }
 
 /// Parks until cancelled, then (after an optional shielded cleanup) fails with `code`: an error

@@ -10,15 +10,18 @@
 // Every callback of an operation on a closing stream comes from the library's close callback,
 // after libuv has finished with the handle, so the program may free it from there.
 #include <algorithm>
-#include <deque>
 #include <string>
 #include <vector>
+
+#include <uvasync/detail/intrusive_list.hpp>
 
 #include "internal.hpp"
 
 namespace uvasync::capi {
 
 struct stream_op;
+
+struct acceptor_tag {};
 
 struct stream_state {
     c_runtime* rt = nullptr;
@@ -33,7 +36,8 @@ struct stream_state {
     int queued_connections = 0;
     int listen_error = 0;
     stream_op* reader = nullptr;
-    std::deque<stream_op*> acceptors;
+    // Accepts waiting for a connection, FIFO; an aborted one leaves in O(1).
+    uvasync::detail::intrusive_list<stream_op, acceptor_tag> acceptors;
     std::vector<stream_op*> after_close; // called back from the close callback
 
     void close(uv_close_cb user_cb) noexcept;
@@ -48,7 +52,7 @@ struct stream_state {
 
 enum class op_kind { read_some, read_exactly, read_until, write, connect, shutdown, accept };
 
-struct stream_op final : deferred {
+struct stream_op final : deferred, uvasync::detail::list_hook<acceptor_tag> {
     struct abort_fn {
         stream_op* op;
 
@@ -256,11 +260,10 @@ void on_closed(uv_handle_t* h) {
         r->status = UV_ECANCELED;
         st->after_close.push_back(r);
     }
-    for (stream_op* a : st->acceptors) {
+    while (stream_op* a = st->acceptors.pop_front()) {
         a->status = UV_ECANCELED;
         st->after_close.push_back(a);
     }
-    st->acceptors.clear();
     for (stream_op* op : st->after_close) {
         if (op->uv_done && (op->uv_status == 0 || !op->aborted)) {
             // Completed before the close took it back (D-2), or the program closed it.
@@ -276,8 +279,7 @@ void on_closed(uv_handle_t* h) {
 
 void serve_acceptors(stream_state* st) noexcept {
     while (!st->acceptors.empty() && (st->queued_connections > 0 || st->listen_error != 0)) {
-        stream_op* op = st->acceptors.front();
-        st->acceptors.pop_front();
+        stream_op* op = st->acceptors.pop_front();
         int rc = st->listen_error;
         if (rc == 0) {
             --st->queued_connections;
@@ -449,8 +451,7 @@ void stream_op::abort() noexcept {
         aborted = true; // a queued kick now completes with the status
         break;
     case op_kind::accept: {
-        auto& q = state->acceptors;
-        q.erase(std::remove(q.begin(), q.end(), this), q.end());
+        static_cast<uvasync::detail::list_hook<acceptor_tag>&>(*this).unlink();
         finish_later(status);
         break;
     }
@@ -580,7 +581,7 @@ int uvasync_accept(uvasync_req_t* req, uvasync_scope_t* scope, uv_stream_t* serv
             op->finish_later(rc);
             return 0;
         }
-        st->acceptors.push_back(op);
+        st->acceptors.push_back(*op);
         return 0;
     });
 }

@@ -74,6 +74,34 @@ function abortListeners(signal) {
   return getEventListeners(signal, 'abort').length;
 }
 
+/**
+ * Aborts `ac` with `reason` and checks the outcome: `promise` rejects with exactly `reason`,
+ * `active` tasks are left when it does (`why` says which), and no abort listener remains.
+ */
+async function abortAndExpect(ac, promise, reason, active, why) {
+  ac.abort(reason);
+  await assert.rejects(promise, (e) => {
+    assert.equal(e, reason);
+    assert.equal(u.activeTasks(), active, why);
+    return true;
+  });
+  assert.equal(abortListeners(ac.signal), 0, 'the listener is removed');
+}
+
+/**
+ * Runs `body` while every threadpool thread is busy, frees them, and waits until no task is
+ * left.
+ */
+async function withBusyThreadpool(body) {
+  const release = await occupyThreadpool();
+  try {
+    await body();
+  } finally {
+    await release();
+  }
+  await until(() => u.activeTasks() === 0);
+}
+
 /** Occupies every threadpool thread (UV_THREADPOOL_SIZE, 2 in the tests) with a cpu job. */
 async function occupyThreadpool() {
   const ac = new AbortController();
@@ -90,5 +118,5 @@ async function occupyThreadpool() {
 
 module.exports = {
   u, addonPath, busyWait, lineServer, closedPort, until, assertAbortedWith, abortListeners,
-  occupyThreadpool,
+  abortAndExpect, occupyThreadpool, withBusyThreadpool,
 };

@@ -7,7 +7,9 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { u, until, assertAbortedWith, abortListeners, occupyThreadpool } = require('./helpers.js');
+const {
+  u, until, assertAbortedWith, abortAndExpect, occupyThreadpool, withBusyThreadpool,
+} = require('./helpers.js');
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uvasync-node-'));
 const file = path.join(dir, 'data.bin');
@@ -61,24 +63,14 @@ test('aborted before the call: rejects with the reason, the file is never opened
 });
 
 test('aborted while pending (queued behind busy threads): rejects with the reason', async () => {
-  const release = await occupyThreadpool();
-  try {
+  await withBusyThreadpool(async () => {
     const ac = new AbortController();
     const p = u.readFile(file, { signal: ac.signal });
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
-    const reason = new Error('stop reading');
-    ac.abort(reason);
-    await assert.rejects(p, (e) => {
-      assert.equal(e, reason);
-      assert.equal(u.activeTasks(), 2, 'only the two jobs filling the threadpool are left');
-      return true;
-    });
-    assert.equal(abortListeners(ac.signal), 0);
-  } finally {
-    await release();
-  }
-  await until(() => u.activeTasks() === 0);
+    await abortAndExpect(ac, p, new Error('stop reading'), 2,
+      'only the two jobs filling the threadpool are left');
+  });
 });
 
 test('timed out: TimeoutError', async () => {

@@ -5,7 +5,9 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { u, until, assertAbortedWith, abortListeners, occupyThreadpool } = require('./helpers.js');
+const {
+  u, until, assertAbortedWith, abortAndExpect, occupyThreadpool, withBusyThreadpool,
+} = require('./helpers.js');
 
 test('resolves localhost to loopback address strings', async () => {
   const addrs = await u.resolve('localhost');
@@ -40,24 +42,14 @@ test('aborted before the call: rejects with the reason, no lookup starts', async
 });
 
 test('aborted while the lookup waits in the threadpool queue: rejects with the reason', async () => {
-  const release = await occupyThreadpool();
-  try {
+  await withBusyThreadpool(async () => {
     const ac = new AbortController();
     const p = u.resolve('localhost', { signal: ac.signal });
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
-    const reason = new Error('abort lookup');
-    ac.abort(reason);
-    await assert.rejects(p, (e) => {
-      assert.equal(e, reason);
-      assert.equal(u.activeTasks(), 2, 'only the two jobs filling the threadpool are left');
-      return true;
-    });
-    assert.equal(abortListeners(ac.signal), 0);
-  } finally {
-    await release();
-  }
-  await until(() => u.activeTasks() === 0);
+    await abortAndExpect(ac, p, new Error('abort lookup'), 2,
+      'only the two jobs filling the threadpool are left');
+  });
 });
 
 test('timed out while queued: TimeoutError', async () => {

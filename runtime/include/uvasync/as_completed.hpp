@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <algorithm>
 #include <concepts>
 #include <coroutine>
 #include <cstddef>
 #include <exception>
-#include <functional>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -120,8 +118,7 @@ private:
             handles_.push_back(set_.spawn(std::move(t)));
             by_core_.emplace_back(handles_.back().state(), handles_.size() - 1);
         }
-        std::sort(by_core_.begin(), by_core_.end(),
-                  [](const auto& a, const auto& b) { return std::less<>{}(a.first, b.first); });
+        detail::sort_positions(by_core_);
     }
 
     std::optional<completion<T>> take_next() {
@@ -129,16 +126,13 @@ private:
             return std::nullopt; // every child handed out
         }
         detail::task_core* core = set_.done()[delivered_++];
-        auto it = std::lower_bound(
-            by_core_.begin(), by_core_.end(), core,
-            [](const auto& e, detail::task_core* c) { return std::less<>{}(e.first, c); });
-        const std::size_t i = it->second;
+        const std::size_t i = detail::position_of(by_core_, core);
         return completion<T>{i, detail::take_outcome(handles_[i].state())};
     }
 
     detail::completion_set set_{false};
     std::vector<task_handle<T>> handles_;
-    std::vector<std::pair<detail::task_core*, std::size_t>> by_core_; // sorted, for the index
+    detail::child_positions by_core_; // sorted, for the index
     std::size_t delivered_ = 0;
 };
 

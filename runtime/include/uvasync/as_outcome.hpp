@@ -19,14 +19,6 @@ namespace uvasync {
 
 namespace detail {
 
-/// A leaf awaiter of the library (SEMANTICS 19.2): it can tell, before `await_resume`, that
-/// resuming would only raise the delivery of its cancellation point (`parked_wait`).
-template <class W>
-concept delivery_reporting = requires(const W& w) {
-    { w.delivery_pending() }
-    noexcept->std::same_as<bool>;
-};
-
 /// An awaiter that produces its whole outcome as a value (`task_handle`'s join).
 template <class W, class T>
 concept outcome_resuming = requires(W& w) {
@@ -151,10 +143,9 @@ private:
         }
         t.reset();
         task_core* core = current_task();
-        if (core != nullptr && e == core->last_delivery) {
-            out r(cancelled_error(std::move(core->last_delivery_message),
-                                  owner_of(core->current)->id));
-            core->last_delivery = nullptr;
+        if (core != nullptr && e == core->last_delivery()) {
+            out r(cancelled_error(std::move(core->cancel_message), owner_of(core->current)->id));
+            core->clear_last_delivery();
             return r;
         }
 #if defined(__GLIBCXX__)

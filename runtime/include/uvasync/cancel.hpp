@@ -7,6 +7,7 @@
 #include <utility>
 
 #include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/token_wait.hpp>
 #include <uvasync/error.hpp>
 
@@ -102,7 +103,7 @@ private:
 ///
 /// **Thread:** `request_cancel()`, `cancel_requested()`, copying and destroying are thread-safe.
 /// Creating a linked source is loop thread only.
-class cancel_source {
+class UVASYNC_API cancel_source {
 public:
     /// A fresh, uncancelled source bound to the calling thread's runtime (if any).
     cancel_source();

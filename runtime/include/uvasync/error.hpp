@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <uvasync/detail/export.hpp>
+
 // **Thread:** the exception types here are plain values: thread-safe like any standard
 // exception (copy them freely, rethrow them on any thread).
 namespace uvasync {
@@ -18,7 +20,7 @@ namespace uvasync {
 /// `catch (...)` still catches it; such a block must rethrow. The exception records which scope
 /// owns it (the outermost cancelled scope around the point where it was raised, SEMANTICS 4.8):
 /// only that scope converts it (a timeout into `timeout_error`, a task into "cancelled").
-class cancelled_error {
+class UVASYNC_API cancelled_error {
 public:
     cancelled_error() = default;
 
@@ -68,14 +70,14 @@ public:
 
 /// Misuse of the API that can only be detected at run time: awaiting a task twice, entering a
 /// scope twice or outside a task, rescheduling an expired scope, spawning into a finished group.
-class invalid_state : public std::logic_error {
+class UVASYNC_API invalid_state : public std::logic_error {
 public:
     using std::logic_error::logic_error;
 };
 
 /// Reported to the runtime's exception handler for a task that was still running when the
 /// shutdown grace period ran out (SEMANTICS 15.3). Its frame is destroyed without resuming it.
-class leaked_task_error : public std::runtime_error {
+class UVASYNC_API leaked_task_error : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <exception>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -88,7 +89,7 @@ value_or_unit<T> take_value(task_state<T>* st) {
     if constexpr (std::is_void_v<T>) {
         return unit{};
     } else {
-        return std::move(*st->value);
+        return std::move(*st->value());
     }
 }
 
@@ -139,10 +140,25 @@ struct gather_fixed {
             }
             gather_set set(!ReturnExceptions);
             set.enter(core);
-            // Braced initialisation spawns left to right, so children start in argument order.
-            std::tuple<task_handle<child_value_t<A>>...> handles{set.spawn(as_child(aws))...};
+            // Wrapping an awaitable in a child task allocates a frame, so a spawn can fail
+            // (std::bad_alloc) after earlier children started: they are cancelled and awaited
+            // before the error leaves, so none outlives the set they are linked under.
+            std::optional<std::tuple<task_handle<child_value_t<A>>...>> spawned;
+            std::exception_ptr spawn_error;
+            try {
+                // Braced initialisation spawns left to right: children start in argument order.
+                spawned.emplace(
+                    std::tuple<task_handle<child_value_t<A>>...>{set.spawn(as_child(aws))...});
+            } catch (...) {
+                spawn_error = std::current_exception();
+                set.cancel(make_message("gather could not start every task"));
+            }
             co_await set.wait_all();
             set.leave();
+            if (spawn_error) {
+                std::rethrow_exception(spawn_error);
+            }
+            auto& handles = *spawned;
             if constexpr (ReturnExceptions) {
                 const bool any_cancelled =
                     std::apply([](auto&... h) { return (h.cancelled() || ...); }, handles);

@@ -4,18 +4,24 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <uv.h>
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/root.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/spawn.hpp>
+#include <uvasync/introspection.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 #include <uvasync/timed_call.hpp>
@@ -25,7 +31,7 @@ namespace uvasync {
 namespace detail {
 /// `uvasync::run`'s shutdown: a loop that cannot be closed throws; the main task's own error
 /// (if any) then goes to the exception handler first.
-void shutdown_after_main(runtime_state& rt, std::exception_ptr main_failure);
+UVASYNC_API void shutdown_after_main(runtime_state& rt, std::exception_ptr main_failure);
 } // namespace detail
 
 /// How a runtime is set up. The defaults are what production code wants.
@@ -47,6 +53,19 @@ struct runtime_options {
     /// Receives errors nobody can observe any more: a detached task's failure, a leaked task.
     /// Default: print to stderr. Called on the loop thread; must not throw.
     std::function<void(std::exception_ptr)> exception_handler;
+
+    /// Tracing hooks (trace.hpp, docs/introspection.md); null: none, and every trace point
+    /// costs one branch.
+    std::shared_ptr<uvasync::tracer> tracer;
+
+    /// With a tracer: report a parked wait that waited at least this long
+    /// (`tracer::slow_wait`); zero: no slow-wait check.
+    std::chrono::milliseconds slow_wait_threshold{0};
+
+    /// A signal number (e.g. SIGUSR1) on which the loop thread prints `runtime::dump()` to
+    /// stderr; 0: none. Its libuv signal handle exists only then, is unreferenced (it never
+    /// keeps the loop alive) and is closed at shutdown. Out of range: `std::invalid_argument`.
+    int dump_signal = 0;
 };
 
 /// Runs coroutines on a libuv loop: either a loop it owns, or a host's loop it borrows.
@@ -63,7 +82,7 @@ struct runtime_options {
 /// `cancel_source::request_cancel()` may be called from others. With thread checks on (debug
 /// builds, UVASYNC_THREAD_CHECKS) `spawn`, `call_at`, `call_later`, `advance` and `shutdown`
 /// called from another thread throw `invalid_state` (SEMANTICS 3.8).
-class runtime {
+class UVASYNC_API runtime {
 public:
     /// Owns a fresh loop.
     runtime()
@@ -110,6 +129,16 @@ public:
     task_handle<T> spawn(task<T> t, const cancel_token& token) {
         state_->check_thread("runtime::spawn()");
         return detail::spawn_in(*state_, std::move(t), token.node(), nullptr);
+    }
+
+    /// `spawn(t)` naming the task `name` and recording where it was spawned (`where`), for
+    /// `tasks()`, `dump()` and the tracer. The name costs one allocation (the task's side
+    /// record); unnamed spawns allocate nothing for introspection.
+    template <class T>
+    task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
+        state_->check_thread("runtime::spawn()");
+        const detail::spawn_label label{name, where};
+        return detail::spawn_in(*state_, std::move(t), nullptr, nullptr, &label);
     }
 
     /// Owned loop only: runs `t` to completion (like `asyncio.run` without the shutdown) and
@@ -184,6 +213,7 @@ public:
         if (when == never) {
             return timed_call();
         }
+        state_->reserve_deadline(); // may throw bad_alloc: add_deadline below must not
         detail::timed_call_node& n = state_->acquire_timed_call();
         try {
             n.store(std::forward<F>(f));
@@ -224,6 +254,17 @@ public:
     /// Unfinished tasks.
     [[nodiscard]] std::size_t task_count() const noexcept { return state_->live_tasks(); }
 
+    /// A snapshot of the unfinished tasks, in spawn order (docs/introspection.md). Loop
+    /// thread only (from a task, a callback, or between runs); allocates the vector and names.
+    [[nodiscard]] std::vector<task_snapshot> tasks() const;
+
+    /// Writes the task tree (docs/introspection.md: tasks and task groups, each task's scopes
+    /// with deadlines, what it is parked on) to `out`. Loop thread only. The format is stable.
+    void dump(std::ostream& out) const;
+
+    /// `dump(out)` as a string.
+    [[nodiscard]] std::string dump() const;
+
     /// For library code.
     [[nodiscard]] detail::runtime_state& state() noexcept { return *state_; }
 
@@ -237,6 +278,14 @@ private:
 template <class T>
 task_handle<T> spawn(task<T> t) {
     return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), nullptr, nullptr);
+}
+
+/// Spawns `t` named `name`; see `runtime::spawn(t, name)`.
+template <class T>
+task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
+    const detail::spawn_label label{name, where};
+    return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), nullptr, nullptr,
+                            &label);
 }
 
 /// Spawns `t` inside a scope bound to `token`; see `runtime::spawn(t, token)`.

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/task_core.hpp>
 #include <uvasync/error.hpp>
@@ -28,7 +29,7 @@ namespace detail {
 
 /// Live coroutine frames of this library's coroutine types, for leak checks in tests. Counted
 /// only in builds without NDEBUG (one relaxed increment per frame).
-std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept;
+UVASYNC_API std::atomic<std::ptrdiff_t>& live_frame_counter() noexcept;
 
 /// Continues with `next` directly, or, when this task has chained too many transfers since it
 /// was last resumed from the run queue, queues `next` and unwinds the native stack.
@@ -42,26 +43,68 @@ inline std::coroutine_handle<> transfer(std::coroutine_handle<> next) noexcept {
     return std::noop_coroutine();
 }
 
-/// Coroutine frames of this library's coroutine types are allocated here, counted in builds
-/// without NDEBUG. Defined out of line: inlined, GCC 12 reports a false
-/// -Wmismatched-new-delete on coroutine frames (seen in tests/runtime/timeout_test.cpp).
-struct frame_allocation {
-    static void* operator new(std::size_t size);
-    static void operator delete(void* p, std::size_t size) noexcept;
+/// The allocation of a `task<T>` frame (decision 0021): room for a `task_core`, a small
+/// header, then the coroutine frame. A task that is awaited inline never constructs the core;
+/// `spawn` constructs it in place, so a spawned task is one allocation. The block is freed when
+/// both the frame and the core are gone: a task destroyed at shutdown keeps its core (and the
+/// block) for its handles, and a finished task's core outlives its frame.
+struct task_frame_header {
+    bool core_live = false; // spawn constructed a task_core in front of the frame
+    bool frame_live = true; // the coroutine frame has not been destroyed yet
 };
 
-class task_promise_base : public frame_allocation {
+inline constexpr std::size_t task_frame_align = 16;
+// The core, then the header right in front of the frame, rounded up so that the frame stays
+// aligned: the header usually fits in the core's rounding and costs nothing.
+inline constexpr std::size_t task_frame_prefix =
+    (sizeof(task_core) + sizeof(task_frame_header) + task_frame_align - 1) / task_frame_align *
+    task_frame_align;
+
+inline task_frame_header& frame_header(void* frame) noexcept {
+    return *reinterpret_cast<task_frame_header*>(static_cast<char*>(frame) -
+                                                 sizeof(task_frame_header));
+}
+
+/// The storage of the core of the task whose frame is `frame` (constructed by spawn only).
+inline void* core_storage(void* frame) noexcept {
+    return static_cast<char*>(frame) - task_frame_prefix;
+}
+
+inline task_core* spawned_core(void* frame) noexcept {
+    return std::launder(static_cast<task_core*>(core_storage(frame)));
+}
+
+inline std::coroutine_handle<> task_core::frame() const noexcept {
+    return std::coroutine_handle<>::from_address(
+        const_cast<char*>(reinterpret_cast<const char*>(this)) + task_frame_prefix);
+}
+
+/// Frees the block of a frame whose coroutine was destroyed and whose core is gone.
+void free_task_block(void* frame) noexcept;
+
+class UVASYNC_API task_promise_base {
 public:
     struct final_awaiter {
         [[nodiscard]] bool await_ready() const noexcept { return false; }
 
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+            if (frame_header(h.address()).core_live) [[unlikely]] {
+                // A spawned task's body ended: record its outcome; may destroy this frame.
+                spawned_core(h.address())
+                    ->body_finished(h.promise().error_, P::holds_value && !h.promise().error_);
+                return std::noop_coroutine();
+            }
             return transfer(h.promise().continuation_);
         }
 
         void await_resume() const noexcept {}
     };
+
+    // Counted in builds without NDEBUG (live_frame_counter). Defined out of line: inlined, GCC
+    // 12 reports a false -Wmismatched-new-delete on coroutine frames.
+    static void* operator new(std::size_t size);
+    static void operator delete(void* frame, std::size_t size) noexcept;
 
     std::suspend_always initial_suspend() const noexcept { return {}; }
 
@@ -82,7 +125,12 @@ public:
 template <class T>
 class task_promise final : public task_promise_base {
 public:
+    static constexpr bool holds_value = true;
+
     task<T> get_return_object() noexcept;
+
+    /// For a spawned task's handles: the value the body returned (kept until the last handle).
+    std::optional<T>& value_slot() noexcept { return value_; }
 
     template <class U = T>
     requires std::is_convertible_v<U&&, T>
@@ -103,6 +151,8 @@ private:
 template <>
 class task_promise<void> final : public task_promise_base {
 public:
+    static constexpr bool holds_value = false;
+
     task<void> get_return_object() noexcept;
 
     void return_void() const noexcept {}
@@ -144,6 +194,9 @@ public:
     }
 
     [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+    /// For `spawn`: gives up the frame without destroying it (the spawned core owns it now).
+    std::coroutine_handle<> release() noexcept { return std::exchange(handle_, nullptr); }
 
 protected:
     std::coroutine_handle<> handle_;

@@ -4,6 +4,7 @@
 #include <concepts>
 #include <exception>
 #include <optional>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <uvasync/detail/park.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/exception_group.hpp>
+#include <uvasync/introspection.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 
@@ -65,16 +67,14 @@ public:
     /// cancelled and never runs. Children may spawn while the group waits at its exit.
     template <class T>
     task_handle<T> spawn(task<T> t) {
-        // Room for this child's error now (throws bad_alloc here, before the child exists):
-        // on_child_done records it in a noexcept path.
-        errors_.reserve(errors_.size() + live_children_ + 1);
-        ++live_children_;
-        try {
-            return child_set::spawn(std::move(t));
-        } catch (...) {
-            --live_children_;
-            throw;
-        }
+        return spawn_labelled(std::move(t), nullptr);
+    }
+
+    /// `spawn(t)` naming the child `name` and recording the spawn site (introspection.hpp).
+    template <class T>
+    task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
+        const detail::spawn_label label{name, where};
+        return spawn_labelled(std::move(t), &label);
     }
 
     /// Cancels the group: the body and every child. The group then exits without an error,
@@ -86,6 +86,20 @@ public:
     [[nodiscard]] bool cancelled() const noexcept { return scope_cancelled(); }
 
 private:
+    template <class T>
+    task_handle<T> spawn_labelled(task<T> t, const detail::spawn_label* label) {
+        // Room for this child's error now (throws bad_alloc here, before the child exists):
+        // on_child_done records it in a noexcept path.
+        errors_.reserve(errors_.size() + live_children_ + 1);
+        ++live_children_;
+        try {
+            return child_set::spawn(std::move(t), label);
+        } catch (...) {
+            --live_children_;
+            throw;
+        }
+    }
+
     template <class B>
     struct runner {
         static auto call(B& body) { return task_group::run_impl(body); }

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <coroutine>
+#include <cstdint>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -24,14 +26,14 @@ T take_result(task_state<T>* target) {
         target->retrieved = true;
         if constexpr (!std::is_void_v<T>) {
             if constexpr (std::is_copy_constructible_v<T>) {
-                return *target->value;
+                return *target->value();
             } else {
                 if (target->value_taken) {
                     throw invalid_state(
                         "uvasync: the move-only result of this task was already taken");
                 }
                 target->value_taken = true;
-                return std::move(*target->value);
+                return std::move(*target->value());
             }
         } else {
             return;
@@ -60,7 +62,10 @@ public:
     explicit join_awaiter(task_state<T>* target) noexcept
         : parked_wait(&on_abort)
         , task_waiter(&on_done)
-        , target_(target) {}
+        , target_(target) {
+        static constexpr wait_kind kind{"join", &describe};
+        describe_as(kind);
+    }
 
     join_awaiter(const join_awaiter&) = delete;
     join_awaiter& operator=(const join_awaiter&) = delete;
@@ -133,6 +138,14 @@ public:
     }
 
 private:
+    // runtime::dump: "join task #N".
+    static void describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+        const task_state<T>* t = static_cast<const join_awaiter&>(w).target_;
+        if (t != nullptr) {
+            out += "task #" + std::to_string(t->task_scope.id);
+        }
+    }
+
     static void on_done(task_waiter* w) noexcept { static_cast<join_awaiter*>(w)->complete(); }
 
     // Forwarding: cancel the awaited task with our owner's message and keep waiting.
@@ -140,7 +153,11 @@ private:
     static void on_abort(parked_wait* p) noexcept {
         auto* self = static_cast<join_awaiter*>(p);
         if constexpr (Forward) {
-            self->target_->cancel(owner_of(self->core()->current)->node.message());
+            task_state<T>* t = self->target_;
+            if (t->rt->tracing() != nullptr && !t->task_scope.node.requested()) [[unlikely]] {
+                trace_cancel_requested(*t); // the waiter forwards its cancellation (2.6)
+            }
+            t->cancel(owner_of(self->core()->current)->node.message());
         } else {
             self->task_waiter::unlink();
             self->aborted();
@@ -208,6 +225,11 @@ public:
         if (state_->rt != nullptr) {
             state_->rt->check_thread("task_handle::cancel()");
         }
+        if (state_->rt != nullptr && state_->rt->tracing() != nullptr) [[unlikely]] {
+            if (!state_->done() && !state_->task_scope.node.requested()) {
+                detail::trace_cancel_requested(*state_); // before the abort hooks run
+            }
+        }
         return state_->cancel(detail::make_message(message));
     }
 
@@ -221,6 +243,11 @@ public:
 
     /// True if this handle refers to a task.
     [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+
+    /// The task's id (as in `runtime::tasks()` and `runtime::dump()`); 0 for an empty handle.
+    [[nodiscard]] std::uint64_t id() const noexcept {
+        return state_ != nullptr ? state_->task_scope.id : 0;
+    }
 
     explicit operator bool() const noexcept { return valid(); }
 

@@ -11,6 +11,7 @@
 
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
+#include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/deferred.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -49,16 +50,21 @@ public:
     /// itself).
     timeout_scope(timeout_scope&& other) noexcept
         : deadline_entry(&on_fire)
-        , delay_(other.delay_)
-        , at_(other.at_)
         , relative_(other.relative_)
         , expired_(other.expired_)
         , caught_(other.caught_)
-        , phase_(std::exchange(other.phase_, phase::exited)) {}
+        , phase_(std::exchange(other.phase_, phase::exited))
+        , at_(other.at_) {}
 
     ~timeout_scope() {
         if (phase_ == phase::active) { // the frame is destroyed while suspended inside
             leave();
+        }
+        // The exit event comes here, once the awaiter has decided whether the scope converted
+        // the cancellation (trace.hpp). A moved-from or never-entered scope has no runtime.
+        if (core_ != nullptr && core_->rt->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::exit, scope_, *core_, expired_, caught_,
+                                move_on_);
         }
     }
 
@@ -80,8 +86,8 @@ public:
         if (phase_ != phase::active || expired_) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
-        rt_->check_thread("timeout_scope::reschedule()");
-        rt_->remove_deadline(*this);
+        core_->rt->check_thread("timeout_scope::reschedule()");
+        detail::deadline_queue::leave(*this);
         set_deadline(when);
     }
 
@@ -91,7 +97,7 @@ public:
         if (phase_ != phase::active) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
-        reschedule(detail::deadline_after(rt_->fresh_now(), d));
+        reschedule(detail::deadline_after(core_->rt->fresh_now(), d));
     }
 
     /// Expires the scope now (as if its deadline had passed). No effect after it expired or
@@ -100,7 +106,7 @@ public:
         if (phase_ == phase::created) {
             throw invalid_state("uvasync: cancel() on a timeout scope that was not entered");
         }
-        rt_->check_thread("timeout_scope::cancel()");
+        core_->rt->check_thread("timeout_scope::cancel()");
         expire();
     }
 
@@ -117,30 +123,32 @@ private:
     // Either a relative delay (taken at entry, D-4) or an absolute deadline.
     timeout_scope(loop_clock::duration delay, bool relative, deadline at) noexcept
         : deadline_entry(&on_fire)
-        , delay_(delay)
-        , at_(at)
-        , relative_(relative) {}
+        , relative_(relative)
+        , at_(relative ? deadline(delay) : at) {}
 
     void enter(detail::task_core* core) {
         core->rt->reserve_deadline(); // may throw bad_alloc: before anything changes
         core_ = core;
-        rt_ = core->rt;
-        scope_.id = rt_->next_scope_id();
+        detail::runtime_state* rt = core->rt;
+        scope_.id = rt->next_scope_id();
         scope_.parent = core->current;
         scope_.node.link_to(core->current->node);
         core->current = &scope_;
         phase_ = phase::active;
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::enter, scope_, *core_, false, false, false);
+        }
         // A relative delay is measured from entry, not from the iteration's start (13.2).
-        const deadline now = relative_ ? rt_->fresh_now() : rt_->now();
+        const deadline now = relative_ ? rt->fresh_now() : rt->now();
         deadline when = at_;
         if (relative_) {
-            when = detail::add_saturated(now, delay_);
+            when = detail::add_saturated(now, at_.time_since_epoch());
         }
         set_deadline(when);
     }
 
     void leave() noexcept {
-        rt_->remove_deadline(*this);
+        detail::deadline_queue::leave(*this);
         core_->current = scope_.parent;
         scope_.node.unlink_from_parent();
         phase_ = phase::exited;
@@ -148,11 +156,11 @@ private:
 
     void set_deadline(deadline when) noexcept {
         scope_.own_deadline = when;
-        if (when <= rt_->now()) {
+        if (when <= core_->rt->now()) {
             expire(); // already due: expires synchronously, the body still starts (D-5)
         } else if (when != never) {
             deadline_entry::when = when;
-            rt_->add_deadline(*this);
+            core_->rt->add_deadline(*this);
         }
     }
 
@@ -161,21 +169,24 @@ private:
             return;
         }
         expired_ = true;
-        rt_->remove_deadline(*this);
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            detail::trace_scope(detail::scope_trace::expire, scope_, *core_, true, false, false);
+        }
+        detail::deadline_queue::leave(*this);
         scope_.node.request_cancel(nullptr);
     }
 
     static void on_fire(deadline_entry* e) noexcept { static_cast<timeout_scope*>(e)->expire(); }
 
-    detail::scope scope_{detail::scope_kind::timeout};
-    detail::task_core* core_ = nullptr;
-    detail::runtime_state* rt_ = nullptr;
-    loop_clock::duration delay_;
-    deadline at_;
+    // The flags share the scope's tail padding (no_unique_address): 8 bytes less per scope.
+    [[no_unique_address]] detail::scope scope_{detail::scope_kind::timeout};
     bool relative_;
     bool expired_ = false;
     bool caught_ = false;
+    bool move_on_ = false; // the conversion gave an empty result, not timeout_error (trace)
     phase phase_ = phase::created;
+    detail::task_core* core_ = nullptr; // (its runtime is core_->rt)
+    deadline at_; // relative: the delay, as a time since the epoch (taken at entry, D-4)
 };
 
 /// The awaiter of `timeout`, `timeout_at`, `move_on_after` and `move_on_at`: runs the body
@@ -224,6 +235,7 @@ public:
                 throw; // not ours: an enclosing scope, the task, or nobody owns it
             }
             s.caught_ = true;
+            s.move_on_ = MoveOn;
             if constexpr (MoveOn) {
                 return std::nullopt;
             } else {
@@ -239,12 +251,6 @@ public:
 /// allocation, one resumption and one rethrow fewer per use (bench/NOTES.md, W2).
 template <class A, bool MoveOn>
 class [[nodiscard]] timeout_inline_awaiter {
-    template <class W>
-    static constexpr bool delivery_reporting = requires(const W& w) {
-        { w.delivery_pending() }
-        noexcept->std::same_as<bool>;
-    };
-
     using T = decltype(std::declval<A&>().await_resume());
 
 public:
@@ -301,7 +307,7 @@ public:
     }
 
     result_type await_resume() {
-        if constexpr (delivery_reporting<A>) {
+        if constexpr (detail::delivery_reporting<A>) {
             if (body_.delivery_pending()) {
                 // A leaf that would only raise its delivery: decide the owner without the
                 // throw (SEMANTICS 19.4). Ours: move_on returns empty, timeout throws once.
@@ -312,6 +318,7 @@ public:
                     detail::throw_cancelled(core); // an enclosing scope owns it (D-3)
                 }
                 scope_.caught_ = true;
+                scope_.move_on_ = MoveOn;
                 if constexpr (MoveOn) {
                     return std::nullopt;
                 } else {
@@ -339,6 +346,7 @@ public:
                 throw;
             }
             scope_.caught_ = true;
+            scope_.move_on_ = MoveOn;
             if constexpr (MoveOn) {
                 return std::nullopt;
             } else {

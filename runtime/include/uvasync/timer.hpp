@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <utility>
 
-#include <uvasync/detail/closable.hpp>
-#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/export.hpp>
+#include <uvasync/detail/handle_state.hpp>
 
 namespace uvasync {
 
@@ -16,21 +16,13 @@ namespace detail {
 class timer_state;
 
 /// The awaiter behind `timer::tick()`.
-class [[nodiscard]] tick_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API tick_awaiter : private handle_awaiter<timer_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
-    explicit tick_awaiter(timer_state* state) noexcept
-        : parked_wait(&on_abort)
-        , state_(state) {}
+    explicit tick_awaiter(timer_state* state) noexcept;
 
-    tick_awaiter(const tick_awaiter&) = delete;
-    tick_awaiter& operator=(const tick_awaiter&) = delete;
-    tick_awaiter& operator=(tick_awaiter&&) = delete;
-
-    tick_awaiter(tick_awaiter&& other) noexcept // only before it is awaited
-        : parked_wait(std::move(other))
-        , state_(std::exchange(other.state_, nullptr)) {}
+    tick_awaiter(tick_awaiter&& other) noexcept = default; // only before it is awaited
 
     ~tick_awaiter();
 
@@ -48,7 +40,6 @@ private:
     /// Called by the timer: the ticks are due (`ticks` > 0) or the timer stopped (0).
     void deliver(std::uint64_t ticks) noexcept;
 
-    timer_state* state_; // while registered with the timer
     std::uint64_t ticks_ = 0;
     bool stopped_ = false;
 };
@@ -65,7 +56,7 @@ private:
 /// alive; the ticks it misses meanwhile are counted when the next `tick()` is awaited.
 ///
 /// **Thread:** loop thread only (it is created on the thread's runtime).
-class timer {
+class UVASYNC_API timer {
 public:
     /// Starts the timer: the first tick is due one `interval` from now.
     ///
@@ -99,7 +90,7 @@ public:
     /// Closes the timer (stopping it). A timer has no libuv handle, so the returned awaitable
     /// resumes through the run queue at once; it exists so that every I/O object closes the
     /// same way. Never a cancellation point.
-    [[nodiscard]] detail::closable_awaiter close() noexcept;
+    [[nodiscard]] detail::close_awaiter close() noexcept;
 
     /// The interval given to the constructor.
     [[nodiscard]] std::chrono::milliseconds interval() const noexcept { return interval_; }

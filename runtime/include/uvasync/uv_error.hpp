@@ -4,6 +4,8 @@
 #include <string>
 #include <system_error>
 
+#include <uvasync/detail/export.hpp>
+
 // **Thread:** the exception types here are plain values: thread-safe like any standard
 // exception (copy them freely, rethrow them on any thread).
 namespace uvasync {
@@ -17,16 +19,16 @@ namespace uvasync {
 /// constants: `e.code() == uv_error_code(UV_ECONNREFUSED)`. The code also compares equal to the
 /// matching `std::errc` where libuv maps an errno
 /// (`e.code() == std::errc::connection_refused`).
-const std::error_category& uv_category() noexcept;
+UVASYNC_API const std::error_category& uv_category() noexcept;
 
 /// `status` (a negative libuv code) as an `std::error_code` in `uv_category()`.
-std::error_code uv_error_code(int status) noexcept;
+UVASYNC_API std::error_code uv_error_code(int status) noexcept;
 
 /// libuv's name for `status`, for example "ECANCELED" (`uv_err_name`).
-std::string uv_error_name(int status);
+UVASYNC_API std::string uv_error_name(int status);
 
 /// Throws `std::system_error(uv_error_code(status), what)`.
-[[noreturn]] void throw_uv_error(int status, const char* what);
+[[noreturn]] UVASYNC_API void throw_uv_error(int status, const char* what);
 
 namespace detail {
 

@@ -17,6 +17,7 @@
 #include <uvasync/error.hpp>
 #include <uvasync/exception_group.hpp>
 #include <uvasync/gather.hpp>
+#include <uvasync/introspection.hpp>
 #include <uvasync/outcome.hpp>
 #include <uvasync/runtime.hpp>
 #include <uvasync/shield.hpp>
@@ -34,5 +35,6 @@
 #include <uvasync/task_local.hpp>
 #include <uvasync/timeout.hpp>
 #include <uvasync/timer.hpp>
+#include <uvasync/trace.hpp>
 #include <uvasync/wait_any.hpp>
 #include <uvasync/wait_for.hpp>

@@ -3,6 +3,7 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -137,10 +138,24 @@ struct wait_any_fixed {
         completion_set set(true);
         set.reserve(sizeof...(A));
         set.enter(core);
-        // Braced initialisation spawns left to right, so children start in argument order.
-        std::tuple<task_handle<child_value_t<A>>...> handles{set.spawn(as_child(aws))...};
+        // A spawn can fail (std::bad_alloc: wrapping an awaitable allocates a frame) after
+        // earlier children started: they are cancelled and awaited before the error leaves.
+        std::optional<std::tuple<task_handle<child_value_t<A>>...>> spawned;
+        std::exception_ptr spawn_error;
+        try {
+            // Braced initialisation spawns left to right: children start in argument order.
+            spawned.emplace(
+                std::tuple<task_handle<child_value_t<A>>...>{set.spawn(as_child(aws))...});
+        } catch (...) {
+            spawn_error = std::current_exception();
+            set.cancel(make_message("wait_any could not start every task"));
+        }
         co_await set.wait_all(); // the first to finish cancelled the others
         set.leave();
+        if (spawn_error) {
+            std::rethrow_exception(spawn_error);
+        }
+        auto& handles = *spawned;
         task_core* winner = set.done().front();
         raise_if_own_cancellation(winner, core);
         co_return pick(handles, winner, std::index_sequence_for<A...>{});

@@ -43,7 +43,7 @@ stream_state* listener_state::accept_one(int& status) noexcept {
         status = rc;
         return nullptr;
     }
-    s->u.stream.data = static_cast<handle_base*>(s);
+    s->u.stream.data = static_cast<handle_state*>(s);
     rc = uv_accept(stream(), s->stream());
     if (rc < 0) {
         release(s);
@@ -78,30 +78,28 @@ void listener_state::on_connection(uv_stream_t* server, int status) noexcept {
 }
 
 accept_awaiter_base::accept_awaiter_base(listener_state* l) noexcept
-    : parked_wait(&on_abort)
-    , listener_(l) {
+    : handle_awaiter(l, &on_abort) {
 }
 
 accept_awaiter_base::accept_awaiter_base(accept_awaiter_base&& other) noexcept
-    : parked_wait(std::move(other))
-    , listener_(other.listener_) {
+    : handle_awaiter(std::move(other)) {
 }
 
 accept_awaiter_base::~accept_awaiter_base() {
     if (static_cast<list_hook<accept_tag>&>(*this).linked()) {
-        listener_->remove(this); // a leaked frame: the connection stays for the next accept
+        state_->remove(this); // a leaked frame: the connection stays for the next accept
     }
     release(result_); // delivered but never taken (the frame was destroyed)
 }
 
 bool accept_awaiter_base::await_suspend(std::coroutine_handle<> caller) {
-    if (listener_ != nullptr) {
-        kind_ = listener_->kind;
+    if (state_ != nullptr) {
+        kind_ = state_->kind;
     }
     if (!park(caller, "accept")) {
         return false;
     }
-    listener_state* l = listener_;
+    listener_state* l = state_;
     if (l == nullptr || l->closing) {
         status_ = UV_EBADF;
         reason_ = l == nullptr ? "the listener is not open" : "the listener was closed";
@@ -139,7 +137,7 @@ void accept_awaiter_base::deliver(stream_state* s, int status, const char* reaso
 
 void accept_awaiter_base::on_abort(parked_wait* p) noexcept {
     auto* self = static_cast<accept_awaiter_base*>(p);
-    self->listener_->remove(self); // total: a later connection stays queued
+    self->state_->remove(self); // total: a later connection stays queued
     self->aborted();
 }
 

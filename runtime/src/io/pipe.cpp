@@ -97,7 +97,7 @@ pipe_listener pipe_listener::bind(std::string path, int backlog) {
         delete l;
         throw_uv_error(rc, what.c_str());
     }
-    l->u.stream.data = static_cast<detail::handle_base*>(l);
+    l->u.stream.data = static_cast<detail::handle_state*>(l);
     pipe_listener result;
     result.state_ = l; // closes the handle if binding fails
     detail::check_uv(uv_pipe_bind(&l->u.pipe, path.c_str()), what.c_str());

@@ -16,24 +16,19 @@ namespace uvasync {
 
 namespace detail {
 
-/// The `uv_process_t` and what the exit callback must know. It is freed in the handle's close
-/// callback, and the handle is closed only after the exit callback (or after a failed spawn):
-/// closing it earlier would take it off libuv's list of children, and nobody would reap the
-/// child.
-class process_state {
+/// The `uv_process_t` and what the exit callback must know. The handle is closed only after
+/// the exit callback (or after a failed spawn): closing it earlier would take it off libuv's
+/// list of children, and nobody would reap the child.
+class process_state final : public handle_state {
 public:
     process_state(runtime_state& rt, int cancel_signal, loop_clock::duration grace) noexcept
-        : rt_(&rt)
+        : handle_state("process")
+        , rt_(&rt)
         , grace_(this)
         , cancel_signal_(cancel_signal)
         , kill_grace_(grace) {
-        handle_.data = this;
+        handle_.data = static_cast<handle_state*>(this);
     }
-
-    process_state(const process_state&) = delete;
-    process_state& operator=(const process_state&) = delete;
-    process_state(process_state&&) = delete;
-    process_state& operator=(process_state&&) = delete;
 
     uv_process_t* handle() noexcept { return &handle_; }
 
@@ -47,19 +42,17 @@ public:
 
     [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
 
-    /// The owner let go (the awaiter outlived its process object).
-    [[nodiscard]] bool released() const noexcept { return released_; }
+    void wait(process_wait_awaiter* w) noexcept { waiter_ = w; }
 
-    /// Awaiters hold a pin from creation to destruction, so the state outlives them.
-    void pin() noexcept { ++pins_; }
-
-    void unpin() noexcept {
-        if (--pins_ == 0 && disposed_) {
-            delete this;
+    /// Room for the kill-grace deadline, which `abort_wait` adds in the noexcept cancellation
+    /// path: held from the wait's (throwing) start until the grace is added or the child is
+    /// gone. Throws `std::bad_alloc`.
+    void hold_grace_room() {
+        if (!holds_room_ && kill_grace_ != loop_clock::duration::max()) {
+            rt_->hold_deadline_room();
+            holds_room_ = true;
         }
     }
-
-    void wait(process_wait_awaiter* w) noexcept { waiter_ = w; }
 
     /// The waiter's frame goes away (it is destroyed while parked).
     void forget(process_wait_awaiter* w) noexcept {
@@ -76,7 +69,8 @@ public:
         // callback comes anyway.
         uv_process_kill(&handle_, cancel_signal_);
         grace_.when = add_saturated(rt_->now(), kill_grace_);
-        if (grace_.when != never) {
+        drop_grace_room(); // add_deadline below uses it: no allocation
+        if (grace_.when != never && !grace_.queued()) {
             rt_->add_deadline(grace_);
         }
     }
@@ -87,18 +81,18 @@ public:
         }
     }
 
-    /// The owner lets go: close now if the child was reaped, else kill it and close in the
-    /// exit callback.
-    void release() noexcept {
-        released_ = true;
+    /// The owner lets go: close now if the child was reaped (or never started), else kill it
+    /// and close in the exit callback.
+    void on_released() noexcept override {
         if (process_wait_awaiter* w = std::exchange(waiter_, nullptr)) {
             w->deliver({}, false, true);
         }
         if (grace_.queued()) {
             rt_->remove_deadline(grace_);
         }
-        if (exited_) {
-            close();
+        drop_grace_room();
+        if (exited_ || pid_ == 0) {
+            request_close(this, nullptr);
         } else {
             orphaned_ = true;
             if (rt_->owns_loop()) { // the runtime outlives the exit callback (it waits for it)
@@ -109,18 +103,27 @@ public:
         }
     }
 
-    /// After a failed uv_spawn the handle is initialised and must still be closed.
-    void close() noexcept { uv_close(reinterpret_cast<uv_handle_t*>(&handle_), &on_close); }
+    unsigned close_handles() noexcept override {
+        close_uv_handle(reinterpret_cast<uv_handle_t*>(&handle_));
+        return 1;
+    }
+
+    void on_handles_closed() noexcept override {
+        if (counted_) {
+            rt_->handle_closed();
+        }
+    }
 
     static void on_exit(uv_process_t* h, std::int64_t exit_code, int term_signal) noexcept {
-        auto* self = static_cast<process_state*>(h->data);
+        auto* self = static_cast<process_state*>(static_cast<handle_state*>(h->data));
         self->exited_ = true;
         self->status_ = exit_status{exit_code, term_signal};
         if (self->orphaned_) { // the runtime may be gone: touch nothing but the handle
-            self->close();
+            request_close(self, nullptr);
             return;
         }
         self->rt_->remove_deadline(self->grace_);
+        self->drop_grace_room();
         if (process_wait_awaiter* w = std::exchange(self->waiter_, nullptr)) {
             const bool by_us =
                 term_signal != 0 && (term_signal == self->signalled_ ||
@@ -130,6 +133,13 @@ public:
     }
 
 private:
+    void drop_grace_room() noexcept {
+        if (holds_room_) {
+            holds_room_ = false;
+            rt_->release_deadline_room();
+        }
+    }
+
     /// The kill-grace deadline: a heap entry that knows its process.
     struct grace_entry : deadline_entry {
         explicit grace_entry(process_state* p) noexcept
@@ -139,25 +149,11 @@ private:
         process_state* owner;
     };
 
-    ~process_state() = default;
-
     static void on_grace(deadline_entry* e) noexcept {
         process_state* self = static_cast<grace_entry*>(e)->owner;
         if (!self->exited_) {
             self->grace_killed_ = true;
             uv_process_kill(&self->handle_, SIGKILL);
-        }
-    }
-
-    static void on_close(uv_handle_t* h) noexcept {
-        auto* self = static_cast<process_state*>(h->data);
-        if (self->counted_) {
-            self->rt_->handle_closed();
-        }
-        if (self->pins_ > 0) {
-            self->disposed_ = true; // freed by the last awaiter
-        } else {
-            delete self;
         }
     }
 
@@ -173,28 +169,28 @@ private:
     bool exited_ = false;
     bool orphaned_ = false;
     bool grace_killed_ = false;
-    bool counted_ = false; // counted in the runtime's closing I/O handles
-    bool released_ = false;
-    bool disposed_ = false; // closed, waiting for the last awaiter's unpin
-    unsigned pins_ = 0;
+    bool counted_ = false;    // counted in the runtime's closing I/O handles
+    bool holds_room_ = false; // hold_grace_room: room for grace_ held in the deadline queue
 };
 
+process_wait_awaiter::process_wait_awaiter(process_state* state) noexcept
+    : handle_awaiter(state, &on_abort) {
+}
+
 process_wait_awaiter::~process_wait_awaiter() {
-    if (state_ != nullptr) {
-        if (waiting()) { // the frame is destroyed while parked
-            state_->forget(this);
-        }
-        state_->unpin(); // last: it may free a closed process handle
+    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
+        state_->forget(this);
     }
 }
 
 bool process_wait_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ == nullptr || state_->released()) {
+    if (state_ == nullptr || !state_->owner_alive) {
         throw invalid_state("uvasync: process::wait on a moved-from or destroyed process");
     }
     if (state_->busy()) {
         throw invalid_state("uvasync: process::wait is already awaited by another task");
     }
+    state_->hold_grace_room(); // may throw bad_alloc: before anything changes
     if (!park(caller, "process::wait")) {
         return false;
     }
@@ -335,10 +331,10 @@ process process::spawn(process_options options) {
             // with the child already on its list): kill it and let the exit callback reap it
             // and close the handle.
             state->started();
-            state->release();
-        } else {
-            state->close(); // libuv initialised the handle even though the spawn failed
         }
+        // libuv initialised the handle even though the spawn failed: it is closed (without a
+        // child) or the child is killed and reaped first.
+        detail::release(state);
         throw_uv_error(rc, ("process::spawn " + options.file).c_str());
     }
     state->started();
@@ -363,7 +359,7 @@ process::~process() {
 
 void process::release() noexcept {
     if (state_ != nullptr) {
-        std::exchange(state_, nullptr)->release();
+        detail::release(std::exchange(state_, nullptr));
     }
 }
 
@@ -372,9 +368,6 @@ int process::pid() const noexcept {
 }
 
 detail::process_wait_awaiter process::wait() {
-    if (state_ != nullptr) {
-        state_->pin(); // released by the awaiter's destructor
-    }
     return detail::process_wait_awaiter(state_);
 }
 

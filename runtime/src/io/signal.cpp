@@ -18,10 +18,11 @@ namespace detail {
 
 /// One `uv_signal_t` per signal, plus the queue of signals nobody has taken yet. The queue
 /// holds each kind of signal at most once, with a count, so a signal storm cannot grow it.
-class signal_state final : public closable {
+class signal_state final : public handle_state {
 public:
     signal_state(uv_loop_t* loop, const std::vector<int>& signals)
-        : loop_(loop)
+        : handle_state("signal_set")
+        , loop_(loop)
         , slots_(std::make_unique<slot[]>(signals.size()))
         , count_(signals.size()) {
         for (std::size_t i = 0; i < count_; ++i) {
@@ -36,8 +37,7 @@ public:
             slot& s = slots_[i];
             check_uv(uv_signal_init(loop_, &s.handle), "signal_set: uv_signal_init");
             s.initialised = true;
-            ++open_;
-            s.handle.data = &s;
+            s.handle.data = static_cast<handle_state*>(this);
             // Only a waiting task keeps the loop alive (see wait()).
             uv_unref(reinterpret_cast<uv_handle_t*>(&s.handle));
             const int rc = uv_signal_start(&s.handle, &on_signal, s.signum);
@@ -48,30 +48,26 @@ public:
         }
     }
 
-    void close(closable_waiter* w) noexcept override {
-        set_closer(w);
-        if (closing_) {
-            return;
-        }
-        closing_ = true;
+    void on_close_requested() noexcept override {
         order_.clear();
         if (signal_awaiter* waiter = std::exchange(waiter_, nullptr)) {
             waiter->deliver(0);
         }
+    }
+
+    /// Closes the handles initialised so far (none after a failed construction).
+    unsigned close_handles() noexcept override {
+        unsigned n = 0;
         for (std::size_t i = 0; i < count_; ++i) {
             if (slots_[i].initialised) {
-                uv_close(reinterpret_cast<uv_handle_t*>(&slots_[i].handle), &on_close);
+                close_uv_handle(reinterpret_cast<uv_handle_t*>(&slots_[i].handle));
+                ++n;
             }
         }
-        if (open_ == 0) { // nothing was initialised (a failed construction)
-            wake_closer();
-            dispose();
-        }
+        return n;
     }
 
     [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
-
-    [[nodiscard]] bool closing() const noexcept { return closing_; }
 
     [[nodiscard]] bool has_pending() const noexcept { return !order_.empty(); }
 
@@ -110,8 +106,6 @@ private:
         bool initialised = false;
     };
 
-    ~signal_state() override = default;
-
     void set_ref(bool on) noexcept {
         for (std::size_t i = 0; i < count_; ++i) {
             auto* h = reinterpret_cast<uv_handle_t*>(&slots_[i].handle);
@@ -124,9 +118,9 @@ private:
     }
 
     static void on_signal(uv_signal_t* handle, int /*signum*/) noexcept {
-        auto* s = static_cast<slot*>(handle->data);
+        auto* s = reinterpret_cast<slot*>(handle); // the handle is the slot's first member
         signal_state* self = s->owner;
-        if (self->closing_) {
+        if (self->closing) {
             return;
         }
         ++s->pending;
@@ -140,34 +134,25 @@ private:
         }
     }
 
-    static void on_close(uv_handle_t* handle) noexcept {
-        signal_state* self = static_cast<slot*>(handle->data)->owner;
-        if (--self->open_ == 0) {
-            self->wake_closer();
-            self->dispose();
-        }
-    }
-
     uv_loop_t* loop_;
     std::unique_ptr<slot[]> slots_;
     std::size_t count_;
     std::deque<std::size_t> order_;
     signal_awaiter* waiter_ = nullptr;
-    int open_ = 0;
-    bool closing_ = false;
 };
 
+signal_awaiter::signal_awaiter(signal_state* state) noexcept
+    : handle_awaiter(state, &on_abort) {
+}
+
 signal_awaiter::~signal_awaiter() {
-    if (state_ != nullptr) {
-        if (waiting()) { // the frame is destroyed while parked
-            state_->forget(this);
-        }
-        state_->unpin(); // last: it may free a closed set
+    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
+        state_->forget(this);
     }
 }
 
 bool signal_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ == nullptr || state_->closing()) {
+    if (state_ == nullptr || state_->closing) {
         throw invalid_state("uvasync: signal_set::wait on a closed or moved-from set");
     }
     if (state_->busy()) {
@@ -222,7 +207,7 @@ signal_set::signal_set(std::initializer_list<int> signals)
     try {
         state->start();
     } catch (...) {
-        state->close(nullptr); // closes the handles already initialised
+        detail::release(state); // closes the handles already initialised
         throw;
     }
     state_ = state;
@@ -234,29 +219,22 @@ signal_set::signal_set(signal_set&& other) noexcept
 
 signal_set& signal_set::operator=(signal_set&& other) noexcept {
     if (this != &other) {
-        if (state_ != nullptr) {
-            state_->close(nullptr);
-        }
+        detail::release(state_);
         state_ = std::exchange(other.state_, nullptr);
     }
     return *this;
 }
 
 signal_set::~signal_set() {
-    if (state_ != nullptr) {
-        state_->close(nullptr);
-    }
+    detail::release(state_);
 }
 
 detail::signal_awaiter signal_set::wait() {
-    if (state_ != nullptr) {
-        state_->pin(); // released by the awaiter's destructor
-    }
     return detail::signal_awaiter(state_);
 }
 
-detail::closable_awaiter signal_set::close() noexcept {
-    return detail::closable_awaiter(std::exchange(state_, nullptr));
+detail::close_awaiter signal_set::close() noexcept {
+    return detail::close_awaiter::owning(std::exchange(state_, nullptr));
 }
 
 } // namespace uvasync

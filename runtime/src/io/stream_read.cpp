@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/io/address.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/sleep.hpp>
 #include <uvasync/uv_error.hpp>
@@ -40,16 +42,36 @@ void stream_state::stop_reading() noexcept {
     }
 }
 
+const wait_kind read_awaiter::kind{"stream read", &read_awaiter::describe};
+
+void read_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    const auto& self = static_cast<const read_awaiter&>(w);
+    stream_state* s = self.state_;
+    if (s == nullptr || s->closing || s->handle()->type != UV_TCP) {
+        return;
+    }
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&s->u.tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+        return;
+    }
+    try {
+        out += "from " + socket_address::from(reinterpret_cast<const sockaddr*>(&ss)).to_string();
+    } catch (const std::bad_alloc&) {
+        throw;
+    } catch (...) { // a family socket_address does not know: no details
+    }
+}
+
 read_awaiter::read_awaiter(stream_state* s, std::span<char> buffer, bool peek) noexcept
-    : parked_wait(&on_abort)
-    , state_(s)
+    : stream_awaiter(s, &on_abort)
     , buffer_(buffer)
     , peek_(peek) {
+    describe_as(kind);
 }
 
 read_awaiter::read_awaiter(read_awaiter&& other) noexcept
-    : parked_wait(std::move(other))
-    , state_(other.state_)
+    : stream_awaiter(std::move(other))
     , buffer_(other.buffer_)
     , peek_(other.peek_) {
 }
@@ -64,24 +86,18 @@ read_awaiter::~read_awaiter() {
 }
 
 bool read_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ != nullptr) {
-        kind_ = state_->kind;
-    }
-    if (!park(caller, "read_some")) {
+    if (!park_on_open_stream(caller, "read_some")) {
         return false; // a cancelled scope raises even when data is buffered
     }
     stream_state* s = state_;
-    if (s == nullptr || s->closing) {
-        status_ = UV_EBADF;
-        reason_ = s == nullptr ? not_open_reason
-                               : (s->close_reason != nullptr ? s->close_reason : closed_reason);
-        unpark();
-        return false;
-    }
     if (s->reader != nullptr) {
         unpark();
         throw invalid_state(std::string("uvasync: ") + kind_ +
                             "::read_some: another task is already reading this stream");
+    }
+    if (peek_ && satisfied_ != nullptr && satisfied_(this)) {
+        unpark(); // what the reader waits for is buffered already
+        return false;
     }
     if (!peek_ && s->buffered() > 0) {
         result_ = std::min(buffer_.size(), s->buffered());
@@ -117,6 +133,10 @@ std::size_t read_awaiter::await_resume() {
 }
 
 void read_awaiter::deliver(std::size_t n, int status, const char* reason) noexcept {
+    if (satisfied_ != nullptr && status == 0 && n > 0 && !satisfied_(this)) {
+        state_->reader = this; // not yet: keep waiting (the buffer grows in on_read)
+        return;
+    }
     registered_ = false;
     result_ = n;
     status_ = status == UV_EOF ? 0 : status;
@@ -134,13 +154,70 @@ void read_awaiter::on_abort(parked_wait* p) noexcept {
     self->aborted();
 }
 
+read_until_awaiter::read_until_awaiter(stream_state* s, std::string& out,
+                                       std::string_view delimiter, std::size_t max_size) noexcept
+    : read_awaiter(s, {}, true)
+    , out_(&out)
+    , delimiter_(delimiter)
+    , max_size_(max_size) {
+    satisfied_ = &satisfied;
+}
+
+read_until_awaiter::read_until_awaiter(read_until_awaiter&& other) noexcept
+    : read_awaiter(std::move(other))
+    , out_(other.out_)
+    , delimiter_(other.delimiter_)
+    , max_size_(other.max_size_) {
+    satisfied_ = &satisfied;
+}
+
+std::size_t read_until_awaiter::delimiter_end() noexcept {
+    if (found_ != 0) {
+        return found_; // found when the data arrived; the buffer only grew since
+    }
+    stream_state* s = state_;
+    const std::string_view data(s->data(), std::min(s->buffered(), max_size_));
+    const std::size_t from =
+        searched_ >= delimiter_.size() ? searched_ - (delimiter_.size() - 1) : 0;
+    const std::size_t pos = data.find(delimiter_, from);
+    if (pos != std::string_view::npos) {
+        found_ = pos + delimiter_.size();
+        return found_;
+    }
+    searched_ = data.size();
+    return 0;
+}
+
+bool read_until_awaiter::satisfied(read_awaiter* r) noexcept {
+    auto* self = static_cast<read_until_awaiter*>(r);
+    stream_state* s = self->state_;
+    return s->buffered() > 0 && (self->delimiter_end() != 0 || s->buffered() >= self->max_size_);
+}
+
+std::size_t read_until_awaiter::await_resume() {
+    (void)read_awaiter::await_resume(); // raises a cancellation or a read error
+    stream_state* s = state_;
+    std::size_t n = s->buffered() > 0 ? delimiter_end() : 0;
+    if (n == 0) {
+        if (s->buffered() >= max_size_) {
+            throw_uv_error(UV_ENOBUFS, (std::string(s->kind) +
+                                        "::read_until: no delimiter within max_size bytes")
+                                           .c_str());
+        }
+        n = s->buffered(); // EOF: the rest, without a delimiter
+    }
+    out_->append(s->data(), n);
+    s->consume(n);
+    return n;
+}
+
 } // namespace detail
 
 detail::read_awaiter stream::read_some(std::span<char> buffer) {
     if (buffer.empty()) {
         throw std::invalid_argument("uvasync: stream::read_some: the buffer is empty");
     }
-    return detail::read_awaiter(state_, buffer, false);
+    return {state_, buffer, false};
 }
 
 namespace {
@@ -210,6 +287,17 @@ task<std::string> stream::read_until(std::string_view delimiter, std::size_t max
         throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
     }
     return read_until_loop(detail::state_pin(state_), state_, std::string(delimiter), max_size);
+}
+
+detail::read_until_awaiter stream::read_until(std::string& out, std::string_view delimiter,
+                                              std::size_t max_size) {
+    if (delimiter.empty()) {
+        throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");
+    }
+    if (max_size == 0) {
+        throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
+    }
+    return {state_, out, delimiter, max_size};
 }
 
 } // namespace uvasync

@@ -16,16 +16,14 @@ namespace detail {
 
 stream_request_awaiter::stream_request_awaiter(stream_state* s, op kind, const void* target,
                                                const char* label) noexcept
-    : parked_wait(&on_abort)
-    , state_(s)
+    : stream_awaiter(s, &on_abort)
     , op_(kind)
     , target_(target)
     , label_(label) {
 }
 
 stream_request_awaiter::stream_request_awaiter(stream_request_awaiter&& other) noexcept
-    : parked_wait(std::move(other))
-    , state_(other.state_)
+    : stream_awaiter(std::move(other))
     , op_(other.op_)
     , target_(other.target_)
     , label_(other.label_) {
@@ -52,20 +50,10 @@ stream_request_awaiter::~stream_request_awaiter() {
 }
 
 bool stream_request_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ != nullptr) {
-        kind_ = state_->kind;
-    }
-    if (!park(caller, op_name(op_))) {
+    if (!park_on_open_stream(caller, op_name(op_))) {
         return false; // the libuv call is never made
     }
     stream_state* s = state_;
-    if (s == nullptr || s->closing) {
-        status_ = UV_EBADF;
-        reason_ = s == nullptr ? not_open_reason
-                               : (s->close_reason != nullptr ? s->close_reason : closed_reason);
-        unpark();
-        return false;
-    }
     if (slot_of(s, op_) != nullptr) {
         unpark();
         throw invalid_state(std::string("uvasync: ") + kind_ + "::" + op_name(op_) +
@@ -115,7 +103,7 @@ void stream_request_awaiter::await_resume() {
 void stream_request_awaiter::deliver(int status) noexcept {
     status_ = status;
     if (status == UV_ECANCELED) {
-        reason_ = state_->close_reason != nullptr ? state_->close_reason : closed_reason;
+        reason_ = unusable_reason(state_);
     }
     complete();
 }
@@ -140,8 +128,7 @@ void stream_request_awaiter::on_closed(void* p) noexcept {
 } // namespace detail
 
 detail::stream_request_awaiter stream::shutdown() {
-    return detail::stream_request_awaiter(state_, detail::stream_request_awaiter::op::shutdown,
-                                          nullptr, nullptr);
+    return {state_, detail::stream_request_awaiter::op::shutdown, nullptr, nullptr};
 }
 
 } // namespace uvasync

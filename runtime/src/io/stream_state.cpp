@@ -15,9 +15,25 @@
 
 #include "uv_buf.hpp"
 
-#include <signal.h>
+#include <signal.h> // NOLINT(modernize-deprecated-headers): POSIX sigaction, not in <csignal>
 
 namespace uvasync::detail {
+
+bool stream_awaiter::park_on_open_stream(std::coroutine_handle<> caller, const char* op) {
+    if (state_ != nullptr) {
+        kind_ = state_->kind;
+    }
+    if (!park(caller, op)) {
+        return false;
+    }
+    if (const char* why = unusable_reason(state_)) {
+        status_ = UV_EBADF;
+        reason_ = why;
+        unpark();
+        return false;
+    }
+    return true;
+}
 
 /// Throws `std::system_error(status)` with "<kind>::<op>[: <reason>]".
 [[noreturn]] void throw_stream_error(int status, const char* kind, const char* op,
@@ -51,7 +67,7 @@ void stream_state::on_close_requested() noexcept {
     reading = false; // uv_close stops reading
     if (read_awaiter* r = reader) {
         reader = nullptr;
-        r->deliver(0, UV_ECANCELED, close_reason != nullptr ? close_reason : closed_reason);
+        r->deliver(0, UV_ECANCELED, unusable_reason(this));
     }
 }
 
@@ -187,22 +203,26 @@ void stream_state::on_shutdown(uv_shutdown_t* req, int status) noexcept {
     }
 }
 
-void write_request::on_write(uv_write_t* req, int status) noexcept {
-    auto* r = static_cast<write_request*>(req->data);
-    stream_state* s = r->state;
-    --s->pending_writes;
-    write_awaiter* w = r->waiter;
+void stream_state::free_write(write_request* r) noexcept {
     if (r->heap) {
         delete r;
     } else {
         r->waiter = nullptr;
         r->owned = std::string();
-        s->inline_write_busy = false;
+        inline_write_busy = false;
     }
+}
+
+void write_request::on_write(uv_write_t* req, int status) noexcept {
+    auto* r = static_cast<write_request*>(req->data);
+    stream_state* s = r->state;
+    --s->pending_writes;
+    write_awaiter* w = r->waiter;
+    s->free_write(r);
     if (w != nullptr) {
         w->request_ = nullptr;
         if (status == UV_ECANCELED) {
-            w->reason_ = s->close_reason != nullptr ? s->close_reason : closed_reason;
+            w->reason_ = unusable_reason(s);
         }
         w->deliver(status);
     }

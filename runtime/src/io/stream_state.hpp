@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Internal: the heap state behind stream and listener objects (not installed).
+// Internal: the heap state behind stream and listener objects (not installed); their close
+// protocol is the one of every I/O object (detail/handle_state.hpp).
 #pragma once
 
 #include <cstddef>
@@ -14,77 +15,10 @@
 
 namespace uvasync::detail {
 
-/// What every stream and listener state shares: the close protocol (SEMANTICS 14.4).
-///
-/// Ownership: the C++ owner (a `stream` or listener object) and libuv share the state. It is
-/// deleted by whichever lets go last: the close callback when the owner is already gone, or
-/// the owner's destructor when the close callback has already run. Either way the memory
-/// outlives every libuv callback on the handle (request callbacks with `UV_ECANCELED` come
-/// before the close callback).
-///
-/// The handle's `data` always points at this base (`handle_base*`).
-struct handle_base {
-    explicit handle_base(const char* kind_name) noexcept
-        : kind(kind_name) {}
-
-    handle_base(const handle_base&) = delete;
-    handle_base& operator=(const handle_base&) = delete;
-    handle_base(handle_base&&) = delete;
-    handle_base& operator=(handle_base&&) = delete;
-    virtual ~handle_base() = default;
-
-    virtual uv_handle_t* handle() noexcept = 0;
-
-    /// Runs once when the close is requested: wakes the waiters whose operations libuv will
-    /// never complete (reads, accepts).
-    virtual void on_close_requested() noexcept {}
-
-    const char* kind;                   // "tcp_stream", ... for error messages
-    const char* close_reason = nullptr; // why the library closed it (a cancelled write, ...)
-    close_waiter* waiters = nullptr;    // woken by the close callback
-    std::size_t pins = 0;               // running read_until / read_exactly calls (see state_pin)
-    bool closing = false;
-    bool closed = false; // the close callback has run
-    bool owner_alive = true;
-};
-
-/// Requests `uv_close` once (idempotent). `reason` is kept for later errors if it is the first.
-void request_close(handle_base* h, const char* reason) noexcept;
-
-/// The owner lets go: closes the handle if needed; the state is deleted after the close
-/// callback (or now, if it already ran).
-void release(handle_base* h) noexcept;
-
-/// Keeps a state's memory alive (not its handle open) while a `read_until` or `read_exactly`
-/// coroutine uses it, so that moving or destroying the stream object meanwhile is safe. The state
-/// is deleted by the last of: the owner, the close callback, the last pin.
-class state_pin {
-public:
-    explicit state_pin(handle_base* h) noexcept
-        : h_(h) {
-        if (h_ != nullptr) {
-            ++h_->pins;
-        }
-    }
-
-    state_pin(state_pin&& other) noexcept
-        : h_(other.h_) {
-        other.h_ = nullptr;
-    }
-
-    state_pin(const state_pin&) = delete;
-    state_pin& operator=(const state_pin&) = delete;
-    state_pin& operator=(state_pin&&) = delete;
-    ~state_pin();
-
-private:
-    handle_base* h_;
-};
-
 /// The handle's state from its `data`.
 template <class State, class Handle>
 State* state_of(Handle* h) noexcept {
-    return static_cast<State*>(static_cast<handle_base*>(reinterpret_cast<uv_handle_t*>(h)->data));
+    return static_cast<State*>(static_cast<handle_state*>(reinterpret_cast<uv_handle_t*>(h)->data));
 }
 
 /// A write request: the uv request, the owned bytes of an owning write, and the awaiter while
@@ -103,6 +37,18 @@ struct write_request {
 inline constexpr const char* closed_reason = "the stream was closed";
 inline constexpr const char* not_open_reason = "the stream is not open";
 
+/// Why an operation on `s` fails with `UV_EBADF`: not open, or closed (and why); null when the
+/// stream is open.
+inline const char* unusable_reason(const handle_state* s) noexcept {
+    if (s == nullptr) {
+        return not_open_reason;
+    }
+    if (!s->closing) {
+        return nullptr;
+    }
+    return s->close_reason != nullptr ? s->close_reason : closed_reason;
+}
+
 /// Throws `std::system_error(status)` with "<kind>::<op>[: <reason>]".
 [[noreturn]] void throw_stream_error(int status, const char* kind, const char* op,
                                      const char* reason);
@@ -112,8 +58,30 @@ inline constexpr const char* not_open_reason = "the stream is not open";
 /// handler (or SIG_IGN) installed by the host is kept.
 void ignore_sigpipe_once() noexcept;
 
+/// The state of an object over one libuv stream handle (a stream or a listener): the handle,
+/// closed by the one close protocol of `handle_state`.
+struct stream_handle_state : handle_state {
+    using handle_state::handle_state;
+
+    uv_handle_t* handle() noexcept { return reinterpret_cast<uv_handle_t*>(&u); }
+
+    uv_stream_t* stream() noexcept { return &u.stream; }
+
+    unsigned close_handles() noexcept final {
+        close_uv_handle(handle());
+        return 1;
+    }
+
+    union {
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+    } u{};
+};
+
 /// The state of a stream: the handle, the read buffer, and the request slots.
-struct stream_state final : handle_base {
+struct stream_state final : stream_handle_state {
     /// The read buffer starts small and doubles while data arrives faster than it is read, up
     /// to `max_capacity` (then reading stops: backpressure). `read_until` may grow it further,
     /// bounded by its `max_size`.
@@ -121,13 +89,9 @@ struct stream_state final : handle_base {
     static constexpr std::size_t max_capacity = 64 * 1024;
 
     explicit stream_state(const char* kind_name) noexcept
-        : handle_base(kind_name) {
+        : stream_handle_state(kind_name) {
         ignore_sigpipe_once();
     }
-
-    uv_handle_t* handle() noexcept override { return reinterpret_cast<uv_handle_t*>(&u); }
-
-    uv_stream_t* stream() noexcept { return &u.stream; }
 
     void on_close_requested() noexcept override;
 
@@ -146,6 +110,9 @@ struct stream_state final : handle_base {
     int ensure_reading() noexcept;
     void stop_reading() noexcept;
 
+    /// A write request is done with: frees a heap one, makes the inline slot free again.
+    void free_write(write_request* r) noexcept;
+
     /// Makes room for more data when the buffer is full (compacts, else doubles).
     void grow();
 
@@ -157,13 +124,6 @@ struct stream_state final : handle_base {
     static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* b) noexcept;
     static void on_connect(uv_connect_t* req, int status) noexcept;
     static void on_shutdown(uv_shutdown_t* req, int status) noexcept;
-
-    union {
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_tty_t tty;
-    } u{};
 
     // Reading (SEMANTICS 14.2): libuv writes only into `buf`, which lives as long as the state.
     std::unique_ptr<char[]> buf;
@@ -200,20 +160,16 @@ stream_state* make_stream_state(const char* kind, Init init, const char* what) {
         delete s;
         throw_uv_error(rc, what);
     }
-    s->u.stream.data = static_cast<handle_base*>(s);
+    s->u.stream.data = static_cast<handle_state*>(s);
     return s;
 }
 
 /// The state of a listener: the handle and the connections announced but not yet accepted.
-struct listener_state final : handle_base {
+struct listener_state final : stream_handle_state {
     listener_state(const char* kind_name, const char* stream_kind_name, bool is_pipe) noexcept
-        : handle_base(kind_name)
+        : stream_handle_state(kind_name)
         , stream_kind(stream_kind_name)
         , pipe(is_pipe) {}
-
-    uv_handle_t* handle() noexcept override { return reinterpret_cast<uv_handle_t*>(&u); }
-
-    uv_stream_t* stream() noexcept { return &u.stream; }
 
     void on_close_requested() noexcept override;
 
@@ -225,12 +181,6 @@ struct listener_state final : handle_base {
     void remove(accept_awaiter_base* w) noexcept;
 
     static void on_connection(uv_stream_t* server, int status) noexcept;
-
-    union {
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u{};
 
     const char* stream_kind;
     bool pipe;

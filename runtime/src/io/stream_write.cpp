@@ -41,22 +41,19 @@ int request_status(const write_request* r) noexcept {
 } // namespace
 
 write_awaiter::write_awaiter(stream_state* s, std::span<const char> data) noexcept
-    : parked_wait(&on_abort)
-    , state_(s)
+    : stream_awaiter(s, &on_abort)
     , data_(data)
     , owning_(false) {
 }
 
 write_awaiter::write_awaiter(stream_state* s, std::string data) noexcept
-    : parked_wait(&on_abort)
-    , state_(s)
+    : stream_awaiter(s, &on_abort)
     , owned_(std::move(data))
     , owning_(true) {
 }
 
 write_awaiter::write_awaiter(write_awaiter&& other) noexcept
-    : parked_wait(std::move(other))
-    , state_(other.state_)
+    : stream_awaiter(std::move(other))
     , data_(other.data_)
     , owned_(std::move(other.owned_))
     , owning_(other.owning_) {
@@ -79,20 +76,10 @@ write_awaiter::~write_awaiter() {
 }
 
 bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ != nullptr) {
-        kind_ = state_->kind;
-    }
-    if (!park(caller, "write")) {
+    if (!park_on_open_stream(caller, "write")) {
         return false; // nothing was written
     }
     stream_state* s = state_;
-    if (s == nullptr || s->closing) {
-        status_ = UV_EBADF;
-        reason_ = s == nullptr ? not_open_reason
-                               : (s->close_reason != nullptr ? s->close_reason : closed_reason);
-        unpark();
-        return false;
-    }
     const std::span<const char> all = owning_ ? std::span<const char>(owned_) : data_;
     std::size_t offset = 0;
     if (all.empty()) {
@@ -138,13 +125,7 @@ bool write_awaiter::await_suspend(std::coroutine_handle<> caller) {
     }
     const int rc = uv_write(&r->req, s->stream(), &b, 1, &write_request::on_write);
     if (rc < 0) {
-        if (r->heap) {
-            delete r;
-        } else {
-            r->waiter = nullptr;
-            r->owned = std::string();
-            s->inline_write_busy = false;
-        }
+        s->free_write(r);
         status_ = rc;
         unpark();
         return false;
@@ -203,11 +184,11 @@ void write_awaiter::on_closed(void* p) noexcept {
 } // namespace detail
 
 detail::write_awaiter stream::write(std::span<const char> data) {
-    return detail::write_awaiter(state_, data);
+    return {state_, data};
 }
 
 detail::write_awaiter stream::write(std::string data) {
-    return detail::write_awaiter(state_, std::move(data));
+    return {state_, std::move(data)};
 }
 
 } // namespace uvasync

@@ -151,7 +151,7 @@ tcp_listener tcp_listener::bind(socket_address address, int backlog) {
         delete l;
         throw_uv_error(rc, what.c_str());
     }
-    l->u.stream.data = static_cast<detail::handle_base*>(l);
+    l->u.stream.data = static_cast<detail::handle_state*>(l);
     tcp_listener result;
     result.state_ = l; // closes the handle if binding fails
     // libuv may defer a bind error (EADDRINUSE) to uv_listen; both are checked.

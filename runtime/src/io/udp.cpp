@@ -15,29 +15,26 @@ namespace uvasync {
 namespace detail {
 
 /// The socket's handle and its one receiver. Freed in the close callback.
-class udp_state final : public closable {
+class udp_state final : public handle_state {
 public:
-    udp_state() noexcept { handle_.data = this; }
-
-    /// Frees a state whose handle was never initialised (there is nothing to close).
-    static void discard(udp_state* s) noexcept { delete s; }
+    udp_state() noexcept
+        : handle_state("udp_socket") {
+        handle_.data = static_cast<handle_state*>(this);
+    }
 
     uv_udp_t* handle() noexcept { return &handle_; }
 
-    [[nodiscard]] bool closing() const noexcept { return closing_; }
-
-    void close(closable_waiter* w) noexcept override {
-        set_closer(w);
-        if (closing_) {
-            return;
-        }
-        closing_ = true;
+    void on_close_requested() noexcept override {
         if (udp_receive_awaiter* r = std::exchange(receiver_, nullptr)) {
             uv_udp_recv_stop(&handle_);
             r->deliver(UV_ECANCELED, 0, nullptr, false);
         }
-        // Queued sends complete with UV_ECANCELED before the close callback (handle.rst).
-        uv_close(reinterpret_cast<uv_handle_t*>(&handle_), &on_close);
+    }
+
+    /// Queued sends complete with UV_ECANCELED before the close callback (handle.rst).
+    unsigned close_handles() noexcept override {
+        close_uv_handle(reinterpret_cast<uv_handle_t*>(&handle_));
+        return 1;
     }
 
     [[nodiscard]] bool busy() const noexcept { return receiver_ != nullptr; }
@@ -62,18 +59,10 @@ public:
     }
 
 private:
-    ~udp_state() override = default;
-
-    static void on_close(uv_handle_t* h) noexcept {
-        auto* self = static_cast<udp_state*>(h->data);
-        self->wake_closer();
-        self->dispose();
-    }
-
     // libuv calls on_alloc and then on_receive within one read, with nothing in between, so
     // the receiver's buffer (in its frame) is only used while the receiver is registered.
     static void on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t* buf) noexcept {
-        auto* self = static_cast<udp_state*>(h->data);
+        auto* self = static_cast<udp_state*>(static_cast<handle_state*>(h->data));
         if (udp_receive_awaiter* r = self->receiver_) {
             // A buffer over 4 GiB is clamped (no datagram comes near it) rather than wrapped.
             const std::size_t len =
@@ -86,7 +75,7 @@ private:
 
     static void on_receive(uv_udp_t* h, ssize_t nread, const uv_buf_t* /*buf*/,
                            const sockaddr* from, unsigned flags) noexcept {
-        auto* self = static_cast<udp_state*>(h->data);
+        auto* self = static_cast<udp_state*>(static_cast<handle_state*>(h->data));
         udp_receive_awaiter* r = self->receiver_;
         if (r == nullptr) {
             uv_udp_recv_stop(h);
@@ -107,7 +96,6 @@ private:
 
     uv_udp_t handle_{};
     udp_receive_awaiter* receiver_ = nullptr;
-    bool closing_ = false;
 };
 
 /// A queued send: owns its copy of the datagram until libuv's callback, which may come after
@@ -130,17 +118,27 @@ struct udp_send_request {
 // ---------------------------------------------------------------------------------------------
 // send
 
+udp_send_awaiter::udp_send_awaiter(udp_state* state, std::span<const char> data,
+                                   const socket_address& to) noexcept
+    : handle_awaiter(state, &on_abort)
+    , data_(data)
+    , to_(to) {
+}
+
+udp_send_awaiter::udp_send_awaiter(udp_send_awaiter&& other) noexcept
+    : handle_awaiter(std::move(other))
+    , data_(other.data_)
+    , to_(other.to_) {
+}
+
 udp_send_awaiter::~udp_send_awaiter() {
     if (request_ != nullptr) { // the frame is destroyed while the send is queued
         request_->waiter = nullptr;
     }
-    if (state_ != nullptr) {
-        state_->unpin(); // last: it may free a closed socket
-    }
 }
 
 bool udp_send_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ == nullptr || state_->closing()) {
+    if (state_ == nullptr || state_->closing) {
         status_ = UV_EBADF;
         return false;
     }
@@ -203,17 +201,24 @@ void udp_send_awaiter::deliver(int status) noexcept {
 // ---------------------------------------------------------------------------------------------
 // receive
 
+udp_receive_awaiter::udp_receive_awaiter(udp_state* state, std::span<char> buffer) noexcept
+    : handle_awaiter(state, &on_abort)
+    , buffer_(buffer) {
+}
+
+udp_receive_awaiter::udp_receive_awaiter(udp_receive_awaiter&& other) noexcept
+    : handle_awaiter(std::move(other))
+    , buffer_(other.buffer_) {
+}
+
 udp_receive_awaiter::~udp_receive_awaiter() {
     if (registered_ && waiting()) { // the frame is destroyed while parked
         state_->forget(this);
     }
-    if (state_ != nullptr) {
-        state_->unpin(); // last: it may free a closed socket
-    }
 }
 
 bool udp_receive_awaiter::await_suspend(std::coroutine_handle<> caller) {
-    if (state_ == nullptr || state_->closing()) {
+    if (state_ == nullptr || state_->closing) {
         status_ = UV_EBADF;
         return false;
     }
@@ -268,18 +273,14 @@ udp_socket::udp_socket(udp_socket&& other) noexcept
 
 udp_socket& udp_socket::operator=(udp_socket&& other) noexcept {
     if (this != &other) {
-        if (state_ != nullptr) {
-            state_->close(nullptr);
-        }
+        detail::release(state_);
         state_ = std::exchange(other.state_, nullptr);
     }
     return *this;
 }
 
 udp_socket::~udp_socket() {
-    if (state_ != nullptr) {
-        state_->close(nullptr);
-    }
+    detail::release(state_);
 }
 
 udp_socket udp_socket::bind(socket_address address) {
@@ -287,7 +288,7 @@ udp_socket udp_socket::bind(socket_address address) {
     uv_loop_t* loop = detail::current_runtime("udp_socket::bind").loop();
     auto* state = new detail::udp_state;
     if (const int rc = uv_udp_init(loop, state->handle()); rc < 0) {
-        detail::udp_state::discard(state);
+        delete state; // the handle was never initialised: nothing to close
         throw_uv_error(rc, what.c_str());
     }
     udp_socket s;
@@ -297,18 +298,12 @@ udp_socket udp_socket::bind(socket_address address) {
 }
 
 detail::udp_send_awaiter udp_socket::send(std::span<const char> data, const socket_address& to) {
-    if (state_ != nullptr) {
-        state_->pin(); // released by the awaiter's destructor
-    }
     return {state_, data, to};
 }
 
 detail::udp_receive_awaiter udp_socket::receive(std::span<char> buffer) {
     if (buffer.empty()) {
         throw std::invalid_argument("uvasync: udp_socket::receive needs a non-empty buffer");
-    }
-    if (state_ != nullptr) {
-        state_->pin(); // released by the awaiter's destructor
     }
     return {state_, buffer};
 }
@@ -324,8 +319,8 @@ socket_address udp_socket::local_address() const {
     return socket_address::from(reinterpret_cast<const sockaddr*>(&ss));
 }
 
-detail::closable_awaiter udp_socket::close() noexcept {
-    return detail::closable_awaiter(std::exchange(state_, nullptr));
+detail::close_awaiter udp_socket::close() noexcept {
+    return detail::close_awaiter::owning(std::exchange(state_, nullptr));
 }
 
 uv_udp_t* udp_socket::native_handle() noexcept {

@@ -3,8 +3,9 @@
 
 #include <coroutine>
 
+#include <uvasync/detail/export.hpp>
+#include <uvasync/detail/handle_state.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
-#include <uvasync/detail/park.hpp>
 #include <uvasync/io/stream.hpp>
 
 namespace uvasync::detail {
@@ -14,7 +15,8 @@ struct accept_tag;
 
 /// The untyped part of `accept()`: waits for a connection and takes it (`uv_accept`) into a
 /// new stream state. The typed `accept_awaiter<S>` wraps the state into `S`.
-class [[nodiscard]] accept_awaiter_base : private parked_wait, public list_hook<accept_tag> {
+class [[nodiscard]] UVASYNC_API accept_awaiter_base : private handle_awaiter<listener_state>,
+                                                      public list_hook<accept_tag> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -38,7 +40,6 @@ private:
     static void on_abort(parked_wait* p) noexcept;
     void deliver(stream_state* s, int status, const char* reason) noexcept;
 
-    listener_state* listener_;
     stream_state* result_ = nullptr;
     int status_ = 0;
     const char* kind_ = "listener";

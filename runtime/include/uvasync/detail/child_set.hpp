@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -20,7 +21,7 @@ namespace uvasync::detail {
 /// owning task, children spawned inside it (their task scopes are linked under it, so any
 /// cancellation of it or of the scopes around it reaches them), and a wait for all children
 /// that is not a cancellation point (SEMANTICS 9.3).
-class child_set : private finish_observer {
+class UVASYNC_API child_set : private finish_observer {
 public:
     /// Called once per child, when it finishes, before anything it woke runs.
     using done_hook = void (*)(child_set*, task_core*) noexcept;
@@ -42,12 +43,12 @@ public:
     /// is destroyed without running. In a cancelled scope the child is born cancelled and
     /// never runs (SEMANTICS 9.2).
     template <class T>
-    task_handle<T> spawn(task<T> t) {
+    task_handle<T> spawn(task<T> t, const spawn_label* label = nullptr) {
         if (phase_ != phase::open) {
             throw invalid_state(
                 "uvasync: spawning into a task group or gather that is not running");
         }
-        task_handle<T> h = spawn_in(*owner_->rt, std::move(t), nullptr, &scope_);
+        task_handle<T> h = spawn_in(*owner_->rt, std::move(t), nullptr, &scope_, label);
         h.state()->parent_set = static_cast<finish_observer*>(this);
         children_.push_back(*h.state());
         return h;
@@ -83,6 +84,8 @@ public:
     }
 
 private:
+    friend struct introspection_access;
+
     /// Called by task_core::finish.
     static void on_child_finished(finish_observer* self, task_core* child) noexcept;
     void child_finished(task_core* child) noexcept;

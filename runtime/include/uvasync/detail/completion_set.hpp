@@ -6,10 +6,20 @@
 #include <vector>
 
 #include <uvasync/detail/child_set.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/task_core.hpp>
 
 namespace uvasync::detail {
+
+/// `as_completed`'s index from a child's state to its position in the input.
+using child_positions = std::vector<std::pair<task_core*, std::size_t>>;
+
+/// Sorts `index` by state, for `position_of`. Compiled, so users do not compile <algorithm>.
+UVASYNC_API void sort_positions(child_positions& index) noexcept;
+
+/// The input position of `core`, which the sorted `index` holds.
+UVASYNC_API std::size_t position_of(const child_positions& index, const task_core* core) noexcept;
 
 /// A child_set that records its children in completion order, for `wait_any` and
 /// `as_completed`. It consumes every child's outcome (none is reported as unobserved). For

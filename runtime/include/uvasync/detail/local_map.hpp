@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -52,8 +52,7 @@ public:
             --m->refs_;
             core->locals = m = copy.release();
         }
-        auto it = std::lower_bound(m->entries_.begin(), m->entries_.end(), key,
-                                   [](const entry& e, std::uint64_t k) { return e.key < k; });
+        auto it = m->entries_.begin() + static_cast<std::ptrdiff_t>(position(m->entries_, key));
         if (it != m->entries_.end() && it->key == key) {
             if (value != nullptr) {
                 it->value = std::move(value);
@@ -106,8 +105,23 @@ private:
     }
 
     [[nodiscard]] std::vector<entry>::const_iterator lower(std::uint64_t key) const noexcept {
-        return std::lower_bound(entries_.begin(), entries_.end(), key,
-                                [](const entry& e, std::uint64_t k) { return e.key < k; });
+        return entries_.begin() + static_cast<std::ptrdiff_t>(position(entries_, key));
+    }
+
+    /// The index of the first entry whose key is not below `key` (std::lower_bound's rule,
+    /// written out so that every user does not compile <algorithm> for one binary search).
+    static std::size_t position(const std::vector<entry>& entries, std::uint64_t key) noexcept {
+        std::size_t lo = 0;
+        std::size_t hi = entries.size();
+        while (lo < hi) {
+            const std::size_t mid = lo + (hi - lo) / 2;
+            if (entries[mid].key < key) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        return lo;
     }
 
     std::vector<entry> entries_; // sorted by key

@@ -1,27 +1,41 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <concepts>
 #include <coroutine>
 #include <cstdint>
 
 #include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/task_core.hpp>
+#include <uvasync/detail/trace_points.hpp>
+#include <uvasync/detail/wait_kind.hpp>
 #include <uvasync/error.hpp>
 
 namespace uvasync::detail {
 
 /// Raises the delivery for a cancellation point of `core` (SEMANTICS 4.1 step 2 and 4.8):
 /// a `cancelled_error` owned by the outermost cancelled scope around the point.
-[[noreturn]] void throw_cancelled(task_core* core);
+[[noreturn]] UVASYNC_API void throw_cancelled(task_core* core);
 
 /// The delivery `throw_cancelled` would raise, as a value: `as_outcome` reports it without a
 /// throw (SEMANTICS 19.2). Counts as a delivery for the "1000 without suspending" report (4.6).
-cancelled_error make_delivery(task_core* core);
+UVASYNC_API cancelled_error make_delivery(task_core* core);
 
 /// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
-task_core* require_task(const char* what);
+UVASYNC_API task_core* require_task(const char* what);
+
+/// A leaf awaiter of the library (SEMANTICS 19.2): it can tell, before `await_resume`, that
+/// resuming would only raise the delivery of its cancellation point
+/// (`parked_wait::delivery_pending`). `as_outcome` and the inline timeout scope use it to skip the
+/// throw.
+template <class W>
+concept delivery_reporting = requires(const W& w) {
+    { w.delivery_pending() }
+    noexcept->std::same_as<bool>;
+};
 
 /// The shared half of every cancellation point: trio's abort protocol (SEMANTICS 1, "Abort
 /// hook"). A derived awaiter calls `park()` before it starts its operation; the operation's
@@ -41,7 +55,8 @@ public:
     /// never while parked.
     parked_wait(parked_wait&& other) noexcept
         : cancel_registration(&on_cancel)
-        , hook_(other.hook_) {}
+        , hook_(other.hook_)
+        , kind_(other.kind_) {}
 
     /// The no-throw half of step 4, for `as_outcome` (SEMANTICS 19.2): true when the wait was
     /// aborted (or never started because the scope was already cancelled), that is when
@@ -58,6 +73,15 @@ protected:
         : cancel_registration(&on_cancel)
         , hook_(hook) {}
 
+    explicit parked_wait(abort_hook hook, const wait_kind& kind) noexcept
+        : cancel_registration(&on_cancel)
+        , hook_(hook)
+        , kind_(&kind) {}
+
+    /// What this wait is, for `runtime::dump` and the slow-wait trace (wait_kind.hpp); `kind`
+    /// has static storage. Set before the wait parks.
+    void describe_as(const wait_kind& kind) noexcept { kind_ = &kind; }
+
     ~parked_wait() = default; // the registration unlinks itself
 
     /// Step 2 of the protocol: false (and nothing started) when the innermost scope is already
@@ -71,6 +95,9 @@ protected:
         caller_ = caller;
         state_ = state::waiting;
         core_->current->node.add(*this);
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            trace_parked(*core_);
+        }
         return true;
     }
 
@@ -104,6 +131,9 @@ protected:
         }
         state_ = state::completed;
         unlink();
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            trace_unparked(*core_, *this);
+        }
         core_->rt->schedule(core_, caller_);
     }
 
@@ -122,6 +152,9 @@ protected:
         }
         state_ = state::aborted;
         unlink();
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            trace_unparked(*core_, *this);
+        }
         core_->rt->schedule(core_, caller_);
     }
 
@@ -140,14 +173,14 @@ protected:
     [[nodiscard]] bool waiting() const noexcept { return state_ == state::waiting; }
 
 private:
-    static void on_cancel(cancel_registration* r) noexcept {
-        auto* self = static_cast<parked_wait*>(r);
-        if (self->state_ == state::waiting) {
-            self->hook_(self);
-        }
-    }
+    friend struct introspection_access;
+
+    // Compiled (this_task.cpp): its one address tells introspection which registrations of a
+    // scope are parked waits.
+    UVASYNC_API static void on_cancel(cancel_registration* r) noexcept;
 
     abort_hook hook_;
+    const wait_kind* kind_ = &unnamed_wait;
     task_core* core_ = nullptr;
     std::coroutine_handle<> caller_;
     state state_ = state::idle;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/io/error.hpp>
@@ -22,7 +23,7 @@ class request_wait;
 /// The destructor of a derived operation disposes of a result nobody took: it closes an opened
 /// fd, frees an addrinfo, destroys a value computed on the threadpool. It runs on the loop
 /// thread, after the request callback (or when the request never started).
-class request_op {
+class UVASYNC_API request_op {
 public:
     request_op() = default;
     request_op(const request_op&) = delete;
@@ -79,7 +80,7 @@ private:
 /// The awaiter half of a request, in the awaiting frame: the abort protocol of `parked_wait`
 /// with `uv_cancel` as the abort hook. It owns the operation until the callback (then the
 /// operation owns itself if the awaiter is gone) and frees it after taking the result.
-class request_wait : protected parked_wait {
+class UVASYNC_API request_wait : protected parked_wait {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -117,10 +118,17 @@ public:
 
 protected:
     request_wait(request_op* op, const char* what, int cancelled_status) noexcept
-        : parked_wait(&on_abort)
+        : parked_wait(&on_abort, kind)
         , op_(op)
         , what_(what)
         , cancelled_status_(cancelled_status) {}
+
+    // runtime::dump: "request" (a libuv request: fs, threadpool work, DNS) and which one.
+    static const wait_kind kind;
+
+    static void describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+        out += static_cast<const request_wait&>(w).what_;
+    }
 
     ~request_wait() {
         if (op_ == nullptr) {
@@ -203,6 +211,8 @@ inline void request_op::finished(int status) noexcept {
 
 /// The typed awaiter: `Op` is a `request_op` with `static constexpr int cancelled_status`
 /// and `take()`, which returns the result (called on the loop thread, after the callback).
+inline const wait_kind request_wait::kind{"request", &request_wait::describe};
+
 template <class Op>
 class [[nodiscard]] request_awaiter : public request_wait {
 public:

@@ -7,12 +7,12 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include <uv.h>
 #include <uvasync/clock.hpp>
 #include <uvasync/detail/deadline_queue.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/task_core.hpp>
 #include <uvasync/detail/timed_call_node.hpp>
@@ -32,19 +32,22 @@
 
 namespace uvasync {
 class runtime;
+class tracer;
 } // namespace uvasync
 
 namespace uvasync::detail {
 
 class inbox;
 struct loop_handles;
+struct thread_context;
+struct introspection_access;
 
 /// Which clock a runtime's deadlines use (SEMANTICS 18).
 enum class clock_kind : std::uint8_t { loop, virtual_time };
 
 /// The runtime's machinery, shared by the public `runtime` and every awaitable.
 /// Everything here is loop-thread only unless it says otherwise.
-class runtime_state {
+class UVASYNC_API runtime_state {
 public:
     struct config {
         clock_kind clock = clock_kind::loop;
@@ -52,6 +55,9 @@ public:
         std::chrono::milliseconds autojump_threshold{0};
         std::chrono::milliseconds shutdown_grace{5000};
         std::function<void(std::exception_ptr)> exception_handler;
+        std::shared_ptr<uvasync::tracer> tracer; // trace.hpp
+        std::chrono::milliseconds slow_wait_threshold{0};
+        int dump_signal = 0; // introspection.hpp
     };
 
     runtime_state(uv_loop_t* loop, bool owns_loop, config cfg);
@@ -83,10 +89,17 @@ public:
     /// thread (with UVASYNC_THREAD_CHECKS; see above).
     void check_thread([[maybe_unused]] const char* what) const {
 #if UVASYNC_THREAD_CHECKS
-        if (std::this_thread::get_id() != loop_thread_) {
+        const uv_thread_t self = uv_thread_self(); // libuv's, so users need not compile <thread>
+        if (uv_thread_equal(&self, &loop_thread_) == 0) {
             wrong_thread(what);
         }
 #endif
+    }
+
+    /// The tracer of runtime_options, or null: every trace point is one branch on this
+    /// pointer (trace.hpp, docs/introspection.md).
+    [[nodiscard]] uvasync::tracer* tracing() const noexcept {
+        return tracer_;
     }
 
     /// The public object wrapping this state (null for a state made without one).
@@ -102,7 +115,7 @@ public:
     void schedule(task_core* core, std::coroutine_handle<> h) noexcept {
         core->resume_point = h;
         ready_.push_back(core);
-        if (!idle_active_) {
+        if (!idle_active_ && !drain_follows_) {
             start_idle();
         }
     }
@@ -133,6 +146,17 @@ public:
         deadlines_.reserve_one();
     }
 
+    /// Holds room for one deadline that a noexcept path adds later (deadline_queue::hold_one;
+    /// throws `std::bad_alloc`); `release_deadline_room` gives it back, right before that
+    /// `add_deadline` or when it is no longer needed.
+    void hold_deadline_room() {
+        deadlines_.hold_one();
+    }
+
+    void release_deadline_room() noexcept {
+        deadlines_.release_one();
+    }
+
     /// Entries in the deadline queue (SEMANTICS 20.4).
     [[nodiscard]] std::size_t pending_deadlines() const noexcept {
         return deadlines_.size();
@@ -153,7 +177,25 @@ public:
 
     /// Resumes the tasks that were ready when the drain started (SEMANTICS 13.6); false when
     /// none was.
-    bool drain() noexcept;
+    bool drain(thread_context& ctx) noexcept;
+
+    /// After a drain: stops the loop's timer if the deadline heap emptied and nothing was added
+    /// back (remove_deadline leaves it armed, unreferenced, until then).
+    void stop_idle_timer() noexcept;
+
+    /// Called after each task step, for tests that inject an event between two steps
+    /// (tests/reliability/cancel_per_step_test.cpp): a step is one resumption of a task from
+    /// the run queue, which runs until the task is parked again at a suspension point or
+    /// finishes, so the observer sees every state the program rests in, in a deterministic
+    /// order on the virtual clock. It runs on the loop thread, outside any task (like a libuv
+    /// callback): it may cancel tasks and set events, which never runs task code inline. Null
+    /// (the default) turns it off; the cost is one test of a pointer per step.
+    using step_observer = void (*)(void* arg) noexcept;
+
+    void observe_steps(step_observer observer, void* arg) noexcept {
+        step_observer_ = observer;
+        step_arg_ = arg;
+    }
 
     /// Registers a new task (created by spawn) and queues its first step.
     void adopt(task_core* core) noexcept;
@@ -186,6 +228,11 @@ public:
 
     [[nodiscard]] bool is_virtual() const noexcept {
         return virtual_;
+    }
+
+    /// The clock when the runtime was made: the origin of the times `runtime::dump` writes.
+    [[nodiscard]] deadline started_at() const noexcept {
+        return started_at_;
     }
 
     /// Cancels every task, waits (bounded) for them, closes the internal handles and lets
@@ -256,13 +303,17 @@ public:
     /// After a drain: arms or restarts the autojump threshold, and the idle handle.
     void settle(bool ran) noexcept;
     void on_threshold_timer() noexcept;
+    void on_dump_signal() noexcept;
 
 private:
+    friend struct introspection_access;
+
     enum class phase : std::uint8_t { running, shutting_down, closed };
 
     void start_idle() noexcept;
     void update_idle() noexcept;
     void rearm_timer() noexcept;
+    static void on_deadlines_emptied(void* self) noexcept;
     void close_handles() noexcept;
     void close_owned_loop();
     [[noreturn]] static void wrong_thread(const char* what);
@@ -271,11 +322,17 @@ private:
     void wait_for_requests() noexcept;
 
     uv_loop_t* loop_;
+    uvasync::tracer* tracer_; // tracer_owner_'s, or null
     bool owns_loop_;
     bool virtual_;
     bool autojump_;
     bool idle_active_ = false;
     bool in_deadline_pass_ = false;
+    bool timer_unreferenced_ = false; // armed for a deadline that left (deadline_timer.cpp)
+    // From the end of the prepare callback to the end of the check callback (the poll, I/O
+    // callbacks, the check drain): the check drain and its settle() come before the loop
+    // blocks again, so a task made ready meanwhile needs no idle handle (run_queue.cpp).
+    bool drain_follows_ = false;
     phase phase_ = phase::running;
     std::int64_t virtual_now_ = 0;
     std::int64_t autojump_threshold_ms_;
@@ -292,17 +349,22 @@ private:
     intrusive_queue<task_core> yielded_;           // resume in the next check drain (after a poll)
     bool (*stop_check_)(void*) noexcept = nullptr; // run_until's predicate, checked by settle
     void* stop_arg_ = nullptr;
-    deadline_queue deadlines_;
+    step_observer step_observer_ = nullptr; // observe_steps
+    void* step_arg_ = nullptr;
+    deadline_queue deadlines_{&on_deadlines_emptied, this};
     intrusive_list<task_core, all_tasks_tag> tasks_;
     loop_handles* handles_;
     inbox* inbox_; // one reference, released by the destructor
     std::function<void(std::exception_ptr)> exception_handler_;
     runtime_state* previous_current_ = nullptr;
     uvasync::runtime* facade_ = nullptr;
-    std::thread::id loop_thread_ = std::this_thread::get_id();
+    uv_thread_t loop_thread_ = uv_thread_self();
     std::vector<std::unique_ptr<timed_call_node>> timed_calls_; // the pool, every node made
     timed_call_node* free_timed_calls_ = nullptr;
     bool loop_closed_ = false;
+    std::shared_ptr<uvasync::tracer> tracer_owner_;
+    loop_clock::duration slow_wait_threshold_;
+    deadline started_at_;
 };
 
 /// The runtime of the calling thread while one exists (set by the runtime's constructor and
@@ -312,13 +374,13 @@ struct thread_context {
     task_core* task = nullptr;
 };
 
-thread_context& this_thread_context() noexcept;
+UVASYNC_API thread_context& this_thread_context() noexcept;
 
 inline task_core* current_task() noexcept {
     return this_thread_context().task;
 }
 
 /// The running task's runtime, else the calling thread's, else `invalid_state`.
-runtime_state& current_runtime(const char* what);
+UVASYNC_API runtime_state& current_runtime(const char* what);
 
 } // namespace uvasync::detail

@@ -7,23 +7,27 @@
 #include <uvasync/detail/root.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
+#include <uvasync/detail/task_info.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_handle.hpp>
 
 namespace uvasync::detail {
 
+/// `label`: the name and spawn site of a named spawn (introspection.hpp), else null.
 template <class T>
-task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, scope* parent) {
+task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, scope* parent,
+                        const spawn_label* label = nullptr) {
     if (!body.valid()) {
         throw invalid_state("uvasync: spawning an empty or already awaited task");
     }
-    auto frame = root_body<T>(std::move(body));
-    task_state<T>& st = frame.handle.promise().state;
-    st.root = frame.handle;
+    task_state<T>& st = *adopt_frame(body);
     st.rt = &rt;
     st.locals = local_map::inherit(rt); // task-local values, copied at spawn
     st.task_scope.id = rt.next_scope_id();
+    if (const task_core* spawner = current_task(); spawner != nullptr) {
+        st.info = spawned_by_tag(spawner->task_scope.id); // no allocation (task_info.hpp)
+    }
     if (token != nullptr) {
         st.token_scope = new scope(scope_kind::token);
         st.token_scope->id = rt.next_scope_id();
@@ -33,6 +37,9 @@ task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, sco
     } else if (parent != nullptr) {
         st.task_scope.parent = parent;
         st.task_scope.node.link_to(parent->node);
+    }
+    if (label != nullptr) {
+        label_task(st, *label);
     }
     task_handle<T> handle(&st);
     rt.adopt(&st);

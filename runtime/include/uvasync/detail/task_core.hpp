@@ -6,6 +6,7 @@
 #include <exception>
 #include <utility>
 
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/scope.hpp>
 
@@ -51,9 +52,11 @@ enum class outcome : std::uint8_t { pending, value, error, cancelled };
 class task_base;
 
 /// The state of one spawned task: its scope chain, its place in the run queue, its outcome.
-/// It lives in the promise of the task's root frame and dies with it: the frame is destroyed
-/// when the task is done and no `task_handle` refers to it any more.
-class task_core : public list_hook<all_tasks_tag>, public list_hook<child_set_tag> {
+/// `spawn` constructs it in the allocation of the task's own frame, in front of the frame
+/// (decision 0021, task.hpp): one allocation per spawned task. It dies when the task is done and
+/// no `task_handle` refers to it any more; the frame may go before it (a finished body without
+/// a value, a task destroyed at shutdown), never after it.
+class UVASYNC_API task_core : public list_hook<all_tasks_tag>, public list_hook<child_set_tag> {
 public:
     task_core() noexcept = default;
     task_core(const task_core&) = delete;
@@ -85,9 +88,24 @@ public:
         return !done() && task_scope.node.request_cancel(std::move(message));
     }
 
-    /// Called by the root frame when the body has finished: wakes the waiters, reports an
-    /// error nobody can observe any more, and lets the runtime drop its reference.
+    /// Called when the outcome is recorded: wakes the waiters, reports an error nobody can
+    /// observe any more, and lets the runtime drop its reference.
     void finish() noexcept;
+
+    /// Called at the final suspension point of the task's body: turns the body's end (`error`
+    /// is the promise's, null when it returned) into the task's outcome without rethrowing a
+    /// cancellation the runtime delivered (SEMANTICS 2.3), destroys the frame unless it holds
+    /// the value (`keep_frame`), and finishes. May free `*this`.
+    void body_finished(std::exception_ptr& error, bool keep_frame) noexcept;
+
+    /// Called by the run queue before the first step: a task cancelled before it ever ran
+    /// never runs its body (SEMANTICS 2.7); its frame is destroyed, its outcome is cancelled,
+    /// and it finishes. Returns false when the body should run. May free `*this`.
+    bool cancelled_before_start() noexcept;
+
+    /// Destroys the body's frame if it still exists (its locals' destructors run); the core
+    /// stays for its handles.
+    void destroy_frame() noexcept;
 
 private:
     [[noreturn]] void throw_cancelled_outcome() const;
@@ -98,27 +116,42 @@ public:
 
     runtime_state* rt = nullptr;
     std::coroutine_handle<> resume_point; // what the run queue resumes next
-    std::coroutine_handle<> root;         // the root frame that holds this core
-    task_base* body = nullptr;            // the user's task, destroyed early on a leak
+
+    /// The body's frame, in whose allocation this core lives (right behind it; defined in
+    /// task.hpp). Valid to resume or destroy only while the frame is live.
+    [[nodiscard]] inline std::coroutine_handle<> frame() const noexcept;
 
     scope task_scope{scope_kind::task};
     scope* current = &task_scope; // the innermost scope at the task's current point
     scope* token_scope = nullptr; // owned; encloses task_scope for a task spawned with a token
     finish_observer* parent_set = nullptr; // the task group or gather this task is a child of
     local_map* locals = nullptr; // task-local values, shared copy-on-write (local_map.hpp)
+    // Introspection (task_info.hpp): the spawner's id tagged, or the task's side record.
+    std::uintptr_t info = 0;
 
     intrusive_list<task_waiter, waiter_tag> waiters;
+    // Once the task is done: the error (outcome::error) or the cancellation's message
+    // (outcome::cancelled). While it runs, the same two slots hold the last cancellation
+    // delivered in it (throw_cancelled) and that delivery's message: when the body ends with
+    // that very exception object, the core records the cancelled outcome without rethrowing
+    // it, one unwind per cancelled task instead of two (bench/NOTES.md). Sharing the slots
+    // keeps the core small (W2's bytes per task).
     std::exception_ptr error;
     message_ptr cancel_message;
-    // The last cancellation delivered in this task (throw_cancelled) and its message. When the
-    // body ends with that very exception object, the root frame records the cancelled outcome
-    // without rethrowing it: one unwind per cancelled task instead of two (bench/NOTES.md).
-    std::exception_ptr last_delivery;
-    message_ptr last_delivery_message;
+
+    [[nodiscard]] const std::exception_ptr& last_delivery() const noexcept { return error; }
+
+    /// Forgets the last delivery (the body caught it, or `as_outcome` reported it).
+    void clear_last_delivery() noexcept {
+        error = nullptr;
+        cancel_message = nullptr;
+    }
+
     std::uint32_t refs = 1; // the runtime's reference, dropped when the task finishes
     outcome result = outcome::pending;
     bool retrieved = false; // the error or value has been observed through a handle
     bool value_taken = false;
+    bool started = false;                            // the run queue has resumed the body once
     std::uint16_t transfer_budget = 0;               // see transfer() in task.hpp
     std::uint16_t deliveries_without_suspending = 0; // see throw_cancelled()
 };

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 
 namespace uvasync {
 
@@ -14,7 +15,7 @@ namespace uvasync {
 /// nothing.
 ///
 /// **Thread:** any thread (a plain value).
-class socket_address {
+class UVASYNC_API socket_address {
 public:
     /// An empty address of family `AF_UNSPEC`.
     socket_address() noexcept;
@@ -51,5 +52,8 @@ public:
 private:
     sockaddr_storage storage_{};
 };
+
+// Redeclared here to be exported: a friend declaration cannot carry the attribute.
+UVASYNC_API bool operator==(const socket_address& a, const socket_address& b) noexcept;
 
 } // namespace uvasync

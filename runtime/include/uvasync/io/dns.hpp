@@ -7,6 +7,7 @@
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/request.hpp>
 #include <uvasync/io/address.hpp>
 
@@ -120,7 +121,7 @@ struct name_info {
 
 namespace detail {
 
-class getaddrinfo_op final : public request_op {
+class UVASYNC_API getaddrinfo_op final : public request_op {
 public:
     static constexpr int cancelled_status = UV_EAI_CANCELED;
     static constexpr bool throws_status = true;
@@ -144,7 +145,7 @@ private:
     addrinfo* result_ = nullptr; // owned until taken
 };
 
-class getnameinfo_op final : public request_op {
+class UVASYNC_API getnameinfo_op final : public request_op {
 public:
     static constexpr int cancelled_status = UV_EAI_CANCELED;
     static constexpr bool throws_status = true;
@@ -195,7 +196,7 @@ private:
 /// `host` or `service`.
 ///
 /// **Thread:** loop thread only, inside a task.
-[[nodiscard]] detail::request_awaiter<detail::getaddrinfo_op>
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::getaddrinfo_op>
 resolve(std::string host, std::string service, resolve_hints hints = {});
 
 /// Looks up the host and service names of `address` (`uv_getnameinfo`, on the threadpool);
@@ -207,7 +208,7 @@ resolve(std::string host, std::string service, resolve_hints hints = {});
 /// IPv4 nor IPv6 (the request is not made), the resolver's `UV_EAI_*` codes otherwise.
 ///
 /// **Thread:** loop thread only, inside a task.
-[[nodiscard]] detail::request_awaiter<detail::getnameinfo_op> reverse(const socket_address& address,
-                                                                      int flags = 0);
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::getnameinfo_op>
+reverse(const socket_address& address, int flags = 0);
 
 } // namespace uvasync

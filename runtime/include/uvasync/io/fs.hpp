@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/request.hpp>
 #include <uvasync/task.hpp>
 
@@ -44,7 +45,7 @@ using uvasync::detail::request_op;
 
 /// The base of every fs operation: the `uv_fs_t`, its callback and the cleanup order
 /// (collect the result, `uv_fs_req_cleanup`, then `finished`).
-class fs_op : public request_op {
+class UVASYNC_API fs_op : public request_op {
 public:
     static constexpr int cancelled_status = UV_ECANCELED;
     static constexpr bool throws_status = true;
@@ -89,7 +90,7 @@ class scandir_op;
 /// The destructor closes a descriptor still open, synchronously (a `uv_fs_close` without a
 /// callback; closing a regular file does not block in practice). Prefer `co_await f.close()`
 /// where the close error matters.
-class file {
+class UVASYNC_API file {
 public:
     file() noexcept = default;
 
@@ -164,39 +165,41 @@ struct dir_entry {
 /// Opens `path` with `flags` (`UV_FS_O_*` or the POSIX `O_*`) and `mode` for created files,
 /// and resumes with the open `file`. A file opened by a request whose task was cancelled
 /// meanwhile is still delivered (completion wins); if nobody can take it, it is closed.
-[[nodiscard]] detail::request_awaiter<detail::open_op> open(std::string path, int flags,
-                                                            int mode = 0644);
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::open_op> open(std::string path, int flags,
+                                                                        int mode = 0644);
 
 /// Resumes with the metadata of `path` (`uv_fs_stat`, follows symbolic links).
-[[nodiscard]] detail::request_awaiter<detail::stat_op> stat(std::string path);
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::stat_op> stat(std::string path);
 
 /// Removes the file `path` (`uv_fs_unlink`).
-[[nodiscard]] detail::request_awaiter<detail::path_op> unlink(std::string path);
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::path_op> unlink(std::string path);
 
 /// Renames `from` to `to` (`uv_fs_rename`), replacing `to` if it exists.
-[[nodiscard]] detail::request_awaiter<detail::path_op> rename(std::string from, std::string to);
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::path_op> rename(std::string from,
+                                                                          std::string to);
 
 /// Creates the directory `path` (`uv_fs_mkdir`).
-[[nodiscard]] detail::request_awaiter<detail::path_op> mkdir(std::string path, int mode = 0755);
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::path_op> mkdir(std::string path,
+                                                                         int mode = 0755);
 
 /// Removes the empty directory `path` (`uv_fs_rmdir`).
-[[nodiscard]] detail::request_awaiter<detail::path_op> rmdir(std::string path);
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::path_op> rmdir(std::string path);
 
 /// Resumes with the entries of the directory `path`, without "." and "..", in the order
 /// libuv returns them (unsorted).
-[[nodiscard]] detail::request_awaiter<detail::scandir_op> scandir(std::string path);
+[[nodiscard]] UVASYNC_API detail::request_awaiter<detail::scandir_op> scandir(std::string path);
 
 /// Reads the whole file `path`: a task built on `open`, `read` and `close`, so each of its
 /// requests is a cancellation point as above.
-task<std::string> read_file(std::string path);
+UVASYNC_API task<std::string> read_file(std::string path);
 
 /// Creates or truncates `path` (mode 0644) and writes `data` to it: a task built on `open`,
 /// `write` and `close`. `data` is copied when the call is made.
-task<void> write_file(std::string path, std::string_view data);
+UVASYNC_API task<void> write_file(std::string path, std::string_view data);
 
 namespace detail {
 
-class open_op final : public fs_op {
+class UVASYNC_API open_op final : public fs_op {
 public:
     open_op(std::string path, int flags, int mode)
         : path_(std::move(path))
@@ -217,7 +220,7 @@ private:
     uv_file fd_ = -1; // owned until taken
 };
 
-class read_op final : public fs_op {
+class UVASYNC_API read_op final : public fs_op {
 public:
     read_op(uv_file fd, std::span<char> dest, std::int64_t offset);
 
@@ -230,7 +233,7 @@ private:
     std::int64_t offset_;
 };
 
-class write_op final : public fs_op {
+class UVASYNC_API write_op final : public fs_op {
 public:
     write_op(uv_file fd, std::span<const char> data, std::int64_t offset)
         : buffer_(data.begin(), data.end())
@@ -246,7 +249,7 @@ private:
     std::int64_t offset_;
 };
 
-class close_op final : public fs_op {
+class UVASYNC_API close_op final : public fs_op {
 public:
     explicit close_op(uv_file fd) noexcept
         : fd_(fd) {}
@@ -264,7 +267,7 @@ private:
     bool started_ = false;
 };
 
-class stat_op final : public fs_op {
+class UVASYNC_API stat_op final : public fs_op {
 public:
     explicit stat_op(std::string path)
         : path_(std::move(path)) {}
@@ -281,7 +284,7 @@ private:
 };
 
 /// unlink, rename, mkdir and rmdir: one or two paths, no result.
-class path_op final : public fs_op {
+class UVASYNC_API path_op final : public fs_op {
 public:
     enum class kind : std::uint8_t { unlink, rename, mkdir, rmdir };
 
@@ -302,7 +305,7 @@ private:
     kind kind_;
 };
 
-class scandir_op final : public fs_op {
+class UVASYNC_API scandir_op final : public fs_op {
 public:
     explicit scandir_op(std::string path)
         : path_(std::move(path)) {}

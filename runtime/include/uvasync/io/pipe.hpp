@@ -5,6 +5,7 @@
 
 #include <uv.h>
 #include <uvasync/detail/accept_awaiter.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/task.hpp>
 
@@ -14,7 +15,7 @@ namespace uvasync {
 /// Reading, writing and closing are `stream`'s.
 ///
 /// **Thread:** loop thread only.
-class pipe_stream : public stream {
+class UVASYNC_API pipe_stream : public stream {
 public:
     /// A stream that is not open.
     pipe_stream() noexcept = default;
@@ -54,7 +55,7 @@ public:
 /// remove the socket file yourself).
 ///
 /// **Thread:** loop thread only.
-class pipe_listener {
+class UVASYNC_API pipe_listener {
 public:
     pipe_listener() noexcept = default;
     pipe_listener(const pipe_listener&) = delete;

@@ -11,7 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/export.hpp>
+#include <uvasync/detail/handle_state.hpp>
 
 namespace uvasync {
 
@@ -94,21 +95,13 @@ namespace detail {
 class process_state;
 
 /// The awaiter behind `process::wait()`.
-class [[nodiscard]] process_wait_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API process_wait_awaiter : private handle_awaiter<process_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
-    explicit process_wait_awaiter(process_state* state) noexcept
-        : parked_wait(&on_abort)
-        , state_(state) {}
+    explicit process_wait_awaiter(process_state* state) noexcept;
 
-    process_wait_awaiter(const process_wait_awaiter&) = delete;
-    process_wait_awaiter& operator=(const process_wait_awaiter&) = delete;
-    process_wait_awaiter& operator=(process_wait_awaiter&&) = delete;
-
-    process_wait_awaiter(process_wait_awaiter&& other) noexcept // only before it is awaited
-        : parked_wait(std::move(other))
-        , state_(std::exchange(other.state_, nullptr)) {}
+    process_wait_awaiter(process_wait_awaiter&& other) noexcept = default; // only before awaited
 
     ~process_wait_awaiter();
 
@@ -127,7 +120,6 @@ private:
     /// process object was destroyed (`destroyed`).
     void deliver(exit_status status, bool cancelled, bool destroyed) noexcept;
 
-    process_state* state_;
     exit_status status_;
     bool destroyed_ = false;
 };
@@ -143,7 +135,7 @@ private:
 /// libuv).
 ///
 /// **Thread:** loop thread only (it is spawned on the thread's runtime).
-class process {
+class UVASYNC_API process {
 public:
     /// Starts a child.
     ///

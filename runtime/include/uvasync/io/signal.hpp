@@ -5,8 +5,8 @@
 #include <initializer_list>
 #include <utility>
 
-#include <uvasync/detail/closable.hpp>
-#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/export.hpp>
+#include <uvasync/detail/handle_state.hpp>
 
 namespace uvasync {
 
@@ -15,21 +15,13 @@ namespace detail {
 class signal_state;
 
 /// The awaiter behind `signal_set::wait()`.
-class [[nodiscard]] signal_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API signal_awaiter : private handle_awaiter<signal_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
-    explicit signal_awaiter(signal_state* state) noexcept
-        : parked_wait(&on_abort)
-        , state_(state) {}
+    explicit signal_awaiter(signal_state* state) noexcept;
 
-    signal_awaiter(const signal_awaiter&) = delete;
-    signal_awaiter& operator=(const signal_awaiter&) = delete;
-    signal_awaiter& operator=(signal_awaiter&&) = delete;
-
-    signal_awaiter(signal_awaiter&& other) noexcept // only before it is awaited
-        : parked_wait(std::move(other))
-        , state_(std::exchange(other.state_, nullptr)) {}
+    signal_awaiter(signal_awaiter&& other) noexcept = default; // only before it is awaited
 
     ~signal_awaiter();
 
@@ -47,7 +39,6 @@ private:
     /// Called by the set: `signum` arrived, or 0 when the set was closed.
     void deliver(int signum) noexcept;
 
-    signal_state* state_;
     int signum_ = 0;
 };
 
@@ -63,7 +54,7 @@ private:
 /// alive only while a task waits in `wait()`.
 ///
 /// **Thread:** loop thread only (it is created on the thread's runtime).
-class signal_set {
+class UVASYNC_API signal_set {
 public:
     /// Starts catching `signals` (duplicates are ignored).
     ///
@@ -97,7 +88,7 @@ public:
     /// Stops catching the signals and closes the handles; queued signals are dropped and a
     /// task waiting in `wait()` raises `invalid_state`. The returned awaitable resumes after
     /// the last close callback (awaiting it is optional). Never a cancellation point.
-    [[nodiscard]] detail::closable_awaiter close() noexcept;
+    [[nodiscard]] detail::close_awaiter close() noexcept;
 
     /// True until the set is closed or moved from.
     [[nodiscard]] bool is_open() const noexcept { return state_ != nullptr; }

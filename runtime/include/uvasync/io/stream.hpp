@@ -8,14 +8,14 @@
 #include <string_view>
 
 #include <uv.h>
-#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/export.hpp>
+#include <uvasync/detail/handle_state.hpp>
 #include <uvasync/task.hpp>
 
 namespace uvasync {
 
 namespace detail {
 
-struct handle_base;
 struct stream_state;
 struct write_request;
 
@@ -26,32 +26,26 @@ struct adopt_t {
 
 inline constexpr adopt_t adopt{};
 
-/// A node waiting for a handle's close callback (close awaiters, and operations whose
-/// cancellation closed the handle). Unlinks itself when destroyed.
-struct close_waiter {
-    close_waiter() noexcept = default;
-    close_waiter(const close_waiter&) = delete;
-    close_waiter& operator=(const close_waiter&) = delete;
-    close_waiter(close_waiter&&) = delete;
-    close_waiter& operator=(close_waiter&&) = delete;
-    ~close_waiter();
+/// What the stream awaiters share: the state pin and the abort protocol (`handle_awaiter`), how
+/// the operation ended, and the start of every `await_suspend`. Compiled, loop thread only.
+class UVASYNC_API stream_awaiter : protected handle_awaiter<stream_state> {
+protected:
+    using handle_awaiter::handle_awaiter;
 
-    /// Links this node into `h`'s list; `fn(context)` runs in the close callback.
-    void link(handle_base* h, void (*fn)(void*) noexcept, void* ctx) noexcept;
-    void unlink() noexcept;
+    /// Parks the caller for operation `op` (the protocol's step 2), then checks that the stream
+    /// is open. False when the awaiter must not suspend and nothing was started: the scope was
+    /// already cancelled (`finish()` raises), or the stream is not open or closing (`status_` is
+    /// `UV_EBADF`, `reason_` says why, and the wait was left again).
+    bool park_on_open_stream(std::coroutine_handle<> caller, const char* op);
 
-    [[nodiscard]] bool linked() const noexcept { return owner != nullptr; }
-
-    handle_base* owner = nullptr;
-    close_waiter* prev = nullptr;
-    close_waiter* next = nullptr;
-    void (*on_closed)(void*) noexcept = nullptr;
-    void* context = nullptr;
+    int status_ = 0;               // 0, or the libuv error the operation ended with
+    const char* kind_ = "stream";  // the object's kind, for error messages
+    const char* reason_ = nullptr; // why the stream was unusable, for error messages
 };
 
 /// The awaiter of `stream::read_some` (and, in peek mode, of the internal "wait for more
 /// data" step of `read_until`). Lives in the awaiting frame; allocates nothing.
-class [[nodiscard]] read_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API read_awaiter : protected stream_awaiter {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -67,23 +61,29 @@ public:
     bool await_suspend(std::coroutine_handle<> caller);
     std::size_t await_resume();
 
+protected:
+    /// For a peek that waits for a condition on the buffered data (read_until): true when the
+    /// buffered data satisfies the reader, so it stops waiting; asked before it suspends and
+    /// after each delivery of data.
+    using satisfied_fn = bool (*)(read_awaiter*) noexcept;
+    satisfied_fn satisfied_ = nullptr;
+
 private:
     friend struct stream_state;
     static void on_abort(parked_wait* p) noexcept;
+    // runtime::dump: "stream read", with the peer of a TCP stream.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline /*origin*/, std::string& out);
     void deliver(std::size_t n, int status, const char* reason) noexcept;
 
-    stream_state* state_;
     std::span<char> buffer_;
     std::size_t result_ = 0;
-    int status_ = 0;
-    const char* kind_ = "stream";
-    const char* reason_ = nullptr;
     bool peek_;
     bool registered_ = false;
 };
 
 /// The awaiter of `stream::write`: `uv_try_write` first, then `uv_write` for the remainder.
-class [[nodiscard]] write_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API write_awaiter : private stream_awaiter {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -106,19 +106,15 @@ private:
     static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
 
-    stream_state* state_;
     std::span<const char> data_;
     std::string owned_;
     bool owning_;
     write_request* request_ = nullptr;
-    int status_ = 0;
-    const char* kind_ = "stream";
-    const char* reason_ = nullptr;
     close_waiter closed_;
 };
 
 /// The awaiter of requests that only closing the handle can cancel: connect and shutdown.
-class [[nodiscard]] stream_request_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API stream_request_awaiter : private stream_awaiter {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -143,39 +139,10 @@ private:
     static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
 
-    stream_state* state_;
     op op_;
     const void* target_; // sockaddr* or NUL-terminated path, alive in the awaiting frame
     const char* label_;  // text for errors ("127.0.0.1:1"), alive in the awaiting frame
-    int status_ = 0;
-    const char* kind_ = "stream";
-    const char* reason_ = nullptr;
     close_waiter closed_;
-};
-
-/// The awaiter of `close()` on streams and listeners: resumes after the close callback.
-/// Never a cancellation point.
-class close_awaiter {
-public:
-    explicit close_awaiter(handle_base* h) noexcept;
-    close_awaiter(close_awaiter&& other) noexcept; // only before it is awaited
-    close_awaiter(const close_awaiter&) = delete;
-    close_awaiter& operator=(const close_awaiter&) = delete;
-    close_awaiter& operator=(close_awaiter&&) = delete;
-    ~close_awaiter() = default;
-
-    [[nodiscard]] bool await_ready() const noexcept;
-    bool await_suspend(std::coroutine_handle<> caller);
-
-    void await_resume() const noexcept {}
-
-private:
-    static void on_closed(void* self) noexcept;
-
-    handle_base* handle_;
-    task_core* core_ = nullptr;
-    std::coroutine_handle<> caller_;
-    close_waiter node_;
 };
 
 } // namespace detail
@@ -198,7 +165,40 @@ private:
 /// peer throws `UV_EPIPE` or `UV_ECONNRESET`.
 ///
 /// **Thread:** loop thread only; every awaitable is awaited inside a task.
-class stream {
+namespace detail {
+
+/// The awaiter of `stream::read_until(out, delimiter, max_size)`: waits in place, in the
+/// awaiting frame, until the buffered data holds the delimiter (or EOF, an error, `max_size`),
+/// then appends up to and including the delimiter to `out` and consumes it. Allocates nothing
+/// but what `out` needs to grow.
+class [[nodiscard]] UVASYNC_API read_until_awaiter : private read_awaiter {
+public:
+    read_until_awaiter(stream_state* s, std::string& out, std::string_view delimiter,
+                       std::size_t max_size) noexcept;
+    read_until_awaiter(read_until_awaiter&& other) noexcept; // only before it is awaited
+    read_until_awaiter(const read_until_awaiter&) = delete;
+    read_until_awaiter& operator=(const read_until_awaiter&) = delete;
+    read_until_awaiter& operator=(read_until_awaiter&&) = delete;
+    ~read_until_awaiter() = default;
+
+    using read_awaiter::await_ready;
+    using read_awaiter::await_suspend;
+    std::size_t await_resume();
+
+private:
+    static bool satisfied(read_awaiter* r) noexcept;
+    std::size_t delimiter_end() noexcept; // one past the delimiter in the buffer, or 0
+
+    std::string* out_;
+    std::string_view delimiter_;
+    std::size_t max_size_;
+    std::size_t searched_ = 0; // bytes of the buffer known not to start a delimiter
+    std::size_t found_ = 0;    // one past the delimiter once found
+};
+
+} // namespace detail
+
+class UVASYNC_API stream {
 public:
     /// A stream that is not open: every operation fails with `UV_EBADF`.
     stream() noexcept = default;
@@ -239,6 +239,19 @@ public:
     /// `read_some`; nothing is consumed until the delimiter is found. The delimiter is copied;
     /// the task holds the stream's state, so the stream may be moved while it waits.
     task<std::string> read_until(std::string_view delimiter, std::size_t max_size);
+
+    /// Like `read_until` above, awaited in place without a coroutine frame or an allocation:
+    /// appends the bytes up to and including the first `delimiter` to `out` (which keeps what
+    /// it held) and returns how many it appended; at EOF appends what remains (0 when nothing
+    /// does). The natural loop of a server: `co_await timeout(5s, s.read_until(buf, "\r\n\r\n",
+    /// 8192))`. `delimiter` and `out` are borrowed until the await resumes.
+    ///
+    /// **Errors:** as `read_until` above (thrown at the await; `std::invalid_argument` by this
+    /// call). **Cancellation:** as for `read_some`; nothing is consumed and nothing is appended
+    /// until the delimiter is found, so a cancelled call leaves every byte for the next read
+    /// (SEMANTICS 14).
+    [[nodiscard]] detail::read_until_awaiter
+    read_until(std::string& out, std::string_view delimiter, std::size_t max_size);
 
     /// Writes all of `data`, borrowed: the bytes must stay valid until the await resumes.
     /// Resumes when libuv has handed every byte to the kernel (at once when `uv_try_write`

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 #include <uvasync/detail/accept_awaiter.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/io/address.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/task.hpp>
@@ -14,7 +15,7 @@ namespace uvasync {
 /// A connected TCP stream (`uv_tcp_t`). Reading, writing and closing are `stream`'s.
 ///
 /// **Thread:** loop thread only.
-class tcp_stream : public stream {
+class UVASYNC_API tcp_stream : public stream {
 public:
     /// A stream that is not open.
     tcp_stream() noexcept = default;
@@ -75,7 +76,7 @@ public:
 /// A listening TCP socket (`uv_tcp_t` after `uv_listen`). Move-only; the destructor closes it.
 ///
 /// **Thread:** loop thread only.
-class tcp_listener {
+class UVASYNC_API tcp_listener {
 public:
     /// A listener that is not open.
     tcp_listener() noexcept = default;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <uv.h>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/io/stream.hpp>
 
 namespace uvasync {
@@ -10,7 +11,7 @@ namespace uvasync {
 /// `open(1)` writes to it. Reading, writing and closing are `stream`'s.
 ///
 /// **Thread:** loop thread only.
-class tty_stream : public stream {
+class UVASYNC_API tty_stream : public stream {
 public:
     /// A stream that is not open.
     tty_stream() noexcept = default;

@@ -7,8 +7,8 @@
 #include <utility>
 
 #include <uv.h>
-#include <uvasync/detail/closable.hpp>
-#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/export.hpp>
+#include <uvasync/detail/handle_state.hpp>
 #include <uvasync/io/address.hpp>
 
 namespace uvasync {
@@ -31,26 +31,14 @@ class udp_state;
 struct udp_send_request;
 
 /// The awaiter behind `udp_socket::send`.
-class [[nodiscard]] udp_send_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API udp_send_awaiter : private handle_awaiter<udp_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
     udp_send_awaiter(udp_state* state, std::span<const char> data,
-                     const socket_address& to) noexcept
-        : parked_wait(&on_abort)
-        , state_(state)
-        , data_(data)
-        , to_(to) {}
+                     const socket_address& to) noexcept;
 
-    udp_send_awaiter(const udp_send_awaiter&) = delete;
-    udp_send_awaiter& operator=(const udp_send_awaiter&) = delete;
-    udp_send_awaiter& operator=(udp_send_awaiter&&) = delete;
-
-    udp_send_awaiter(udp_send_awaiter&& other) noexcept // only before it is awaited
-        : parked_wait(std::move(other))
-        , state_(std::exchange(other.state_, nullptr))
-        , data_(other.data_)
-        , to_(other.to_) {}
+    udp_send_awaiter(udp_send_awaiter&& other) noexcept; // only before it is awaited
 
     ~udp_send_awaiter();
 
@@ -67,7 +55,6 @@ private:
 
     void deliver(int status) noexcept;
 
-    udp_state* state_;
     std::span<const char> data_;
     socket_address to_;
     udp_send_request* request_ = nullptr; // while a queued send is pending
@@ -75,23 +62,13 @@ private:
 };
 
 /// The awaiter behind `udp_socket::receive`.
-class [[nodiscard]] udp_receive_awaiter : private parked_wait {
+class [[nodiscard]] UVASYNC_API udp_receive_awaiter : private handle_awaiter<udp_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
-    udp_receive_awaiter(udp_state* state, std::span<char> buffer) noexcept
-        : parked_wait(&on_abort)
-        , state_(state)
-        , buffer_(buffer) {}
+    udp_receive_awaiter(udp_state* state, std::span<char> buffer) noexcept;
 
-    udp_receive_awaiter(const udp_receive_awaiter&) = delete;
-    udp_receive_awaiter& operator=(const udp_receive_awaiter&) = delete;
-    udp_receive_awaiter& operator=(udp_receive_awaiter&&) = delete;
-
-    udp_receive_awaiter(udp_receive_awaiter&& other) noexcept // only before it is awaited
-        : parked_wait(std::move(other))
-        , state_(std::exchange(other.state_, nullptr))
-        , buffer_(other.buffer_) {}
+    udp_receive_awaiter(udp_receive_awaiter&& other) noexcept; // only before it is awaited
 
     ~udp_receive_awaiter();
 
@@ -108,7 +85,6 @@ private:
 
     void deliver(int status, std::size_t size, const sockaddr* from, bool truncated) noexcept;
 
-    udp_state* state_;
     std::span<char> buffer_;
     udp_datagram result_;
     int status_ = 0;
@@ -125,7 +101,7 @@ private:
 /// may receive at a time; any number may send.
 ///
 /// **Thread:** loop thread only.
-class udp_socket {
+class UVASYNC_API udp_socket {
 public:
     /// A socket that is not open: every operation fails with `UV_EBADF`.
     udp_socket() noexcept = default;
@@ -187,7 +163,7 @@ public:
     /// Closes the socket. A pending receive resumes with `UV_ECANCELED`, queued sends are
     /// completed by libuv with `UV_ECANCELED`. The returned awaitable resumes after the close
     /// callback (awaiting it is optional). Never a cancellation point.
-    [[nodiscard]] detail::closable_awaiter close() noexcept;
+    [[nodiscard]] detail::close_awaiter close() noexcept;
 
     /// True until the socket is closed or moved from.
     [[nodiscard]] bool is_open() const noexcept { return state_ != nullptr; }

@@ -10,6 +10,7 @@
 
 #include <uv.h>
 #include <uvasync/cancel.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/request.hpp>
 
 namespace uvasync {
@@ -42,7 +43,7 @@ struct work_result<F> {
 /// and destroyed on the loop thread and called on a threadpool thread; libuv's work queue
 /// mutex orders the three.
 template <class F>
-class work_op final : public request_op {
+class UVASYNC_API work_op final : public request_op {
 public:
     using result_type = typename work_result<F>::type;
     static constexpr int cancelled_status = UV_ECANCELED;

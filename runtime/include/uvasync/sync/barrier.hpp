@@ -57,7 +57,10 @@ public:
 
         explicit arriver(barrier& b) noexcept
             : parked_wait(&on_abort)
-            , b_(b) {}
+            , b_(b) {
+            static constexpr detail::wait_kind kind{"barrier"};
+            describe_as(kind);
+        }
 
         arriver(arriver&& other) noexcept // only before it is awaited
             : parked_wait(std::move(other))

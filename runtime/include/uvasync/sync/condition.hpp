@@ -52,7 +52,10 @@ public:
         waiter(condition& c, mutex::guard& g) noexcept
             : mutex_waiter(&on_abort)
             , c_(c)
-            , g_(g) {}
+            , g_(g) {
+            static constexpr detail::wait_kind kind{"condition"};
+            describe_as(kind);
+        }
 
         waiter(waiter&& other) noexcept // only before it is awaited
             : mutex_waiter(std::move(other))

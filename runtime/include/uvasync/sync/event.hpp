@@ -37,7 +37,10 @@ public:
     class [[nodiscard]] waiter : public detail::list_waiter {
     public:
         explicit waiter(event& e) noexcept
-            : event_(e) {}
+            : event_(e) {
+            static constexpr detail::wait_kind kind{"event"};
+            describe_as(kind);
+        }
 
         [[nodiscard]] bool await_ready() const noexcept { return event_.set_; }
 

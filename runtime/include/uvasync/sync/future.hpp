@@ -11,8 +11,11 @@
 #include <variant>
 
 #include <uvasync/detail/cancel_node.hpp>
+#include <uvasync/detail/export.hpp>
 #include <uvasync/detail/list_waiter.hpp>
+#include <uvasync/detail/park.hpp>
 #include <uvasync/error.hpp>
+#include <uvasync/outcome.hpp>
 #include <uvasync/task.hpp>
 
 namespace uvasync {
@@ -20,7 +23,7 @@ namespace uvasync {
 namespace detail {
 
 /// `std::future_error(std::future_errc::broken_promise)`, made where <future> is included.
-std::exception_ptr broken_promise_error();
+UVASYNC_API std::exception_ptr broken_promise_error();
 
 } // namespace detail
 
@@ -58,7 +61,10 @@ template <class T>
 class future_state<T>::waiter : public list_waiter {
 public:
     explicit waiter(std::shared_ptr<future_state> st) noexcept
-        : state_(std::move(st)) {}
+        : state_(std::move(st)) {
+        static constexpr detail::wait_kind kind{"future"};
+        describe_as(kind);
+    }
 
     [[nodiscard]] bool await_ready() const noexcept { return state_ == nullptr || state_->done(); }
 
@@ -87,6 +93,32 @@ public:
         }
         if constexpr (!std::is_void_v<T>) {
             return std::get<1>(state_->result); // every consumer gets a copy
+        }
+    }
+
+    /// `await_resume` for `as_outcome` (SEMANTICS 19.2): the same outcome as a value, without
+    /// raising the delivery or rethrowing the stored error. Awaiting an empty future is
+    /// misuse and still throws `invalid_state`, as a plain `co_await` does.
+    ::uvasync::outcome<T> await_resume_outcome() {
+        using out = ::uvasync::outcome<T>;
+        if (state_ == nullptr) {
+            throw invalid_state("uvasync: awaiting an empty future");
+        }
+        if (current_state() == state::aborted || !state_->done()) {
+            return out(make_delivery(core())); // this waiter was cancelled (D-13)
+        }
+        switch (state_->result.index()) {
+        case 2:
+            return out(std::get<2>(state_->result));
+        case 3:
+            return out(std::get<3>(state_->result));
+        default:
+            break;
+        }
+        if constexpr (std::is_void_v<T>) {
+            return out(unit{});
+        } else {
+            return out(std::get<1>(state_->result)); // every consumer gets a copy
         }
     }
 

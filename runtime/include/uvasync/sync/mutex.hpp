@@ -117,7 +117,10 @@ public:
     public:
         explicit locker(mutex& m) noexcept
             : mutex_waiter(&on_abort)
-            , m_(m) {}
+            , m_(m) {
+            static constexpr detail::wait_kind kind{"mutex"};
+            describe_as(kind);
+        }
 
         locker(locker&& other) noexcept // only before it is awaited
             : mutex_waiter(std::move(other))

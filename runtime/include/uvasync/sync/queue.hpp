@@ -45,7 +45,10 @@ public:
     public:
         putter(queue& q, T item)
             : queue_(q)
-            , item_(std::move(item)) {}
+            , item_(std::move(item)) {
+            static constexpr detail::wait_kind kind{"queue put"};
+            describe_as(kind);
+        }
 
         [[nodiscard]] bool await_ready() {
             if (queue_.putters_.empty() && queue_.try_put_now(item_)) {
@@ -78,7 +81,10 @@ public:
     class [[nodiscard]] getter : public detail::list_waiter {
     public:
         explicit getter(queue& q) noexcept
-            : queue_(q) {}
+            : queue_(q) {
+            static constexpr detail::wait_kind kind{"queue get"};
+            describe_as(kind);
+        }
 
         getter(getter&& other) noexcept // only before it is awaited
             : list_waiter(std::move(other))

@@ -71,7 +71,10 @@ public:
     class [[nodiscard]] acquirer : public detail::list_waiter {
     public:
         explicit acquirer(semaphore& s) noexcept
-            : sem_(s) {}
+            : sem_(s) {
+            static constexpr detail::wait_kind kind{"semaphore"};
+            describe_as(kind);
+        }
 
         acquirer(acquirer&& other) noexcept // only before it is awaited
             : list_waiter(std::move(other))

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include <uvasync/clock.hpp>
+#include <uvasync/detail/export.hpp>
+
+namespace uvasync {
+
+/// How a task ended, as `tracer::task_finished` reports it.
+enum class task_end : std::uint8_t { value, error, cancelled };
+
+/// The task an event is about. `name` is empty for an unnamed task and stays valid only
+/// during the call; ids are those of `runtime::tasks()` (docs/introspection.md).
+struct task_event {
+    std::uint64_t id;
+    std::string_view name;
+    std::uint64_t spawned_by; // 0: spawned from outside any task
+    std::uint64_t group;      // the task group (or gather) it is a child of, else 0
+    deadline at;              // the runtime's clock when the event happened
+};
+
+/// A timeout scope (`timeout`, `timeout_at`, `move_on_after`, `move_on_at`, `timeout_scope`).
+struct scope_event {
+    std::uint64_t scope; // the scope's id (the one `runtime::dump` prints)
+    std::uint64_t task;  // the task the scope is in
+    deadline when;       // the scope's deadline, `never` for none
+    deadline at;         // the runtime's clock when the event happened
+    bool expired;        // its deadline passed or it was cancelled (exit, expire)
+    bool converted;      // exit: it turned its own cancellation into its result...
+    bool move_on;        // ...an empty optional (move_on_*), else a timeout_error
+};
+
+/// A parked wait that waited at least `runtime_options::slow_wait_threshold`.
+struct slow_wait_event {
+    const char* kind;            // as `runtime::dump` names it: "sleep", "semaphore", ...
+    loop_clock::duration waited; // on the runtime's clock
+    bool aborted;                // it ended by cancellation, not by completing
+};
+
+/// Tracing hooks (docs/introspection.md), installed with `runtime_options::tracer`. Override
+/// the events you want; the others do nothing.
+///
+/// **Guarantees.** Every hook runs on the loop thread, synchronously at the event, outside
+/// any task's code path that could observe it: a hook must not throw (they are `noexcept`:
+/// an exception terminates), must not resume or spawn tasks, and must not call into the
+/// runtime except for reading (`runtime::tasks()`, `runtime::dump()`, `now()`). A hook is
+/// not a cancellation point and cannot be cancelled. Events of one task come in its order:
+/// spawned, started (unless it was cancelled before its first step), then any scope and
+/// slow-wait events, then finished; `task_cancel_requested` comes from `task_handle::cancel()`,
+/// from a cancelled task that was awaiting it (SEMANTICS 2.6) and from shutdown, when it
+/// cancels a task that had not been cancelled yet, before the cancellation takes effect.
+///
+/// **Cost.** Without a tracer every trace point is one predictable branch on a pointer the
+/// runtime already has in cache; the instruction counts of bench/ do not move (bench/NOTES.md).
+/// With one, each event is a virtual call; the slow-wait check reads the loop clock (no
+/// system call) at park and at resume, and allocates each parking task's side record once.
+class UVASYNC_API tracer {
+public:
+    tracer() = default;
+    tracer(const tracer&) = default;
+    tracer& operator=(const tracer&) = default;
+    tracer(tracer&&) = default;
+    tracer& operator=(tracer&&) = default;
+    virtual ~tracer();
+
+    /// A task was spawned (before its first step).
+    virtual void task_spawned(const task_event& /*task*/) noexcept {}
+
+    /// Its body is about to run for the first time.
+    virtual void task_started(const task_event& /*task*/) noexcept {}
+
+    /// Its outcome is recorded, before anything waiting for it is woken.
+    virtual void task_finished(const task_event& /*task*/, task_end /*how*/) noexcept {}
+
+    /// `task_handle::cancel()`, a cancelled task awaiting it, or shutdown cancels it.
+    virtual void task_cancel_requested(const task_event& /*task*/) noexcept {}
+
+    /// A timeout scope was entered (its deadline is set).
+    virtual void scope_entered(const scope_event& /*scope*/) noexcept {}
+
+    /// Its deadline passed, or it was cancelled (`timeout_scope::cancel()`).
+    virtual void scope_expired(const scope_event& /*scope*/) noexcept {}
+
+    /// It was left, with whether it converted its cancellation.
+    virtual void scope_exited(const scope_event& /*scope*/) noexcept {}
+
+    /// A parked wait of `task` ended after waiting at least the threshold.
+    virtual void slow_wait(const task_event& /*task*/, const slow_wait_event& /*wait*/) noexcept {}
+};
+
+} // namespace uvasync

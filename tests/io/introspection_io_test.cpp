@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT
+// Introspection of I/O waits (docs/introspection.md): a task parked in a stream read names the
+// TCP peer, one parked in a threadpool or fs request names the request.
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <uvasync/io.hpp>
+#include <uvasync/uvasync.hpp>
+
+#include "loop_fixture.hpp"
+#include "stream_support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using namespace uvasync;
+using uvasync::test::loop_fixture;
+
+const task_snapshot* find(const std::vector<task_snapshot>& ts, std::uint64_t id) {
+    for (const task_snapshot& t : ts) {
+        if (t.id == id) {
+            return &t;
+        }
+    }
+    return nullptr;
+}
+
+bool parked_on(const runtime& rt, std::uint64_t id, const char* kind) {
+    const std::vector<task_snapshot> ts = rt.tasks();
+    const task_snapshot* t = find(ts, id);
+    return t != nullptr && t->status == task_status::parked && t->parked_on == kind;
+}
+
+task<> read_one(tcp_listener& l, std::string& peer, std::string& got, bool& connected) {
+    test::tcp_pair p = co_await test::connect_pair(l);
+    peer = p.client.local_address().to_string();
+    connected = true;
+    got = co_await test::read_chunk(p.server);
+}
+
+task<> blocked_work(std::atomic<bool>& release) {
+    co_await to_thread([&release] {
+        while (!release.load()) {
+            std::this_thread::sleep_for(1ms);
+        }
+        return 0;
+    });
+}
+
+} // namespace
+
+TEST_CASE("a stream read is parked on \"stream read\" with its TCP peer") {
+    loop_fixture fx(loop_fixture::real_clock());
+    tcp_listener l = tcp_listener::bind(test::loopback());
+    std::string peer;
+    std::string got;
+    bool connected = false;
+    task_handle<> reader = fx.rt->spawn(read_one(l, peer, got, connected), "reader");
+    fx.run_until([&] { return connected && parked_on(*fx.rt, reader.id(), "stream read"); });
+    const std::string text = fx.rt->dump();
+    CHECK(text.find("task #" + std::to_string(reader.id()) + " \"reader\" parked") !=
+          std::string::npos);
+    CHECK(text.find("parked on stream read from " + peer + ", 2 task frames deep\n") !=
+          std::string::npos); // read_chunk inside read_one
+    reader.cancel();
+    fx.run_until([&] { return reader.done(); });
+}
+
+TEST_CASE("a threadpool request and an fs request are parked on \"request\"") {
+    // UV_THREADPOOL_SIZE=1 (tests/meson.build): the blocked work holds the only thread, so the
+    // fs request stays queued, parked, until the work is released.
+    loop_fixture fx(loop_fixture::real_clock());
+    std::atomic<bool> release{false};
+    task_handle<> worker = fx.rt->spawn(blocked_work(release), "worker");
+    fx.run_until([&] { return parked_on(*fx.rt, worker.id(), "request"); });
+    auto stat_root = []() -> task<> { (void)co_await fs::stat("/"); };
+    task_handle<> statter = fx.rt->spawn(stat_root(), "statter");
+    fx.run_until([&] { return statter.done() || parked_on(*fx.rt, statter.id(), "request"); });
+    REQUIRE_FALSE(statter.done()); // needs UV_THREADPOOL_SIZE=1
+    const std::string text = fx.rt->dump();
+    CHECK(text.find("parked on request to_thread\n") != std::string::npos);
+    CHECK(text.find("parked on request uvasync::fs::stat") != std::string::npos);
+    release = true;
+    fx.run_until([&] { return worker.done() && statter.done(); });
+}
