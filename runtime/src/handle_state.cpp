@@ -96,7 +96,7 @@ close_awaiter::close_awaiter(handle_state* h) noexcept
 }
 
 close_awaiter close_awaiter::owning(handle_state* h) noexcept {
-    return close_awaiter(h, true);
+    return {h, true};
 }
 
 close_awaiter::close_awaiter(close_awaiter&& other) noexcept

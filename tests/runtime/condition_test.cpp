@@ -172,10 +172,12 @@ TEST_SUITE("condition") {
         std::deque<int> q;
         q.push_back(0); // the first consumer does not suspend
         std::vector<task_handle<int>> consumers;
+        consumers.reserve(4);
         for (int i = 0; i < 4; ++i) {
             consumers.push_back(rt->spawn(consume(m, cv, q)));
         }
         std::vector<task_handle<>> producers;
+        producers.reserve(3);
         for (int i = 1; i < 4; ++i) {
             producers.push_back(rt->spawn(produce(m, cv, q, i, std::chrono::milliseconds(i))));
         }

@@ -71,6 +71,7 @@ task<std::size_t> mixed_types(log_t& log) {
 
 task<completion<std::string>> range(log_t& log, int n) {
     std::vector<task<std::string>> ts;
+    ts.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) {
         ts.push_back(child(log, "t" + std::to_string(i), std::chrono::milliseconds(5 - i)));
     }

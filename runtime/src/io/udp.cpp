@@ -242,7 +242,7 @@ udp_datagram udp_receive_awaiter::await_resume() {
     if (status_ < 0) {
         throw_uv_error(status_, "udp_socket::receive");
     }
-    return std::move(result_);
+    return result_; // trivially copyable
 }
 
 void udp_receive_awaiter::on_abort(parked_wait* p) noexcept {
