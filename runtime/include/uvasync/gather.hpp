@@ -84,6 +84,24 @@ auto as_child(A& aw) {
 template <class A>
 using child_value_t = typename decltype(as_child(std::declval<A&>()))::value_type;
 
+/// The children of `gather` and `wait_any`, one per argument, spawned into `set` left to right
+/// (braced initialisation keeps argument order). Wrapping an awaitable in a child task
+/// allocates a frame, so a spawn can fail (std::bad_alloc) after earlier children started: then
+/// the started ones are cancelled with `why` and the error is returned. The caller awaits the
+/// set before rethrowing it, so no child outlives the set it is linked under.
+template <class Set, class... A>
+std::exception_ptr spawn_children(Set& set, const char* why,
+                                  std::optional<std::tuple<task_handle<child_value_t<A>>...>>& out,
+                                  A&... aws) {
+    try {
+        out.emplace(std::tuple<task_handle<child_value_t<A>>...>{set.spawn(as_child(aws))...});
+        return nullptr;
+    } catch (...) {
+        set.cancel(make_message(why));
+        return std::current_exception();
+    }
+}
+
 template <class T>
 value_or_unit<T> take_value(task_state<T>* st) {
     if constexpr (std::is_void_v<T>) {
@@ -140,20 +158,10 @@ struct gather_fixed {
             }
             gather_set set(!ReturnExceptions);
             set.enter(core);
-            // Wrapping an awaitable in a child task allocates a frame, so a spawn can fail
-            // (std::bad_alloc) after earlier children started: they are cancelled and awaited
-            // before the error leaves, so none outlives the set they are linked under.
             std::optional<std::tuple<task_handle<child_value_t<A>>...>> spawned;
-            std::exception_ptr spawn_error;
-            try {
-                // Braced initialisation spawns left to right: children start in argument order.
-                spawned.emplace(
-                    std::tuple<task_handle<child_value_t<A>>...>{set.spawn(as_child(aws))...});
-            } catch (...) {
-                spawn_error = std::current_exception();
-                set.cancel(make_message("gather could not start every task"));
-            }
-            co_await set.wait_all();
+            const std::exception_ptr spawn_error =
+                spawn_children(set, "gather could not start every task", spawned, aws...);
+            co_await set.wait_all(); // also when a spawn failed: the started ones finish first
             set.leave();
             if (spawn_error) {
                 std::rethrow_exception(spawn_error);

@@ -138,18 +138,9 @@ struct wait_any_fixed {
         completion_set set(true);
         set.reserve(sizeof...(A));
         set.enter(core);
-        // A spawn can fail (std::bad_alloc: wrapping an awaitable allocates a frame) after
-        // earlier children started: they are cancelled and awaited before the error leaves.
         std::optional<std::tuple<task_handle<child_value_t<A>>...>> spawned;
-        std::exception_ptr spawn_error;
-        try {
-            // Braced initialisation spawns left to right: children start in argument order.
-            spawned.emplace(
-                std::tuple<task_handle<child_value_t<A>>...>{set.spawn(as_child(aws))...});
-        } catch (...) {
-            spawn_error = std::current_exception();
-            set.cancel(make_message("wait_any could not start every task"));
-        }
+        const std::exception_ptr spawn_error =
+            spawn_children(set, "wait_any could not start every task", spawned, aws...);
         co_await set.wait_all(); // the first to finish cancelled the others
         set.leave();
         if (spawn_error) {
