@@ -128,7 +128,8 @@ UVASYNC_EXPORT uv_loop_t* uvasync_runtime_loop(const uvasync_runtime_t* rt);
  * runs. */
 UVASYNC_EXPORT void uvasync_runtime_keep_alive(uvasync_runtime_t* rt, int on);
 
-/* The loop clock in milliseconds (uv_now); deadlines are on this clock. */
+/* The loop clock in milliseconds: uv_now after uv_update_time (SEMANTICS 13.2), so two calls
+ * may differ; deadlines are on this clock. Virtual runtimes return the virtual time. */
 UVASYNC_EXPORT uint64_t uvasync_now(const uvasync_runtime_t* rt);
 
 /* Scopes ----------------------------------------------------------------------------------- */
