@@ -21,6 +21,8 @@
 #include <uvasync/task.hpp>
 #include <uvasync/trace.hpp>
 
+#include "runtime_cold.hpp"
+
 namespace uvasync {
 
 tracer::~tracer() = default;
@@ -34,7 +36,7 @@ struct introspection_access {
     }
 
     static loop_clock::duration slow_wait_threshold(const runtime_state& rt) noexcept {
-        return rt.slow_wait_threshold_;
+        return rt.cold_->slow_wait_threshold;
     }
 
     /// The parked wait `core` is suspended in, if any: parked waits register on the node of

@@ -12,6 +12,7 @@
 #include <uvasync/task.hpp>
 
 #include "inbox.hpp"
+#include "runtime_cold.hpp"
 #include "runtime_handles.hpp"
 
 namespace uvasync::detail {
@@ -25,7 +26,7 @@ void runtime_state::update_idle() noexcept {
     const bool want =
         !ready_.empty() || !yielded_.empty() ||
         (virtual_ && !deadlines_.empty() &&
-         ((autojump_ && autojump_threshold_ms_ == 0) || deadlines_.top().when <= now()));
+         ((autojump_ && cold_->autojump_threshold_ms == 0) || deadlines_.top().when <= now()));
     if (want && !idle_active_) {
         start_idle();
     } else if (!want && idle_active_) {
@@ -86,10 +87,10 @@ void runtime_state::adopt(task_core* core) noexcept {
 
 void runtime_state::task_finished(task_core* /*core*/) noexcept {
     --live_tasks_;
-    if (live_tasks_ == 0 && grace_ != nullptr) {
+    if (live_tasks_ == 0 && cold_->grace != nullptr) {
         // Shutdown is waiting and nothing is left: the grace deadline must not be reached (a
         // virtual clock would otherwise jump to it).
-        remove_deadline(*grace_);
+        remove_deadline(*cold_->grace);
     }
 }
 
@@ -110,8 +111,8 @@ void runtime_state::on_check() noexcept {
     runtime_scope current(this);
     // The loop has polled since every yielded task yielded: they run first (SEMANTICS 4.1).
     ready_.splice_front(yielded_);
-    if (virtual_ && autojump_ && autojump_threshold_ms_ == 0 && ready_.empty() &&
-        !deadlines_.empty() && !inbox_->pending()) {
+    if (virtual_ && autojump_ && cold_->autojump_threshold_ms == 0 && ready_.empty() &&
+        !deadlines_.empty() && !cold_->mailbox->pending()) {
         // Every task is blocked and only deadlines are pending: jump (SEMANTICS 18.4).
         virtual_now_ = std::max(virtual_now_, deadlines_.top().when.time_since_epoch().count());
         run_deadline_pass();
@@ -131,19 +132,20 @@ void runtime_state::settle(bool ran) noexcept {
     if (timer_unreferenced_) {
         stop_idle_timer();
     }
-    if (virtual_ && autojump_ && autojump_threshold_ms_ > 0) {
+    if (virtual_ && autojump_ && cold_->autojump_threshold_ms > 0) {
         // The threshold measures real time in which no task ran. It is decided after the
         // drain: tasks that just ran may have blocked on I/O, and with nothing ready the poll
         // then sleeps until the threshold timer (or I/O) wakes it. Deciding before the drain
         // left the poll with no timer at all.
         // The threshold timer exists only on a virtual clock with a threshold.
         auto* threshold = reinterpret_cast<uv_handle_t*>(&handles_->threshold);
-        if (!ready_.empty() || !yielded_.empty() || deadlines_.empty() || inbox_->pending()) {
+        if (!ready_.empty() || !yielded_.empty() || deadlines_.empty() ||
+            cold_->mailbox->pending()) {
             uv_timer_stop(&handles_->threshold);
         } else if (ran || uv_is_active(threshold) == 0) {
             uv_timer_start(&handles_->threshold,
                            &forward<uv_timer_t, &runtime_state::on_threshold_timer>,
-                           static_cast<std::uint64_t>(autojump_threshold_ms_), 0);
+                           static_cast<std::uint64_t>(cold_->autojump_threshold_ms), 0);
         }
     }
     update_idle();

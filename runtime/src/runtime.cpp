@@ -8,6 +8,8 @@
 #include <uvasync/error.hpp>
 #include <uvasync/runtime.hpp>
 
+#include "runtime_cold.hpp"
+
 namespace uvasync {
 
 namespace {

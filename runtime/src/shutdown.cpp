@@ -12,6 +12,7 @@
 #include <uvasync/task.hpp>
 
 #include "inbox.hpp"
+#include "runtime_cold.hpp"
 #include "runtime_handles.hpp"
 
 namespace uvasync::detail {
@@ -36,7 +37,7 @@ void on_handle_closed(uv_handle_t* h) {
 
 void runtime_state::shutdown() {
     if (phase_ == phase::closed) {
-        if (owns_loop_ && !loop_closed_) {
+        if (owns_loop_ && !cold_->loop_closed) {
             runtime_scope current(this);
             close_owned_loop(); // an earlier attempt found handles open: retry
         }
@@ -74,7 +75,7 @@ void runtime_state::shutdown() {
     });
     drop_timed_calls(); // callbacks that have not run never will (SEMANTICS 20)
     phase_ = phase::closed;
-    for (auto& m : inbox_->close()) {
+    for (auto& m : cold_->mailbox->close()) {
         run_message(m, *this);
     }
     close_handles();
@@ -89,7 +90,7 @@ void runtime_state::close_owned_loop() {
     while (uv_run(loop_, UV_RUN_DEFAULT) != 0) {
     }
     if (uv_loop_close(loop_) == 0) {
-        loop_closed_ = true;
+        cold_->loop_closed = true;
         return;
     }
     std::string names;
@@ -123,7 +124,7 @@ void runtime_state::close_from_callback(std::function<void()> on_closed) {
         throw invalid_state("uvasync: close_from_callback() needs a runtime with no unfinished "
                             "task and no request in flight");
     }
-    on_closed_ = std::move(on_closed);
+    cold_->on_closed = std::move(on_closed);
     shutdown(); // nothing to wait for: only close_handles, which does not run the loop now
 }
 
@@ -137,13 +138,13 @@ void runtime_state::wait_for_tasks() {
             }) {}
     } grace;
 
-    grace.when = deadline_after(now(), std::chrono::milliseconds(shutdown_grace_ms_));
+    grace.when = deadline_after(now(), std::chrono::milliseconds(cold_->shutdown_grace_ms));
     deadlines_.release_one(); // the room the constructor held: add_deadline does not allocate
     if (grace.when == now()) {
         grace.expired = true;
     } else if (grace.when != never) {
         add_deadline(grace);
-        grace_ = &grace;
+        cold_->grace = &grace;
     }
     // A virtual clock must be able to reach the grace deadline on its own.
     const bool saved_autojump = autojump_;
@@ -157,7 +158,7 @@ void runtime_state::wait_for_tasks() {
     }
     autojump_ = saved_autojump;
     remove_deadline(grace);
-    grace_ = nullptr;
+    cold_->grace = nullptr;
     if (live_tasks_ > 0) {
         leak_remaining();
     }
@@ -230,9 +231,9 @@ void runtime_state::close_handles() noexcept {
         uv_close(reinterpret_cast<uv_handle_t*>(&h->dump), &on_handle_closed);
     }
     handles_ = nullptr;
-    if (on_closed_) {
+    if (cold_->on_closed) {
         h->all_closed = nullptr;
-        h->on_closed = std::move(on_closed_);
+        h->on_closed = std::move(cold_->on_closed);
         return; // close_from_callback: the loop is already running
     }
     // Run the loop just long enough for the close callbacks (the closing phase of one

@@ -39,6 +39,7 @@ namespace uvasync::detail {
 
 class inbox;
 struct loop_handles;
+struct runtime_cold;
 struct thread_context;
 struct introspection_access;
 
@@ -49,16 +50,8 @@ enum class clock_kind : std::uint8_t { loop, virtual_time };
 /// Everything here is loop-thread only unless it says otherwise.
 class UVASYNC_API runtime_state {
 public:
-    struct config {
-        clock_kind clock = clock_kind::loop;
-        bool autojump = true;
-        std::chrono::milliseconds autojump_threshold{0};
-        std::chrono::milliseconds shutdown_grace{5000};
-        std::function<void(std::exception_ptr)> exception_handler;
-        std::shared_ptr<uvasync::tracer> tracer; // trace.hpp
-        std::chrono::milliseconds slow_wait_threshold{0};
-        int dump_signal = 0; // introspection.hpp
-    };
+    /// The runtime's options as the scheduler keeps them (src/runtime_cold.hpp).
+    struct config;
 
     runtime_state(uv_loop_t* loop, bool owns_loop, config cfg);
     runtime_state(const runtime_state&) = delete;
@@ -210,9 +203,7 @@ public:
     bool post(std::function<void()> fn);
 
     /// The runtime's inbox (for binding cancel sources; see cancel_node::bind).
-    [[nodiscard]] inbox* mailbox() const noexcept {
-        return inbox_;
-    }
+    [[nodiscard]] inbox* mailbox() const noexcept;
 
     [[nodiscard]] bool accepting() const noexcept {
         return phase_ == phase::running;
@@ -231,9 +222,7 @@ public:
     }
 
     /// The clock when the runtime was made: the origin of the times `runtime::dump` writes.
-    [[nodiscard]] deadline started_at() const noexcept {
-        return started_at_;
-    }
+    [[nodiscard]] deadline started_at() const noexcept;
 
     /// Cancels every task, waits (bounded) for them, closes the internal handles and lets
     /// their close callbacks run; an owned loop is then run until empty and closed, else
@@ -321,8 +310,12 @@ private:
     void leak_remaining() noexcept;
     void wait_for_requests() noexcept;
 
+    // What the inline members above and the hot paths of the compiled scheduler (run queue,
+    // spawn, deadline timer) use. Everything else the scheduler keeps (the inbox, shutdown's
+    // state, the exception handler, the tracer's ownership, the timed-call pool, ...) is in
+    // `cold_`, whose type only runtime/src/ sees (runtime_cold.hpp).
     uv_loop_t* loop_;
-    uvasync::tracer* tracer_; // tracer_owner_'s, or null
+    uvasync::tracer* tracer_; // owned by cold_, or null
     bool owns_loop_;
     bool virtual_;
     bool autojump_;
@@ -335,16 +328,11 @@ private:
     bool drain_follows_ = false;
     phase phase_ = phase::running;
     std::int64_t virtual_now_ = 0;
-    std::int64_t autojump_threshold_ms_;
-    std::int64_t shutdown_grace_ms_;
     deadline armed_for_ = never;
     std::uint64_t scope_ids_ = 0;
     std::size_t live_tasks_ = 0;
     std::size_t pending_requests_ = 0;
     std::size_t closing_handles_ = 0;
-    deadline_entry* grace_ = nullptr; // shutdown's grace deadline while it waits
-    std::function<void()> on_closed_; // close_from_callback: handed to the handles
-    int keep_alive_holders_ = 0;
     intrusive_queue<task_core> ready_;
     intrusive_queue<task_core> yielded_;           // resume in the next check drain (after a poll)
     bool (*stop_check_)(void*) noexcept = nullptr; // run_until's predicate, checked by settle
@@ -352,19 +340,14 @@ private:
     step_observer step_observer_ = nullptr; // observe_steps
     void* step_arg_ = nullptr;
     deadline_queue deadlines_{&on_deadlines_emptied, this};
+    // Every task (adopt() links it on each spawn), and the libuv handles whose type only
+    // runtime/src/ sees (runtime_handles.hpp): the idle and timer handles are reached on each
+    // schedule() that starts the idle handle and each arming of the loop timer.
     intrusive_list<task_core, all_tasks_tag> tasks_;
-    loop_handles* handles_;
-    inbox* inbox_; // one reference, released by the destructor
-    std::function<void(std::exception_ptr)> exception_handler_;
-    runtime_state* previous_current_ = nullptr;
+    loop_handles* handles_ = nullptr;
     uvasync::runtime* facade_ = nullptr;
     uv_thread_t loop_thread_ = uv_thread_self();
-    std::vector<std::unique_ptr<timed_call_node>> timed_calls_; // the pool, every node made
-    timed_call_node* free_timed_calls_ = nullptr;
-    bool loop_closed_ = false;
-    std::shared_ptr<uvasync::tracer> tracer_owner_;
-    loop_clock::duration slow_wait_threshold_;
-    deadline started_at_;
+    std::unique_ptr<runtime_cold> cold_;
 };
 
 /// The runtime of the calling thread while one exists (set by the runtime's constructor and
