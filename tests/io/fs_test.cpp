@@ -178,9 +178,7 @@ TEST_SUITE("fs") {
         temp_dir dir;
         loop_fixture f;
         pool_gate gate;
-        auto b1 = f.rt->spawn(gate.block(1));
-        auto b2 = f.rt->spawn(gate.block(2));
-        f.run(gate.wait_running(pool_size));
+        pool_gate::blockers held = gate.occupy(f);
         bool armed = false;
         bool resumed = false;
         auto h = f.rt->spawn(create_file(dir / "queued", armed, resumed));
@@ -191,7 +189,7 @@ TEST_SUITE("fs") {
         check_cancelled(h);
         CHECK_FALSE(resumed);
         gate.open();
-        f.run_until([&] { return b1.done() && b2.done(); });
+        f.run_until([&] { return held.first.done() && held.second.done(); });
         CHECK_FALSE(exists(dir / "queued")); // the open never ran
     }
 

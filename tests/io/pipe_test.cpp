@@ -282,15 +282,6 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_connect_cancelled_twice_delivers_once") {
     }
 }
 
-task<std::string> shutdown_and_report(stream& s) {
-    try {
-        co_await s.shutdown();
-        co_return "shut down";
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
-    }
-}
-
 TEST_CASE_FIXTURE(io_fixture, "pipe_shutdown_cancelled_twice_closes_the_stream_once") {
     int fds[2] = {-1, -1};
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);

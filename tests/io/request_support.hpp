@@ -71,6 +71,21 @@ public:
         });
     }
 
+    /// The jobs that hold every threadpool thread (`pool_size` of them): see `occupy`.
+    struct blockers {
+        task_handle<int> first;
+        task_handle<int> second;
+    };
+
+    /// Spawns a job for each threadpool thread on `f`'s runtime (returning 1 and 2) and runs
+    /// the loop until all of them run: a request made next waits in libuv's queue.
+    [[nodiscard]] blockers occupy(loop_fixture& f) {
+        static_assert(pool_size == 2, "one job per threadpool thread");
+        blockers b{f.rt->spawn(block(1)), f.rt->spawn(block(2))};
+        f.run(wait_running(pool_size));
+        return b;
+    }
+
     /// Suspends (yielding to the loop) until `n` jobs run on threadpool threads.
     task<void> wait_running(int n) {
         auto running = [this, n] { return running_.load() >= n; };

@@ -67,6 +67,16 @@ inline task<std::string> read_n(stream& s, std::size_t n) {
     co_return buf;
 }
 
+/// Shuts `s` down and reports "shut down", or "cancelled: <message>".
+inline task<std::string> shutdown_and_report(stream& s) {
+    try {
+        co_await s.shutdown();
+        co_return "shut down";
+    } catch (const cancelled_error& e) {
+        co_return "cancelled: " + std::string(e.message());
+    }
+}
+
 /// Fills the kernel buffers of `s` with `uv_try_write` until it returns `UV_EAGAIN` (the peer
 /// does not read). Returns the number of bytes queued.
 inline std::size_t fill_until_eagain(stream& s) {

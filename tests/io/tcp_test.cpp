@@ -670,15 +670,6 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_write_cancelled_under_backpressure_closes_the
     }
 }
 
-task<std::string> shutdown_and_report(stream& s) {
-    try {
-        co_await s.shutdown();
-        co_return "shut down";
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
-    }
-}
-
 TEST_CASE_FIXTURE(io_fixture, "tcp_shutdown_cancelled_while_pending_closes_the_stream") {
     tcp_listener l = tcp_listener::bind(loopback());
     tcp_pair p = run(backpressured_pair(l));

@@ -212,9 +212,8 @@ TEST_SUITE("condition") {
         condition cv(m);
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_wait(self, m, cv, log));
-            run_all();
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_wait(h, m, cv, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised holding the lock"});
             CHECK_FALSE(m.locked());
