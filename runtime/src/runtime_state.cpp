@@ -43,7 +43,9 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     , cold_(std::make_unique<runtime_cold>()) {
     cold_->autojump_threshold_ms = cfg.autojump_threshold.count();
     cold_->shutdown_grace_ms = cfg.shutdown_grace.count();
-    handles_ = new loop_handles;
+    // Here, not in the member initializers: after cold_, so that if either allocation fails
+    // the other is not leaked (handles_ is a raw pointer the close callbacks free).
+    handles_ = new loop_handles; // NOLINT(cppcoreguidelines-prefer-member-initializer)
     cold_->exception_handler = std::move(cfg.exception_handler);
     cold_->tracer_owner = std::move(cfg.tracer);
     cold_->slow_wait_threshold = cfg.slow_wait_threshold;
