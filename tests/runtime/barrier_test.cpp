@@ -91,7 +91,7 @@ TEST_SUITE("barrier") {
         barrier b(3);
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            auto [ha, hb] = arrive_two(*this, b, log);
+            const two_waiting held = arrive_two(*this, b, log); // alive to the round's end
             CHECK(log == log_t{"a arrives", "b arrives"});
             task_handle<> hc = rt->spawn(arrive(b, log, "c"));
             run_all();

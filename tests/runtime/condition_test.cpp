@@ -185,6 +185,7 @@ TEST_SUITE("condition") {
         run_until([&] { return consumers.back().done(); });
         CHECK(now() - start == 3ms);
         std::vector<int> got;
+        got.reserve(consumers.size());
         for (auto& c : consumers) {
             got.push_back(*c.state()->value());
         }

@@ -172,6 +172,7 @@ TEST_SUITE("mutex") {
         int inside = 0;
         int max_inside = 0;
         std::vector<task_handle<>> hs;
+        hs.reserve(10);
         for (int i = 0; i < 10; ++i) {
             hs.push_back(rt->spawn(critical(m, inside, max_inside, 1ms)));
         }
