@@ -8,6 +8,7 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <uvasync/detail/child_set.hpp>
@@ -282,7 +283,7 @@ task_info& ensure_info(task_core& core) {
     }
     auto* r = new task_info;
     r->spawned_by = spawned_by_of(core.info);
-    core.info = reinterpret_cast<std::uintptr_t>(r);
+    core.info = record_tag(r);
     return *r;
 }
 
@@ -345,24 +346,32 @@ void trace_scope(scope_trace what, const scope& s, task_core& core, bool expired
     }
 }
 
-void trace_parked(task_core& core) noexcept {
+void trace_suspended(task_core& core) noexcept {
     if (access::slow_wait_threshold(*core.rt) <= loop_clock::duration::zero()) {
         return;
     }
+    const parked_wait* wait = access::parked_wait_of(core);
+    if (wait == nullptr && info_record(core.info) == nullptr) {
+        return; // not parked in a wait, and nothing to forget
+    }
     try {
-        ensure_info(core).parked_since = core.rt->now();
+        task_info& r = ensure_info(core);
+        r.parked_in = wait;
+        r.parked_since = core.rt->now();
     } catch (...) { // std::bad_alloc: this wait is not checked
     }
 }
 
-void trace_unparked(task_core& core, const parked_wait& wait) noexcept {
-    const loop_clock::duration threshold = access::slow_wait_threshold(*core.rt);
-    const task_info* r = info_record(core.info);
-    if (threshold <= loop_clock::duration::zero() || r == nullptr) {
+void trace_resumed(task_core& core) noexcept {
+    task_info* r = info_record(core.info);
+    if (r == nullptr || r->parked_in == nullptr) {
         return;
     }
+    // The wait is still alive: the task is suspended in it until this very resumption.
+    const parked_wait& wait = *std::exchange(r->parked_in, nullptr);
+    const loop_clock::duration threshold = access::slow_wait_threshold(*core.rt);
     const loop_clock::duration waited = core.rt->now() - r->parked_since;
-    if (waited >= threshold) {
+    if (threshold > loop_clock::duration::zero() && waited >= threshold) {
         core.rt->tracing()->slow_wait(
             event_of(core),
             slow_wait_event{access::kind(wait).name, waited, access::aborted(wait)});

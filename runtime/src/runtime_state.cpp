@@ -35,6 +35,8 @@ void default_exception_handler(std::exception_ptr e) {
 runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     : loop_(loop)
     , tracer_(cfg.tracer.get())
+    , instrumented_(tracer_ != nullptr)
+    , plain_adopt_(tracer_ == nullptr)
     , owns_loop_(owns_loop)
     , virtual_(cfg.clock == clock_kind::virtual_time)
     , autojump_(cfg.autojump)
@@ -183,6 +185,10 @@ runtime_state& current_runtime(const char* what) {
     if (runtime_state* rt = this_thread_context().runtime) {
         return *rt;
     }
+    throw_no_runtime(what);
+}
+
+void throw_no_runtime(const char* what) {
     throw invalid_state(std::string("uvasync: ") + what + " needs a runtime on this thread");
 }
 

@@ -105,7 +105,8 @@ struct shield_impl {
                       }) {
             return run(aw);
         } else if constexpr (is_task<B>::value) {
-            return run(spawn_in(*require_task("shield()")->rt, std::move(aw), nullptr, nullptr));
+            task_core* const self = require_task("shield()");
+            return run(spawn_in(*self->rt, self, std::move(aw), nullptr, nullptr));
         } else {
             return ready_or_spawned(aw);
         }
@@ -117,8 +118,8 @@ struct shield_impl {
         if (get_awaiter(aw).await_ready()) {
             co_return co_await std::move(aw);
         }
-        co_return co_await run(
-            spawn_in(*require_task("shield()")->rt, as_task(std::move(aw)), nullptr, nullptr));
+        task_core* const self = require_task("shield()");
+        co_return co_await run(spawn_in(*self->rt, self, as_task(std::move(aw)), nullptr, nullptr));
     }
 
     template <class T>

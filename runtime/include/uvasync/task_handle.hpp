@@ -10,6 +10,7 @@
 
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/root.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/outcome.hpp>
 

@@ -48,7 +48,7 @@ public:
             throw invalid_state(
                 "uvasync: spawning into a task group or gather that is not running");
         }
-        task_handle<T> h = spawn_in(*owner_->rt, std::move(t), nullptr, &scope_, label);
+        task_handle<T> h = spawn_in(*owner_->rt, current_task(), std::move(t), nullptr, &scope_, label);
         h.state()->parent_set = static_cast<finish_observer*>(this);
         children_.push_back(*h.state());
         return h;

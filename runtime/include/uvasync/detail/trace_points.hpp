@@ -5,9 +5,9 @@
 
 #include <uvasync/detail/export.hpp>
 
-// The trace points of the scheduler, scopes and parked waits (trace.hpp). Each call site is
-// guarded by one branch on `runtime_state::tracing()`, so nothing here runs, and nothing is
-// read beyond that pointer, while no tracer is installed. Loop thread only; never throw.
+// The trace points of the scheduler and scopes (trace.hpp). Each call site is guarded by one
+// branch on `runtime_state::tracing()` or a flag derived from it (a drain step, a spawn), so
+// nothing here runs while no tracer is installed. Loop thread only; never throw.
 
 namespace uvasync::detail {
 
@@ -25,8 +25,11 @@ UVASYNC_API void trace_cancel_requested(task_core& core) noexcept;
 /// empty result (exit only).
 UVASYNC_API void trace_scope(scope_trace what, const scope& s, task_core& core, bool expired,
                              bool converted, bool move_on) noexcept;
-/// A wait parked / completed or was aborted: the slow-wait check (trace.hpp).
-UVASYNC_API void trace_parked(task_core& core) noexcept;
-UVASYNC_API void trace_unparked(task_core& core, const parked_wait& wait) noexcept;
+/// The slow-wait check (trace.hpp), made by the run queue around a step, so the waits
+/// themselves carry no trace point: at the end of a step the task is parked in a wait (or
+/// not), which is remembered with the clock; when the task is resumed, the wait's time is
+/// compared with the threshold.
+UVASYNC_API void trace_suspended(task_core& core) noexcept;
+UVASYNC_API void trace_resumed(task_core& core) noexcept;
 
 } // namespace uvasync::detail
