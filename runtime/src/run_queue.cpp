@@ -66,10 +66,11 @@ bool runtime_state::drain(thread_context& ctx) noexcept {
 void runtime_state::instrumented_step(thread_context& ctx, task_core* core,
                                       task_core* outside) noexcept {
     core->add_ref();
+    const std::uint64_t group = tracer_ != nullptr ? trace_group(*core) : 0;
     if (!core->started) [[unlikely]] {
         if (core->cancelled_before_start()) {
             if (tracer_ != nullptr) {
-                trace_finished(*core);
+                trace_finished(*core, group);
             }
             core->release();
             return; // never ran (SEMANTICS 2.7)
@@ -83,7 +84,7 @@ void runtime_state::instrumented_step(thread_context& ctx, task_core* core,
     core->resume_point.resume();
     if (tracer_ != nullptr) {
         if (core->done()) {
-            trace_finished(*core);
+            trace_finished(*core, group);
         } else {
             trace_suspended(*core);
         }

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/uv_error.hpp>
 
@@ -46,6 +47,9 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     , exception_handler_(std::move(cfg.exception_handler))
     , tracer_owner_(std::move(cfg.tracer))
     , slow_wait_threshold_(cfg.slow_wait_threshold) {
+    if (tracer_ != nullptr) {
+        observe_propagations(&trace_propagation); // cancellations tell the tracer (trace.hpp)
+    }
     if (loop_ == nullptr) {
         delete handles_;
         throw std::invalid_argument("uvasync: runtime needs a loop (got a null uv_loop_t*)");

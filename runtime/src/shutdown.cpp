@@ -51,9 +51,6 @@ void runtime_state::shutdown() {
         on_async(); // what other threads posted before the shutdown still runs
         tasks_.for_each([this](task_core& t) {
             if (!t.done()) {
-                if (tracer_ != nullptr && !t.task_scope.node.requested()) {
-                    trace_cancel_requested(t); // before the abort hooks run
-                }
                 t.cancel(make_message("runtime shutdown"));
             }
         });
@@ -189,7 +186,9 @@ void runtime_state::leak_remaining() noexcept {
         t->error = nullptr; // a delivery the body may have caught (task_core's outcome slots)
         t->cancel_message = make_message("leaked at runtime shutdown");
         if (tracer_ != nullptr) {
-            trace_finished(*t); // finished outside a step (instrumented_step reports the rest)
+            trace_finished(
+                *t,
+                trace_group(*t)); // finished outside a step (instrumented_step reports the rest)
         }
         t->finish();
     }

@@ -88,3 +88,42 @@ TEST_CASE("a threadpool request and an fs request are parked on \"request\"") {
     release = true;
     fx.run_until([&] { return worker.done() && statter.done(); });
 }
+
+namespace {
+
+struct cause_recorder : tracer {
+    void task_cancel_requested(const task_event& t, const cancel_event& why) noexcept override {
+        ids.push_back(t.id);
+        causes.push_back(why.cause);
+        messages.emplace_back(why.message);
+    }
+
+    std::vector<std::uint64_t> ids;
+    std::vector<cancel_cause> causes;
+    std::vector<std::string> messages;
+};
+
+task<> wait_for(event& e) {
+    co_await e.wait();
+}
+
+} // namespace
+
+TEST_CASE("a cancel source cancelled on another thread reaches the tracer as \"cross thread\"") {
+    runtime_options o = loop_fixture::virtual_clock();
+    auto rec = std::make_shared<cause_recorder>();
+    o.tracer = rec;
+    loop_fixture fx(o);
+    cancel_source src; // bound to this thread's runtime
+    event never;
+    task_handle<> bound = fx.rt->spawn(wait_for(never), src.token());
+    fx.run_until([&] { return parked_on(*fx.rt, bound.id(), "event"); });
+    std::thread other([&src] { src.request_cancel("from afar"); });
+    other.join();
+    fx.run_until([&] { return bound.done(); });
+    REQUIRE(rec->causes.size() == 1);
+    CHECK(rec->ids[0] == bound.id());
+    CHECK(rec->causes[0] == cancel_cause::cross_thread);
+    CHECK(rec->messages[0] == "from afar");
+    CHECK(std::string(to_string(rec->causes[0])) == "cross thread");
+}

@@ -9,6 +9,7 @@
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/scoped_body.hpp>
 #include <uvasync/detail/spawn.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/task.hpp>
 
 // **Thread:** everything in this header is loop-thread only: the awaitables are created and
@@ -36,9 +37,17 @@ public:
         scope_.id = core->rt->next_scope_id();
         scope_.parent = core->current;
         core->current = &scope_;
+        if (core->rt->tracing() != nullptr) [[unlikely]] {
+            trace_scope(scope_trace::enter, scope_, *core, false, false, false);
+        }
     }
 
-    void leave() noexcept { core_->current = scope_.parent; }
+    void leave() noexcept {
+        core_->current = scope_.parent;
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            trace_scope(scope_trace::exit, scope_, *core_, false, false, false);
+        }
+    }
 
 private:
     scope scope_{scope_kind::shield};

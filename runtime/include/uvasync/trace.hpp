@@ -22,7 +22,37 @@ struct task_event {
     deadline at;              // the runtime's clock when the event happened
 };
 
-/// A timeout scope (`timeout`, `timeout_at`, `move_on_after`, `move_on_at`, `timeout_scope`).
+/// Where a cancellation that reached a task came from (`tracer::task_cancel_requested`).
+enum class cancel_cause : std::uint8_t {
+    handle,       // its own task scope: `task_handle::cancel()`, or a cancelled task awaiting it
+                  // forwarded its cancellation (SEMANTICS 2.6)
+    shutdown,     // its own task scope, by the runtime's shutdown (or spawned during it)
+    deadline,     // a timeout scope of its own whose deadline passed
+    scope,        // a scope of its own cancelled by code: `timeout_scope::cancel()`,
+                  // `task_group::cancel()`, a group's failing child (the owner's side)
+    parent,       // a scope of another task enclosing it: its task group or gather (a failing
+                  // sibling, `cancel()`, wait_any/as_completed cancelling the losers), or the
+                  // owner's own cancellation reaching the group's children
+    token,        // a cancel source, cancelled on the loop thread
+    cross_thread, // a cancel source cancelled on another thread, propagated on the loop
+};
+
+/// "handle", "shutdown", "deadline", "scope", "parent", "token", "cross thread".
+UVASYNC_API const char* to_string(cancel_cause c) noexcept;
+
+/// Why `task_cancel_requested` fired.
+struct cancel_event {
+    cancel_cause cause;
+    std::uint64_t origin;     // the id of the scope the request was made on; 0 for a cancel source
+    std::string_view message; // the cancellation's message, empty for none
+};
+
+/// A scope (`scope_event::kind`): a timeout scope (`timeout`, `timeout_at`, `move_on_after`,
+/// `move_on_at`, `timeout_scope`), a shield, a task group (also `gather`, `wait_any`,
+/// `as_completed`), or the token scope of a task spawned with a cancel token. Which kinds
+/// raise which events: docs/introspection.md.
+enum class scope_type : std::uint8_t { timeout, shield, group, token };
+
 struct scope_event {
     std::uint64_t scope; // the scope's id (the one `runtime::dump` prints)
     std::uint64_t task;  // the task the scope is in
@@ -31,6 +61,7 @@ struct scope_event {
     bool expired;        // its deadline passed or it was cancelled (exit, expire)
     bool converted;      // exit: it turned its own cancellation into its result...
     bool move_on;        // ...an empty optional (move_on_*), else a timeout_error
+    scope_type kind = scope_type::timeout;
 };
 
 /// A parked wait that waited at least `runtime_options::slow_wait_threshold`.
@@ -49,9 +80,8 @@ struct slow_wait_event {
 /// runtime except for reading (`runtime::tasks()`, `runtime::dump()`, `now()`). A hook is
 /// not a cancellation point and cannot be cancelled. Events of one task come in its order:
 /// spawned, started (unless it was cancelled before its first step), then any scope and
-/// slow-wait events, then finished; `task_cancel_requested` comes from `task_handle::cancel()`,
-/// from a cancelled task that was awaiting it (SEMANTICS 2.6) and from shutdown, when it
-/// cancels a task that had not been cancelled yet, before the cancellation takes effect.
+/// slow-wait events, then finished. `task_cancel_requested` comes from every source of
+/// cancellation (`cancel_cause`), before the cancellation takes effect.
 ///
 /// **Cost.** Without a tracer every trace point is one predictable branch on a pointer the
 /// runtime already has in cache; the instruction counts of bench/ do not move (bench/NOTES.md).
@@ -75,8 +105,11 @@ public:
     /// Its outcome is recorded, before anything waiting for it is woken.
     virtual void task_finished(const task_event& /*task*/, task_end /*how*/) noexcept {}
 
-    /// `task_handle::cancel()`, a cancelled task awaiting it, or shutdown cancels it.
-    virtual void task_cancel_requested(const task_event& /*task*/) noexcept {}
+    /// A cancellation reached the task, before it takes effect (before any abort hook runs):
+    /// once per request, whatever its source (`cancel_event::cause`). A request that finds the
+    /// task already cancelled at that level raises nothing.
+    virtual void task_cancel_requested(const task_event& /*task*/,
+                                       const cancel_event& /*why*/) noexcept {}
 
     /// A timeout scope was entered (its deadline is set).
     virtual void scope_entered(const scope_event& /*scope*/) noexcept {}
