@@ -72,6 +72,12 @@ struct introspection_access {
 
     static const scope& scope_of(const child_set& s) noexcept { return s.scope_; }
 
+    static std::size_t live_children(const child_set& s) noexcept {
+        std::size_t n = 0;
+        const_cast<child_set&>(s).children_.for_each([&](task_core&) { ++n; });
+        return n;
+    }
+
     static bool waiting_at_exit(const child_set& s) noexcept {
         return static_cast<bool>(s.exit_waiter_);
     }
@@ -243,6 +249,17 @@ private:
                 out_ << ", " << d << " task frames deep";
             }
             out_ << "\n";
+        } else {
+            // Waiting at the exit of a task group, gather, wait_any or as_completed it owns.
+            auto [b, e] = groups_.equal_range(&t);
+            for (auto it = b; it != e; ++it) {
+                if (access::waiting_at_exit(*it->second)) {
+                    const std::size_t n = access::live_children(*it->second);
+                    indent(depth + 1);
+                    out_ << "parked on " << it->second->what() << " exit, " << n
+                         << (n == 1 ? " task" : " tasks") << " left\n";
+                }
+            }
         }
         auto [b, e] = groups_.equal_range(&t);
         for (auto it = b; it != e; ++it) {

@@ -3,6 +3,7 @@
 // TCP peer, one parked in a threadpool or fs request names the request.
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <string>
 #include <thread>
 #include <vector>
@@ -126,4 +127,46 @@ TEST_CASE("a cancel source cancelled on another thread reaches the tracer as \"c
     CHECK(rec->causes[0] == cancel_cause::cross_thread);
     CHECK(rec->messages[0] == "from afar");
     CHECK(std::string(to_string(rec->causes[0])) == "cross thread");
+}
+
+namespace {
+
+task<> accepts(tcp_listener& l) {
+    tcp_stream s = co_await l.accept();
+}
+
+task<> receives(udp_socket& u) {
+    char buf[64];
+    const udp_datagram d = co_await u.receive(buf);
+}
+
+task<> waits_for_signal(signal_set& s) {
+    const int n = co_await s.wait();
+}
+
+} // namespace
+
+TEST_CASE("accept, UDP receive and a signal wait name their object in the dump") {
+    loop_fixture fx(loop_fixture::real_clock());
+    tcp_listener l = tcp_listener::bind(test::loopback());
+    udp_socket u = udp_socket::bind(test::loopback());
+    signal_set sigs({SIGUSR2});
+    task_handle<> a = fx.rt->spawn(accepts(l));
+    task_handle<> r = fx.rt->spawn(receives(u));
+    task_handle<> s = fx.rt->spawn(waits_for_signal(sigs));
+    fx.run_until([&] {
+        return parked_on(*fx.rt, a.id(), "accept") && parked_on(*fx.rt, r.id(), "udp receive") &&
+               parked_on(*fx.rt, s.id(), "signal");
+    });
+    const std::string text = fx.rt->dump();
+    INFO(text);
+    CHECK(text.find("parked on accept on " + l.local_address().to_string() + "\n") !=
+          std::string::npos);
+    CHECK(text.find("parked on udp receive on " + u.local_address().to_string() + "\n") !=
+          std::string::npos);
+    CHECK(text.find("parked on signal " + std::to_string(SIGUSR2) + "\n") != std::string::npos);
+    a.cancel();
+    r.cancel();
+    s.cancel();
+    fx.run_until([&] { return a.done() && r.done() && s.done(); });
 }

@@ -577,3 +577,70 @@ TEST_CASE("scope events: shields enter and exit, groups and token scopes also ex
                      "3 exit token scope #8 in #7",
                  });
 }
+
+namespace {
+
+task<> ticks(loop_clock::duration every) {
+    timer t(std::chrono::duration_cast<std::chrono::milliseconds>(every));
+    co_await t.tick();
+}
+
+task<> waits_for_token(cancel_token token) {
+    co_await token.cancelled();
+}
+
+task<> first_of(const task_handle<>& a, const task_handle<>& b) {
+    co_await first_done(a, b);
+}
+
+task<> races() {
+    task<> a = nap(1h);
+    task<> b = nap(2h);
+    co_await wait_any(std::move(a), std::move(b));
+}
+
+task<> takes_in_order() {
+    std::vector<task<>> naps;
+    naps.push_back(nap(1h));
+    naps.push_back(nap(2h));
+    naps.push_back(nap(3h));
+    auto body = [](completions<void>& done) -> task<> { (void)co_await done.next(); };
+    co_await as_completed(std::move(naps), body);
+}
+
+} // namespace
+
+TEST_CASE("every parked wait of the library names itself in the dump") {
+    loop_fixture fx(loop_fixture::manual_clock());
+    cancel_source src;
+    task_handle<> a = fx.rt->spawn(nap(1h));
+    task_handle<> b = fx.rt->spawn(nap(1h));
+    std::vector<task_handle<>> hs;
+    hs.push_back(fx.rt->spawn(ticks(250ms), "ticker"));
+    hs.push_back(fx.rt->spawn(waits_for_token(src.token()), "token"));
+    hs.push_back(fx.rt->spawn(first_of(a, b), "first"));
+    hs.push_back(fx.rt->spawn(races(), "racer"));
+    hs.push_back(fx.rt->spawn(takes_in_order(), "in order"));
+    fx.run_until([&] { return parked(*fx.rt) == 12; });
+    const std::string text = fx.rt->dump();
+    INFO(text);
+    CHECK(text.find("parked on timer tick at 250 ms\n") != std::string::npos);
+    CHECK(text.find("parked on token\n") != std::string::npos);
+    CHECK(text.find("parked on first_done over 2 tasks\n") != std::string::npos);
+    CHECK(text.find("parked on wait_any exit, 2 tasks left\n") != std::string::npos);
+    CHECK(text.find("parked on as_completed next 0 of 3 tasks done, 3 task frames deep\n") !=
+          std::string::npos);
+    hs.push_back(a);
+    hs.push_back(b);
+    for (task_handle<>& h : hs) {
+        h.cancel();
+    }
+    fx.run_until([&] {
+        for (const task_handle<>& h : hs) {
+            if (!h.done()) {
+                return false;
+            }
+        }
+        return true;
+    });
+}

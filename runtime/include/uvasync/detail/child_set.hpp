@@ -63,6 +63,12 @@ public:
         return first;
     }
 
+    /// What the owner waits at the exit of, for `runtime::dump` ("task group", "gather",
+    /// "wait_any", "as_completed"); a string with static storage.
+    void describe_as(const char* what) noexcept { what_ = what; }
+
+    [[nodiscard]] const char* what() const noexcept { return what_; }
+
     /// The scope was cancelled by `cancel()` (its own request, not an enclosing scope's).
     [[nodiscard]] bool cancelled_itself() const noexcept { return cancelled_itself_; }
 
@@ -106,6 +112,7 @@ private:
     std::coroutine_handle<> exit_waiter_;
     phase phase_ = phase::created;
     bool cancelled_itself_ = false;
+    const char* what_ = "task group";
 };
 
 } // namespace uvasync::detail
