@@ -83,10 +83,12 @@ struct slow_wait_event {
 /// slow-wait events, then finished. `task_cancel_requested` comes from every source of
 /// cancellation (`cancel_cause`), before the cancellation takes effect.
 ///
-/// **Cost.** Without a tracer every trace point is one predictable branch on a pointer the
-/// runtime already has in cache; the instruction counts of bench/ do not move (bench/NOTES.md).
-/// With one, each event is a virtual call; the slow-wait check reads the loop clock (no
-/// system call) at park and at resume, and allocates each parking task's side record once.
+/// **Cost.** Without a tracer the task events ride on tests the scheduler already makes (one
+/// per step, one per spawn), a cancellation's propagation loads one pointer, and a timeout
+/// scope, shield or group tests the tracer at entry and exit; waits carry no trace point. The
+/// instruction counts of bench/ stay within 0.5 % (bench/NOTES.md, decision 0044). With one,
+/// each event is a virtual call, and each step records the wait its task parked in and the
+/// clock in the task's side record (allocated once).
 class UVASYNC_API tracer {
 public:
     tracer() = default;
@@ -102,7 +104,8 @@ public:
     /// Its body is about to run for the first time.
     virtual void task_started(const task_event& /*task*/) noexcept {}
 
-    /// Its outcome is recorded, before anything waiting for it is woken.
+    /// Its outcome is recorded: reported at the end of the step in which it finished, before
+    /// any task waiting for it runs.
     virtual void task_finished(const task_event& /*task*/, task_end /*how*/) noexcept {}
 
     /// A cancellation reached the task, before it takes effect (before any abort hook runs):
@@ -111,16 +114,20 @@ public:
     virtual void task_cancel_requested(const task_event& /*task*/,
                                        const cancel_event& /*why*/) noexcept {}
 
-    /// A timeout scope was entered (its deadline is set).
+    /// A scope was entered (`scope_event::kind`; a timeout scope's deadline is set).
     virtual void scope_entered(const scope_event& /*scope*/) noexcept {}
 
-    /// Its deadline passed, or it was cancelled (`timeout_scope::cancel()`).
+    /// Its own cancellation: a timeout's deadline passed or `timeout_scope::cancel()`; a
+    /// group's `cancel()`, failure or cancelled losers; a token scope's source was cancelled.
+    /// Shields never expire.
     virtual void scope_expired(const scope_event& /*scope*/) noexcept {}
 
-    /// It was left, with whether it converted its cancellation.
+    /// It was left, with whether it converted its own cancellation (timeout scopes; a
+    /// `task_group` that absorbed its own `cancel()`).
     virtual void scope_exited(const scope_event& /*scope*/) noexcept {}
 
-    /// A parked wait of `task` ended after waiting at least the threshold.
+    /// `task` resumed after being parked in a wait for at least the threshold (measured from
+    /// the end of the step in which it parked to the step that resumes it).
     virtual void slow_wait(const task_event& /*task*/, const slow_wait_event& /*wait*/) noexcept {}
 };
 
