@@ -170,3 +170,27 @@ TEST_CASE("accept, UDP receive and a signal wait name their object in the dump")
     s.cancel();
     fx.run_until([&] { return a.done() && r.done() && s.done(); });
 }
+
+namespace {
+
+task<> waits_for_exit(process& p) {
+    const exit_status st = co_await p.wait();
+}
+
+} // namespace
+
+TEST_CASE("a process wait names the child's pid in the dump") {
+    loop_fixture fx(loop_fixture::real_clock());
+    process_options o;
+    o.file = "sleep";
+    o.args = {"sleep", "30"};
+    process child = process::spawn(std::move(o));
+    task_handle<> w = fx.rt->spawn(waits_for_exit(child));
+    fx.run_until([&] { return parked_on(*fx.rt, w.id(), "process exit"); });
+    const std::string text = fx.rt->dump();
+    INFO(text);
+    CHECK(text.find("parked on process exit pid " + std::to_string(child.pid()) + "\n") !=
+          std::string::npos);
+    w.cancel(); // the cancelled wait kills the child and waits for it (SEMANTICS 14.7)
+    fx.run_until([&] { return w.done(); });
+}
