@@ -45,25 +45,69 @@ bool runtime_state::drain(thread_context& ctx) noexcept {
         ctx.task = core;
         core->transfer_budget = transfer_budget_per_resume;
         core->deliveries_without_suspending = 0;
+        if (instrumented_) [[unlikely]] {
+            instrumented_step(ctx, core, saved); // the tracer's and the step observer's step
+            continue;
+        }
         if (!core->started) [[unlikely]] {
             if (core->cancelled_before_start()) {
                 continue; // never ran, and may be gone (SEMANTICS 2.7)
             }
-            if (tracer_ != nullptr) [[unlikely]] {
-                trace_started(*core);
-            }
         }
         core->resume_point.resume(); // may destroy *core
-        if (step_observer_ != nullptr) [[unlikely]] {
-            ctx.task = saved; // outside any task, as a libuv callback
-            step_observer_(step_arg_);
-        }
     }
     ctx.task = saved;
     return true;
 }
 
+// One step with a tracer or a step observer set: the same step as drain()'s, plus the trace
+// points that belong to a step (trace_points.hpp: started, the slow-wait check at resume,
+// finished at the end of the step in which the task finished) and the step observer. A
+// reference keeps the core alive over the step so its end can be reported.
+void runtime_state::instrumented_step(thread_context& ctx, task_core* core,
+                                      task_core* outside) noexcept {
+    core->add_ref();
+    const std::uint64_t group = tracer_ != nullptr ? trace_group(*core) : 0;
+    if (!core->started) [[unlikely]] {
+        if (core->cancelled_before_start()) {
+            if (tracer_ != nullptr) {
+                trace_finished(*core, group);
+            }
+            core->release();
+            return; // never ran (SEMANTICS 2.7)
+        }
+        if (tracer_ != nullptr) {
+            trace_started(*core);
+        }
+    } else if (tracer_ != nullptr) {
+        trace_resumed(*core);
+    }
+    core->resume_point.resume();
+    if (tracer_ != nullptr) {
+        if (core->done()) {
+            trace_finished(*core, group);
+        } else {
+            trace_suspended(*core);
+        }
+    }
+    core->release();
+    if (step_observer_ != nullptr) {
+        ctx.task = outside; // outside any task, as a libuv callback
+        step_observer_(step_arg_);
+    }
+}
+
 void runtime_state::adopt(task_core* core) noexcept {
+    if (!plain_adopt_) [[unlikely]] {
+        adopt_slow(core); // shutting down or shut down, or a tracer to tell
+        return;
+    }
+    tasks_.push_back(*core);
+    ++live_tasks_;
+    schedule(core, core->frame());
+}
+
+void runtime_state::adopt_slow(task_core* core) noexcept {
     if (phase_ == phase::closed) {
         // Nothing will ever run it: it ends cancelled before its first step (SEMANTICS 2.7),
         // and its frame goes with its last handle.
@@ -75,7 +119,7 @@ void runtime_state::adopt(task_core* core) noexcept {
     }
     tasks_.push_back(*core);
     ++live_tasks_;
-    if (tracer_ != nullptr) [[unlikely]] {
+    if (tracer_ != nullptr) {
         trace_spawned(*core);
     }
     if (phase_ != phase::running) {

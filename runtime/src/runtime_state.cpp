@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/uv_error.hpp>
 
@@ -37,6 +38,8 @@ void default_exception_handler(std::exception_ptr e) {
 runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     : loop_(loop)
     , tracer_(cfg.tracer.get())
+    , instrumented_(tracer_ != nullptr)
+    , plain_adopt_(tracer_ == nullptr)
     , owns_loop_(owns_loop)
     , virtual_(cfg.clock == clock_kind::virtual_time)
     , autojump_(cfg.autojump)
@@ -49,6 +52,9 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     cold_->exception_handler = std::move(cfg.exception_handler);
     cold_->tracer_owner = std::move(cfg.tracer);
     cold_->slow_wait_threshold = cfg.slow_wait_threshold;
+    if (tracer_ != nullptr) {
+        observe_propagations(&trace_propagation); // cancellations tell the tracer (trace.hpp)
+    }
     if (loop_ == nullptr) {
         delete handles_;
         throw std::invalid_argument("uvasync: runtime needs a loop (got a null uv_loop_t*)");
@@ -196,6 +202,10 @@ runtime_state& current_runtime(const char* what) {
     if (runtime_state* rt = this_thread_context().runtime) {
         return *rt;
     }
+    throw_no_runtime(what);
+}
+
+void throw_no_runtime(const char* what) {
     throw invalid_state(std::string("uvasync: ") + what + " needs a runtime on this thread");
 }
 

@@ -48,13 +48,10 @@ void runtime_state::shutdown() {
     }
     runtime_scope current(this);
     if (phase_ == phase::running) {
-        phase_ = phase::shutting_down;
+        set_phase(phase::shutting_down);
         on_async(); // what other threads posted before the shutdown still runs
         tasks_.for_each([this](task_core& t) {
             if (!t.done()) {
-                if (tracer_ != nullptr && !t.task_scope.node.requested()) {
-                    trace_cancel_requested(t); // before the abort hooks run
-                }
                 t.cancel(make_message("runtime shutdown"));
             }
         });
@@ -74,7 +71,7 @@ void runtime_state::shutdown() {
         static_cast<list_hook<all_tasks_tag>&>(t).unlink();
     });
     drop_timed_calls(); // callbacks that have not run never will (SEMANTICS 20)
-    phase_ = phase::closed;
+    set_phase(phase::closed);
     for (auto& m : cold_->mailbox->close()) {
         run_message(m, *this);
     }
@@ -189,6 +186,11 @@ void runtime_state::leak_remaining() noexcept {
         t->result = outcome::cancelled;
         t->error = nullptr; // a delivery the body may have caught (task_core's outcome slots)
         t->cancel_message = make_message("leaked at runtime shutdown");
+        if (tracer_ != nullptr) {
+            trace_finished(
+                *t,
+                trace_group(*t)); // finished outside a step (instrumented_step reports the rest)
+        }
         t->finish();
     }
     // Destroying a frame may have woken a waiter in another leaked task (an awaiter destructor

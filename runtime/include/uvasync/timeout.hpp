@@ -17,6 +17,7 @@
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/scoped_body.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
 

@@ -84,6 +84,13 @@ public:
         return s.signum;
     }
 
+    /// The signal numbers, space-separated (runtime::dump).
+    void append_signals(std::string& out) const {
+        for (std::size_t i = 0; i < count_; ++i) {
+            out += (i == 0 ? "" : " ") + std::to_string(slots_[i].signum);
+        }
+    }
+
     void wait(signal_awaiter* w) noexcept {
         waiter_ = w;
         set_ref(true);
@@ -141,8 +148,18 @@ private:
     signal_awaiter* waiter_ = nullptr;
 };
 
+const wait_kind signal_awaiter::kind{"signal", &signal_awaiter::describe};
+
+// "signal 10 12": the signals of the set it waits on.
+void signal_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    if (const signal_state* s = static_cast<const signal_awaiter&>(w).state_; s != nullptr) {
+        s->append_signals(out);
+    }
+}
+
 signal_awaiter::signal_awaiter(signal_state* state) noexcept
     : handle_awaiter(state, &on_abort) {
+    describe_as(kind);
 }
 
 signal_awaiter::~signal_awaiter() {

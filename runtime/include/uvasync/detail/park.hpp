@@ -10,7 +10,6 @@
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/task_core.hpp>
-#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/detail/wait_kind.hpp>
 #include <uvasync/error.hpp>
 
@@ -95,9 +94,6 @@ protected:
         caller_ = caller;
         state_ = state::waiting;
         core_->current->node.add(*this);
-        if (core_->rt->tracing() != nullptr) [[unlikely]] {
-            trace_parked(*core_);
-        }
         return true;
     }
 
@@ -131,9 +127,6 @@ protected:
         }
         state_ = state::completed;
         unlink();
-        if (core_->rt->tracing() != nullptr) [[unlikely]] {
-            trace_unparked(*core_, *this);
-        }
         core_->rt->schedule(core_, caller_);
     }
 
@@ -152,9 +145,6 @@ protected:
         }
         state_ = state::aborted;
         unlink();
-        if (core_->rt->tracing() != nullptr) [[unlikely]] {
-            trace_unparked(*core_, *this);
-        }
         core_->rt->schedule(core_, caller_);
     }
 

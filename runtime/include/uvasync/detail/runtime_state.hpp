@@ -188,6 +188,7 @@ public:
     void observe_steps(step_observer observer, void* arg) noexcept {
         step_observer_ = observer;
         step_arg_ = arg;
+        instrumented_ = tracer_ != nullptr || step_observer_ != nullptr;
     }
 
     /// Registers a new task (created by spawn) and queues its first step.
@@ -302,6 +303,12 @@ private:
     void start_idle() noexcept;
     void update_idle() noexcept;
     void rearm_timer() noexcept;
+    void instrumented_step(thread_context& ctx, task_core* core, task_core* outside) noexcept;
+    void adopt_slow(task_core* core) noexcept;
+    void set_phase(phase p) noexcept {
+        phase_ = p;
+        plain_adopt_ = p == phase::running && tracer_ == nullptr;
+    }
     static void on_deadlines_emptied(void* self) noexcept;
     void close_handles() noexcept;
     void close_owned_loop();
@@ -316,6 +323,11 @@ private:
     // `cold_`, whose type only runtime/src/ sees (runtime_cold.hpp).
     uv_loop_t* loop_;
     uvasync::tracer* tracer_; // owned by cold_, or null
+    // The two flags that keep the scheduler's hot paths at one test each (trace.hpp, "Cost"):
+    // a drain step tests `instrumented_` (a tracer or a step observer is set, the step goes
+    // through instrumented_step), and adopt() tests `plain_adopt_` (running and no tracer).
+    bool instrumented_;
+    bool plain_adopt_;
     bool owns_loop_;
     bool virtual_;
     bool autojump_;
@@ -365,5 +377,26 @@ inline task_core* current_task() noexcept {
 
 /// The running task's runtime, else the calling thread's, else `invalid_state`.
 UVASYNC_API runtime_state& current_runtime(const char* what);
+
+/// `invalid_state`: `what` needs a runtime on this thread.
+[[noreturn]] UVASYNC_API void throw_no_runtime(const char* what);
+
+/// Where a free `spawn` runs: the runtime (as `current_runtime`) and the spawning task (null
+/// outside a task), from one read of the thread's context.
+struct spawner {
+    runtime_state& rt;
+    task_core* task;
+};
+
+inline spawner current_spawner(const char* what) {
+    const thread_context& ctx = this_thread_context();
+    if (ctx.task != nullptr) {
+        return {*ctx.task->rt, ctx.task};
+    }
+    if (ctx.runtime == nullptr) [[unlikely]] {
+        throw_no_runtime(what);
+    }
+    return {*ctx.runtime, nullptr};
+}
 
 } // namespace uvasync::detail

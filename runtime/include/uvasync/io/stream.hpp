@@ -103,6 +103,10 @@ public:
 private:
     friend struct write_request;
     static void on_abort(parked_wait* p) noexcept;
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
+
     static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
 
@@ -138,6 +142,9 @@ private:
     static void on_abort(parked_wait* p) noexcept;
     static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
 
     op op_;
     const void* target_; // sockaddr* or NUL-terminated path, alive in the awaiting frame
