@@ -26,13 +26,18 @@ public:
     explicit sleep_awaiter(loop_clock::duration rounded_or_due, bool relative) noexcept
         : deadline_entry(&on_fire)
         , parked_wait(&on_abort, kind)
-        , relative_(relative)
-        , until_(rounded_or_due) {}
+        , relative_(relative) {
+        this->when = deadline(rounded_or_due);
+    }
 
-    explicit sleep_awaiter(deadline until) noexcept
+    /// `relative`: `until` is the delay as a time since the epoch; `forever`: no deadline.
+    sleep_awaiter(deadline until, bool relative, bool forever) noexcept
         : deadline_entry(&on_fire)
         , parked_wait(&on_abort, kind)
-        , until_(until) {}
+        , relative_(relative)
+        , forever_(forever) {
+        this->when = until;
+    }
 
     sleep_awaiter(const sleep_awaiter&) = delete;
     sleep_awaiter& operator=(const sleep_awaiter&) = delete;
@@ -41,8 +46,9 @@ public:
         : deadline_entry(&on_fire)
         , parked_wait(std::move(other))
         , relative_(other.relative_)
-        , forever_(other.forever_)
-        , until_(other.until_) {}
+        , forever_(other.forever_) {
+        this->when = other.when;
+    }
 
     sleep_awaiter& operator=(sleep_awaiter&&) = delete;
 
@@ -52,16 +58,11 @@ public:
         }
     }
 
-    static sleep_awaiter forever() noexcept {
-        sleep_awaiter s(never);
-        s.forever_ = true;
-        return s;
-    }
-
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 
     bool await_suspend(std::coroutine_handle<> caller) {
-        if (relative_ && !forever_ && until_.time_since_epoch() <= loop_clock::duration(0)) {
+        const deadline until = this->when; // the request, until the entry is queued
+        if (relative_ && !forever_ && until.time_since_epoch() <= loop_clock::duration(0)) {
             yielded_ = true; // yield() and sleep(d <= 0): no deadline, no abort hook
             return park_until_poll(caller, "yield");
         }
@@ -74,9 +75,9 @@ public:
         runtime_state* rt = core()->rt;
         // A relative delay is measured from now, not from the iteration's start (SEMANTICS 13.2).
         const deadline now = relative_ ? rt->fresh_now() : rt->now();
-        deadline when = until_;
+        deadline when = until;
         if (relative_) {
-            when = forever_ ? never : add_saturated(now, until_.time_since_epoch());
+            when = forever_ ? never : add_saturated(now, until.time_since_epoch());
         }
         if (when <= now) {
             // sleep(0), sleep_until(past) and yield(): resume after the loop's next poll for
@@ -133,15 +134,38 @@ private:
         self->aborted();
     }
 
+    // Until it is awaited, the deadline entry's `when` holds the request: a relative delay (as
+    // a time since the epoch) or the deadline; one slot for both, 8 bytes less per awaiter.
     bool relative_ = false;
     bool forever_ = false;
     bool yielded_ = false;
-    // Relative: the delay, as a time since the epoch (one slot for both forms keeps the
-    // awaiter, and every frame that holds one, 8 bytes smaller).
-    deadline until_ = never;
 };
 
 inline const wait_kind sleep_awaiter::kind{"sleep", &sleep_awaiter::describe};
+
+/// What `sleep` and `sleep_until` return: the request (a deadline or a delay and two flags, 16
+/// bytes) until it is awaited. `co_await` builds the `sleep_awaiter` (112 bytes: its deadline
+/// entry and its registration) in the awaiting frame; `timeout` and `as_outcome` build it
+/// inside their own awaiter. A frame therefore never carries a moved-from awaiter: the
+/// temporary of `co_await timeout(d, sleep(x))` is this request (bench/NOTES.md, W2 memory).
+class [[nodiscard]] sleep_request {
+public:
+    using awaiter_type = sleep_awaiter; // self-contained: it keeps no reference to the request
+
+    constexpr sleep_request(deadline until, bool relative, bool forever) noexcept
+        : until_(until)
+        , relative_(relative)
+        , forever_(forever) {}
+
+    [[nodiscard]] sleep_awaiter operator co_await() const noexcept {
+        return sleep_awaiter(until_, relative_, forever_);
+    }
+
+private:
+    deadline until_;
+    bool relative_;
+    bool forever_;
+};
 
 } // namespace detail
 
@@ -155,20 +179,20 @@ inline const wait_kind sleep_awaiter::kind{"sleep", &sleep_awaiter::describe};
 /// **Cancellation:** a cancellation point. Total: the deadline entry is removed and
 /// `cancelled_error` is raised. **Thread:** loop thread, inside a task.
 template <class Rep, class Period>
-detail::sleep_awaiter sleep(std::chrono::duration<Rep, Period> d) {
+detail::sleep_request sleep(std::chrono::duration<Rep, Period> d) {
     // Round and range-check against a zero origin now (NaN throws here); add "now" on await.
     const deadline origin{};
     const deadline rel = detail::deadline_after(origin, d);
     if (rel == never) {
-        return detail::sleep_awaiter::forever();
+        return detail::sleep_request(never, true, true);
     }
-    return detail::sleep_awaiter(rel - origin, true);
+    return detail::sleep_request(rel, true, false);
 }
 
 /// Suspends the task until `when` on the loop clock; a deadline already passed behaves as
 /// `yield()`, and `never` sleeps until cancelled. Cancellation as for `sleep`.
-inline detail::sleep_awaiter sleep_until(deadline when) noexcept {
-    return detail::sleep_awaiter(when);
+inline detail::sleep_request sleep_until(deadline when) noexcept {
+    return detail::sleep_request(when, false, false);
 }
 
 /// Lets every other ready task run and the loop poll once, then continues.

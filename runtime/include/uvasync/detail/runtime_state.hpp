@@ -300,6 +300,7 @@ public:
     void on_timer() noexcept;
     void on_check() noexcept;
     void on_prepare() noexcept;
+    void on_idle() noexcept;
     /// After a drain: arms or restarts the autojump threshold, and the idle handle.
     void settle(bool ran) noexcept;
     void on_threshold_timer() noexcept;
