@@ -8,7 +8,7 @@ namespace uvasync::detail {
 namespace {
 
 bool earlier(const deadline_entry* a, const deadline_entry* b) noexcept {
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+    return a->when < b->when || (a->when == b->when && seq_before(a->seq, b->seq));
 }
 
 } // namespace
@@ -21,11 +21,11 @@ void deadline_queue::sift_up(std::size_t i) noexcept {
             break;
         }
         heap_[i] = heap_[parent];
-        heap_[i]->heap_index = i;
+        heap_[i]->heap_index = static_cast<std::uint32_t>(i);
         i = parent;
     }
     heap_[i] = e;
-    e->heap_index = i;
+    e->heap_index = static_cast<std::uint32_t>(i);
 }
 
 void deadline_queue::sift_down(std::size_t i) noexcept {
@@ -43,17 +43,17 @@ void deadline_queue::sift_down(std::size_t i) noexcept {
             break;
         }
         heap_[i] = heap_[child];
-        heap_[i]->heap_index = i;
+        heap_[i]->heap_index = static_cast<std::uint32_t>(i);
         i = child;
     }
     heap_[i] = e;
-    e->heap_index = i;
+    e->heap_index = static_cast<std::uint32_t>(i);
 }
 
 void deadline_queue::push(deadline_entry& e) noexcept {
     assert(!e.queued() && e.when != never);
     e.seq = ++seq_;
-    e.heap_index = heap_.size();
+    e.heap_index = static_cast<std::uint32_t>(heap_.size());
     e.queue = this;
     heap_.push_back(&e); // amortised: the vector only grows to the peak number of deadlines
     sift_up(e.heap_index);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <coroutine>
 #include <string>
+#include <type_traits>
 
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
@@ -11,6 +12,7 @@
 #include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
+#include <uvasync/task.hpp>
 
 namespace uvasync {
 
@@ -143,28 +145,26 @@ private:
 
 inline const wait_kind sleep_awaiter::kind{"sleep", &sleep_awaiter::describe};
 
-/// What `sleep` and `sleep_until` return: the request (a deadline or a delay and two flags, 16
-/// bytes) until it is awaited. `co_await` builds the `sleep_awaiter` (112 bytes: its deadline
-/// entry and its registration) in the awaiting frame; `timeout` and `as_outcome` build it
-/// inside their own awaiter. A frame therefore never carries a moved-from awaiter: the
-/// temporary of `co_await timeout(d, sleep(x))` is this request (bench/NOTES.md, W2 memory).
+/// What `sleep` (`Relative`: a delay, `never` for no deadline) and `sleep_until` (a deadline)
+/// return: the request, 8 bytes, until it is awaited. `co_await` builds the `sleep_awaiter` (96
+/// bytes: its deadline entry and its registration) in the awaiting frame; `timeout` and
+/// `as_outcome` build it inside their own awaiter. A frame therefore never carries a moved-from
+/// awaiter: the temporary of `co_await timeout(d, sleep(x))` is this request (bench/NOTES.md,
+/// W2 memory).
+template <bool Relative>
 class [[nodiscard]] sleep_request {
 public:
     using awaiter_type = sleep_awaiter; // self-contained: it keeps no reference to the request
 
-    constexpr sleep_request(deadline until, bool relative, bool forever) noexcept
-        : until_(until)
-        , relative_(relative)
-        , forever_(forever) {}
+    explicit constexpr sleep_request(deadline until) noexcept
+        : until_(until) {}
 
     [[nodiscard]] sleep_awaiter operator co_await() const noexcept {
-        return sleep_awaiter(until_, relative_, forever_);
+        return sleep_awaiter(until_, Relative, Relative && until_ == never);
     }
 
 private:
-    deadline until_;
-    bool relative_;
-    bool forever_;
+    deadline until_; // Relative: the delay as a time since the epoch
 };
 
 } // namespace detail
@@ -179,28 +179,75 @@ private:
 /// **Cancellation:** a cancellation point. Total: the deadline entry is removed and
 /// `cancelled_error` is raised. **Thread:** loop thread, inside a task.
 template <class Rep, class Period>
-detail::sleep_request sleep(std::chrono::duration<Rep, Period> d) {
+detail::sleep_request<true> sleep(std::chrono::duration<Rep, Period> d) {
     // Round and range-check against a zero origin now (NaN throws here); add "now" on await.
+    // `never` (too large, or +infinity) sleeps until cancelled.
     const deadline origin{};
-    const deadline rel = detail::deadline_after(origin, d);
-    if (rel == never) {
-        return detail::sleep_request(never, true, true);
-    }
-    return detail::sleep_request(rel, true, false);
+    return detail::sleep_request<true>(detail::deadline_after(origin, d));
 }
 
 /// Suspends the task until `when` on the loop clock; a deadline already passed behaves as
 /// `yield()`, and `never` sleeps until cancelled. Cancellation as for `sleep`.
-inline detail::sleep_request sleep_until(deadline when) noexcept {
-    return detail::sleep_request(when, false, false);
+inline detail::sleep_request<false> sleep_until(deadline when) noexcept {
+    return detail::sleep_request<false>(when);
 }
+
+namespace detail {
+
+/// The awaiter of `yield()`: one pointer. A yield has no deadline and nothing to abort, so it
+/// registers nothing (SEMANTICS 4.1): it checks the scope on entry, waits in the run queue for
+/// the loop's next poll, and checks the scope again on resumption. (`sleep(d <= 0)` behaves
+/// the same through `sleep_awaiter`.)
+class [[nodiscard]] yield_awaiter {
+public:
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> caller) {
+        core_ = running_task(caller);
+        if (core_->current->cancelled()) {
+            return false; // not started: await_resume raises
+        }
+        core_->rt->schedule_after_poll(core_, caller);
+        return true;
+    }
+
+    void await_resume() const {
+        if (core_->current->cancelled()) {
+            throw_cancelled(core_);
+        }
+    }
+
+    /// For `as_outcome` and the inline timeout scope: true when `await_resume` would raise.
+    [[nodiscard]] bool delivery_pending() const noexcept {
+        return core_ != nullptr && core_->current->cancelled();
+    }
+
+private:
+    // The body frame of a spawned task has its core in front of it (decision 0021): found
+    // without the thread-local lookup of `require_task` (about 50 instructions per yield
+    // through a shared library, bench/NOTES.md W1). Any other caller asks the thread.
+    template <class P>
+    static task_core* running_task(std::coroutine_handle<P> caller) {
+        if constexpr (std::is_base_of_v<task_promise_base, P>) {
+            if (frame_header(caller.address()).core_live) {
+                return spawned_core(caller.address());
+            }
+        }
+        return require_task("yield");
+    }
+
+    task_core* core_ = nullptr;
+};
+
+} // namespace detail
 
 /// Lets every other ready task run and the loop poll once, then continues.
 ///
 /// **Cancellation:** an explicit checkpoint: raises `cancelled_error` if the current scope is
 /// cancelled, on entry and again on resumption.
-inline detail::sleep_awaiter yield() noexcept {
-    return detail::sleep_awaiter(loop_clock::duration(0), true);
+inline detail::yield_awaiter yield() noexcept {
+    return {};
 }
 
 /// `co_await checkpoint()` raises `cancelled_error` if the current scope is cancelled and
