@@ -175,7 +175,7 @@ void runtime_state::on_check() noexcept {
     // Closing callbacks and whatever runs outside the loop come next: from here on a task
     // made ready starts the idle handle itself.
     drain_follows_ = false;
-    if (!virtual_ && !woken && idle_active_ && yielded_.empty()) {
+    if (idle_active_ && !woken && !virtual_ && yielded_.empty()) {
         // Nothing but yields ran here, no task waits for the next check drain, and the idle
         // handle stays active: the next idle drain comes after the next poll too. (A drain
         // that ran woken tasks keeps the handle: a server's next request wakes one again.)
