@@ -50,7 +50,8 @@ void runtime_state::update_idle() noexcept {
         idle_active_ = false;
         uv_idle_stop(&handles_->idle);
         if (!virtual_) {
-            uv_prepare_start(&handles_->prepare, &forward<uv_prepare_t, &runtime_state::on_prepare>);
+            uv_prepare_start(&handles_->prepare,
+                             &forward<uv_prepare_t, &runtime_state::on_prepare>);
             start_check();
         }
     }

@@ -499,7 +499,7 @@ TEST_SUITE("yield") {
         check_every_yield_polls(f, [] { return sleep(0ms); });
     }
 
-    task<void> yield_after_wakeup(event& e, const poll_counter& pc, std::vector<std::size_t>& at) {
+    task<void> yield_after_wakeup(event & e, const poll_counter& pc, std::vector<std::size_t>& at) {
         co_await e.wait(); // resumes in the drain after the poll (woken by another task)
         for (int i = 0; i < 4; ++i) {
             at.push_back(pc.polls);
@@ -508,7 +508,7 @@ TEST_SUITE("yield") {
         at.push_back(pc.polls);
     }
 
-    task<void> set_later(event& e) {
+    task<void> set_later(event & e) {
         co_await sleep(1ms);
         e.set();
     }

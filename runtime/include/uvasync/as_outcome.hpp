@@ -58,8 +58,9 @@ class [[nodiscard]] as_outcome_awaiter {
         using type = typename awaitable::awaiter_type;
     };
 
-    using awaiter_type = std::conditional_t<builds_leaf, typename stored_of<A>::type,
-                                            std::remove_reference_t<typename awaiter_of<awaitable>::type>>;
+    using awaiter_type =
+        std::conditional_t<builds_leaf, typename stored_of<A>::type,
+                           std::remove_reference_t<typename awaiter_of<awaitable>::type>>;
     using stored_type = typename stored_of<A>::type;
 
 public:

@@ -290,7 +290,7 @@ task<std::string> stream::read_until(std::string_view delimiter, std::size_t max
 }
 
 detail::read_until_request stream::read_until(std::string& out, std::string_view delimiter,
-                                             std::size_t max_size) {
+                                              std::size_t max_size) {
     if (delimiter.empty()) {
         throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");
     }
