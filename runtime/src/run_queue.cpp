@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The run queue: tasks made ready by schedule() run from the loop's prepare (or idle, see
 // start_idle) and check phases, one batch per drain (SEMANTICS 13.6, D-14), and the idle handle
-// keeps the poll from blocking while any is ready. Tasks that yielded wait in their own queue
-// for the check drain, so every yield lets the loop poll once (SEMANTICS 4.1). The virtual
-// clock's autojump is decided here, after each drain.
+// keeps the poll from blocking while any is ready. Tasks that yielded wait in their own queues
+// for the first drain after the next poll, so every yield lets the loop poll once (SEMANTICS
+// 4.1). The virtual clock's autojump is decided here, after each drain.
 #include <algorithm>
 #include <cstdint>
 
