@@ -10,13 +10,13 @@ namespace uvasync::detail {
 namespace {
 
 bool earlier(const deadline_entry* a, const deadline_entry* b) noexcept {
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+    return a->when < b->when || (a->when == b->when && seq_before(a->seq, b->seq));
 }
 
 /// Puts `e` at position `i` of the heap and tells it where it is (what `leave` and `erase` use).
 void place(std::vector<deadline_entry*>& heap, std::size_t i, deadline_entry* e) noexcept {
     heap[i] = e;
-    e->heap_index = i;
+    e->heap_index = static_cast<std::uint32_t>(i);
 }
 
 } // namespace
@@ -57,7 +57,7 @@ void deadline_queue::sift_down(std::size_t i) noexcept {
 void deadline_queue::push(deadline_entry& e) noexcept {
     assert(!e.queued() && e.when != never);
     e.seq = ++seq_;
-    e.heap_index = heap_.size();
+    e.heap_index = static_cast<std::uint32_t>(heap_.size());
     e.queue = this;
     heap_.push_back(&e); // amortised: the vector only grows to the peak number of deadlines
     sift_up(e.heap_index);

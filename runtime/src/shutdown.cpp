@@ -170,6 +170,7 @@ void runtime_state::leak_remaining() noexcept {
     // drop the last handle to another.
     (void)ready_.take();
     (void)yielded_.take();
+    (void)yielded_before_poll_.take();
     std::vector<task_core*> leaked;
     tasks_.for_each([&](task_core& t) {
         if (!t.done()) {
@@ -199,11 +200,13 @@ void runtime_state::leak_remaining() noexcept {
     // The pins keep every leaked core alive until after this point.
     (void)ready_.take();
     (void)yielded_.take();
+    (void)yielded_before_poll_.take();
     for (task_core* t : leaked) {
         t->release();
     }
     (void)ready_.take(); // releasing runs no task code, but nothing leaked may stay queued
     (void)yielded_.take();
+    (void)yielded_before_poll_.take();
 }
 
 void runtime_state::wait_for_requests() noexcept {

@@ -315,7 +315,7 @@ task<std::string> stream::read_until(std::string_view delimiter, std::size_t max
     return read_until_loop(detail::state_pin(state_), state_, std::string(delimiter), max_size);
 }
 
-detail::read_until_awaiter stream::read_until(std::string& out, std::string_view delimiter,
+detail::read_until_request stream::read_until(std::string& out, std::string_view delimiter,
                                               std::size_t max_size) {
     if (delimiter.empty()) {
         throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");

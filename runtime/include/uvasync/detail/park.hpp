@@ -4,6 +4,7 @@
 #include <concepts>
 #include <coroutine>
 #include <cstdint>
+#include <type_traits>
 
 #include <uvasync/detail/cancel_node.hpp>
 #include <uvasync/detail/export.hpp>
@@ -34,6 +35,18 @@ template <class W>
 concept delivery_reporting = requires(const W& w) {
     { w.delivery_pending() }
     noexcept->std::same_as<bool>;
+};
+
+/// A request for a leaf wait that is small until it is awaited (`sleep`'s `sleep_request`):
+/// `operator co_await` builds a self-contained `awaiter_type` that keeps no reference to the
+/// request. `timeout` and `as_outcome` build that awaiter inside their own awaiter, so the
+/// awaiting frame holds the request (a temporary) and one awaiter, not two awaiters.
+template <class R>
+concept leaf_request = requires(R&& r) {
+    typename std::remove_cvref_t<R>::awaiter_type;
+    {
+        static_cast<R&&>(r).operator co_await()
+        } -> std::same_as<typename std::remove_cvref_t<R>::awaiter_type>;
 };
 
 /// The shared half of every cancellation point: trio's abort protocol (SEMANTICS 1, "Abort

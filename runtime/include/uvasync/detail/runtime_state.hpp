@@ -119,7 +119,14 @@ public:
     /// resumes after the poll of the same iteration.
     void schedule_after_poll(task_core* core, std::coroutine_handle<> h) noexcept {
         core->resume_point = h;
-        yielded_.push_back(core);
+        if (before_poll_drain_) {
+            yielded_before_poll_.push_back(core); // the next drain after this poll (4.1)
+        } else {
+            yielded_.push_back(core);
+            if (!check_active_) {
+                start_check();
+            }
+        }
         if (!idle_active_) {
             start_idle(); // the poll must not block while a yielded task waits
         }
@@ -290,6 +297,8 @@ public:
     void on_timer() noexcept;
     void on_check() noexcept;
     void on_prepare() noexcept;
+    void on_idle() noexcept;
+    void start_check() noexcept;
     /// After a drain: arms or restarts the autojump threshold, and the idle handle.
     void settle(bool ran) noexcept;
     void on_threshold_timer() noexcept;
@@ -332,6 +341,8 @@ private:
     bool virtual_;
     bool autojump_;
     bool idle_active_ = false;
+    bool check_active_ = true;       // real clock: the check handle stops itself (run_queue.cpp)
+    bool before_poll_drain_ = false; // in the idle or prepare drain
     bool in_deadline_pass_ = false;
     bool timer_unreferenced_ = false; // armed for a deadline that left (deadline_timer.cpp)
     // From the end of the prepare callback to the end of the check callback (the poll, I/O
@@ -346,7 +357,10 @@ private:
     std::size_t pending_requests_ = 0;
     std::size_t closing_handles_ = 0;
     intrusive_queue<task_core> ready_;
-    intrusive_queue<task_core> yielded_;           // resume in the next check drain (after a poll)
+    intrusive_queue<task_core> yielded_; // resume in the check drain after the next poll
+    // Yielded in a drain before the poll: resume in the first drain after it (the next idle
+    // drain on a real clock, this iteration's check drain on a virtual one).
+    intrusive_queue<task_core> yielded_before_poll_;
     bool (*stop_check_)(void*) noexcept = nullptr; // run_until's predicate, checked by settle
     void* stop_arg_ = nullptr;
     step_observer step_observer_ = nullptr; // observe_steps
