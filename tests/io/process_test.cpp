@@ -23,6 +23,7 @@
 #include <uvasync/io/process.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "check_hook.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 
@@ -33,6 +34,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::check_hook;
 using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
@@ -449,6 +451,27 @@ TEST_SUITE("process") {
             CHECK(a.cancelled());
             CHECK(log == log_t{"exit 3"});
             log.clear();
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "process_wait_parked_when_the_child_exits_then_cancelled_"
+                                    "before_resumption_returns_the_status") {
+        for (int round = 0; round < 2; ++round) {
+            process p = process::spawn(sleeper());
+            log_t log;
+            task_handle<> a = rt->spawn(wait_then_checkpoint(p, log));
+            spin(*this); // parked in wait()
+            REQUIRE_FALSE(a.done());
+            // The exit callback records the status and makes the waiter ready; the hook
+            // cancels it in the same iteration, before it resumes: nothing is sent to the
+            // reaped child, the status is returned (D-2) and the checkpoint raises.
+            check_hook hook(loop(), [&] { return p.status().has_value() && a.cancel("late"); });
+            p.kill(SIGUSR1);
+            run_until([&] { return a.done(); });
+            CHECK(hook.fired());
+            CHECK(a.cancelled());
+            CHECK(log == log_t{"exit 0"});
+            CHECK(p.status() == exit_status{0, SIGUSR1});
         }
     }
 

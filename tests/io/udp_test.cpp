@@ -20,6 +20,7 @@
 #include <uvasync/io/udp.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "check_hook.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 
@@ -28,6 +29,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::check_hook;
 using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
@@ -162,6 +164,15 @@ task<> send_behind_raw(raw_send& raw, udp_socket& s, std::string text, socket_ad
     } catch (const std::system_error& e) {
         log.push_back(uv_error_name(e.code().value()));
     }
+}
+
+/// As send_behind_raw, then a cancellation point: a cancellation that came after the send
+/// completed raises there.
+task<> send_behind_raw_then_checkpoint(raw_send& raw, udp_socket& s, std::string text,
+                                       socket_address to, log_t& log) {
+    co_await send_behind_raw(raw, s, std::move(text), to, log);
+    co_await yield();
+    log.push_back("passed the checkpoint");
 }
 
 /// A check handle that cancels `h` once, before the runtime's check drains the run queue.
@@ -320,6 +331,32 @@ TEST_SUITE("udp") {
                 CHECK(log == log_t{"cancel true", "cancel false", "sent second"});
             }
             // The send went out with the request's own copy.
+            CHECK(f.run(receive_text(b, 64)).text == "first");
+            CHECK(f.run(receive_text(b, 64)).text == "second");
+        }
+    }
+
+    TEST_CASE("udp_send_completed_then_cancelled_before_resumption_returns_normally") {
+        // The queued send's callback ran (libuv emptied the socket's send queue before it
+        // called the callbacks); the cancellation comes in the same iteration, before the
+        // task resumes: the send returns (completion wins, D-2) and the next cancellation
+        // point raises.
+        loop_fixture f(loop_fixture::manual_clock());
+        udp_socket a = udp_socket::bind(loopback());
+        udp_socket b = udp_socket::bind(loopback());
+        for (int round = 0; round < 2; ++round) {
+            raw_send first;
+            log_t log;
+            task_handle<> s = f.rt->spawn(
+                send_behind_raw_then_checkpoint(first, a, "second", b.local_address(), log));
+            check_hook hook(f.loop(), [&] {
+                return first.done && uv_udp_get_send_queue_count(a.native_handle()) == 0 &&
+                       s.cancel("late");
+            });
+            f.run_until([&] { return s.done(); });
+            CHECK(hook.fired());
+            CHECK(s.cancelled());
+            CHECK(log == log_t{"sent second"}); // delivered; the checkpoint raised
             CHECK(f.run(receive_text(b, 64)).text == "first");
             CHECK(f.run(receive_text(b, 64)).text == "second");
         }
