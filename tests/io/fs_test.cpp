@@ -264,8 +264,7 @@ TEST_SUITE("fs") {
         CHECK(open_fds() == fds_before);
     }
 
-    TEST_CASE("fs_read_fills_the_callers_span_without_allocating_its_size" *
-              doctest::skip(!uvasync::test::counting_allocations)) {
+    TEST_CASE("fs_read_fills_the_callers_span_without_allocating_its_size") {
         temp_dir dir;
         loop_fixture f;
         f.run(read_into_a_large_span(dir));

@@ -50,8 +50,7 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_operations_on_closed_streams_and_listeners_f
     const failure sd = run(failure_of(shut_down(p.a)));
     CHECK(sd.code == UV_EBADF);
     pipe_listener closed;
-    const failure a = run(failure_of(
-        [](pipe_listener& x) -> task<pipe_stream> { co_return co_await x.accept(); }(closed)));
+    const failure a = run(failure_of(accept_one(closed)));
     CHECK(a.code == UV_EBADF);
     // connect: pipe_test's pipe_connect_to_a_missing_path_and_bind_in_use_fail.
 }
@@ -75,8 +74,7 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_connect_accept_and_shutdown_cancelled_before
     CHECK(
         run(cancelled_before_start([&]() -> task<void> { pipe_stream s = co_await l.accept(); })));
     CHECK(connection_waits(l));
-    pipe_stream server =
-        run([](pipe_listener& x) -> task<pipe_stream> { co_return co_await x.accept(); }(l));
+    pipe_stream server = run(accept_one(l));
     CHECK_FALSE(connection_waits(l));
     run(write_text(client, "q"));
     CHECK(run(read_chunk(server)) == "q"); // the queued connection, not another one
@@ -111,8 +109,7 @@ TEST_CASE_FIXTURE(io_fixture,
         CHECK_FALSE(c.cancelled());
         pipe_stream client = c.result(); // completion wins
         CHECK(client.is_open());
-        pipe_stream server =
-            run([](pipe_listener& x) -> task<pipe_stream> { co_return co_await x.accept(); }(l));
+        pipe_stream server = run(accept_one(l));
         run(write_text(client, "c"));
         CHECK(run(read_chunk(server)) == "c");
     }

@@ -46,30 +46,33 @@ inline socket_address loopback(std::uint16_t port = 0) {
     return socket_address::parse("127.0.0.1", port);
 }
 
-struct tcp_pair {
-    tcp_stream client;
-    tcp_stream server;
+/// The two ends of a connection: the connecting one and the accepted one.
+template <class Stream>
+struct stream_pair {
+    Stream client;
+    Stream server;
 };
+
+using tcp_pair = stream_pair<tcp_stream>;
+using pipe_pair = stream_pair<pipe_stream>;
+
+/// Connects a `Stream` to `to`, where `l` listens, and accepts it.
+template <class Stream, class Listener, class Target>
+task<stream_pair<Stream>> connect_and_accept(Listener& l, Target to) {
+    task_handle<Stream> connecting = spawn(Stream::connect(std::move(to)));
+    Stream server = co_await l.accept();
+    Stream client = co_await connecting;
+    co_return stream_pair<Stream>{std::move(client), std::move(server)};
+}
 
 /// Connects a client to `l` and accepts it.
 inline task<tcp_pair> connect_pair(tcp_listener& l) {
-    task_handle<tcp_stream> connecting = spawn(tcp_stream::connect(l.local_address()));
-    tcp_stream server = co_await l.accept();
-    tcp_stream client = co_await connecting;
-    co_return tcp_pair{std::move(client), std::move(server)};
+    return connect_and_accept<tcp_stream>(l, l.local_address());
 }
-
-struct pipe_pair {
-    pipe_stream client;
-    pipe_stream server;
-};
 
 /// Connects a client to the pipe listener `l` bound at `path` and accepts it.
 inline task<pipe_pair> connect_pipe_pair(pipe_listener& l, std::string path) {
-    task_handle<pipe_stream> connecting = spawn(pipe_stream::connect(std::move(path)));
-    pipe_stream server = co_await l.accept();
-    pipe_stream client = co_await connecting;
-    co_return pipe_pair{std::move(client), std::move(server)};
+    return connect_and_accept<pipe_stream>(l, std::move(path));
 }
 
 /// The two ends of a `socketpair()` as pipe streams: a connection without a listener.
@@ -240,45 +243,48 @@ inline task_handle<std::string> start_pending_write(loop_fixture& fx, stream& s,
     return w;
 }
 
-/// Number of open (not closing) handles of `type` on `loop`.
-inline int open_handles(uv_loop_t* loop, uv_handle_type type) {
+/// Number of handles on `loop` for which `pred(handle)` holds.
+template <class Pred>
+int count_handles(uv_loop_t* loop, Pred pred) {
     struct walk_state {
-        uv_handle_type type;
+        Pred* pred;
         int n;
-    } st{type, 0};
+    } st{&pred, 0};
 
     uv_walk(
         loop,
         [](uv_handle_t* h, void* arg) {
             auto* w = static_cast<walk_state*>(arg);
-            if (uv_handle_get_type(h) == w->type && uv_is_closing(h) == 0) {
-                ++w->n;
-            }
+            w->n += (*w->pred)(h) ? 1 : 0;
         },
         &st);
     return st.n;
+}
+
+/// Number of open (not closing) handles of `type` on `loop`.
+inline int open_handles(uv_loop_t* loop, uv_handle_type type) {
+    return count_handles(loop, [type](uv_handle_t* h) {
+        return uv_handle_get_type(h) == type && uv_is_closing(h) == 0;
+    });
 }
 
 /// Number of streams of `type` with a connect in progress. libuv clears a stream's
 /// `connect_req` (a private field, read here by the tests only) just before it calls the
 /// connect callback, for TCP and pipes alike.
 inline int connecting_handles(uv_loop_t* loop, uv_handle_type type) {
-    struct walk_state {
-        uv_handle_type type;
-        int n;
-    } st{type, 0};
+    return count_handles(loop, [type](uv_handle_t* h) {
+        return uv_handle_get_type(h) == type &&
+               reinterpret_cast<uv_stream_t*>(h)->connect_req != nullptr;
+    });
+}
 
-    uv_walk(
-        loop,
-        [](uv_handle_t* h, void* arg) {
-            auto* w = static_cast<walk_state*>(arg);
-            if (uv_handle_get_type(h) == w->type &&
-                reinterpret_cast<uv_stream_t*>(h)->connect_req != nullptr) {
-                ++w->n;
-            }
-        },
-        &st);
-    return st.n;
+/// Accepts one connection on `l` (for `run`).
+inline task<tcp_stream> accept_one(tcp_listener& l) {
+    co_return co_await l.accept();
+}
+
+inline task<pipe_stream> accept_one(pipe_listener& l) {
+    co_return co_await l.accept();
 }
 
 } // namespace uvasync::test

@@ -410,8 +410,7 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_cancelled_before_start_makes_no_libuv_call") 
     CHECK(run_cancelled_before_start(*this, [&]() -> task<void> {
               tcp_stream s = co_await l.accept();
           }) == "cancelled: early");
-    tcp_stream accepted =
-        run([](tcp_listener& x) -> task<tcp_stream> { co_return co_await x.accept(); }(l));
+    tcp_stream accepted = run(accept_one(l));
     CHECK(accepted.peer_address() == queued_client.local_address());
 }
 
@@ -461,18 +460,11 @@ int tcp_state(int fd) {
 
 /// Number of open TCP handles on `loop` whose socket is in SYN_SENT (a connect in flight).
 int syn_sent_handles(uv_loop_t* loop) {
-    int n = 0;
-    uv_walk(
-        loop,
-        [](uv_handle_t* h, void* arg) {
-            uv_os_fd_t fd = -1;
-            if (uv_handle_get_type(h) == UV_TCP && uv_is_closing(h) == 0 &&
-                uv_fileno(h, &fd) == 0 && tcp_state(fd) == TCP_SYN_SENT) {
-                ++*static_cast<int*>(arg);
-            }
-        },
-        &n);
-    return n;
+    return count_handles(loop, [](uv_handle_t* h) {
+        uv_os_fd_t fd = -1;
+        return uv_handle_get_type(h) == UV_TCP && uv_is_closing(h) == 0 && uv_fileno(h, &fd) == 0 &&
+               tcp_state(fd) == TCP_SYN_SENT;
+    });
 }
 
 /// A plain socket that listens with backlog 0 and never accepts. Once its accept queue is full
@@ -706,8 +698,7 @@ TEST_CASE_FIXTURE(io_fixture,
         tcp_stream client = c.result(); // completion wins
         CHECK(client.is_open());
         CHECK(client.peer_address() == l.local_address());
-        tcp_stream server =
-            run([](tcp_listener& x) -> task<tcp_stream> { co_return co_await x.accept(); }(l));
+        tcp_stream server = run(accept_one(l));
         CHECK(server.peer_address() == client.local_address());
     }
 }
@@ -1126,6 +1117,20 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_destroying_the_owner_wakes_waiters_and_frees_
 // ---------------------------------------------------------------------------------------------
 // A borrowed write whose frame is destroyed while pending (runtime shutdown after the grace)
 
+/// The real clock and a 20 ms shutdown grace: the runtime of the leaked-frame tests.
+runtime_options short_grace() {
+    runtime_options o = loop_fixture::real_clock();
+    o.shutdown_grace = 20ms;
+    return o;
+}
+
+/// Connects a pair on `l` and fills the client's kernel buffers (the server does not read).
+task<tcp_pair> filled_pair(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    fill_until_eagain(p.client);
+    co_return p;
+}
+
 task<void> stubborn_writer(stream& client, bool& pending) {
     std::vector<char> frame_buffer(1 << 20, 'f'); // dies with this frame
     pending = true;
@@ -1135,12 +1140,9 @@ task<void> stubborn_writer(stream& client, bool& pending) {
 }
 
 TEST_CASE("tcp_borrowed_write_whose_frame_is_destroyed_while_pending_is_safe") {
-    runtime_options o = loop_fixture::real_clock();
-    o.shutdown_grace = 20ms;
-    io_fixture fx(o);
+    io_fixture fx(short_grace());
     tcp_listener l = tcp_listener::bind(loopback());
-    tcp_pair p = fx.run(connect_pair(l));
-    fill_until_eagain(p.client);
+    tcp_pair p = fx.run(filled_pair(l));
     bool pending = false;
     task_handle<void> w = fx.rt->spawn(stubborn_writer(p.client, pending));
     fx.run_until([&] { return pending; });
@@ -1182,9 +1184,7 @@ TEST_CASE("tcp_leaked_writer_whose_destruction_wakes_a_leaked_reader_is_safe") {
     // The writer's frame is destroyed first (spawn order); its awaiter closes the stream, which
     // wakes the reader of the same stream in the other leaked task: that task must not stay in
     // the run queue once its frame is gone.
-    runtime_options o = loop_fixture::real_clock();
-    o.shutdown_grace = 20ms;
-    io_fixture fx(o);
+    io_fixture fx(short_grace());
     tcp_listener l = tcp_listener::bind(loopback());
     tcp_stream* client = nullptr;
     bool writing = false;
@@ -1212,12 +1212,9 @@ task<void> leaky(std::function<task<void>()> op, bool& pending) {
 }
 
 TEST_CASE("tcp_leaked_frames_pending_in_read_accept_connect_and_owning_write_are_safe") {
-    runtime_options o = loop_fixture::real_clock();
-    o.shutdown_grace = 20ms;
-    io_fixture fx(o);
+    io_fixture fx(short_grace());
     tcp_listener l = tcp_listener::bind(loopback());
-    tcp_pair p = fx.run(connect_pair(l));
-    fill_until_eagain(p.client);
+    tcp_pair p = fx.run(filled_pair(l));
     auto target = std::make_unique<full_listener>(fx);
     const socket_address unreachable = target->addr;
     bool flags[4] = {};
