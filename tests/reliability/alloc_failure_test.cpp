@@ -531,6 +531,7 @@ TEST_CASE("alloc_failure_tasks_leaked_at_shutdown") {
         uvasync::event never_set;
         auto body = [&never_set]() -> task<> { co_await uvasync::shielded(never_set.wait()); };
         std::vector<uvasync::task_handle<>> handles;
+        handles.reserve(static_cast<std::size_t>(tasks));
         for (int i = 0; i < tasks; ++i) {
             handles.push_back(rt->spawn(body()));
         }
