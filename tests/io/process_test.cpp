@@ -23,6 +23,7 @@
 #include <uvasync/io/process.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "cancel_log.hpp"
 #include "check_hook.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
@@ -34,6 +35,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_now;
 using uvasync::test::check_hook;
 using uvasync::test::loop_fixture;
 
@@ -161,13 +163,6 @@ task<> self_cancelled_wait(task_handle<>& self, process& p, log_t& log) {
         log.push_back("raised " + std::string(e.message()));
         throw;
     }
-}
-
-task<> cancel_now(task_handle<>& h, log_t& log, int times) {
-    for (int i = 0; i < times; ++i) {
-        log.push_back(h.cancel(i == 0 ? "first" : "second") ? "cancel true" : "cancel false");
-    }
-    co_return;
 }
 
 task<std::string> read_line(pipe_stream& in) {

@@ -20,6 +20,7 @@
 #include <uvasync/io/udp.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "cancel_log.hpp"
 #include "check_hook.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
@@ -29,6 +30,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_now;
 using uvasync::test::check_hook;
 using uvasync::test::loop_fixture;
 
@@ -117,13 +119,6 @@ task<> self_cancelled_send(task_handle<>& self, udp_socket& s, socket_address to
         log.push_back("raised " + std::string(e.message()));
         throw;
     }
-}
-
-task<> cancel_now(task_handle<>& h, log_t& log, int times) {
-    for (int i = 0; i < times; ++i) {
-        log.push_back(h.cancel(i == 0 ? "first" : "second") ? "cancel true" : "cancel false");
-    }
-    co_return;
 }
 
 task<> close_socket(udp_socket& s) {
