@@ -3,6 +3,7 @@
 // what is left, wait for libuv requests in flight, close the runtime's handles.
 #include <chrono>
 #include <functional>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -168,45 +169,81 @@ void runtime_state::leak_remaining() noexcept {
     // themselves as they are destroyed.
     // Each is pinned by a reference while frames are destroyed, since destroying one frame may
     // drop the last handle to another.
-    (void)ready_.take();
-    (void)yielded_.take();
-    (void)yielded_before_poll_.take();
+    // Nothing here may throw: without memory for the list of tasks or for a report, the tasks
+    // are still destroyed (one at a time, or unreported).
+    const auto drop_queues = [this]() noexcept {
+        (void)ready_.take();
+        (void)yielded_.take();
+        (void)yielded_before_poll_.take();
+    };
+    drop_queues();
+    const auto leak = [this](task_core& t) noexcept {
+        try {
+            report(std::make_exception_ptr(leaked_task_error(
+                "uvasync: a task was still running when the shutdown grace period ended; its "
+                "frame was destroyed without resuming it")));
+        } catch (const std::bad_alloc&) {
+            // No memory for the report: the task goes unreported, and is destroyed all the same.
+        }
+        t.destroy_frame();
+        t.result = outcome::cancelled;
+        t.error = nullptr; // a delivery the body may have caught (task_core's outcome slots)
+        t.cancel_message = make_message("leaked at runtime shutdown");
+        if (tracer_ != nullptr) {
+            // Finished outside a step (instrumented_step reports the others).
+            trace_finished(t, trace_group(t));
+        }
+        t.finish();
+    };
+    std::size_t count = 0;
+    tasks_.for_each([&](task_core& t) {
+        if (!t.done()) {
+            t.waiters.clear();
+            ++count;
+        }
+    });
     std::vector<task_core*> leaked;
+    try {
+        leaked.reserve(count);
+    } catch (const std::bad_alloc&) {
+        // No memory for the list: one task at a time, each found again among the tasks. A task
+        // that is not done is kept alive by the runtime's own reference, so only the one being
+        // destroyed needs a pin; the run queue is emptied before its pin goes.
+        for (;;) {
+            task_core* next = nullptr;
+            tasks_.for_each([&](task_core& t) {
+                if (next == nullptr && !t.done()) {
+                    next = &t;
+                }
+            });
+            if (next == nullptr) {
+                return;
+            }
+            next->add_ref();
+            leak(*next);
+            drop_queues();
+            next->release();
+            drop_queues();
+        }
+    }
     tasks_.for_each([&](task_core& t) {
         if (!t.done()) {
             t.add_ref();
-            t.waiters.clear();
-            leaked.push_back(&t);
+            leaked.push_back(&t); // never allocates: reserved above
         }
     });
     for (task_core* t : leaked) {
-        report(std::make_exception_ptr(
-            leaked_task_error("uvasync: a task was still running when the shutdown grace period "
-                              "ended; its frame was destroyed without resuming it")));
-        t->destroy_frame();
-        t->result = outcome::cancelled;
-        t->error = nullptr; // a delivery the body may have caught (task_core's outcome slots)
-        t->cancel_message = make_message("leaked at runtime shutdown");
-        if (tracer_ != nullptr) {
-            trace_finished(
-                *t,
-                trace_group(*t)); // finished outside a step (instrumented_step reports the rest)
-        }
-        t->finish();
+        leak(*t);
     }
     // Destroying a frame may have woken a waiter in another leaked task (an awaiter destructor
     // that completes a wait, e.g. closing a stream another task reads): such a task was pushed
     // onto the run queue after it was emptied above, and must not stay there once it is freed.
     // The pins keep every leaked core alive until after this point.
-    (void)ready_.take();
-    (void)yielded_.take();
-    (void)yielded_before_poll_.take();
+    drop_queues();
     for (task_core* t : leaked) {
         t->release();
     }
-    (void)ready_.take(); // releasing runs no task code, but nothing leaked may stay queued
-    (void)yielded_.take();
-    (void)yielded_before_poll_.take();
+    drop_queues(); // releasing runs no task code, but nothing leaked may stay queued
 }
 
 void runtime_state::wait_for_requests() noexcept {

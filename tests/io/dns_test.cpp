@@ -54,6 +54,12 @@ task<void> resolve_cancelled(task_handle<void>& self, bool& resumed) {
     resumed = true;
 }
 
+task<void> reverse_cancelled(task_handle<void>& self, bool& resumed) {
+    self.cancel("before start");
+    name_info n = co_await reverse(socket_address::parse("127.0.0.1", 80), NI_NUMERICHOST);
+    resumed = true;
+}
+
 task<void> reverse_localhost(bool& armed, std::string& host) {
     armed = true;
     name_info n =
@@ -146,6 +152,18 @@ TEST_SUITE("dns") {
         f.run_until([&] { return h.done(); });
         check_cancelled(h);
         CHECK_FALSE(resumed);
+        CHECK(f.loop()->active_reqs.count == 0); // no uv_getaddrinfo was started
+    }
+
+    TEST_CASE("dns_reverse_cancelled_before_start_makes_no_request") {
+        loop_fixture f;
+        bool resumed = false;
+        task_handle<void> h;
+        h = f.rt->spawn(reverse_cancelled(h, resumed));
+        f.run_until([&] { return h.done(); });
+        check_cancelled(h);
+        CHECK_FALSE(resumed);
+        CHECK(f.loop()->active_reqs.count == 0); // no uv_getnameinfo was started
     }
 
     TEST_CASE("dns_cancelled_while_queued_is_taken_back") {
@@ -162,6 +180,7 @@ TEST_SUITE("dns") {
         CHECK(a.cancel("queued"));
         CHECK_FALSE(a.cancel("twice"));
         CHECK(b.cancel("queued"));
+        CHECK_FALSE(b.cancel("twice"));
         f.run_until([&] { return a.done() && b.done(); });
         check_cancelled(a);
         check_cancelled(b);

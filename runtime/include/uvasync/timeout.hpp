@@ -83,12 +83,16 @@ public:
     /// Moves the deadline (earlier or later); `never` removes it; a deadline already due
     /// expires the scope at once (D-5). Only while active and not expired, else
     /// `invalid_state`. An inner scope never extends an outer one: the effective deadline is
-    /// the minimum.
+    /// the minimum. `std::bad_alloc`, with the scope unchanged, when no memory is left for the
+    /// deadline.
     void reschedule(deadline when) {
         if (phase_ != phase::active || expired_) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
         core_->rt->check_thread("timeout_scope::reschedule()");
+        // A scope without a queued deadline (`never`) adds one: room first, since a bad_alloc
+        // must come out here, with the scope unchanged, not in the noexcept add_deadline.
+        core_->rt->reserve_deadline();
         detail::deadline_queue::leave(*this);
         set_deadline(when);
     }
