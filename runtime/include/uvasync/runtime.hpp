@@ -128,7 +128,8 @@ public:
     template <class T>
     task_handle<T> spawn(task<T> t, const cancel_token& token) {
         state_->check_thread("runtime::spawn()");
-        return detail::spawn_in(*state_, detail::current_task(), std::move(t), token.node(), nullptr);
+        return detail::spawn_in(*state_, detail::current_task(), std::move(t), token.node(),
+                                nullptr);
     }
 
     /// `spawn(t)` naming the task `name` and recording where it was spawned (`where`), for
@@ -138,7 +139,8 @@ public:
     task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
         state_->check_thread("runtime::spawn()");
         const detail::spawn_label label{name, where};
-        return detail::spawn_in(*state_, detail::current_task(), std::move(t), nullptr, nullptr, &label);
+        return detail::spawn_in(*state_, detail::current_task(), std::move(t), nullptr, nullptr,
+                                &label);
     }
 
     /// Owned loop only: runs `t` to completion (like `asyncio.run` without the shutdown) and

@@ -314,10 +314,12 @@ private:
     void rearm_timer() noexcept;
     void instrumented_step(thread_context& ctx, task_core* core, task_core* outside) noexcept;
     void adopt_slow(task_core* core) noexcept;
+
     void set_phase(phase p) noexcept {
         phase_ = p;
         plain_adopt_ = p == phase::running && tracer_ == nullptr;
     }
+
     static void on_deadlines_emptied(void* self) noexcept;
     void close_handles() noexcept;
     void close_owned_loop();
