@@ -137,11 +137,11 @@ task<> accepts(tcp_listener& l) {
 
 task<> receives(udp_socket& u) {
     char buf[64];
-    const udp_datagram d = co_await u.receive(buf);
+    [[maybe_unused]] const udp_datagram d = co_await u.receive(buf);
 }
 
 task<> waits_for_signal(signal_set& s) {
-    const int n = co_await s.wait();
+    [[maybe_unused]] const int n = co_await s.wait();
 }
 
 } // namespace
@@ -174,7 +174,7 @@ TEST_CASE("accept, UDP receive and a signal wait name their object in the dump")
 namespace {
 
 task<> waits_for_exit(process& p) {
-    const exit_status st = co_await p.wait();
+    [[maybe_unused]] const exit_status st = co_await p.wait();
 }
 
 } // namespace
