@@ -66,6 +66,7 @@ LAYERS = {
     "src/task_core.cpp": 3,
     "src/this_task.cpp": 3,
     "src/runtime_state.cpp": 3,
+    "src/runtime_cold.hpp": 3,
     "src/runtime_handles.hpp": 3,
     "src/run_queue.cpp": 3,
     "src/deadline_timer.cpp": 3,

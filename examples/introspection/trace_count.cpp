@@ -22,7 +22,10 @@ struct counting_tracer : tracer {
         ++(how == task_end::value ? values : how == task_end::error ? errors : cancelled);
     }
 
-    void task_cancel_requested(const task_event&) noexcept override { ++cancel_requests; }
+    void task_cancel_requested(const task_event&, const cancel_event& why) noexcept override {
+        ++cancel_requests;
+        deadline_requests += why.cause == cancel_cause::deadline ? 1 : 0;
+    }
 
     void scope_entered(const scope_event&) noexcept override { ++scopes; }
 
@@ -33,6 +36,7 @@ struct counting_tracer : tracer {
     void slow_wait(const task_event&, const slow_wait_event&) noexcept override { ++slow; }
 
     long spawned = 0, started = 0, values = 0, errors = 0, cancelled = 0, cancel_requests = 0;
+    long deadline_requests = 0;
     long scopes = 0, expired = 0, converted = 0, slow = 0;
 };
 
@@ -70,7 +74,8 @@ int main(int argc, char** argv) {
     std::printf("spawned %ld, started %ld\n", counts->spawned, counts->started);
     std::printf("finished: %ld with a value, %ld failed, %ld cancelled\n", counts->values,
                 counts->errors, counts->cancelled);
-    std::printf("cancel requests %ld\n", counts->cancel_requests);
+    std::printf("cancel requests %ld, %ld of them by a deadline\n", counts->cancel_requests,
+                counts->deadline_requests);
     std::printf("timeout scopes %ld, expired %ld, converted %ld\n", counts->scopes, counts->expired,
                 counts->converted);
     std::printf("slow waits %ld\n", counts->slow);

@@ -25,8 +25,8 @@ public:
                                         : "finished cancelled");
     }
 
-    void task_cancel_requested(const task_event& t) noexcept override {
-        log(t, "cancel requested");
+    void task_cancel_requested(const task_event& t, const cancel_event& why) noexcept override {
+        log(t, (std::string("cancel requested (") + to_string(why.cause) + ")").c_str());
     }
 
     void scope_entered(const scope_event& s) noexcept override { log(s, "entered"); }

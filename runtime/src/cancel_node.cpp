@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <atomic>
 #include <cassert>
 
 #include <uvasync/detail/cancel_node.hpp>
@@ -6,6 +7,16 @@
 #include "inbox.hpp"
 
 namespace uvasync::detail {
+
+namespace {
+
+std::atomic<propagation_observer> observer{nullptr};
+
+} // namespace
+
+void observe_propagations(propagation_observer f) noexcept {
+    observer.store(f, std::memory_order_relaxed);
+}
 
 /// One loop-side propagation (SEMANTICS 11.4): first every node of the subtree is marked, in
 /// preorder and without recursion, then the callbacks run, parent before descendants and in
@@ -15,9 +26,12 @@ namespace uvasync::detail {
 /// itself. A node's callbacks are moved to a local list before they run, so a callback may
 /// destroy its own node, or unregister a callback that has not run yet (which then never runs).
 struct propagation {
-    static void run(cancel_node& root, const message_ptr& message) noexcept {
+    static void run(cancel_node& root, const message_ptr& message, bool posted = false) noexcept {
         intrusive_list<cancel_node, work_tag> work;
         mark_subtree(root, message, work);
+        if (propagation_observer f = observer.load(std::memory_order_relaxed)) [[unlikely]] {
+            f(root, work, posted);
+        }
         while (cancel_node* n = work.pop_front()) {
             intrusive_list<cancel_registration, registration_tag> pending;
             pending.splice_back(n->callbacks_);
@@ -152,7 +166,7 @@ bool cancel_node::request_cancel_from_any_thread(message_ptr message) noexcept {
 }
 
 void cancel_node::propagate(message_ptr message) noexcept {
-    propagation::run(*this, message);
+    propagation::run(*this, message, true); // posted from another thread
 }
 
 void cancel_node::add(cancel_registration& r) noexcept {

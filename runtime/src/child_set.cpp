@@ -4,6 +4,8 @@
 
 #include <uvasync/detail/child_set.hpp>
 #include <uvasync/detail/completion_set.hpp>
+#include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/trace_points.hpp>
 
 namespace uvasync::detail {
 
@@ -25,12 +27,18 @@ void child_set::enter(task_core* owner) noexcept {
     scope_.node.link_to(owner->current->node);
     owner->current = &scope_;
     phase_ = phase::open;
+    if (owner->rt->tracing() != nullptr) [[unlikely]] {
+        trace_scope(scope_trace::enter, scope_, *owner, false, false, false);
+    }
 }
 
-void child_set::leave() noexcept {
+void child_set::leave(bool converted) noexcept {
     owner_->current = scope_.parent;
     scope_.node.unlink_from_parent();
     phase_ = phase::closed;
+    if (owner_->rt->tracing() != nullptr) [[unlikely]] {
+        trace_scope(scope_trace::exit, scope_, *owner_, scope_.cancelled(), converted, false);
+    }
 }
 
 void child_set::on_child_finished(finish_observer* self, task_core* child) noexcept {

@@ -8,6 +8,7 @@
 #include <uvasync/detail/runtime_state.hpp>
 
 #include "inbox.hpp"
+#include "runtime_cold.hpp"
 #include "runtime_handles.hpp"
 
 namespace uvasync::detail {
@@ -15,7 +16,7 @@ namespace uvasync::detail {
 bool runtime_state::post(std::function<void()> fn) {
     inbox::message m;
     m.fn = std::move(fn);
-    return inbox_->post(std::move(m));
+    return cold_->mailbox->post(std::move(m));
 }
 
 void run_message(inbox::message& m, runtime_state& rt) noexcept {
@@ -40,7 +41,7 @@ void run_message(inbox::message& m, runtime_state& rt) noexcept {
 void runtime_state::on_async() noexcept {
     runtime_scope current(this);
     // libuv coalesces sends, so one wake-up may stand for many posts (async.rst).
-    for (auto& m : inbox_->take()) {
+    for (auto& m : cold_->mailbox->take()) {
         run_message(m, *this);
     }
 }

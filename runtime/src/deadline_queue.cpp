@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <cassert>
+#include <cstddef>
+#include <vector>
 
 #include <uvasync/detail/deadline_queue.hpp>
 
@@ -8,7 +10,13 @@ namespace uvasync::detail {
 namespace {
 
 bool earlier(const deadline_entry* a, const deadline_entry* b) noexcept {
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+    return a->when < b->when || (a->when == b->when && seq_before(a->seq, b->seq));
+}
+
+/// Puts `e` at position `i` of the heap and tells it where it is (what `leave` and `erase` use).
+void place(std::vector<deadline_entry*>& heap, std::size_t i, deadline_entry* e) noexcept {
+    heap[i] = e;
+    e->heap_index = static_cast<std::uint32_t>(i);
 }
 
 } // namespace
@@ -20,12 +28,10 @@ void deadline_queue::sift_up(std::size_t i) noexcept {
         if (!earlier(e, heap_[parent])) {
             break;
         }
-        heap_[i] = heap_[parent];
-        heap_[i]->heap_index = i;
+        place(heap_, i, heap_[parent]);
         i = parent;
     }
-    heap_[i] = e;
-    e->heap_index = i;
+    place(heap_, i, e);
 }
 
 void deadline_queue::sift_down(std::size_t i) noexcept {
@@ -42,18 +48,16 @@ void deadline_queue::sift_down(std::size_t i) noexcept {
         if (!earlier(heap_[child], e)) {
             break;
         }
-        heap_[i] = heap_[child];
-        heap_[i]->heap_index = i;
+        place(heap_, i, heap_[child]);
         i = child;
     }
-    heap_[i] = e;
-    e->heap_index = i;
+    place(heap_, i, e);
 }
 
 void deadline_queue::push(deadline_entry& e) noexcept {
     assert(!e.queued() && e.when != never);
     e.seq = ++seq_;
-    e.heap_index = heap_.size();
+    e.heap_index = static_cast<std::uint32_t>(heap_.size());
     e.queue = this;
     heap_.push_back(&e); // amortised: the vector only grows to the peak number of deadlines
     sift_up(e.heap_index);

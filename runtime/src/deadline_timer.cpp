@@ -92,12 +92,12 @@ void runtime_state::on_timer() noexcept {
 
 void runtime_state::run_deadline_pass() noexcept {
     const deadline t = now();
-    const std::uint64_t last_before_pass = deadlines_.last_seq();
+    const std::uint32_t last_before_pass = deadlines_.last_seq();
     in_deadline_pass_ = true;
     // Every entry due now, in (deadline, registration) order; an entry registered during the
     // pass waits for the next one (SEMANTICS 6.5). Firing only records and makes tasks ready.
     while (!deadlines_.empty() && deadlines_.top().when <= t &&
-           deadlines_.top().seq <= last_before_pass) {
+           !seq_before(last_before_pass, deadlines_.top().seq)) {
         deadline_entry* e = &deadlines_.top();
         remove_deadline(*e);
         e->fire(e);

@@ -3,11 +3,13 @@
 // dump and its signal, and the trace points behind `tracer` (trace.hpp). Nothing here is on a
 // hot path: the scheduler reaches it only through one branch on `runtime_state::tracing()`.
 #include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <map>
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <uvasync/detail/child_set.hpp>
@@ -20,6 +22,8 @@
 #include <uvasync/runtime.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/trace.hpp>
+
+#include "runtime_cold.hpp"
 
 namespace uvasync {
 
@@ -34,7 +38,7 @@ struct introspection_access {
     }
 
     static loop_clock::duration slow_wait_threshold(const runtime_state& rt) noexcept {
-        return rt.slow_wait_threshold_;
+        return rt.cold_->slow_wait_threshold;
     }
 
     /// The parked wait `core` is suspended in, if any: parked waits register on the node of
@@ -62,11 +66,19 @@ struct introspection_access {
 
     static std::coroutine_handle<> caller(const parked_wait& w) noexcept { return w.caller_; }
 
+    static cancel_node* first_child(cancel_node& n) noexcept { return n.children_.front(); }
+
     static child_set* set_of(const task_core& core) noexcept {
         return core.parent_set == nullptr ? nullptr : static_cast<child_set*>(core.parent_set);
     }
 
     static const scope& scope_of(const child_set& s) noexcept { return s.scope_; }
+
+    static std::size_t live_children(const child_set& s) noexcept {
+        std::size_t n = 0;
+        const_cast<child_set&>(s).children_.for_each([&](task_core&) { ++n; });
+        return n;
+    }
 
     static bool waiting_at_exit(const child_set& s) noexcept {
         return static_cast<bool>(s.exit_waiter_);
@@ -239,6 +251,17 @@ private:
                 out_ << ", " << d << " task frames deep";
             }
             out_ << "\n";
+        } else {
+            // Waiting at the exit of a task group, gather, wait_any or as_completed it owns.
+            auto [b, e] = groups_.equal_range(&t);
+            for (auto it = b; it != e; ++it) {
+                if (access::waiting_at_exit(*it->second)) {
+                    const std::size_t n = access::live_children(*it->second);
+                    indent(depth + 1);
+                    out_ << "parked on " << it->second->what() << " exit, " << n
+                         << (n == 1 ? " task" : " tasks") << " left\n";
+                }
+            }
         }
         auto [b, e] = groups_.equal_range(&t);
         for (auto it = b; it != e; ++it) {
@@ -269,6 +292,57 @@ private:
     deadline now_;
 };
 
+// A scope's node is its first member, and every node that is not a cancel source's is a
+// scope's (scope.hpp): the propagation observer gets back from the nodes to the scopes, and
+// from a task scope to its task.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+#endif
+static_assert(offsetof(scope, node) == 0);
+constexpr std::size_t task_scope_offset = offsetof(task_core, task_scope);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+scope& scope_of_node(cancel_node& n) noexcept {
+    return *reinterpret_cast<scope*>(&n);
+}
+
+/// The task a scope is in: up its chain to the task scope (a group's scope is in its
+/// owner). Null for a token scope, which encloses its task's scope.
+task_core* task_of(scope& s) noexcept {
+    scope* p = &s;
+    while (p != nullptr && p->kind != scope_kind::task) {
+        p = p->parent;
+    }
+    if (p == nullptr) {
+        return nullptr;
+    }
+    return reinterpret_cast<task_core*>(reinterpret_cast<char*>(p) - task_scope_offset);
+}
+
+scope_type scope_type_of(scope_kind k) noexcept {
+    switch (k) {
+    case scope_kind::shield:
+        return scope_type::shield;
+    case scope_kind::group:
+        return scope_type::group;
+    case scope_kind::token:
+        return scope_type::token;
+    case scope_kind::task:
+    case scope_kind::timeout:
+        break;
+    }
+    return scope_type::timeout;
+}
+
+/// The task a token scope encloses (its node's child is the task scope's node).
+task_core* token_owner(cancel_node& token_node) noexcept {
+    cancel_node* c = access::first_child(token_node);
+    return c == nullptr ? nullptr : task_of(scope_of_node(*c));
+}
+
 task_event event_of(task_core& core) noexcept {
     return task_event{core.task_scope.id, name_of(core), spawned_by_of(core.info), group_of(core),
                       core.rt->now()};
@@ -282,7 +356,7 @@ task_info& ensure_info(task_core& core) {
     }
     auto* r = new task_info;
     r->spawned_by = spawned_by_of(core.info);
-    core.info = reinterpret_cast<std::uintptr_t>(r);
+    core.info = record_tag(r);
     return *r;
 }
 
@@ -307,30 +381,96 @@ void runtime_state::on_dump_signal() noexcept {
 
 void trace_spawned(task_core& core) noexcept {
     core.rt->tracing()->task_spawned(event_of(core));
+    if (core.token_scope != nullptr) {
+        trace_scope(scope_trace::enter, *core.token_scope, core, core.token_scope->cancelled(),
+                    false, false);
+    }
 }
 
 void trace_started(task_core& core) noexcept {
     core.rt->tracing()->task_started(event_of(core));
 }
 
-void trace_finished(task_core& core) noexcept {
+std::uint64_t trace_group(const task_core& core) noexcept {
+    return group_of(core);
+}
+
+void trace_finished(task_core& core, std::uint64_t group) noexcept {
     task_end how = task_end::value;
     if (core.result == outcome::error) {
         how = task_end::error;
     } else if (core.result == outcome::cancelled) {
         how = task_end::cancelled;
     }
-    core.rt->tracing()->task_finished(event_of(core), how);
+    if (core.token_scope != nullptr) {
+        trace_scope(scope_trace::exit, *core.token_scope, core, core.token_scope->cancelled(),
+                    false, false);
+    }
+    task_event e = event_of(core);
+    e.group = group;
+    core.rt->tracing()->task_finished(e, how);
 }
 
-void trace_cancel_requested(task_core& core) noexcept {
-    core.rt->tracing()->task_cancel_requested(event_of(core));
+void trace_propagation(cancel_node& origin, intrusive_list<cancel_node, work_tag>& marked,
+                       bool posted) noexcept {
+    // The origin's scope and task (none for a cancel source's node).
+    scope* const from = origin.shared() ? nullptr : &scope_of_node(origin);
+    task_core* const from_task = from == nullptr ? nullptr : task_of(*from);
+    const std::uint64_t origin_id = from == nullptr ? 0 : from->id;
+    // A group's own cancellation (its cancel(), a failing child, wait_any's losers) is its
+    // "expire"; a timeout scope reports its own in timeout_scope::expire().
+    if (from != nullptr && from->kind == scope_kind::group && from_task != nullptr &&
+        from_task->rt != nullptr && from_task->rt->tracing() != nullptr) {
+        trace_scope(scope_trace::expire, *from, *from_task, true, false, false);
+    }
+    marked.for_each([&](cancel_node& n) {
+        if (n.shared()) {
+            return;
+        }
+        scope& s = scope_of_node(n);
+        if (s.kind == scope_kind::token) {
+            // A task's token scope expires when its cancel source is cancelled: its task is
+            // the one whose task scope is the token scope's child.
+            if (task_core* t = token_owner(n);
+                t != nullptr && t->rt != nullptr && t->rt->tracing() != nullptr && !t->done()) {
+                trace_scope(scope_trace::expire, s, *t, true, false, false);
+            }
+            return;
+        }
+        // One event per task the request reaches: at the origin, and where it enters another
+        // task (its task scope); a task's inner scopes are part of the same request.
+        if (&n != &origin && s.kind != scope_kind::task) {
+            return;
+        }
+        task_core* t = task_of(s);
+        if (t == nullptr || t->rt == nullptr || t->done()) {
+            return;
+        }
+        tracer* tr = t->rt->tracing();
+        if (tr == nullptr) {
+            return;
+        }
+        cancel_cause cause = cancel_cause::parent;
+        if (from == nullptr) {
+            cause = posted ? cancel_cause::cross_thread : cancel_cause::token;
+        } else if (from_task == t && from->kind == scope_kind::task) {
+            cause = t->rt->accepting() ? cancel_cause::handle : cancel_cause::shutdown;
+        } else if (from_task == t) {
+            cause = from->kind == scope_kind::timeout && from->own_deadline <= t->rt->now()
+                        ? cancel_cause::deadline
+                        : cancel_cause::scope;
+        }
+        const message_ptr& m = n.message();
+        tr->task_cancel_requested(
+            event_of(*t), cancel_event{cause, origin_id,
+                                       m == nullptr ? std::string_view{} : std::string_view(*m)});
+    });
 }
 
 void trace_scope(scope_trace what, const scope& s, task_core& core, bool expired, bool converted,
                  bool move_on) noexcept {
     const scope_event e{s.id,    core.task_scope.id, s.own_deadline, core.rt->now(),
-                        expired, converted,          move_on};
+                        expired, converted,          move_on,        scope_type_of(s.kind)};
     tracer* t = core.rt->tracing();
     switch (what) {
     case scope_trace::enter:
@@ -345,24 +485,32 @@ void trace_scope(scope_trace what, const scope& s, task_core& core, bool expired
     }
 }
 
-void trace_parked(task_core& core) noexcept {
+void trace_suspended(task_core& core) noexcept {
     if (access::slow_wait_threshold(*core.rt) <= loop_clock::duration::zero()) {
         return;
     }
+    const parked_wait* wait = access::parked_wait_of(core);
+    if (wait == nullptr && info_record(core.info) == nullptr) {
+        return; // not parked in a wait, and nothing to forget
+    }
     try {
-        ensure_info(core).parked_since = core.rt->now();
+        task_info& r = ensure_info(core);
+        r.parked_in = wait;
+        r.parked_since = core.rt->now();
     } catch (...) { // std::bad_alloc: this wait is not checked
     }
 }
 
-void trace_unparked(task_core& core, const parked_wait& wait) noexcept {
-    const loop_clock::duration threshold = access::slow_wait_threshold(*core.rt);
-    const task_info* r = info_record(core.info);
-    if (threshold <= loop_clock::duration::zero() || r == nullptr) {
+void trace_resumed(task_core& core) noexcept {
+    task_info* r = info_record(core.info);
+    if (r == nullptr || r->parked_in == nullptr) {
         return;
     }
+    // The wait is still alive: the task is suspended in it until this very resumption.
+    const parked_wait& wait = *std::exchange(r->parked_in, nullptr);
+    const loop_clock::duration threshold = access::slow_wait_threshold(*core.rt);
     const loop_clock::duration waited = core.rt->now() - r->parked_since;
-    if (waited >= threshold) {
+    if (threshold > loop_clock::duration::zero() && waited >= threshold) {
         core.rt->tracing()->slow_wait(
             event_of(core),
             slow_wait_event{access::kind(wait).name, waited, access::aborted(wait)});
@@ -381,6 +529,26 @@ const char* to_string(task_status s) noexcept {
         return "parked";
     case task_status::finishing:
         return "finishing";
+    }
+    return "unknown";
+}
+
+const char* to_string(cancel_cause c) noexcept {
+    switch (c) {
+    case cancel_cause::handle:
+        return "handle";
+    case cancel_cause::shutdown:
+        return "shutdown";
+    case cancel_cause::deadline:
+        return "deadline";
+    case cancel_cause::scope:
+        return "scope";
+    case cancel_cause::parent:
+        return "parent";
+    case cancel_cause::token:
+        return "token";
+    case cancel_cause::cross_thread:
+        return "cross thread";
     }
     return "unknown";
 }

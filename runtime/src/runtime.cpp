@@ -8,6 +8,8 @@
 #include <uvasync/error.hpp>
 #include <uvasync/runtime.hpp>
 
+#include "runtime_cold.hpp"
+
 namespace uvasync {
 
 namespace {
@@ -74,6 +76,7 @@ runtime& runtime::current() {
 
 namespace detail {
 
+// NOLINTNEXTLINE(performance-unnecessary-value-param): the signature runtime.hpp declares
 void shutdown_after_main(runtime_state& rt, std::exception_ptr main_failure) {
     try {
         rt.shutdown();

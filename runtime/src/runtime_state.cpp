@@ -2,15 +2,18 @@
 // The scheduler's construction and teardown, and the thread's current runtime. The run queue,
 // the deadline timer, the cross-thread inbox and shutdown each have their own file.
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include <uvasync/detail/runtime_state.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/uv_error.hpp>
 
 #include "inbox.hpp"
+#include "runtime_cold.hpp"
 #include "runtime_handles.hpp"
 
 namespace uvasync::detail {
@@ -35,15 +38,23 @@ void default_exception_handler(std::exception_ptr e) {
 runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     : loop_(loop)
     , tracer_(cfg.tracer.get())
+    , instrumented_(tracer_ != nullptr)
+    , plain_adopt_(tracer_ == nullptr)
     , owns_loop_(owns_loop)
     , virtual_(cfg.clock == clock_kind::virtual_time)
     , autojump_(cfg.autojump)
-    , autojump_threshold_ms_(cfg.autojump_threshold.count())
-    , shutdown_grace_ms_(cfg.shutdown_grace.count())
-    , handles_(new loop_handles)
-    , exception_handler_(std::move(cfg.exception_handler))
-    , tracer_owner_(std::move(cfg.tracer))
-    , slow_wait_threshold_(cfg.slow_wait_threshold) {
+    , cold_(std::make_unique<runtime_cold>()) {
+    cold_->autojump_threshold_ms = cfg.autojump_threshold.count();
+    cold_->shutdown_grace_ms = cfg.shutdown_grace.count();
+    // Here, not in the member initializers: after cold_, so that if either allocation fails
+    // the other is not leaked (handles_ is a raw pointer the close callbacks free).
+    handles_ = new loop_handles; // NOLINT(cppcoreguidelines-prefer-member-initializer)
+    cold_->exception_handler = std::move(cfg.exception_handler);
+    cold_->tracer_owner = std::move(cfg.tracer);
+    cold_->slow_wait_threshold = cfg.slow_wait_threshold;
+    if (tracer_ != nullptr) {
+        observe_propagations(&trace_propagation); // cancellations tell the tracer (trace.hpp)
+    }
     if (loop_ == nullptr) {
         delete handles_;
         throw std::invalid_argument("uvasync: runtime needs a loop (got a null uv_loop_t*)");
@@ -56,12 +67,12 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
         delete handles_;
         throw;
     }
-    if (!exception_handler_) {
-        exception_handler_ = &default_exception_handler;
+    if (!cold_->exception_handler) {
+        cold_->exception_handler = &default_exception_handler;
     }
     uv_update_time(loop_);
     virtual_now_ = static_cast<std::int64_t>(uv_now(loop_));
-    started_at_ = now();
+    cold_->started_at = now();
     handles_->owner = this;
     auto init = [&](uv_handle_t* h, int rc, const char* what) {
         check_uv(rc, what);
@@ -70,7 +81,7 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     };
     init(reinterpret_cast<uv_handle_t*>(&handles_->timer), uv_timer_init(loop_, &handles_->timer),
          "uvasync: uv_timer_init");
-    if (virtual_ && autojump_threshold_ms_ > 0) {
+    if (virtual_ && cold_->autojump_threshold_ms > 0) {
         // Only a virtual clock with an autojump threshold needs this timer (SEMANTICS 18.4).
         init(reinterpret_cast<uv_handle_t*>(&handles_->threshold),
              uv_timer_init(loop_, &handles_->threshold), "uvasync: uv_timer_init");
@@ -100,7 +111,7 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
                  "uvasync: uv_signal_start (runtime_options::dump_signal)");
         uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->dump));
     }
-    inbox_ = new inbox(&handles_->async);
+    cold_->mailbox = new inbox(&handles_->async);
 
     // Prepare and check always run while the loop runs, but must never keep it alive; the
     // async handle only keeps an owned loop alive while run() waits for its main task.
@@ -111,12 +122,12 @@ runtime_state::runtime_state(uv_loop_t* loop, bool owns_loop, config cfg)
     uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->async));
 
     thread_context& ctx = this_thread_context();
-    previous_current_ = ctx.runtime;
+    cold_->previous_current = ctx.runtime;
     ctx.runtime = this;
 }
 
 runtime_state::~runtime_state() {
-    const bool close_failure_thrown = phase_ == phase::closed && owns_loop_ && !loop_closed_;
+    const bool close_failure_thrown = phase_ == phase::closed && owns_loop_ && !cold_->loop_closed;
     try {
         shutdown(); // retries closing the loop after a failure shutdown() threw
     } catch (...) {
@@ -128,12 +139,12 @@ runtime_state::~runtime_state() {
             report(std::current_exception());
         }
     }
-    inbox_->release();
+    cold_->mailbox->release();
     thread_context& ctx = this_thread_context();
     if (ctx.runtime == this) {
-        ctx.runtime = previous_current_;
+        ctx.runtime = cold_->previous_current;
     }
-    if (owns_loop_ && loop_closed_) {
+    if (owns_loop_ && cold_->loop_closed) {
         delete loop_;
     }
 }
@@ -147,19 +158,19 @@ void runtime_state::wrong_thread(const char* what) {
 
 void runtime_state::report(std::exception_ptr e) noexcept {
     try {
-        exception_handler_(std::move(e));
+        cold_->exception_handler(std::move(e));
     } catch (...) {
         std::fprintf(stderr, "uvasync: the exception handler threw\n");
     }
 }
 
 void runtime_state::keep_alive(bool on) noexcept {
-    keep_alive_holders_ += on ? 1 : -1;
+    cold_->keep_alive_holders += on ? 1 : -1;
     if (handles_ == nullptr) {
         return; // closed
     }
     auto* h = reinterpret_cast<uv_handle_t*>(&handles_->async);
-    if (keep_alive_holders_ > 0) {
+    if (cold_->keep_alive_holders > 0) {
         uv_ref(h);
     } else {
         uv_unref(h);
@@ -169,6 +180,14 @@ void runtime_state::keep_alive(bool on) noexcept {
 thread_context& this_thread_context() noexcept {
     thread_local thread_context context;
     return context;
+}
+
+inbox* runtime_state::mailbox() const noexcept {
+    return cold_->mailbox;
+}
+
+deadline runtime_state::started_at() const noexcept {
+    return cold_->started_at;
 }
 
 inbox* current_inbox() noexcept {
@@ -183,6 +202,10 @@ runtime_state& current_runtime(const char* what) {
     if (runtime_state* rt = this_thread_context().runtime) {
         return *rt;
     }
+    throw_no_runtime(what);
+}
+
+void throw_no_runtime(const char* what) {
     throw invalid_state(std::string("uvasync: ") + what + " needs a runtime on this thread");
 }
 

@@ -3,6 +3,7 @@
 // what is left, wait for libuv requests in flight, close the runtime's handles.
 #include <chrono>
 #include <functional>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include <uvasync/task.hpp>
 
 #include "inbox.hpp"
+#include "runtime_cold.hpp"
 #include "runtime_handles.hpp"
 
 namespace uvasync::detail {
@@ -36,7 +38,7 @@ void on_handle_closed(uv_handle_t* h) {
 
 void runtime_state::shutdown() {
     if (phase_ == phase::closed) {
-        if (owns_loop_ && !loop_closed_) {
+        if (owns_loop_ && !cold_->loop_closed) {
             runtime_scope current(this);
             close_owned_loop(); // an earlier attempt found handles open: retry
         }
@@ -47,13 +49,10 @@ void runtime_state::shutdown() {
     }
     runtime_scope current(this);
     if (phase_ == phase::running) {
-        phase_ = phase::shutting_down;
+        set_phase(phase::shutting_down);
         on_async(); // what other threads posted before the shutdown still runs
         tasks_.for_each([this](task_core& t) {
             if (!t.done()) {
-                if (tracer_ != nullptr && !t.task_scope.node.requested()) {
-                    trace_cancel_requested(t); // before the abort hooks run
-                }
                 t.cancel(make_message("runtime shutdown"));
             }
         });
@@ -73,8 +72,8 @@ void runtime_state::shutdown() {
         static_cast<list_hook<all_tasks_tag>&>(t).unlink();
     });
     drop_timed_calls(); // callbacks that have not run never will (SEMANTICS 20)
-    phase_ = phase::closed;
-    for (auto& m : inbox_->close()) {
+    set_phase(phase::closed);
+    for (auto& m : cold_->mailbox->close()) {
         run_message(m, *this);
     }
     close_handles();
@@ -89,7 +88,7 @@ void runtime_state::close_owned_loop() {
     while (uv_run(loop_, UV_RUN_DEFAULT) != 0) {
     }
     if (uv_loop_close(loop_) == 0) {
-        loop_closed_ = true;
+        cold_->loop_closed = true;
         return;
     }
     std::string names;
@@ -123,7 +122,7 @@ void runtime_state::close_from_callback(std::function<void()> on_closed) {
         throw invalid_state("uvasync: close_from_callback() needs a runtime with no unfinished "
                             "task and no request in flight");
     }
-    on_closed_ = std::move(on_closed);
+    cold_->on_closed = std::move(on_closed);
     shutdown(); // nothing to wait for: only close_handles, which does not run the loop now
 }
 
@@ -137,13 +136,13 @@ void runtime_state::wait_for_tasks() {
             }) {}
     } grace;
 
-    grace.when = deadline_after(now(), std::chrono::milliseconds(shutdown_grace_ms_));
+    grace.when = deadline_after(now(), std::chrono::milliseconds(cold_->shutdown_grace_ms));
     deadlines_.release_one(); // the room the constructor held: add_deadline does not allocate
     if (grace.when == now()) {
         grace.expired = true;
     } else if (grace.when != never) {
         add_deadline(grace);
-        grace_ = &grace;
+        cold_->grace = &grace;
     }
     // A virtual clock must be able to reach the grace deadline on its own.
     const bool saved_autojump = autojump_;
@@ -157,7 +156,7 @@ void runtime_state::wait_for_tasks() {
     }
     autojump_ = saved_autojump;
     remove_deadline(grace);
-    grace_ = nullptr;
+    cold_->grace = nullptr;
     if (live_tasks_ > 0) {
         leak_remaining();
     }
@@ -170,37 +169,81 @@ void runtime_state::leak_remaining() noexcept {
     // themselves as they are destroyed.
     // Each is pinned by a reference while frames are destroyed, since destroying one frame may
     // drop the last handle to another.
-    (void)ready_.take();
-    (void)yielded_.take();
+    // Nothing here may throw: without memory for the list of tasks or for a report, the tasks
+    // are still destroyed (one at a time, or unreported).
+    const auto drop_queues = [this]() noexcept {
+        (void)ready_.take();
+        (void)yielded_.take();
+        (void)yielded_before_poll_.take();
+    };
+    drop_queues();
+    const auto leak = [this](task_core& t) noexcept {
+        try {
+            report(std::make_exception_ptr(leaked_task_error(
+                "uvasync: a task was still running when the shutdown grace period ended; its "
+                "frame was destroyed without resuming it")));
+        } catch (const std::bad_alloc&) {
+            // No memory for the report: the task goes unreported, and is destroyed all the same.
+        }
+        t.destroy_frame();
+        t.result = outcome::cancelled;
+        t.error = nullptr; // a delivery the body may have caught (task_core's outcome slots)
+        t.cancel_message = make_message("leaked at runtime shutdown");
+        if (tracer_ != nullptr) {
+            // Finished outside a step (instrumented_step reports the others).
+            trace_finished(t, trace_group(t));
+        }
+        t.finish();
+    };
+    std::size_t count = 0;
+    tasks_.for_each([&](task_core& t) {
+        if (!t.done()) {
+            t.waiters.clear();
+            ++count;
+        }
+    });
     std::vector<task_core*> leaked;
+    try {
+        leaked.reserve(count);
+    } catch (const std::bad_alloc&) {
+        // No memory for the list: one task at a time, each found again among the tasks. A task
+        // that is not done is kept alive by the runtime's own reference, so only the one being
+        // destroyed needs a pin; the run queue is emptied before its pin goes.
+        for (;;) {
+            task_core* next = nullptr;
+            tasks_.for_each([&](task_core& t) {
+                if (next == nullptr && !t.done()) {
+                    next = &t;
+                }
+            });
+            if (next == nullptr) {
+                return;
+            }
+            next->add_ref();
+            leak(*next);
+            drop_queues();
+            next->release();
+            drop_queues();
+        }
+    }
     tasks_.for_each([&](task_core& t) {
         if (!t.done()) {
             t.add_ref();
-            t.waiters.clear();
-            leaked.push_back(&t);
+            leaked.push_back(&t); // never allocates: reserved above
         }
     });
     for (task_core* t : leaked) {
-        report(std::make_exception_ptr(
-            leaked_task_error("uvasync: a task was still running when the shutdown grace period "
-                              "ended; its frame was destroyed without resuming it")));
-        t->destroy_frame();
-        t->result = outcome::cancelled;
-        t->error = nullptr; // a delivery the body may have caught (task_core's outcome slots)
-        t->cancel_message = make_message("leaked at runtime shutdown");
-        t->finish();
+        leak(*t);
     }
     // Destroying a frame may have woken a waiter in another leaked task (an awaiter destructor
     // that completes a wait, e.g. closing a stream another task reads): such a task was pushed
     // onto the run queue after it was emptied above, and must not stay there once it is freed.
     // The pins keep every leaked core alive until after this point.
-    (void)ready_.take();
-    (void)yielded_.take();
+    drop_queues();
     for (task_core* t : leaked) {
         t->release();
     }
-    (void)ready_.take(); // releasing runs no task code, but nothing leaked may stay queued
-    (void)yielded_.take();
+    drop_queues(); // releasing runs no task code, but nothing leaked may stay queued
 }
 
 void runtime_state::wait_for_requests() noexcept {
@@ -230,9 +273,9 @@ void runtime_state::close_handles() noexcept {
         uv_close(reinterpret_cast<uv_handle_t*>(&h->dump), &on_handle_closed);
     }
     handles_ = nullptr;
-    if (on_closed_) {
+    if (cold_->on_closed) {
         h->all_closed = nullptr;
-        h->on_closed = std::move(on_closed_);
+        h->on_closed = std::move(cold_->on_closed);
         return; // close_from_callback: the loop is already running
     }
     // Run the loop just long enough for the close callbacks (the closing phase of one

@@ -119,9 +119,7 @@ void task_core::body_finished(std::exception_ptr& body_error, bool keep_frame) n
 }
 
 void task_core::finish() noexcept {
-    if (rt != nullptr && rt->tracing() != nullptr) [[unlikely]] {
-        trace_finished(*this);
-    }
+    // (The tracer hears of it at the end of this step: runtime_state::instrumented_step.)
     if (parent_set != nullptr) {
         parent_set->child_finished(parent_set,
                                    this); // the group records the outcome first (SEMANTICS 9.4)

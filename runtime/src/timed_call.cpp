@@ -5,16 +5,18 @@
 
 #include <uvasync/detail/runtime_state.hpp>
 
+#include "runtime_cold.hpp"
+
 namespace uvasync::detail {
 
 timed_call_node& runtime_state::acquire_timed_call() {
-    if (free_timed_calls_ == nullptr) {
-        timed_calls_.push_back(std::make_unique<timed_call_node>());
-        timed_calls_.back()->rt = this;
-        return *timed_calls_.back();
+    if (cold_->free_timed_calls == nullptr) {
+        cold_->timed_calls.push_back(std::make_unique<timed_call_node>());
+        cold_->timed_calls.back()->rt = this;
+        return *cold_->timed_calls.back();
     }
-    timed_call_node* n = free_timed_calls_;
-    free_timed_calls_ = n->next_free;
+    timed_call_node* n = cold_->free_timed_calls;
+    cold_->free_timed_calls = n->next_free;
     n->next_free = nullptr;
     return *n;
 }
@@ -22,12 +24,12 @@ timed_call_node& runtime_state::acquire_timed_call() {
 void runtime_state::release_timed_call(timed_call_node& n) noexcept {
     remove_deadline(n);
     n.drop();
-    n.next_free = free_timed_calls_;
-    free_timed_calls_ = &n;
+    n.next_free = cold_->free_timed_calls;
+    cold_->free_timed_calls = &n;
 }
 
 void runtime_state::drop_timed_calls() noexcept {
-    for (auto& n : timed_calls_) {
+    for (auto& n : cold_->timed_calls) {
         if (n->holds()) {
             ++n->generation;
             release_timed_call(*n);

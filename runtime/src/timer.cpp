@@ -35,6 +35,9 @@ public:
 
     [[nodiscard]] bool stopped() const noexcept { return stopped_; }
 
+    /// When the next tick is due.
+    [[nodiscard]] deadline due() const noexcept { return due_; }
+
     [[nodiscard]] runtime_state& rt() const noexcept { return *rt_; }
 
     /// How many ticks are due at `now()`; advances the schedule past them.
@@ -83,8 +86,22 @@ private:
     bool stopped_ = false;
 };
 
+const wait_kind tick_awaiter::kind{"timer tick", &tick_awaiter::describe};
+
+// "timer tick at 1500 ms": the next tick's time, in ms since the runtime started.
+void tick_awaiter::describe(const parked_wait& w, deadline origin, std::string& out) {
+    if (const timer_state* s = static_cast<const tick_awaiter&>(w).state_; s != nullptr) {
+        out +=
+            "at " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(s->due() - origin).count()) +
+            " ms";
+    }
+}
+
 tick_awaiter::tick_awaiter(timer_state* state) noexcept
     : handle_awaiter(state, &on_abort) {
+    describe_as(kind);
 }
 
 tick_awaiter::~tick_awaiter() {

@@ -27,22 +27,16 @@
 #include <uv.h>
 #include <uvasync/uvasync.hpp>
 
+#include "fuzz_support.hpp"
 #include "schedule_program.hpp"
 
 namespace uvasync::fuzz {
+
+const char* target_name() noexcept {
+    return "schedule_fuzz";
+}
+
 namespace {
-
-[[noreturn]] void violation(const char* what) {
-    std::fprintf(stderr, "schedule_fuzz: check failed: %s\n", what);
-    std::fflush(stderr);
-    std::abort();
-}
-
-void expect(bool ok, const char* what) {
-    if (!ok) {
-        violation(what);
-    }
-}
 
 struct test_error : std::runtime_error {
     test_error()
@@ -508,12 +502,7 @@ void run_one(const std::uint8_t* data, std::size_t size) {
         w.reset();
         g = nullptr;
     }
-    int open = 0;
-    uv_walk(
-        &loop, [](uv_handle_t*, void* arg) { ++*static_cast<int*>(arg); }, &open);
-    expect(open == 0, "a libuv handle was left open");
-    expect(uv_loop_close(&loop) == 0, "uv_loop_close failed");
-    expect(detail::live_frame_counter().load() == frames_before, "a coroutine frame leaked");
+    expect_nothing_left(loop, frames_before);
 }
 
 } // namespace

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Stream fuzzer (libFuzzer): a writer and a reader on the two ends of a connection, with write
 // sizes, read sizes and the timeouts that cancel them taken from the input. Each input runs
-// twice: over a socketpair (pipe_stream::open) and over a TCP connection on 127.0.0.1
-// (tcp_stream::open; small socket buffers, so that large writes stay pending there too). Every byte
+// twice: over a socketpair (pipe_stream::open) and over a TCP connection on 127.0.0.1 made by
+// the library itself (tcp_listener::bind, tcp_stream::connect, accept; small socket buffers, so
+// that large writes stay pending there too). Every byte
 // written is a function of its position in the stream, so a lost, duplicated or reordered byte
 // shows at the reader. Checks, against docs/io/streams.md:
 //   - reading: a cancelled read consumes nothing (the data stays buffered for the next read) and
@@ -27,25 +28,17 @@
 #include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include "fuzz_support.hpp"
+
 #include <sys/socket.h>
-#include <unistd.h>
 
 namespace uvasync::fuzz {
+
+const char* target_name() noexcept {
+    return "stream_fuzz";
+}
+
 namespace {
-
-[[noreturn]] void violation(const char* what) {
-    std::fprintf(stderr, "stream_fuzz: check failed: %s\n", what);
-    std::fflush(stderr);
-    std::abort();
-}
-
-void expect(bool ok, const char* what) {
-    if (!ok) {
-        violation(what);
-    }
-}
 
 /// The byte at position `i` of the stream: not periodic in any small length.
 char pattern(std::size_t i) noexcept {
@@ -150,49 +143,49 @@ task<> reader(stream& s, const std::vector<step>& steps, outcome& out) {
     co_await s.close();
 }
 
-template <class Stream>
-task<> run_pair(int fd_a, int fd_b, const std::vector<step>& writes, const std::vector<step>& reads,
-                outcome& out) {
-    Stream a = Stream::open(fd_a);
-    Stream b = Stream::open(fd_b);
+task<> run_pair(stream& a, stream& b, const std::vector<step>& writes,
+                const std::vector<step>& reads, outcome& out) {
     auto w = writer(a, writes, out);
     auto r = reader(b, reads, out);
     co_await gather(std::move(w), std::move(r));
 }
 
-/// A connected TCP pair on 127.0.0.1 (blocking setup; the kernel completes the handshake from
-/// the backlog). Send and receive buffers are made small so that large writes stay pending.
-void tcp_pair(int fds[2]) {
-    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-    expect(listener >= 0, "socket");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    expect(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "bind");
-    expect(::listen(listener, 1) == 0, "listen");
-    socklen_t len = sizeof addr;
-    expect(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0, "getsockname");
-    const int small = 16384;
-    fds[0] = ::socket(AF_INET, SOCK_STREAM, 0);
-    expect(fds[0] >= 0, "socket");
-    expect(::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0, "SO_SNDBUF");
-    expect(::setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0, "SO_RCVBUF");
-    expect(::connect(fds[0], reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "connect");
-    fds[1] = ::accept(listener, nullptr, nullptr);
-    expect(fds[1] >= 0, "accept");
-    ::close(listener);
+task<> run_socketpair(const std::vector<step>& writes, const std::vector<step>& reads,
+                      outcome& out) {
+    int fds[2] = {-1, -1};
+    expect(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0, "socketpair");
+    pipe_stream a = pipe_stream::open(fds[0]);
+    pipe_stream b = pipe_stream::open(fds[1]);
+    co_await run_pair(a, b, writes, reads, out);
+}
+
+/// Sets the kernel's send or receive buffer of `h` to 16 KiB.
+void small_buffer(uv_handle_t* h, int (*set)(uv_handle_t*, int*), const char* what) {
+    int size = 16384;
+    expect(set(h, &size) == 0, what);
+}
+
+/// A TCP connection on 127.0.0.1 made through the library: a listener on an ephemeral port, a
+/// connect and an accept, the listener closed once the connection is made. Its receive buffer
+/// (inherited by the accepted socket before the handshake, so the window it announces is small
+/// too) and the client's send buffer are 16 KiB, so that large writes stay pending.
+task<> run_tcp(const std::vector<step>& writes, const std::vector<step>& reads, outcome& out) {
+    tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0), 1);
+    small_buffer(reinterpret_cast<uv_handle_t*>(l.native_handle()), &uv_recv_buffer_size,
+                 "SO_RCVBUF");
+    task_handle<tcp_stream> connecting = spawn(tcp_stream::connect(l.local_address()));
+    tcp_stream server = co_await l.accept();
+    tcp_stream client = co_await connecting;
+    co_await l.close();
+    small_buffer(reinterpret_cast<uv_handle_t*>(client.native_handle()), &uv_send_buffer_size,
+                 "SO_SNDBUF");
+    co_await run_pair(client, server, writes, reads, out);
 }
 
 enum class transport : std::uint8_t { socketpair, tcp };
 
 void run_one(const std::vector<step>& writes, const std::vector<step>& reads, transport via) {
     const std::ptrdiff_t frames_before = detail::live_frame_counter().load();
-    int fds[2] = {-1, -1};
-    if (via == transport::socketpair) {
-        expect(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0, "socketpair");
-    } else {
-        tcp_pair(fds);
-    }
     uv_loop_t loop;
     expect(uv_loop_init(&loop) == 0, "uv_loop_init");
     outcome out;
@@ -200,9 +193,8 @@ void run_one(const std::vector<step>& writes, const std::vector<step>& reads, tr
         runtime_options options;
         options.virtual_clock = true;
         runtime rt(&loop, std::move(options));
-        auto t = via == transport::socketpair
-                     ? run_pair<pipe_stream>(fds[0], fds[1], writes, reads, out)
-                     : run_pair<tcp_stream>(fds[0], fds[1], writes, reads, out);
+        auto t = via == transport::socketpair ? run_socketpair(writes, reads, out)
+                                              : run_tcp(writes, reads, out);
         task_handle<> h = rt.spawn(std::move(t));
         rt.keep_loop_alive(true);
         while (!h.done()) {
@@ -225,12 +217,7 @@ void run_one(const std::vector<step>& writes, const std::vector<step>& reads, tr
         expect(!out.reader_error, "a read error without a cancelled write");
         expect(out.received.size() == out.acked, "received != written");
     }
-    int open = 0;
-    uv_walk(
-        &loop, [](uv_handle_t*, void* arg) { ++*static_cast<int*>(arg); }, &open);
-    expect(open == 0, "a libuv handle was left open");
-    expect(uv_loop_close(&loop) == 0, "uv_loop_close failed");
-    expect(detail::live_frame_counter().load() == frames_before, "a coroutine frame leaked");
+    expect_nothing_left(loop, frames_before);
 }
 
 void run_one(const std::uint8_t* data, std::size_t size) {

@@ -54,6 +54,12 @@ task<void> resolve_cancelled(task_handle<void>& self, bool& resumed) {
     resumed = true;
 }
 
+task<void> reverse_cancelled(task_handle<void>& self, bool& resumed) {
+    self.cancel("before start");
+    name_info n = co_await reverse(socket_address::parse("127.0.0.1", 80), NI_NUMERICHOST);
+    resumed = true;
+}
+
 task<void> reverse_localhost(bool& armed, std::string& host) {
     armed = true;
     name_info n =
@@ -146,14 +152,24 @@ TEST_SUITE("dns") {
         f.run_until([&] { return h.done(); });
         check_cancelled(h);
         CHECK_FALSE(resumed);
+        CHECK(f.loop()->active_reqs.count == 0); // no uv_getaddrinfo was started
+    }
+
+    TEST_CASE("dns_reverse_cancelled_before_start_makes_no_request") {
+        loop_fixture f;
+        bool resumed = false;
+        task_handle<void> h;
+        h = f.rt->spawn(reverse_cancelled(h, resumed));
+        f.run_until([&] { return h.done(); });
+        check_cancelled(h);
+        CHECK_FALSE(resumed);
+        CHECK(f.loop()->active_reqs.count == 0); // no uv_getnameinfo was started
     }
 
     TEST_CASE("dns_cancelled_while_queued_is_taken_back") {
         loop_fixture f;
         pool_gate gate;
-        auto b1 = f.rt->spawn(gate.block(1));
-        auto b2 = f.rt->spawn(gate.block(2));
-        f.run(gate.wait_running(pool_size));
+        pool_gate::blockers held = gate.occupy(f);
         bool armed_a = false;
         bool armed_b = false;
         int count = -1;
@@ -164,13 +180,14 @@ TEST_SUITE("dns") {
         CHECK(a.cancel("queued"));
         CHECK_FALSE(a.cancel("twice"));
         CHECK(b.cancel("queued"));
+        CHECK_FALSE(b.cancel("twice"));
         f.run_until([&] { return a.done() && b.done(); });
         check_cancelled(a);
         check_cancelled(b);
         CHECK(count == -1); // UV_EAI_CANCELED: nothing was delivered
         CHECK(host.empty());
         gate.open();
-        f.run_until([&] { return b1.done() && b2.done(); });
+        f.run_until([&] { return held.first.done() && held.second.done(); });
     }
 
     TEST_CASE("dns_cancelled_after_completion_before_resumption_delivers_the_list") {
@@ -205,57 +222,64 @@ TEST_SUITE("dns") {
         check_cancelled(h);
     }
 
+    /// A runtime on the virtual clock with no shutdown grace, both threadpool threads held by
+    /// `gate`'s blockers, and a lookup (`resolve_localhost`) queued behind them: `armed` is set.
+    /// Members go in reverse order, as the locals they replace did.
+    struct lookup_behind_blockers {
+        lookup_behind_blockers(bool& armed, int& count)
+            : f(no_grace()) {
+            held = gate.occupy(f);
+            h = f.rt->spawn(resolve_localhost(armed, count));
+            f.run_until([&] { return armed; }); // queued behind the blockers
+        }
+
+        static runtime_options no_grace() {
+            runtime_options o = loop_fixture::virtual_clock();
+            o.shutdown_grace = std::chrono::milliseconds(0);
+            return o;
+        }
+
+        loop_fixture f;
+        pool_gate gate;
+        pool_gate::blockers held;
+        task_handle<void> h;
+    };
+
     TEST_CASE("dns_lookup_finished_before_shutdown_is_delivered_not_leaked") {
         // The lookup finished on the threadpool before the shutdown but the loop has not run
         // its callback: uv_cancel says UV_EBUSY, and shutdown waits for the callback before it
         // destroys any frame (SEMANTICS 15.5), so the task gets the list (D-2); it is freed
         // when the task unwinds (LeakSanitizer checks).
-        runtime_options o = loop_fixture::virtual_clock();
-        o.shutdown_grace = std::chrono::milliseconds(0);
         bool armed = false;
         int count = -1;
         {
-            loop_fixture f(o);
-            pool_gate gate;
-            auto b1 = f.rt->spawn(gate.block(1));
-            auto b2 = f.rt->spawn(gate.block(2));
-            f.run(gate.wait_running(pool_size));
-            auto h = f.rt->spawn(resolve_localhost(armed, count));
-            f.run_until([&] { return armed; }); // queued behind the blockers
+            lookup_behind_blockers q(armed, count);
             // From here the loop does not run: open the gate and wait until the blockers and
             // the lookup have finished (all three wait in the loop's done queue).
-            gate.open();
-            wait_done_queue(f.loop(), 3);
-            f.rt->shutdown();
-            f.reported.clear();
+            q.gate.open();
+            wait_done_queue(q.f.loop(), 3);
+            q.f.rt->shutdown();
+            q.f.reported.clear();
         }
         CHECK(count >= 1);
     }
 
     TEST_CASE("dns_queued_request_at_shutdown_is_cancelled") {
-        runtime_options o = loop_fixture::virtual_clock();
-        o.shutdown_grace = std::chrono::milliseconds(0);
         bool armed = false;
         int count = -1;
         {
-            loop_fixture f(o);
-            pool_gate gate;
-            auto b1 = f.rt->spawn(gate.block(1));
-            auto b2 = f.rt->spawn(gate.block(2));
-            f.run(gate.wait_running(pool_size));
-            auto h = f.rt->spawn(resolve_localhost(armed, count));
-            f.run_until([&] { return armed; });
+            lookup_behind_blockers q(armed, count);
             std::atomic<bool> shutting_down{false};
             std::thread releaser([&] {
                 while (!shutting_down.load()) {
                     std::this_thread::yield();
                 }
-                gate.open(); // the running blockers finish only once the shutdown has begun
+                q.gate.open(); // the running blockers finish only once the shutdown has begun
             });
             shutting_down.store(true);
-            f.rt->shutdown(); // cancels the queued lookup, waits for the running blockers
+            q.f.rt->shutdown(); // cancels the queued lookup, waits for the running blockers
             releaser.join();
-            f.reported.clear();
+            q.f.reported.clear();
         }
         // Usually taken back (-1); the releaser may free a thread before the shutdown's
         // uv_cancel reaches the lookup, which then completes and is delivered (D-2).

@@ -15,6 +15,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "stream_support.hpp"
+#include "temp_dir.hpp"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -24,51 +25,6 @@ namespace uvasync::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-/// A fresh temporary directory, removed (with the sockets in it) at the end of the test.
-class temp_dir {
-public:
-    temp_dir() {
-        char pattern[] = "/tmp/uvasync-pipe-XXXXXX";
-        REQUIRE(::mkdtemp(pattern) != nullptr);
-        path_ = pattern;
-    }
-
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    temp_dir(temp_dir&&) = delete;
-    temp_dir& operator=(temp_dir&&) = delete;
-
-    ~temp_dir() {
-        for (const auto& f : files_) {
-            ::unlink(f.c_str());
-        }
-        ::rmdir(path_.c_str());
-    }
-
-    [[nodiscard]] const std::string& path() const noexcept { return path_; }
-
-    std::string file(const std::string& name) {
-        files_.push_back(path_ + "/" + name);
-        return files_.back();
-    }
-
-private:
-    std::string path_;
-    std::vector<std::string> files_;
-};
-
-struct pipe_pair {
-    pipe_stream client;
-    pipe_stream server;
-};
-
-task<pipe_pair> connect_pipe_pair(pipe_listener& l, std::string path) {
-    task_handle<pipe_stream> connecting = spawn(pipe_stream::connect(path));
-    pipe_stream server = co_await l.accept();
-    pipe_stream client = co_await connecting;
-    co_return pipe_pair{std::move(client), std::move(server)};
-}
 
 task<void> pipe_echo(pipe_listener& l, std::string path) {
     pipe_pair p = co_await connect_pipe_pair(l, path);
@@ -87,7 +43,7 @@ task<void> pipe_echo(pipe_listener& l, std::string path) {
 
 TEST_CASE_FIXTURE(io_fixture, "pipe_listener_connect_accept_echo") {
     temp_dir dir;
-    const std::string path = dir.file("echo.sock");
+    const std::string path = dir / "echo.sock";
     pipe_listener l = pipe_listener::bind(path);
     CHECK(l.is_open());
     for (int round = 0; round < 2; ++round) {
@@ -99,12 +55,12 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_listener_connect_accept_echo") {
 
 TEST_CASE_FIXTURE(io_fixture, "pipe_connect_to_a_missing_path_and_bind_in_use_fail") {
     temp_dir dir;
-    const std::string missing = dir.file("missing.sock");
+    const std::string missing = dir / "missing.sock";
     const failure f = run(failure_of(pipe_stream::connect(missing)));
     CHECK(f.code == UV_ENOENT);
     CHECK(f.what == "pipe_stream::connect " + missing + ": no such file or directory");
 
-    const std::string path = dir.file("taken.sock");
+    const std::string path = dir / "taken.sock";
     pipe_listener l = pipe_listener::bind(path);
     try {
         pipe_listener again = pipe_listener::bind(path);
@@ -136,23 +92,23 @@ std::size_t entries_in(const std::string& dir) {
 TEST_CASE_FIXTURE(io_fixture, "pipe_paths_longer_than_sun_path_or_with_a_nul_are_rejected") {
     temp_dir dir;
     const std::size_t max = sizeof(sockaddr_un{}.sun_path) - 1; // 107 on Linux
-    const std::string base = dir.file("");
-    const std::string longest = dir.file(std::string(max - base.size(), 'a'));
+    const std::string base = dir / "";
+    const std::string longest = dir / (std::string(max - base.size(), 'a'));
     REQUIRE(longest.size() == max);
-    const std::string too_long = dir.file(std::string(max - base.size() + 1, 'b'));
+    const std::string too_long = dir / (std::string(max - base.size() + 1, 'b'));
     const std::string with_nul = base + std::string("x\0y.sock", 8);
 
     CHECK_THROWS_WITH_AS(pipe_listener::bind(too_long), doctest::Contains("at most 107"),
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(pipe_listener::bind(with_nul), doctest::Contains("NUL"),
                          std::invalid_argument);
-    CHECK(entries_in(dir.path()) == 0); // no socket file under a truncated name
+    CHECK(entries_in(dir.str()) == 0); // no socket file under a truncated name
     CHECK(contains(run(connect_error(too_long)), "at most 107"));
     CHECK(contains(run(connect_error(with_nul)), "NUL"));
 
     {
         pipe_listener fits = pipe_listener::bind(longest); // the longest path that fits works
-        CHECK(entries_in(dir.path()) == 1);
+        CHECK(entries_in(dir.str()) == 1);
     }
 }
 
@@ -192,7 +148,7 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_create_gives_an_initialised_unconnected_pipe
 
 TEST_CASE_FIXTURE(io_fixture, "pipe_accept_and_read_cancelled_while_pending") {
     temp_dir dir;
-    const std::string path = dir.file("cancel.sock");
+    const std::string path = dir / "cancel.sock";
     pipe_listener l = pipe_listener::bind(path);
     task_handle<std::string> a = rt->spawn([](pipe_listener& x) -> task<std::string> {
         try {
@@ -226,29 +182,15 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_accept_and_read_cancelled_while_pending") {
 }
 
 TEST_CASE_FIXTURE(io_fixture, "pipe_write_cancelled_under_backpressure_closes_the_stream") {
-    int fds[2] = {-1, -1};
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-    pipe_stream a = pipe_stream::open(fds[0]);
-    pipe_stream b = pipe_stream::open(fds[1]);
-    CHECK(fill_until_eagain(a) > 0);
+    socket_pair p = make_socket_pair();
     std::vector<char> big(1 << 20, 'p');
-    task_handle<std::string> w =
-        rt->spawn([](pipe_stream& s, std::span<const char> d) -> task<std::string> {
-            try {
-                co_await s.write(d);
-                co_return "written";
-            } catch (const cancelled_error&) {
-                co_return "cancelled";
-            }
-        }(a, big));
-    run(nap(5ms));
-    CHECK_FALSE(w.done());
-    w.cancel();
+    task_handle<std::string> w = start_pending_write(*this, p.a, big);
+    w.cancel("stop");
     run_until([&] { return w.done(); });
-    CHECK(w.result() == "cancelled");
-    CHECK_FALSE(a.is_open());
+    CHECK(w.result() == "cancelled: stop");
+    CHECK_FALSE(p.a.is_open());
     const failure f =
-        run(failure_of([](pipe_stream& s) -> task<void> { co_await s.write("x"); }(a)));
+        run(failure_of([](pipe_stream& s) -> task<void> { co_await s.write("x"); }(p.a)));
     CHECK(f.what == "pipe_stream::write: the stream was closed because a pending write was "
                     "cancelled: bad file descriptor");
 }
@@ -263,51 +205,71 @@ task<std::string> connect_and_report(std::string path) {
     }
 }
 
-// A local connect succeeds in the kernel at once, but libuv reports it from the next loop
-// iteration: cancelled between the two, it is pending. One delivery: the first cancellation
-// (the socket closed by the abort) or, if the report came first, the connection.
-TEST_CASE_FIXTURE(io_fixture, "pipe_connect_cancelled_twice_delivers_once") {
-    temp_dir dir;
-    const std::string path = dir.file("twice.sock");
-    pipe_listener l = pipe_listener::bind(path);
-    for (int round = 0; round < 2; ++round) {
-        task_handle<std::string> c = rt->spawn(connect_and_report(path));
-        uv_run(loop(), UV_RUN_NOWAIT); // the connect is issued and parked
-        REQUIRE_FALSE(c.done());
-        CHECK(c.cancel("first"));
-        CHECK_FALSE(c.cancel("second"));
-        run_until([&] { return c.done(); });
-        const std::string r = c.result();
-        CHECK((r == "cancelled: first" || r == "connected"));
+task<std::string> connect_and_keep(std::string path, std::vector<pipe_stream>& keep) {
+    try {
+        keep.push_back(co_await pipe_stream::connect(std::move(path)));
+        co_return "connected";
+    } catch (const std::system_error& e) {
+        co_return e.what();
     }
 }
 
-task<std::string> shutdown_and_report(stream& s) {
-    try {
-        co_await s.shutdown();
-        co_return "shut down";
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
+/// Cancels `h` twice, recording what each cancel() returned.
+task<void> cancel_twice(task_handle<std::string>& h, std::string& log) {
+    log += h.cancel("first") ? "true" : "false";
+    log += h.cancel("second") ? " true" : " false";
+    co_return;
+}
+
+// A connect to a Unix domain socket cannot stay pending for long: the kernel completes it (or,
+// with the listener's backlog full, fails it with EAGAIN: a non-blocking AF_UNIX connect never
+// returns EINPROGRESS on Linux) inside uv_pipe_connect, and libuv reports the result from the
+// next loop iteration. So the pending window is the rest of the iteration that issued it. The
+// canceller runs there: spawned after the connecting task, it runs in the same drain, right
+// after the connect was issued and parked, before libuv's report. That forces the abort path
+// every time: one delivery, with the first message; the second cancel() returns false; the
+// socket is closed (no pipe handle is left open) and the listener accepts the next connection.
+TEST_CASE_FIXTURE(io_fixture, "pipe_connect_cancelled_twice_delivers_once") {
+    temp_dir dir;
+    const std::string path = dir / "twice.sock";
+    pipe_listener l = pipe_listener::bind(path);
+    const int pipes_before = open_handles(loop(), UV_NAMED_PIPE);
+    for (int round = 0; round < 2; ++round) {
+        std::string log;
+        task_handle<std::string> c = rt->spawn(connect_and_report(path));
+        task_handle<void> canceller = rt->spawn(cancel_twice(c, log));
+        run_until([&] { return c.done() && canceller.done(); });
+        CHECK(log == "true false");
+        CHECK(c.result() == "cancelled: first"); // the abort path, not the connection
+        CHECK(open_handles(loop(), UV_NAMED_PIPE) == pipes_before);
+        pipe_pair p = run(connect_pipe_pair(l, path)); // the listener still accepts
+        CHECK(p.client.is_open());
     }
+}
+
+// With the listener's backlog full the kernel refuses at once: the connect fails (UV_EAGAIN,
+// reported from the next iteration) instead of waiting, so this is a "fails" row, not a pending
+// one. The accepted connections are never taken, so the backlog stays full.
+TEST_CASE_FIXTURE(io_fixture, "pipe_connect_to_a_full_backlog_fails_at_once_with_eagain") {
+    temp_dir dir;
+    const std::string path = dir / "full.sock";
+    pipe_listener l = pipe_listener::bind(path, 1);
+    std::vector<pipe_stream> queued; // kept open: the kernel's queue and libuv's held one
+    std::string last;
+    for (int i = 0; i < 16 && !contains(last, "resource temporarily unavailable"); ++i) {
+        task_handle<std::string> c = rt->spawn(connect_and_keep(path, queued));
+        run_until([&] { return c.done(); });
+        last = c.result();
+    }
+    CHECK_FALSE(queued.empty()); // the first connections fit
+    CHECK(contains(last, "pipe_stream::connect " + path + ": resource temporarily unavailable"));
 }
 
 TEST_CASE_FIXTURE(io_fixture, "pipe_shutdown_cancelled_twice_closes_the_stream_once") {
-    int fds[2] = {-1, -1};
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-    pipe_stream a = pipe_stream::open(fds[0]);
-    pipe_stream b = pipe_stream::open(fds[1]);
-    CHECK(fill_until_eagain(a) > 0);
+    socket_pair p = make_socket_pair();
     std::vector<char> big(1 << 20, 'p');
-    task_handle<std::string> w =
-        rt->spawn([](pipe_stream& s, std::span<const char> d) -> task<std::string> {
-            try {
-                co_await s.write(d);
-                co_return "written";
-            } catch (const std::system_error& e) {
-                co_return std::string("error: ") + e.what();
-            }
-        }(a, big));
-    task_handle<std::string> sd = rt->spawn(shutdown_and_report(a));
+    task_handle<std::string> w = start_pending_write(*this, p.a, big);
+    task_handle<std::string> sd = rt->spawn(shutdown_and_report(p.a));
     run(nap(5ms));
     CHECK_FALSE(w.done());
     CHECK_FALSE(sd.done()); // a shutdown waits for the queued writes
@@ -318,7 +280,7 @@ TEST_CASE_FIXTURE(io_fixture, "pipe_shutdown_cancelled_twice_closes_the_stream_o
     CHECK(w.result() ==
           "error: pipe_stream::write: the stream was closed because a pending shutdown was "
           "cancelled: operation canceled");
-    CHECK_FALSE(a.is_open());
+    CHECK_FALSE(p.a.is_open());
 }
 
 } // namespace

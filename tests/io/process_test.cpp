@@ -23,6 +23,8 @@
 #include <uvasync/io/process.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "cancel_log.hpp"
+#include "check_hook.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 
@@ -33,6 +35,8 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_now;
+using uvasync::test::check_hook;
 using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
@@ -159,13 +163,6 @@ task<> self_cancelled_wait(task_handle<>& self, process& p, log_t& log) {
         log.push_back("raised " + std::string(e.message()));
         throw;
     }
-}
-
-task<> cancel_now(task_handle<>& h, log_t& log, int times) {
-    for (int i = 0; i < times; ++i) {
-        log.push_back(h.cancel(i == 0 ? "first" : "second") ? "cancel true" : "cancel false");
-    }
-    co_return;
 }
 
 task<std::string> read_line(pipe_stream& in) {
@@ -449,6 +446,27 @@ TEST_SUITE("process") {
             CHECK(a.cancelled());
             CHECK(log == log_t{"exit 3"});
             log.clear();
+        }
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "process_wait_parked_when_the_child_exits_then_cancelled_"
+                                    "before_resumption_returns_the_status") {
+        for (int round = 0; round < 2; ++round) {
+            process p = process::spawn(sleeper());
+            log_t log;
+            task_handle<> a = rt->spawn(wait_then_checkpoint(p, log));
+            spin(*this); // parked in wait()
+            REQUIRE_FALSE(a.done());
+            // The exit callback records the status and makes the waiter ready; the hook
+            // cancels it in the same iteration, before it resumes: nothing is sent to the
+            // reaped child, the status is returned (D-2) and the checkpoint raises.
+            check_hook hook(loop(), [&] { return p.status().has_value() && a.cancel("late"); });
+            p.kill(SIGUSR1);
+            run_until([&] { return a.done(); });
+            CHECK(hook.fired());
+            CHECK(a.cancelled());
+            CHECK(log == log_t{"exit 0"});
+            CHECK(p.status() == exit_status{0, SIGUSR1});
         }
     }
 

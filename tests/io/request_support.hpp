@@ -19,6 +19,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "temp_dir.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -69,6 +70,21 @@ public:
             gate_.wait();
             return value;
         });
+    }
+
+    /// The jobs that hold every threadpool thread (`pool_size` of them): see `occupy`.
+    struct blockers {
+        task_handle<int> first;
+        task_handle<int> second;
+    };
+
+    /// Spawns a job for each threadpool thread on `f`'s runtime (returning 1 and 2) and runs
+    /// the loop until all of them run: a request made next waits in libuv's queue.
+    [[nodiscard]] blockers occupy(loop_fixture& f) {
+        static_assert(pool_size == 2, "one job per threadpool thread");
+        blockers b{f.rt->spawn(block(1)), f.rt->spawn(block(2))};
+        f.run(wait_running(pool_size));
+        return b;
     }
 
     /// Suspends (yielding to the loop) until `n` jobs run on threadpool threads.
@@ -124,35 +140,6 @@ inline bool blocked_in_fifo_open() {
     }
     return false;
 }
-
-/// A fresh directory, removed with its contents at the end of the test.
-class temp_dir {
-public:
-    temp_dir() {
-        std::string templ = (std::filesystem::temp_directory_path() / "uvasync-io-XXXXXX").string();
-        REQUIRE(::mkdtemp(templ.data()) != nullptr);
-        path_ = templ;
-    }
-
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    temp_dir(temp_dir&&) = delete;
-    temp_dir& operator=(temp_dir&&) = delete;
-
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-
-    [[nodiscard]] std::string operator/(const std::string& name) const {
-        return (path_ / name).string();
-    }
-
-    [[nodiscard]] std::string str() const { return path_.string(); }
-
-private:
-    std::filesystem::path path_;
-};
 
 /// A FIFO in `dir`: opening it for reading blocks on a threadpool thread until `release()`
 /// opens the write end, which makes a "running" fs request on demand.

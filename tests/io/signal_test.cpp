@@ -17,6 +17,7 @@
 #include <uvasync/io/signal.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "cancel_log.hpp"
 #include "join.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
@@ -80,9 +81,7 @@ task<> kill_self_later(int sig) {
 
 task<> cancel_later(task_handle<>& h, log_t& log, int times) {
     co_await yield();
-    for (int i = 0; i < times; ++i) {
-        log.push_back(h.cancel(i == 0 ? "first" : "second") ? "cancel true" : "cancel false");
-    }
+    uvasync::test::cancel_and_log(h, log, times);
 }
 
 task<> cancel_now(task_handle<>& h) {

@@ -37,20 +37,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// Number of TCP handles on `loop` (accepting a connection adds one).
-int tcp_handles(uv_loop_t* loop) {
-    int n = 0;
-    uv_walk(
-        loop,
-        [](uv_handle_t* h, void* arg) {
-            if (uv_handle_get_type(h) == UV_TCP && uv_is_closing(h) == 0) {
-                ++*static_cast<int*>(arg);
-            }
-        },
-        &n);
-    return n;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Completes
 
@@ -424,21 +410,12 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_cancelled_before_start_makes_no_libuv_call") 
     CHECK(run_cancelled_before_start(*this, [&]() -> task<void> {
               tcp_stream s = co_await l.accept();
           }) == "cancelled: early");
-    tcp_stream accepted =
-        run([](tcp_listener& x) -> task<tcp_stream> { co_return co_await x.accept(); }(l));
+    tcp_stream accepted = run(accept_one(l));
     CHECK(accepted.peer_address() == queued_client.local_address());
 }
 
 // ---------------------------------------------------------------------------------------------
 // Cancelled while pending, and cancelled twice
-
-task<std::string> read_and_report(stream& s) {
-    try {
-        co_return "read " + co_await read_chunk(s);
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
-    }
-}
 
 TEST_CASE_FIXTURE(io_fixture, "tcp_read_cancelled_while_pending_then_a_new_read_restarts") {
     tcp_listener l = tcp_listener::bind(loopback());
@@ -453,15 +430,6 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_read_cancelled_while_pending_then_a_new_read_
         CHECK(r.result() == "cancelled: first");
         run([](tcp_pair& pr) -> task<void> { co_await pr.client.write("later"); }(p));
         CHECK(run(read_chunk(p.server)) == "later");
-    }
-}
-
-task<std::string> accept_and_report(tcp_listener& l) {
-    try {
-        tcp_stream s = co_await l.accept();
-        co_return "accepted " + s.peer_address().to_string();
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
     }
 }
 
@@ -492,18 +460,11 @@ int tcp_state(int fd) {
 
 /// Number of open TCP handles on `loop` whose socket is in SYN_SENT (a connect in flight).
 int syn_sent_handles(uv_loop_t* loop) {
-    int n = 0;
-    uv_walk(
-        loop,
-        [](uv_handle_t* h, void* arg) {
-            uv_os_fd_t fd = -1;
-            if (uv_handle_get_type(h) == UV_TCP && uv_is_closing(h) == 0 &&
-                uv_fileno(h, &fd) == 0 && tcp_state(fd) == TCP_SYN_SENT) {
-                ++*static_cast<int*>(arg);
-            }
-        },
-        &n);
-    return n;
+    return count_handles(loop, [](uv_handle_t* h) {
+        uv_os_fd_t fd = -1;
+        return uv_handle_get_type(h) == UV_TCP && uv_is_closing(h) == 0 && uv_fileno(h, &fd) == 0 &&
+               tcp_state(fd) == TCP_SYN_SENT;
+    });
 }
 
 /// A plain socket that listens with backlog 0 and never accepts. Once its accept queue is full
@@ -593,16 +554,16 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_accept_cancelling_one_of_several_waiters_keep
 
 TEST_CASE_FIXTURE(io_fixture, "tcp_connect_cancelled_while_pending_closes_the_socket") {
     full_listener target(*this);
-    const int open_before = tcp_handles(loop());
+    const int open_before = open_handles(loop(), UV_TCP);
     task_handle<tcp_stream> pending = rt->spawn(tcp_stream::connect(target.addr));
     run_until([&] { return syn_sent_handles(loop()) == 1; }); // its SYN is dropped
     REQUIRE(target.full());
     CHECK_FALSE(pending.done());
-    CHECK(tcp_handles(loop()) == open_before + 1);
+    CHECK(open_handles(loop(), UV_TCP) == open_before + 1);
     CHECK(pending.cancel("first"));
     CHECK_FALSE(pending.cancel("second"));
     // The abort closed the socket at once (uv_close closes the descriptor).
-    CHECK(tcp_handles(loop()) == open_before);
+    CHECK(open_handles(loop(), UV_TCP) == open_before);
     CHECK(syn_sent_handles(loop()) == 0);
     run_until([&] { return pending.done(); });
     CHECK(pending.cancelled());
@@ -621,17 +582,6 @@ task<tcp_pair> backpressured_pair(tcp_listener& l) {
             0);
     CHECK(fill_until_eagain(p.client) > 0);
     co_return p;
-}
-
-task<std::string> write_and_report(stream& s, std::span<const char> data) {
-    try {
-        co_await s.write(data);
-        co_return "written";
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
-    } catch (const std::system_error& e) {
-        co_return std::string("error: ") + e.what();
-    }
 }
 
 task<std::string> owning_write_and_report(stream& s, std::size_t size) {
@@ -667,15 +617,6 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_write_cancelled_under_backpressure_closes_the
         const failure r = run(failure_of(read_chunk(p.client)));
         CHECK(r.code == UV_EBADF);
         CHECK(contains(r.what, "pending write was cancelled"));
-    }
-}
-
-task<std::string> shutdown_and_report(stream& s) {
-    try {
-        co_await s.shutdown();
-        co_return "shut down";
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
     }
 }
 
@@ -725,30 +666,15 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_accept_completed_then_cancelled_in_the_same_t
     task_handle<std::string> a = rt->spawn(accept_and_report(l));
     run(nap(5ms));
     REQUIRE_FALSE(a.done());
-    const int before = tcp_handles(loop());
+    const int before = open_handles(loop(), UV_TCP);
     // The accepted connection's handle appears in the poll phase that completes the accept.
-    check_hook hook(loop(), [&] { return tcp_handles(loop()) > before + 1 && a.cancel("late"); });
+    check_hook hook(loop(),
+                    [&] { return open_handles(loop(), UV_TCP) > before + 1 && a.cancel("late"); });
     task_handle<tcp_stream> c = rt->spawn(tcp_stream::connect(l.local_address()));
     run_until([&] { return a.done() && c.done(); });
     CHECK(hook.fired());
     tcp_stream client = c.result();
     CHECK(a.result() == "accepted " + client.local_address().to_string());
-}
-
-/// Number of TCP handles with a connect in progress. libuv clears a stream's `connect_req`
-/// (a private field, read here by the test only) just before it calls the connect callback.
-int connecting_handles(uv_loop_t* loop) {
-    int n = 0;
-    uv_walk(
-        loop,
-        [](uv_handle_t* h, void* arg) {
-            if (uv_handle_get_type(h) == UV_TCP &&
-                reinterpret_cast<uv_stream_t*>(h)->connect_req != nullptr) {
-                ++*static_cast<int*>(arg);
-            }
-        },
-        &n);
-    return n;
 }
 
 task<tcp_stream> flag_then_connect(bool& started, socket_address addr) {
@@ -763,16 +689,16 @@ TEST_CASE_FIXTURE(io_fixture,
         bool started = false;
         task_handle<tcp_stream> c = rt->spawn(flag_then_connect(started, l.local_address()));
         // The check after the poll phase that ran the connect callback, before the task resumes.
-        check_hook hook(
-            loop(), [&] { return started && connecting_handles(loop()) == 0 && c.cancel("late"); });
+        check_hook hook(loop(), [&] {
+            return started && connecting_handles(loop(), UV_TCP) == 0 && c.cancel("late");
+        });
         run_until([&] { return c.done(); });
         CHECK(hook.fired());
         CHECK_FALSE(c.cancelled());
         tcp_stream client = c.result(); // completion wins
         CHECK(client.is_open());
         CHECK(client.peer_address() == l.local_address());
-        tcp_stream server =
-            run([](tcp_listener& x) -> task<tcp_stream> { co_return co_await x.accept(); }(l));
+        tcp_stream server = run(accept_one(l));
         CHECK(server.peer_address() == client.local_address());
     }
 }
@@ -792,11 +718,7 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_then_cancelled_in_the_same_tu
     check_hook hook(loop(), [&] {
         return uv_stream_get_write_queue_size(p.client.native_stream()) == 0 && w.cancel("late");
     });
-    task_handle<void> drain = rt->spawn([](stream& s) -> task<void> {
-        std::string buf(1 << 16, '\0');
-        while (co_await s.read_some(buf) > 0) {
-        }
-    }(p.server));
+    task_handle<void> drain = rt->spawn(drain_until_eof(p.server));
     run_until([&] { return w.done(); });
     CHECK(hook.fired());
     CHECK(w.result() == "written");
@@ -826,11 +748,6 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_write_completed_inside_uv_write_wins_over_a_c
     // The request's deferred callback found no awaiter; the stream still writes.
     run([](stream& s) -> task<void> { co_await s.write("again"); }(p.client));
     CHECK(run(read_n(p.server, 5)) == "again");
-}
-
-task<std::string> flag_then_shutdown(bool& started, stream& s) {
-    started = true; // the shutdown below starts in this same step
-    co_return co_await shutdown_and_report(s);
 }
 
 TEST_CASE_FIXTURE(io_fixture,
@@ -1200,6 +1117,20 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_destroying_the_owner_wakes_waiters_and_frees_
 // ---------------------------------------------------------------------------------------------
 // A borrowed write whose frame is destroyed while pending (runtime shutdown after the grace)
 
+/// The real clock and a 20 ms shutdown grace: the runtime of the leaked-frame tests.
+runtime_options short_grace() {
+    runtime_options o = loop_fixture::real_clock();
+    o.shutdown_grace = 20ms;
+    return o;
+}
+
+/// Connects a pair on `l` and fills the client's kernel buffers (the server does not read).
+task<tcp_pair> filled_pair(tcp_listener& l) {
+    tcp_pair p = co_await connect_pair(l);
+    fill_until_eagain(p.client);
+    co_return p;
+}
+
 task<void> stubborn_writer(stream& client, bool& pending) {
     std::vector<char> frame_buffer(1 << 20, 'f'); // dies with this frame
     pending = true;
@@ -1209,12 +1140,9 @@ task<void> stubborn_writer(stream& client, bool& pending) {
 }
 
 TEST_CASE("tcp_borrowed_write_whose_frame_is_destroyed_while_pending_is_safe") {
-    runtime_options o = loop_fixture::real_clock();
-    o.shutdown_grace = 20ms;
-    io_fixture fx(o);
+    io_fixture fx(short_grace());
     tcp_listener l = tcp_listener::bind(loopback());
-    tcp_pair p = fx.run(connect_pair(l));
-    fill_until_eagain(p.client);
+    tcp_pair p = fx.run(filled_pair(l));
     bool pending = false;
     task_handle<void> w = fx.rt->spawn(stubborn_writer(p.client, pending));
     fx.run_until([&] { return pending; });
@@ -1256,9 +1184,7 @@ TEST_CASE("tcp_leaked_writer_whose_destruction_wakes_a_leaked_reader_is_safe") {
     // The writer's frame is destroyed first (spawn order); its awaiter closes the stream, which
     // wakes the reader of the same stream in the other leaked task: that task must not stay in
     // the run queue once its frame is gone.
-    runtime_options o = loop_fixture::real_clock();
-    o.shutdown_grace = 20ms;
-    io_fixture fx(o);
+    io_fixture fx(short_grace());
     tcp_listener l = tcp_listener::bind(loopback());
     tcp_stream* client = nullptr;
     bool writing = false;
@@ -1286,12 +1212,9 @@ task<void> leaky(std::function<task<void>()> op, bool& pending) {
 }
 
 TEST_CASE("tcp_leaked_frames_pending_in_read_accept_connect_and_owning_write_are_safe") {
-    runtime_options o = loop_fixture::real_clock();
-    o.shutdown_grace = 20ms;
-    io_fixture fx(o);
+    io_fixture fx(short_grace());
     tcp_listener l = tcp_listener::bind(loopback());
-    tcp_pair p = fx.run(connect_pair(l));
-    fill_until_eagain(p.client);
+    tcp_pair p = fx.run(filled_pair(l));
     auto target = std::make_unique<full_listener>(fx);
     const socket_address unreachable = target->addr;
     bool flags[4] = {};

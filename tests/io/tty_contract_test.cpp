@@ -3,8 +3,10 @@
 // pseudo-terminal: the slave end is the tty_stream, the master end a pipe_stream standing for
 // the user at the keyboard. The rows: completes, fails to start, cancelled before start,
 // cancelled while pending, completion wins, cancelled twice. The slave is in raw mode, so input
-// reaches the reader byte by byte, without line editing or echo; reads and writes each have
-// every row.
+// reaches the reader byte by byte, without line editing or echo; reads, writes and shutdowns
+// each have every row. A terminal has no half-close: libuv's shutdown(2) on it fails with
+// UV_ENOTSOCK once the queued writes are done, and that error is the shutdown's completion
+// (libuv has ended the write side all the same: later writes fail with UV_EPIPE).
 //
 // libuv reopens the slave through its path (ttyname_r) and puts that descriptor in non-blocking
 // mode, so a write blocks only when the terminal's output buffer is full: filled with
@@ -66,41 +68,17 @@ struct pty {
     }
 };
 
-task<std::string> read_and_report(stream& s, std::size_t max = 4096) {
-    try {
-        co_return "read " + co_await read_chunk(s, max);
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
-    }
-}
-
-/// True if `op` was cancelled at its first cancellation point (a 0 ms move_on: expired at
-/// entry), before it started.
-template <class Op>
-task<bool> cancelled_before_start(Op op) {
-    auto r = co_await move_on_after(0ms, op());
-    co_return !r.has_value();
-}
-
-task<void> close(stream& s) {
-    co_await s.close();
-}
-
-task<void> write_to(stream& s, std::string text) {
-    co_await s.write(std::move(text));
-}
-
 TEST_CASE_FIXTURE(io_fixture, "tty_read_and_write_complete") {
     pty p;
     if (!p.open()) {
         return;
     }
-    run(write_to(*p.master, "in"));
+    run(write_text(*p.master, "in"));
     CHECK(run(read_n(*p.slave, 2)) == "in");
-    run(write_to(*p.slave, "out"));
+    run(write_text(*p.slave, "out"));
     CHECK(run(read_n(*p.master, 3)) == "out");
-    run(close(*p.slave));
-    run(close(*p.master));
+    run(close_stream(*p.slave));
+    run(close_stream(*p.master));
 }
 
 TEST_CASE_FIXTURE(io_fixture, "tty_operations_on_a_closed_tty_fail_to_start_with_ebadf") {
@@ -108,13 +86,13 @@ TEST_CASE_FIXTURE(io_fixture, "tty_operations_on_a_closed_tty_fail_to_start_with
     if (!p.open()) {
         return;
     }
-    run(close(*p.slave));
+    run(close_stream(*p.slave));
     const failure r = run(failure_of(read_chunk(*p.slave)));
     CHECK(r.code == UV_EBADF);
-    const failure w = run(failure_of(write_to(*p.slave, "x")));
+    const failure w = run(failure_of(write_text(*p.slave, "x")));
     CHECK(w.code == UV_EBADF);
     CHECK(contains(w.what, "tty_stream::write"));
-    run(close(*p.master));
+    run(close_stream(*p.master));
 }
 
 TEST_CASE_FIXTURE(io_fixture, "tty_cancelled_before_start_consumes_and_sends_nothing") {
@@ -122,7 +100,7 @@ TEST_CASE_FIXTURE(io_fixture, "tty_cancelled_before_start_consumes_and_sends_not
     if (!p.open()) {
         return;
     }
-    run(write_to(*p.master, "ab"));
+    run(write_text(*p.master, "ab"));
     // One byte read starts reading; wait until the other is buffered.
     CHECK(run(read_n(*p.slave, 1)) == "a");
     run_until([&] { return p.slave->buffered() == 1; });
@@ -135,7 +113,7 @@ TEST_CASE_FIXTURE(io_fixture, "tty_cancelled_before_start_consumes_and_sends_not
     // A write cancelled before it starts sends nothing and leaves the tty open.
     CHECK(run(cancelled_before_start([&]() -> task<void> { co_await p.slave->write("X"); })));
     CHECK(p.slave->is_open());
-    run(write_to(*p.slave, "Y"));
+    run(write_text(*p.slave, "Y"));
     CHECK(run(read_chunk(*p.master)) == "Y"); // no X before it
 }
 
@@ -150,7 +128,7 @@ TEST_CASE_FIXTURE(io_fixture, "tty_read_cancelled_while_pending_then_reads_again
     CHECK(r.cancel("stop"));
     run_until([&] { return r.done(); });
     CHECK(r.result() == "cancelled: stop");
-    run(write_to(*p.master, "later"));
+    run(write_text(*p.master, "later"));
     CHECK(run(read_n(*p.slave, 5)) == "later");
 }
 
@@ -188,17 +166,8 @@ TEST_CASE_FIXTURE(io_fixture, "tty_read_cancelled_twice_delivers_once_then_reads
         CHECK_FALSE(r.cancel("second")); // one delivery, with the first message
         run_until([&] { return r.done(); });
         CHECK(r.result() == "cancelled: first");
-        run(write_to(*p.master, "again"));
+        run(write_text(*p.master, "again"));
         CHECK(run(read_n(*p.slave, 5)) == "again");
-    }
-}
-
-task<std::string> write_and_report(stream& s, std::span<const char> data) {
-    try {
-        co_await s.write(data);
-        co_return "written";
-    } catch (const cancelled_error& e) {
-        co_return "cancelled: " + std::string(e.message());
     }
 }
 
@@ -207,17 +176,15 @@ TEST_CASE_FIXTURE(io_fixture, "tty_write_cancelled_while_pending_and_twice_close
     if (!p.open()) {
         return;
     }
-    CHECK(fill_until_eagain(*p.slave) > 0); // the master reads nothing
-    std::vector<char> big(1 << 20, 't');    // far more than a terminal buffers
-    task_handle<std::string> w = rt->spawn(write_and_report(*p.slave, big));
-    run(nap(5ms));
-    REQUIRE_FALSE(w.done()); // queued with uv_write
+    std::vector<char> big(1 << 20, 't'); // far more than a terminal buffers
+    task_handle<std::string> w =
+        start_pending_write(*this, *p.slave, big); // the master reads nothing
     CHECK(w.cancel("first"));
     CHECK_FALSE(w.cancel("second")); // one delivery, with the first message
     run_until([&] { return w.done(); });
     CHECK(w.result() == "cancelled: first");
     CHECK_FALSE(p.slave->is_open()); // a cancelled pending write closes the stream
-    const failure f = run(failure_of(write_to(*p.slave, "more")));
+    const failure f = run(failure_of(write_text(*p.slave, "more")));
     CHECK(f.code == UV_EBADF);
     CHECK(contains(f.what, "pending write was cancelled"));
 }
@@ -227,18 +194,11 @@ TEST_CASE_FIXTURE(io_fixture, "tty_write_completed_then_cancelled_in_the_same_tu
     if (!p.open()) {
         return;
     }
-    CHECK(fill_until_eagain(*p.slave) > 0);
     std::vector<char> data(1 << 20, 'w'); // the filled buffer drains a little: stays pending
-    task_handle<std::string> w = rt->spawn(write_and_report(*p.slave, data));
-    run(nap(5ms));
-    REQUIRE_FALSE(w.done());
+    task_handle<std::string> w = start_pending_write(*this, *p.slave, data);
     // Drain the master; the write then completes in a poll, and the hook cancels the writer in
     // the same iteration, before it resumes.
-    task_handle<void> drain = rt->spawn([](pipe_stream& s) -> task<void> {
-        std::vector<char> buf(1 << 16);
-        while (co_await s.read_some(buf) > 0) {
-        }
-    }(*p.master));
+    task_handle<void> drain = rt->spawn(drain_until_eof(*p.master));
     check_hook hook(loop(), [&] { return w.cancel("late"); });
     run_until([&] { return w.done(); });
     CHECK(hook.fired());
@@ -252,6 +212,84 @@ TEST_CASE_FIXTURE(io_fixture, "tty_write_completed_then_cancelled_in_the_same_tu
     }
     drain.cancel();
     run_until([&] { return drain.done(); });
+}
+
+/// The error a completed shutdown of a terminal reports: shutdown(2) needs a socket.
+const std::string tty_shutdown_error =
+    "error: tty_stream::shutdown: socket operation on non-socket";
+
+TEST_CASE_FIXTURE(io_fixture, "tty_shutdown_completes_with_enotsock_and_the_tty_still_reads") {
+    pty p;
+    if (!p.open()) {
+        return;
+    }
+    run(write_text(*p.slave, "before"));
+    CHECK(run(shutdown_and_report(*p.slave)) == tty_shutdown_error); // after the queued write
+    CHECK(run(read_n(*p.master, 6)) == "before");
+    CHECK(p.slave->is_open());
+    // libuv ends the write side when the shutdown starts, whatever its result: as after any
+    // shutdown, a write fails with UV_EPIPE; reading goes on.
+    const failure w = run(failure_of(write_text(*p.slave, "after")));
+    CHECK(w.code == UV_EPIPE);
+    run(write_text(*p.master, "in"));
+    CHECK(run(read_n(*p.slave, 2)) == "in");
+    // A closed tty: the shutdown fails to start.
+    run(close_stream(*p.slave));
+    const failure f = run(failure_of(shut_down(*p.slave)));
+    CHECK(f.code == UV_EBADF);
+}
+
+TEST_CASE_FIXTURE(io_fixture, "tty_shutdown_cancelled_before_start_makes_no_libuv_call") {
+    pty p;
+    if (!p.open()) {
+        return;
+    }
+    CHECK(run(cancelled_before_start([&]() -> task<void> { co_await p.slave->shutdown(); })));
+    CHECK(p.slave->is_open());
+    CHECK(p.slave->native_stream()->shutdown_req == nullptr); // none was issued
+    run(write_text(*p.slave, "Y"));
+    CHECK(run(read_chunk(*p.master)) == "Y");
+}
+
+TEST_CASE_FIXTURE(io_fixture,
+                  "tty_shutdown_cancelled_while_pending_and_twice_closes_the_tty_once") {
+    pty p;
+    if (!p.open()) {
+        return;
+    }
+    std::vector<char> big(1 << 20, 's');
+    task_handle<std::string> w = start_pending_write(*this, *p.slave, big);
+    task_handle<std::string> sd = rt->spawn(shutdown_and_report(*p.slave));
+    run(nap(5ms));
+    CHECK_FALSE(w.done());
+    REQUIRE_FALSE(sd.done()); // a shutdown waits for the queued writes
+    CHECK(sd.cancel("first"));
+    CHECK_FALSE(sd.cancel("second")); // one delivery, with the first message
+    run_until([&] { return sd.done() && w.done(); });
+    CHECK(sd.result() == "cancelled: first");
+    CHECK(w.result() ==
+          "error: tty_stream::write: the stream was closed because a pending shutdown was "
+          "cancelled: operation canceled");
+    CHECK_FALSE(p.slave->is_open());
+}
+
+TEST_CASE_FIXTURE(io_fixture,
+                  "tty_shutdown_completed_then_cancelled_in_the_same_turn_is_delivered") {
+    pty p;
+    if (!p.open()) {
+        return;
+    }
+    bool started = false;
+    task_handle<std::string> s = rt->spawn(flag_then_shutdown(started, *p.slave));
+    // libuv clears shutdown_req (a private field, read by the test only) just before it calls
+    // the shutdown callback.
+    check_hook hook(loop(), [&] {
+        return started && p.slave->native_stream()->shutdown_req == nullptr && s.cancel("late");
+    });
+    run_until([&] { return s.done(); });
+    CHECK(hook.fired());
+    CHECK(s.result() == tty_shutdown_error); // completion wins: its result, not the cancellation
+    CHECK(p.slave->is_open());
 }
 
 } // namespace

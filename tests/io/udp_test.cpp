@@ -20,6 +20,8 @@
 #include <uvasync/io/udp.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "cancel_log.hpp"
+#include "check_hook.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 
@@ -28,6 +30,8 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
+using uvasync::test::cancel_now;
+using uvasync::test::check_hook;
 using uvasync::test::loop_fixture;
 
 using log_t = std::vector<std::string>;
@@ -117,13 +121,6 @@ task<> self_cancelled_send(task_handle<>& self, udp_socket& s, socket_address to
     }
 }
 
-task<> cancel_now(task_handle<>& h, log_t& log, int times) {
-    for (int i = 0; i < times; ++i) {
-        log.push_back(h.cancel(i == 0 ? "first" : "second") ? "cancel true" : "cancel false");
-    }
-    co_return;
-}
-
 task<> close_socket(udp_socket& s) {
     co_await s.close();
 }
@@ -153,16 +150,35 @@ struct raw_send {
 task<> send_behind_raw(raw_send& raw, udp_socket& s, std::string text, socket_address to,
                        log_t& log) {
     raw.start(s, "first", to);
-    try {
-        co_await s.send(text, to);
-        log.push_back("sent " + text);
-    } catch (const cancelled_error& e) {
-        log.push_back("cancelled (" + std::string(e.message()) + ")");
-        throw;
-    } catch (const std::system_error& e) {
-        log.push_back(uv_error_name(e.code().value()));
-    }
+    // Named first: GCC 12 destroys a by-value argument of a coroutine called inside co_await
+    // twice.
+    task<> send = send_and_log(s, std::move(text), to, log);
+    co_await std::move(send);
 }
+
+/// As send_behind_raw, then a cancellation point: a cancellation that came after the send
+/// completed raises there.
+task<> send_behind_raw_then_checkpoint(raw_send& raw, udp_socket& s, std::string text,
+                                       socket_address to, log_t& log) {
+    co_await send_behind_raw(raw, s, std::move(text), to, log);
+    co_await yield();
+    log.push_back("passed the checkpoint");
+}
+
+/// The manual clock and two sockets bound on loopback (closed before the fixture's checks).
+struct udp_pair_fixture : loop_fixture {
+    udp_pair_fixture()
+        : loop_fixture(loop_fixture::manual_clock()) {}
+
+    udp_socket a = udp_socket::bind(loopback());
+    udp_socket b = udp_socket::bind(loopback());
+
+    /// The raw send's datagram, then the library's: both went out, in order.
+    void expect_first_then_second() {
+        CHECK(run(receive_text(b, 64)).text == "first");
+        CHECK(run(receive_text(b, 64)).text == "second");
+    }
+};
 
 /// A check handle that cancels `h` once, before the runtime's check drains the run queue.
 struct cancel_before_resumption {
@@ -300,28 +316,47 @@ TEST_SUITE("udp") {
         }
     }
 
-    TEST_CASE("udp_send_cancelled_while_queued_waits_for_and_returns_the_real_result") {
+    TEST_CASE_FIXTURE(udp_pair_fixture,
+                      "udp_send_cancelled_while_queued_waits_for_and_returns_the_real_result") {
         // The send cannot be taken back and may still go out, so the awaiter stays parked
         // until libuv's callback and reports the real result (D-2, SEMANTICS 14.5).
-        loop_fixture f(loop_fixture::manual_clock());
-        udp_socket a = udp_socket::bind(loopback());
-        udp_socket b = udp_socket::bind(loopback());
         for (int round = 0; round < 2; ++round) {
             raw_send first;
             log_t log;
             task_handle<> s =
-                f.rt->spawn(send_behind_raw(first, a, "second", b.local_address(), log));
-            auto c = f.rt->spawn(cancel_now(s, log, round + 1)); // same drain: still queued
-            f.run_until([&] { return s.done() && c.done() && first.done; });
+                rt->spawn(send_behind_raw(first, a, "second", b.local_address(), log));
+            auto c = rt->spawn(cancel_now(s, log, round + 1)); // same drain: still queued
+            run_until([&] { return s.done() && c.done() && first.done; });
             CHECK(!s.cancelled()); // no cancellation point after the send in this task
             if (round == 0) {
                 CHECK(log == log_t{"cancel true", "sent second"});
             } else {
                 CHECK(log == log_t{"cancel true", "cancel false", "sent second"});
             }
-            // The send went out with the request's own copy.
-            CHECK(f.run(receive_text(b, 64)).text == "first");
-            CHECK(f.run(receive_text(b, 64)).text == "second");
+            expect_first_then_second(); // the send went out with the request's own copy
+        }
+    }
+
+    TEST_CASE_FIXTURE(udp_pair_fixture,
+                      "udp_send_completed_then_cancelled_before_resumption_returns_normally") {
+        // The queued send's callback ran (libuv emptied the socket's send queue before it
+        // called the callbacks); the cancellation comes in the same iteration, before the
+        // task resumes: the send returns (completion wins, D-2) and the next cancellation
+        // point raises.
+        for (int round = 0; round < 2; ++round) {
+            raw_send first;
+            log_t log;
+            task_handle<> s = rt->spawn(
+                send_behind_raw_then_checkpoint(first, a, "second", b.local_address(), log));
+            check_hook hook(loop(), [&] {
+                return first.done && uv_udp_get_send_queue_count(a.native_handle()) == 0 &&
+                       s.cancel("late");
+            });
+            run_until([&] { return s.done(); });
+            CHECK(hook.fired());
+            CHECK(s.cancelled());
+            CHECK(log == log_t{"sent second"}); // delivered; the checkpoint raised
+            expect_first_then_second();
         }
     }
 
@@ -361,16 +396,13 @@ TEST_SUITE("udp") {
         CHECK(run(receive_text(b, 64)).text == "only"); // "never" was never sent
     }
 
-    TEST_CASE("udp_receive_cancelled_while_pending_stops_reading") {
-        loop_fixture f(loop_fixture::manual_clock());
-        udp_socket a = udp_socket::bind(loopback());
-        udp_socket b = udp_socket::bind(loopback());
+    TEST_CASE_FIXTURE(udp_pair_fixture, "udp_receive_cancelled_while_pending_stops_reading") {
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> r = f.rt->spawn(receive_and_log(b, log));
-            spin(f);                                             // parked, reading
-            auto c = f.rt->spawn(cancel_now(r, log, round + 1)); // round 1: twice
-            f.run_until([&] { return r.done() && c.done(); });
+            task_handle<> r = rt->spawn(receive_and_log(b, log));
+            spin(*this);                                       // parked, reading
+            auto c = rt->spawn(cancel_now(r, log, round + 1)); // round 1: twice
+            run_until([&] { return r.done() && c.done(); });
             CHECK(r.cancelled());
             if (round == 0) {
                 CHECK(log == log_t{"cancel true", "cancelled (first)"});
@@ -378,28 +410,27 @@ TEST_SUITE("udp") {
                 CHECK(log == log_t{"cancel true", "cancel false", "cancelled (first)"});
             }
             // Nobody reads now: a datagram waits for the next receive.
-            f.run(send_text(a, "later", b.local_address()));
-            spin(f);
-            CHECK(f.run(receive_text(b, 64)).text == "later");
+            run(send_text(a, "later", b.local_address()));
+            spin(*this);
+            CHECK(run(receive_text(b, 64)).text == "later");
         }
     }
 
-    TEST_CASE("udp_receive_cancelled_after_delivery_before_resumption_returns_the_datagram") {
-        loop_fixture f(loop_fixture::manual_clock());
-        udp_socket a = udp_socket::bind(loopback());
-        udp_socket b = udp_socket::bind(loopback());
+    TEST_CASE_FIXTURE(
+        udp_pair_fixture,
+        "udp_receive_cancelled_after_delivery_before_resumption_returns_the_datagram") {
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> r = f.rt->spawn(receive_then_checkpoint(b, log));
-            spin(f); // parked, reading
+            task_handle<> r = rt->spawn(receive_then_checkpoint(b, log));
+            spin(*this); // parked, reading
             std::string late = "late";
             uv_buf_t buf = uv_buf_init(late.data(), 4);
             REQUIRE(uv_udp_try_send(a.native_handle(), &buf, 1, b.local_address().data()) == 4);
             // The next poll records the datagram; the canceller's check runs before the
             // runtime's check resumes the receiver.
-            cancel_before_resumption canceller(f.loop(), r);
-            f.run_until([&] { return r.done(); });
-            canceller.close(f.loop());
+            cancel_before_resumption canceller(loop(), r);
+            run_until([&] { return r.done(); });
+            canceller.close(loop());
             CHECK(r.cancelled());
             CHECK(log == log_t{"got late"}); // completion won; the checkpoint raised
         }

@@ -128,9 +128,7 @@ TEST_SUITE("work") {
     TEST_CASE("work_cancelled_while_queued_never_runs_f") {
         loop_fixture f;
         pool_gate gate;
-        auto b1 = f.rt->spawn(gate.block(1));
-        auto b2 = f.rt->spawn(gate.block(2));
-        f.run(gate.wait_running(pool_size));
+        pool_gate::blockers held = gate.occupy(f);
 
         std::atomic<int> ran{0};
         bool armed = false;
@@ -142,9 +140,9 @@ TEST_SUITE("work") {
         check_cancelled(h);
 
         gate.open();
-        f.run_until([&] { return b1.done() && b2.done(); });
-        CHECK(b1.result() == 1);
-        CHECK(b2.result() == 2);
+        f.run_until([&] { return held.first.done() && held.second.done(); });
+        CHECK(held.first.result() == 1);
+        CHECK(held.second.result() == 2);
         CHECK(ran.load() == 0); // uv_cancel took it back: f never ran
     }
 

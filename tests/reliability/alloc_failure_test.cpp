@@ -9,6 +9,7 @@
 // The global operator new of this binary is replaced (tests/support/replace_operators.hpp); the
 // hook is armed only while a scenario runs, so doctest and the fixture allocate normally. libuv
 // allocates with malloc, which is not hooked.
+#include <csignal>
 #include <cstddef>
 #include <cstdlib>
 #include <exception>
@@ -406,6 +407,146 @@ TEST_CASE("alloc_failure_shutdown_grace") {
         }
         CHECK(h.done());
         CHECK(reported == 0);
+        CHECK(uv_loop_close(&loop) == 0);
+    }
+}
+
+// The other noexcept paths that could allocate (the audit of issue 13, docs/reliability.md):
+// each is driven with every allocation failing, at every fill of the structure whose growth
+// would allocate; none may terminate.
+
+TEST_CASE("alloc_failure_reschedule_of_a_scope_without_a_deadline") {
+    // A scope entered with no deadline (`never`) has no entry in the deadline heap, so
+    // rescheduling it to a finite time adds one. Without room made for it, that push takes
+    // the room the runtime holds for its shutdown grace (or grows the heap inside the noexcept
+    // add_deadline); the shutdown that follows, with the task still in the scope, then grows
+    // the heap in its noexcept path. reschedule() must make room first: it either throws
+    // std::bad_alloc with the scope unchanged or adds the deadline without allocating, and the
+    // shutdown never allocates. Every fill of the heap up to 40 entries crosses its growth
+    // points.
+    for (int fill = 0; fill <= 40; ++fill) {
+        CAPTURE(fill);
+        for (const bool move_on : {false, true}) {
+            CAPTURE(move_on);
+            uv_loop_t loop;
+            REQUIRE(uv_loop_init(&loop) == 0);
+            std::optional<uvasync::runtime> rt;
+            uvasync::runtime_options o;
+            o.virtual_clock = true;
+            o.autojump = false; // the fillers stay pending until the shutdown
+            long reported = 0;
+            o.exception_handler = [&reported](const std::exception_ptr&) noexcept { ++reported; };
+            rt.emplace(&loop, std::move(o));
+            uvasync::timeout_scope* scope = nullptr;
+            uvasync::event never_set;
+            auto inner = [&](uvasync::timeout_scope& s) -> task<> {
+                scope = &s;
+                co_await never_set.wait();
+            };
+            auto body = [&]() -> task<> {
+                if (move_on) {
+                    (void)co_await uvasync::move_on_at(uvasync::never, inner);
+                } else {
+                    co_await uvasync::timeout_at(uvasync::never, inner);
+                }
+            };
+            uvasync::task_handle<> h = rt->spawn(body());
+            uv_run(&loop, UV_RUN_NOWAIT); // the task parks in its scope
+            REQUIRE(scope != nullptr);
+            std::vector<uvasync::timed_call> fillers; // each makes room for itself only
+            while (rt->pending_deadlines() < static_cast<std::size_t>(fill)) {
+                fillers.push_back(rt->call_later(std::chrono::hours(1), [] {}));
+            }
+            bool rescheduled = false;
+            bool threw = false;
+            {
+                const allocations_fail none;
+                try {
+                    scope->reschedule(rt->now() + std::chrono::hours(2));
+                    rescheduled = true;
+                } catch (const std::bad_alloc&) {
+                    threw = true;
+                }
+                CHECK(rescheduled != threw);
+                CHECK(rt->pending_deadlines() ==
+                      static_cast<std::size_t>(fill) + (rescheduled ? 1 : 0));
+                rt.reset(); // the task is cancelled while the scope's deadline is queued
+            }
+            CHECK(h.done());
+            CHECK(reported == 0);
+            CHECK(uv_loop_close(&loop) == 0);
+        }
+    }
+}
+
+TEST_CASE("alloc_failure_signals_queued_and_taken") {
+    // Signals nobody waits for are queued (one entry per kind, with a count) by a libuv
+    // callback, and taken round robin by wait(): both noexcept. With every allocation failing,
+    // hundreds of signals of two kinds are queued and taken: none may terminate, none is lost.
+    loop_fixture f(loop_fixture::manual_clock());
+    uvasync::signal_set set{SIGUSR1, SIGUSR2};
+    constexpr int each = 200;
+    int taken[2] = {0, 0};
+    auto body = [&]() -> task<> {
+        for (int i = 0; i < 2 * each; ++i) {
+            const int sig = co_await set.wait();
+            ++taken[sig == SIGUSR1 ? 0 : 1];
+        }
+    };
+    uvasync::task_handle<> h = f.rt->spawn(body());
+    uv_run(f.loop(), UV_RUN_NOWAIT); // the task parks in wait(), before anything fails
+    injected = 0;
+    {
+        const allocations_fail none;
+        for (int i = 0; i < each; ++i) {
+            REQUIRE(::raise(SIGUSR1) == 0);
+            REQUIRE(::raise(SIGUSR2) == 0);
+        }
+        f.run_until([&] { return h.done(); });
+    }
+    CHECK(injected == 0);
+    CHECK(taken[0] == each);
+    CHECK(taken[1] == each);
+    CHECK_FALSE(h.cancelled());
+    h.result();
+}
+
+TEST_CASE("alloc_failure_tasks_leaked_at_shutdown") {
+    // A task that ignores its cancellation past the shutdown grace (a shielded wait) is
+    // reported as leaked and its frame destroyed by the noexcept shutdown path: with every
+    // allocation failing there, no termination; each leaked task is still destroyed (no frame
+    // is left: the fixture-free teardown below checks the loop).
+    for (const int tasks : {1, 2, 17}) {
+        CAPTURE(tasks);
+        uv_loop_t loop;
+        REQUIRE(uv_loop_init(&loop) == 0);
+        const std::ptrdiff_t frames_before = uvasync::detail::live_frame_counter().load();
+        std::optional<uvasync::runtime> rt;
+        uvasync::runtime_options o;
+        o.virtual_clock = true;
+        o.shutdown_grace = std::chrono::milliseconds(10);
+        long reported = 0;
+        o.exception_handler = [&reported](const std::exception_ptr&) noexcept { ++reported; };
+        rt.emplace(&loop, std::move(o));
+        uvasync::event never_set;
+        auto body = [&never_set]() -> task<> { co_await uvasync::shielded(never_set.wait()); };
+        std::vector<uvasync::task_handle<>> handles;
+        handles.reserve(static_cast<std::size_t>(tasks));
+        for (int i = 0; i < tasks; ++i) {
+            handles.push_back(rt->spawn(body()));
+        }
+        uv_run(&loop, UV_RUN_NOWAIT); // every task parks at its shielded wait
+        REQUIRE(rt->task_count() == static_cast<std::size_t>(tasks));
+        {
+            const allocations_fail none;
+            rt.reset(); // the grace passes; the tasks are leaked and destroyed
+        }
+        for (uvasync::task_handle<>& h : handles) {
+            CHECK(h.done());
+        }
+        handles.clear();
+        CHECK(reported <= tasks); // a report needs memory: without it, the task still goes
+        CHECK(uvasync::detail::live_frame_counter().load() == frames_before);
         CHECK(uv_loop_close(&loop) == 0);
     }
 }

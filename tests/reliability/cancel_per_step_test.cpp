@@ -43,7 +43,7 @@
 #include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
-#include "../../examples/seed/scenarios.hpp"
+#include "injection.hpp"
 #include "loop_fixture.hpp"
 #include "quiet_stdout.hpp"
 #include "step_injection.hpp"
@@ -102,48 +102,29 @@ using program = std::function<uvasync::task<>(run_record&)>;
 /// Runs `make` once per k; returns the number of steps of the run that was not cancelled.
 long inject_at_every_step(const program& make, bool check_cleanups,
                           const uvasync::runtime_options& clock = loop_fixture::virtual_clock()) {
-    for (long k = 0;; ++k) {
-        CAPTURE(k);
-        run_record rec; // outlives the runtime's shutdown
-        bool finished_alone = false;
-        long steps = 0;
-        {
-            loop_fixture f(clock);
-            uvasync::task_handle<> h = f.rt->spawn(make(rec));
+    long steps = 0;
+    uvasync::test::for_every_k(
+        [&](long k) {
+            run_record rec; // outlives the runtime's shutdown
             bool injected = false;
             {
-                const step_injector inject(*f.rt, h, k);
-                f.run_until([&] { return h.done(); });
-                injected = inject.injected();
-                steps = inject.steps();
-            }
-            finished_alone = !injected;
-            try {
-                h.result();
-            } catch (const uvasync::cancelled_error&) {
-                CHECK(injected);
-            } catch (...) {
-                FAIL("the program ended with an error");
-            }
-            CHECK(f.reported.empty());
-            if (check_cleanups && rec.log.has_value()) {
-                int started = 0;
-                int done = 0;
-                for (const auto& [t, line] : rec.log->lines) {
-                    started += line.find("cleaning up") != std::string::npos ? 1 : 0;
-                    done += line.find("cleanup done") != std::string::npos ? 1 : 0;
+                loop_fixture f(clock);
+                uvasync::task_handle<> h = f.rt->spawn(make(rec));
+                {
+                    const step_injector inject(*f.rt, h, k);
+                    f.run_until([&] { return h.done(); });
+                    injected = inject.injected();
+                    steps = inject.steps();
                 }
-                CHECK(done == started);
-            }
-        } // the fixture's checks run here: no frame, no handle, uv_loop_close == 0
-        if (finished_alone) {
-            return steps; // it ended before step k: every earlier k was visited
-        }
-        REQUIRE(k < 1000000);
-    }
+                uvasync::test::check_injected_run(h, injected, f, rec.log, check_cleanups);
+            } // the fixture's checks run here: no frame, no handle, uv_loop_close == 0
+            return !injected; // it ended before step k: every earlier k was visited
+        },
+        1000000);
+    return steps;
 }
 
-using scenario_fn = uvasync::task<> (*)(seed::log&);
+using uvasync::test::scenario_fn;
 
 program seed_program(scenario_fn s) {
     return [s](run_record& rec) -> uvasync::task<> {
@@ -159,21 +140,12 @@ program tutorial_program(uvasync::task<> (*main_task)()) {
 } // namespace
 
 TEST_CASE("cancel_at_every_step_of_every_seed_scenario") {
-    const std::vector<std::pair<const char*, scenario_fn>> scenarios = {
-        {"basic_timeout", &seed::basic_timeout},
-        {"nested_timeouts", &seed::nested_timeouts},
-        {"rescheduled_envelope", &seed::rescheduled_envelope},
-        {"cancel_worker", &seed::cancel_worker},
-        {"wait_for_timeout", &seed::wait_for_timeout},
-        {"deadline_tracking", &seed::deadline_tracking},
-        {"server_pattern", &seed::server_pattern},
-        {"gather_timeout", &seed::gather_timeout}};
     long total = 0;
-    for (const auto& entry : scenarios) {
-        const std::string name = entry.first; // CAPTURE prints a string, not a pointer
+    for (const auto& entry : uvasync::test::seed_scenarios) {
+        const std::string name = entry.name; // CAPTURE prints a string, not a pointer
         CAPTURE(name);
         const long n =
-            inject_at_every_step(seed_program(entry.second), entry.second == &seed::gather_timeout);
+            inject_at_every_step(seed_program(entry.fn), uvasync::test::logs_cleanups(entry.fn));
         CHECK(n > 0);
         MESSAGE(name << ": " << n + 1 << " injection points");
         total += n + 1;

@@ -490,6 +490,43 @@ TEST_SUITE("yield") {
         check_every_yield_polls(*this, [] { return sleep(-1ms); });
         check_every_yield_polls(*this, [] { return sleep_until(deadline{}); });
     }
+
+    // On a real clock the runtime drains from its idle handle while tasks are ready and stops
+    // its check handle while only yields are pending (decision 0041): still one poll per yield.
+    TEST_CASE("4.1 on a real clock every yield() lets the loop poll exactly once") {
+        loop_fixture f{loop_fixture::real_clock()};
+        check_every_yield_polls(f, [] { return yield(); });
+        check_every_yield_polls(f, [] { return sleep(0ms); });
+    }
+
+    task<void> yield_after_wakeup(event & e, const poll_counter& pc, std::vector<std::size_t>& at) {
+        co_await e.wait(); // resumes in the drain after the poll (woken by another task)
+        for (int i = 0; i < 4; ++i) {
+            at.push_back(pc.polls);
+            co_await yield();
+        }
+        at.push_back(pc.polls);
+    }
+
+    task<void> set_later(event & e) {
+        co_await sleep(1ms);
+        e.set();
+    }
+
+    TEST_CASE("4.1 on a real clock a task woken by another task polls once per yield") {
+        loop_fixture f{loop_fixture::real_clock()};
+        poll_counter pc(f.loop());
+        std::vector<std::size_t> at;
+        event e;
+        auto setter = f.rt->spawn(set_later(e));
+        f.run(yield_after_wakeup(e, pc, at));
+        REQUIRE(at.size() == 5);
+        for (std::size_t i = 1; i < at.size(); ++i) {
+            CHECK_MESSAGE(at[i] == at[i - 1] + 1,
+                          "yield " << i << ": the loop polled " << (at[i] - at[i - 1]) << " times");
+        }
+        CHECK(setter.done());
+    }
 }
 
 } // namespace uvasync::test

@@ -60,6 +60,19 @@ task<> self_cancelled_arrive(task_handle<>& self, barrier& b, log_t& log) {
     }
 }
 
+struct two_waiting {
+    task_handle<> a;
+    task_handle<> b;
+};
+
+/// Spawns "a" then "b" arriving at `b` (which needs more parties) and runs until both wait.
+two_waiting arrive_two(loop_fixture& f, barrier& b, log_t& log) {
+    two_waiting w{f.rt->spawn(arrive(b, log, "a")), f.rt->spawn(arrive(b, log, "b"))};
+    f.run_all();
+    CHECK(b.n_waiting() == 2);
+    return w;
+}
+
 task<std::string> arrive_with_timeout(barrier& b, loop_clock::duration d) {
     try {
         std::size_t i = co_await timeout(d, b.arrive_and_wait());
@@ -78,10 +91,7 @@ TEST_SUITE("barrier") {
         barrier b(3);
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> ha = rt->spawn(arrive(b, log, "a"));
-            task_handle<> hb = rt->spawn(arrive(b, log, "b"));
-            run_all();
-            CHECK(b.n_waiting() == 2);
+            const two_waiting held = arrive_two(*this, b, log); // alive to the round's end
             CHECK(log == log_t{"a arrives", "b arrives"});
             task_handle<> hc = rt->spawn(arrive(b, log, "c"));
             run_all();
@@ -122,9 +132,8 @@ TEST_SUITE("barrier") {
                                     "as the last arrival it passes (not a cancellation point)") {
         barrier b(2);
         log_t log;
-        task_handle<> self;
-        self = rt->spawn(self_cancelled_arrive(self, b, log));
-        run_all();
+        task_handle<> self = run_given_own_handle(
+            [&](task_handle<>& h) { return self_cancelled_arrive(h, b, log); });
         CHECK(self.cancelled());
         CHECK(log == log_t{"raised self"});
         CHECK(b.n_waiting() == 0);
@@ -146,10 +155,7 @@ TEST_SUITE("barrier") {
         barrier b(3);
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> ha = rt->spawn(arrive(b, log, "a"));
-            task_handle<> hb = rt->spawn(arrive(b, log, "b"));
-            run_all();
-            CHECK(b.n_waiting() == 2);
+            auto [ha, hb] = arrive_two(*this, b, log);
             CHECK(ha.cancel("stop"));
             run_all();
             CHECK(ha.cancelled());

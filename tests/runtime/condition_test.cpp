@@ -185,6 +185,7 @@ TEST_SUITE("condition") {
         run_until([&] { return consumers.back().done(); });
         CHECK(now() - start == 3ms);
         std::vector<int> got;
+        got.reserve(consumers.size());
         for (auto& c : consumers) {
             got.push_back(*c.state()->value());
         }
@@ -212,9 +213,8 @@ TEST_SUITE("condition") {
         condition cv(m);
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_wait(self, m, cv, log));
-            run_all();
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_wait(h, m, cv, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised holding the lock"});
             CHECK_FALSE(m.locked());

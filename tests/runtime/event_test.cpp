@@ -210,10 +210,8 @@ TEST_SUITE("event") {
         event e;
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_wait(self, e, log));
-            run_all();
-            REQUIRE(self.done());
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_wait(h, e, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised self"});
             CHECK(run(cancel_message_of(self)) == "self");
@@ -236,10 +234,8 @@ TEST_SUITE("event") {
         e.set();
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_wait(self, e, log));
-            run_all();
-            REQUIRE(self.done());
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_wait(h, e, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"woke"}); // the yield() raised
         }

@@ -397,10 +397,8 @@ TEST_SUITE("future") {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_consume(self, fut, log));
-            run_all();
-            REQUIRE(self.done());
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_consume(h, fut, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised self"});
             CHECK(run(cancel_message_of(self)) == "self");
@@ -422,9 +420,8 @@ TEST_SUITE("future") {
             future<std::string> fut = p.get_future();
             CHECK(p.set_value("v"));
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_consume(self, fut, log));
-            run_all();
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_consume(h, fut, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"got v"});
         }

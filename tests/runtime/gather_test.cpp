@@ -13,6 +13,7 @@
 #include <doctest/doctest.h>
 #include <uvasync/uvasync.hpp>
 
+#include "counted.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 #include "test_error.hpp"
@@ -25,11 +26,6 @@ namespace {
 
 using namespace uvasync;
 using namespace uvasync::test;
-
-task<int> note_run(bool& ran, counted /*param*/) {
-    ran = true;
-    co_return 1;
-}
 
 task<std::string> string_after(trace& tr, std::string name, loop_clock::duration d, std::string v) {
     co_await sleep(d);

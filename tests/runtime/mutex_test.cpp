@@ -172,6 +172,7 @@ TEST_SUITE("mutex") {
         int inside = 0;
         int max_inside = 0;
         std::vector<task_handle<>> hs;
+        hs.reserve(10);
         for (int i = 0; i < 10; ++i) {
             hs.push_back(rt->spawn(critical(m, inside, max_inside, 1ms)));
         }
@@ -192,9 +193,8 @@ TEST_SUITE("mutex") {
         for (int round = 0; round < 2; ++round) {
             mutex::guard mine = m.try_lock();
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_lock(self, m, log));
-            run_all();
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_lock(h, m, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised self"});
             mine.unlock();

@@ -350,10 +350,8 @@ TEST_SUITE("queue") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_get(self, q, log));
-            run_all();
-            REQUIRE(self.done());
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_get(h, q, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised self"});
             CHECK(run(cancel_message_of(self)) == "self");
@@ -370,10 +368,8 @@ TEST_SUITE("queue") {
         for (int round = 0; round < 2; ++round) {
             CHECK(q.try_put(1));
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_put(self, q, 2, log));
-            run_all();
-            REQUIRE(self.done());
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_put(h, q, 2, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised self"});
             CHECK(q.size() == 1);
@@ -389,9 +385,8 @@ TEST_SUITE("queue") {
         for (int round = 0; round < 2; ++round) {
             CHECK(q.try_put(3));
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_get(self, q, log));
-            run_all();
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_get(h, q, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"got 3"});
             CHECK(q.empty());
@@ -403,9 +398,8 @@ TEST_SUITE("queue") {
         queue<int> q(1);
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_put(self, q, 4, log));
-            run_all();
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_put(h, q, 4, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"put 4"});
             CHECK(drain(q) == std::vector<int>{4});

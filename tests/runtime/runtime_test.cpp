@@ -360,14 +360,20 @@ TEST_SUITE("runtime") {
         co_return -1;
     }
 
-    task<> fail_on_cancel(bool& parked, int code) {
+    /// Sets `parked`, parks until cancelled and swallows the cancellation: true once it came
+    /// (a task spawned at shutdown is cancelled there).
+    task<bool> park_and_swallow_cancel(bool& parked) {
         parked = true;
-        bool cancelled = false;
         try {
             co_await sleep_until(never);
         } catch (const cancelled_error&) {
-            cancelled = true;
+            co_return true;
         }
+        co_return false;
+    }
+
+    task<> fail_on_cancel(bool& parked, int code) {
+        const bool cancelled = co_await park_and_swallow_cancel(parked);
         if (cancelled) {
             throw my_error(code);
         }
@@ -396,13 +402,7 @@ TEST_SUITE("runtime") {
 
     namespace {
     task<> spawn_in_cleanup(runtime& rt, bool& parked, bool& child_ran, task_handle<>& child) {
-        parked = true;
-        bool cancelled = false;
-        try {
-            co_await sleep_until(never);
-        } catch (const cancelled_error&) {
-            cancelled = true;
-        }
+        const bool cancelled = co_await park_and_swallow_cancel(parked);
         if (cancelled) {
             child = rt.spawn(set_flag(child_ran));
         }

@@ -342,10 +342,8 @@ TEST_SUITE("semaphore") {
             std::optional<semaphore::permit> mine = s.try_acquire();
             REQUIRE(mine.has_value());
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_acquire(self, s, log));
-            run_all();
-            REQUIRE(self.done());
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_acquire(h, s, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised self"});
             CHECK(run(cancel_message_of(self)) == "self");
@@ -361,10 +359,8 @@ TEST_SUITE("semaphore") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> self;
-            self = rt->spawn(self_cancelled_acquire(self, s, log));
-            run_all();
-            REQUIRE(self.done());
+            task_handle<> self = run_given_own_handle(
+                [&](task_handle<>& h) { return self_cancelled_acquire(h, s, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"got"}); // the yield() raised; the permit was released unwinding
             CHECK(s.available() == 1);

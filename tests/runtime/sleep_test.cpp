@@ -496,7 +496,7 @@ TEST_SUITE("sleep") {
 
     TEST_CASE_FIXTURE(loop_fixture,
                       "5.1 sleep, yield and checkpoint outside a task are invalid_state") {
-        auto s = sleep(1ms);
+        auto s = sleep(1ms).operator co_await(); // sleep() is a request; this is its awaiter
         CHECK_THROWS_AS(s.await_suspend(std::noop_coroutine()), invalid_state);
         auto y = yield();
         CHECK_THROWS_AS(y.await_suspend(std::noop_coroutine()), invalid_state);

@@ -45,7 +45,7 @@ std::vector<int> codes_of(const std::vector<std::exception_ptr>& errors) {
     return out;
 }
 
-task<> note_run(bool& ran, counted /*param*/) {
+task<> note_run_void(bool& ran, counted /*param*/) {
     ran = true;
     co_return;
 }
@@ -141,7 +141,7 @@ TEST_SUITE("task_group") {
     void spawn_before_run(bool& ran) {
         if constexpr (std::is_default_constructible_v<G>) {
             G g;
-            CHECK_THROWS_AS(g.spawn(note_run(ran, counted{})), invalid_state);
+            CHECK_THROWS_AS(g.spawn(note_run_void(ran, counted{})), invalid_state);
         } else {
             FAIL_CHECK("API missing: a task_group cannot be reached before it runs or after it "
                        "finished (it lives only inside task_group::run), so SEMANTICS 9.2 "
@@ -162,11 +162,11 @@ TEST_SUITE("task_group") {
         loop_fixture f;
         f.run([](bool& r) -> task<> {
             detail::gather_set before(true);
-            CHECK_THROWS_AS(before.spawn(note_run(r, counted{})), invalid_state);
+            CHECK_THROWS_AS(before.spawn(note_run_void(r, counted{})), invalid_state);
             detail::gather_set after(true);
             after.enter(detail::current_task());
             after.leave();
-            CHECK_THROWS_AS(after.spawn(note_run(r, counted{})), invalid_state);
+            CHECK_THROWS_AS(after.spawn(note_run_void(r, counted{})), invalid_state);
             co_return;
         }(ran));
         CHECK_FALSE(ran);
@@ -177,7 +177,7 @@ TEST_SUITE("task_group") {
         CHECK_FALSE(g.cancelled());
         g.cancel();
         CHECK(g.cancelled());
-        late = g.spawn(note_run(ran, counted{}));
+        late = g.spawn(note_run_void(ran, counted{}));
         co_return 7;
     }
     } // namespace
@@ -204,7 +204,7 @@ TEST_SUITE("task_group") {
             co_await sleep_until(never);
         } catch (const cancelled_error&) {
             tr.add("body cancelled");
-            late = g.spawn(note_run(ran, counted{}));
+            late = g.spawn(note_run_void(ran, counted{}));
             throw;
         }
     }
@@ -241,7 +241,7 @@ TEST_SUITE("task_group") {
         } catch (const cancelled_error&) {
             tr.add("body cancelled");
             CHECK(g.cancelled()); // the enclosing cancellation reaches the group scope
-            late = g.spawn(note_run(ran, counted{}));
+            late = g.spawn(note_run_void(ran, counted{}));
             throw;
         }
     }
@@ -269,7 +269,7 @@ TEST_SUITE("task_group") {
 
     namespace {
     task<> t_born_cancelled_body(task_group& g, bool& ran, task_handle<>& late) {
-        late = g.spawn(note_run(ran, counted{}));
+        late = g.spawn(note_run_void(ran, counted{}));
         co_return; // returns normally: no cancellation point in the body
     }
 

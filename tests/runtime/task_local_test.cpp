@@ -16,8 +16,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using namespace uvasync;
-using uvasync::test::counted;
-using uvasync::test::loop_fixture;
+using namespace uvasync::test;
 
 using log_t = std::vector<std::string>;
 

@@ -131,7 +131,7 @@ TEST_SUITE("task") {
     }
 
     namespace {
-    task<> note_run(bool& ran, counted /*param*/) {
+    task<> note_run_void(bool& ran, counted /*param*/) {
         ran = true;
         co_return;
     }
@@ -143,7 +143,7 @@ TEST_SUITE("task") {
         loop_fixture f;
         const auto base = counted::live().load();
         {
-            task<> t = note_run(ran, counted{});
+            task<> t = note_run_void(ran, counted{});
             CHECK(t.valid());
             CHECK_FALSE(ran);
             CHECK(counted::live().load() == base + 1);

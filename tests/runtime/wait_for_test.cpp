@@ -14,6 +14,7 @@
 #include <doctest/doctest.h>
 #include <uvasync/uvasync.hpp>
 
+#include "counted.hpp"
 #include "join.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
@@ -27,11 +28,6 @@ namespace {
 
 using namespace uvasync;
 using namespace uvasync::test;
-
-task<int> note_run(bool& ran, counted /*param*/) {
-    ran = true;
-    co_return 1;
-}
 
 /// Runs `aw` under wait_for and turns the outcome into a string, so each test can state it.
 template <class A, class D>

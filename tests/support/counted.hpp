@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cstddef>
 
+#include <uvasync/task.hpp>
+
 namespace uvasync::test {
 
 /// Counts live instances, so a test can check that every frame-held object was destroyed
@@ -25,5 +27,12 @@ struct counted {
 
     ~counted() { --live(); }
 };
+
+/// Sets `ran` and returns 1: a lazy task whose by-value `counted` argument lets a test check
+/// that a task that never starts still destroys its arguments exactly once.
+[[nodiscard]] inline task<int> note_run(bool& ran, counted /*param*/) {
+    ran = true;
+    co_return 1;
+}
 
 } // namespace uvasync::test

@@ -99,6 +99,18 @@ public:
     /// Runs the loop until it has nothing left to do.
     void run_all() { uv_run(&loop_, UV_RUN_DEFAULT); }
 
+    /// Spawns `make(handle)`, a task given its own handle (to cancel itself, say), runs the
+    /// loop until it has nothing left to do, requires the task to be done (it holds a reference
+    /// to the handle, which is returned) and returns the handle.
+    template <class Make>
+    task_handle<> run_given_own_handle(Make make) {
+        task_handle<> self;
+        self = rt->spawn(make(self));
+        run_all();
+        REQUIRE(self.done());
+        return self;
+    }
+
     [[nodiscard]] deadline now() const { return rt->now(); }
 
     uv_loop_t* loop() noexcept { return &loop_; }

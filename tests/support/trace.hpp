@@ -82,10 +82,10 @@ struct trace {
     }
 }
 
-/// Parks until cancelled, then (after an optional shielded cleanup) fails with `code`: an error
-/// raised during cleanup replaces the cancellation (SEMANTICS 4.7).
-[[nodiscard]] inline task<int> fail_on_cancel(trace& tr, std::string name,
-                                              loop_clock::duration cleanup, int code) {
+/// Parks until cancelled, records "name cancelled" and swallows the cancellation, then runs an
+/// optional shielded cleanup (awaiting this task is a call, not a cancellation point).
+[[nodiscard]] inline task<> swallow_cancel_then_clean_up(trace& tr, const std::string& name,
+                                                         loop_clock::duration cleanup) {
     try {
         co_await sleep_until(never);
     } catch (const cancelled_error&) {
@@ -94,6 +94,13 @@ struct trace {
     if (cleanup.count() > 0) {
         co_await shielded(sleep(cleanup));
     }
+}
+
+/// Parks until cancelled, then (after an optional shielded cleanup) fails with `code`: an error
+/// raised during cleanup replaces the cancellation (SEMANTICS 4.7).
+[[nodiscard]] inline task<int> fail_on_cancel(trace& tr, std::string name,
+                                              loop_clock::duration cleanup, int code) {
+    co_await swallow_cancel_then_clean_up(tr, name, cleanup);
     tr.add(name + " fails");
     throw my_error(code);
 }
@@ -101,14 +108,7 @@ struct trace {
 /// Parks until cancelled, swallows the cancellation, and returns `v` after a shielded cleanup.
 [[nodiscard]] inline task<int> swallow_and_return(trace& tr, std::string name,
                                                   loop_clock::duration cleanup, int v) {
-    try {
-        co_await sleep_until(never);
-    } catch (const cancelled_error&) {
-        tr.add(name + " cancelled");
-    }
-    if (cleanup.count() > 0) {
-        co_await shielded(sleep(cleanup));
-    }
+    co_await swallow_cancel_then_clean_up(tr, name, cleanup);
     tr.add(name + " returns");
     co_return v;
 }

@@ -59,11 +59,15 @@ test('a worker whose calls all settled reports activeTasks() back to 0 and exits
       parentPort.postMessage({ during, after: u.activeTasks(), results });
     })();
   `, { eval: true, workerData: { addon: addonPath() } });
+  // Listen for 'exit' from the start: a worker that posts and exits at once can have both
+  // handled in one turn of the parent's loop, 'exit' emitted before the code after the
+  // 'message' await runs (it would then wait for an 'exit' already gone).
+  const exited = once(w, 'exit');
   const [msg] = await once(w, 'message');
   assert.equal(msg.during, 1);
   assert.equal(msg.after, 0);
   assert.deepEqual(msg.results.slice(2), ['AbortError', 'TimeoutError']);
-  const [code] = await once(w, 'exit');
+  const [code] = await exited;
   assert.equal(code, 0);
 });
 

@@ -48,7 +48,9 @@ public:
     public:
         explicit next_awaiter(completions& c) noexcept
             : waiter(&on_abort)
-            , c_(c) {}
+            , c_(c) {
+            describe_as(kind());
+        }
 
         next_awaiter(next_awaiter&& other) noexcept // only before it is awaited
             : waiter(std::move(other))
@@ -86,6 +88,18 @@ public:
         }
 
     private:
+        // runtime::dump: "as_completed next 1 of 3 tasks done".
+        static const detail::wait_kind& kind() noexcept {
+            static constexpr detail::wait_kind k{"as_completed next", &describe};
+            return k;
+        }
+
+        static void describe(const detail::parked_wait& w, deadline /*origin*/, std::string& out) {
+            const completions& c = static_cast<const next_awaiter&>(w).c_;
+            out += std::to_string(c.set_.done().size()) + " of " +
+                   std::to_string(c.handles_.size()) + " tasks done";
+        }
+
         static void on_abort(detail::parked_wait* p) noexcept {
             auto* self = static_cast<next_awaiter*>(p);
             self->c_.set_.parked = nullptr; // a completion arriving later waits for the next call
@@ -108,7 +122,7 @@ private:
     template <class, class>
     friend struct detail::as_completed_runner;
 
-    completions() = default;
+    completions() { set_.describe_as("as_completed"); }
 
     void start(std::vector<task<T>>& tasks) {
         set_.reserve(tasks.size());

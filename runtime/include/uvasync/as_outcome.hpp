@@ -30,7 +30,11 @@ concept outcome_resuming = requires(W& w) {
 template <class A>
 class [[nodiscard]] as_outcome_awaiter {
     using awaitable = std::remove_reference_t<A>;
-    static constexpr bool has_operator = requires(awaitable & a) {
+    // A small leaf request (`sleep`'s) is not kept: its awaiter is built here at once, in place
+    // of the request, so the awaiting frame holds one awaiter, not the request's copy and an
+    // awaiter next to it (bench/NOTES.md, W3 memory).
+    static constexpr bool builds_leaf = leaf_request<A>;
+    static constexpr bool has_operator = !builds_leaf && requires(awaitable & a) {
         std::move(a).operator co_await();
     };
 
@@ -44,21 +48,35 @@ class [[nodiscard]] as_outcome_awaiter {
         using type = decltype(std::declval<X&&>().operator co_await());
     };
 
-    using awaiter_type = std::remove_reference_t<typename awaiter_of<awaitable>::type>;
+    template <class X, bool = builds_leaf>
+    struct stored_of {
+        using type = X;
+    };
+
+    template <class X>
+    struct stored_of<X, true> {
+        using type = typename awaitable::awaiter_type;
+    };
+
+    using awaiter_type =
+        std::conditional_t<builds_leaf, typename stored_of<A>::type,
+                           std::remove_reference_t<typename awaiter_of<awaitable>::type>>;
+    using stored_type = typename stored_of<A>::type;
 
 public:
     using value_type = decltype(std::declval<awaiter_type&>().await_resume());
 
     explicit as_outcome_awaiter(A aw) noexcept(std::is_nothrow_constructible_v<A, A&&>)
-        : aw_(std::forward<A>(aw)) {}
+        : aw_(build(std::forward<A>(aw))) {}
 
     as_outcome_awaiter(const as_outcome_awaiter&) = delete;
     as_outcome_awaiter& operator=(const as_outcome_awaiter&) = delete;
     as_outcome_awaiter& operator=(as_outcome_awaiter&&) = delete;
 
     /// Only before it is awaited (for example into `timeout(d, as_outcome(aw))`).
-    as_outcome_awaiter(as_outcome_awaiter&& other) noexcept(std::is_nothrow_constructible_v<A, A&&>)
-        : aw_(std::forward<A>(other.aw_)) {}
+    as_outcome_awaiter(as_outcome_awaiter&& other) noexcept(
+        std::is_nothrow_constructible_v<stored_type, stored_type&&>)
+        : aw_(std::forward<stored_type>(other.aw_)) {}
 
     ~as_outcome_awaiter() = default;
 
@@ -118,6 +136,14 @@ public:
     }
 
 private:
+    static stored_type build(A&& aw) {
+        if constexpr (builds_leaf) {
+            return std::forward<A>(aw).operator co_await();
+        } else {
+            return std::forward<A>(aw);
+        }
+    }
+
     awaiter_type& awaiter() noexcept {
         if constexpr (has_operator) {
             return *awaiter_;
@@ -164,7 +190,7 @@ private:
         }
     }
 
-    A aw_;
+    stored_type aw_;
     [[no_unique_address]] std::conditional_t<has_operator, std::optional<awaiter_type>,
                                              std::monostate>
         awaiter_;

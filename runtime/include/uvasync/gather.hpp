@@ -38,7 +38,9 @@ class gather_set : public child_set {
 public:
     explicit gather_set(bool cancel_on_failure) noexcept
         : child_set(&on_child_done)
-        , cancel_on_failure_(cancel_on_failure) {}
+        , cancel_on_failure_(cancel_on_failure) {
+        describe_as("gather");
+    }
 
     std::exception_ptr first_error;
     message_ptr first_cancel_message;

@@ -119,7 +119,7 @@ public:
     template <class T>
     task_handle<T> spawn(task<T> t) {
         state_->check_thread("runtime::spawn()");
-        return detail::spawn_in(*state_, std::move(t), nullptr, nullptr);
+        return detail::spawn_in(*state_, detail::current_task(), std::move(t), nullptr, nullptr);
     }
 
     /// Starts `t` inside a scope bound to `token` (SEMANTICS 11.12): cancelling the token
@@ -128,7 +128,8 @@ public:
     template <class T>
     task_handle<T> spawn(task<T> t, const cancel_token& token) {
         state_->check_thread("runtime::spawn()");
-        return detail::spawn_in(*state_, std::move(t), token.node(), nullptr);
+        return detail::spawn_in(*state_, detail::current_task(), std::move(t), token.node(),
+                                nullptr);
     }
 
     /// `spawn(t)` naming the task `name` and recording where it was spawned (`where`), for
@@ -138,7 +139,8 @@ public:
     task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
         state_->check_thread("runtime::spawn()");
         const detail::spawn_label label{name, where};
-        return detail::spawn_in(*state_, std::move(t), nullptr, nullptr, &label);
+        return detail::spawn_in(*state_, detail::current_task(), std::move(t), nullptr, nullptr,
+                                &label);
     }
 
     /// Owned loop only: runs `t` to completion (like `asyncio.run` without the shutdown) and
@@ -277,22 +279,23 @@ private:
 /// `invalid_state`.
 template <class T>
 task_handle<T> spawn(task<T> t) {
-    return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), nullptr, nullptr);
+    const detail::spawner from = detail::current_spawner("spawn()");
+    return detail::spawn_in(from.rt, from.task, std::move(t), nullptr, nullptr);
 }
 
 /// Spawns `t` named `name`; see `runtime::spawn(t, name)`.
 template <class T>
 task_handle<T> spawn(task<T> t, std::string_view name, spawn_site where = spawn_site::here()) {
     const detail::spawn_label label{name, where};
-    return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), nullptr, nullptr,
-                            &label);
+    const detail::spawner from = detail::current_spawner("spawn()");
+    return detail::spawn_in(from.rt, from.task, std::move(t), nullptr, nullptr, &label);
 }
 
 /// Spawns `t` inside a scope bound to `token`; see `runtime::spawn(t, token)`.
 template <class T>
 task_handle<T> spawn(task<T> t, const cancel_token& token) {
-    return detail::spawn_in(detail::current_runtime("spawn()"), std::move(t), token.node(),
-                            nullptr);
+    const detail::spawner from = detail::current_spawner("spawn()");
+    return detail::spawn_in(from.rt, from.task, std::move(t), token.node(), nullptr);
 }
 
 /// Like `asyncio.run`: makes a runtime with its own loop, runs `t` to completion, shuts the

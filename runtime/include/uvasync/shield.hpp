@@ -9,6 +9,7 @@
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/scoped_body.hpp>
 #include <uvasync/detail/spawn.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/task.hpp>
 
 // **Thread:** everything in this header is loop-thread only: the awaitables are created and
@@ -36,9 +37,17 @@ public:
         scope_.id = core->rt->next_scope_id();
         scope_.parent = core->current;
         core->current = &scope_;
+        if (core->rt->tracing() != nullptr) [[unlikely]] {
+            trace_scope(scope_trace::enter, scope_, *core, false, false, false);
+        }
     }
 
-    void leave() noexcept { core_->current = scope_.parent; }
+    void leave() noexcept {
+        core_->current = scope_.parent;
+        if (core_->rt->tracing() != nullptr) [[unlikely]] {
+            trace_scope(scope_trace::exit, scope_, *core_, false, false, false);
+        }
+    }
 
 private:
     scope scope_{scope_kind::shield};
@@ -105,7 +114,8 @@ struct shield_impl {
                       }) {
             return run(aw);
         } else if constexpr (is_task<B>::value) {
-            return run(spawn_in(*require_task("shield()")->rt, std::move(aw), nullptr, nullptr));
+            task_core* const self = require_task("shield()");
+            return run(spawn_in(*self->rt, self, std::move(aw), nullptr, nullptr));
         } else {
             return ready_or_spawned(aw);
         }
@@ -117,8 +127,8 @@ struct shield_impl {
         if (get_awaiter(aw).await_ready()) {
             co_return co_await std::move(aw);
         }
-        co_return co_await run(
-            spawn_in(*require_task("shield()")->rt, as_task(std::move(aw)), nullptr, nullptr));
+        task_core* const self = require_task("shield()");
+        co_return co_await run(spawn_in(*self->rt, self, as_task(std::move(aw)), nullptr, nullptr));
     }
 
     template <class T>

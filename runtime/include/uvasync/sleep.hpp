@@ -4,6 +4,7 @@
 #include <chrono>
 #include <coroutine>
 #include <string>
+#include <type_traits>
 
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
@@ -11,6 +12,7 @@
 #include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
+#include <uvasync/task.hpp>
 
 namespace uvasync {
 
@@ -26,13 +28,18 @@ public:
     explicit sleep_awaiter(loop_clock::duration rounded_or_due, bool relative) noexcept
         : deadline_entry(&on_fire)
         , parked_wait(&on_abort, kind)
-        , relative_(relative)
-        , until_(rounded_or_due) {}
+        , relative_(relative) {
+        this->when = deadline(rounded_or_due);
+    }
 
-    explicit sleep_awaiter(deadline until) noexcept
+    /// `relative`: `until` is the delay as a time since the epoch; `forever`: no deadline.
+    sleep_awaiter(deadline until, bool relative, bool forever) noexcept
         : deadline_entry(&on_fire)
         , parked_wait(&on_abort, kind)
-        , until_(until) {}
+        , relative_(relative)
+        , forever_(forever) {
+        this->when = until;
+    }
 
     sleep_awaiter(const sleep_awaiter&) = delete;
     sleep_awaiter& operator=(const sleep_awaiter&) = delete;
@@ -41,8 +48,9 @@ public:
         : deadline_entry(&on_fire)
         , parked_wait(std::move(other))
         , relative_(other.relative_)
-        , forever_(other.forever_)
-        , until_(other.until_) {}
+        , forever_(other.forever_) {
+        this->when = other.when;
+    }
 
     sleep_awaiter& operator=(sleep_awaiter&&) = delete;
 
@@ -52,16 +60,11 @@ public:
         }
     }
 
-    static sleep_awaiter forever() noexcept {
-        sleep_awaiter s(never);
-        s.forever_ = true;
-        return s;
-    }
-
     [[nodiscard]] bool await_ready() const noexcept { return false; }
 
     bool await_suspend(std::coroutine_handle<> caller) {
-        if (relative_ && !forever_ && until_.time_since_epoch() <= loop_clock::duration(0)) {
+        const deadline until = this->when; // the request, until the entry is queued
+        if (relative_ && !forever_ && until.time_since_epoch() <= loop_clock::duration(0)) {
             yielded_ = true; // yield() and sleep(d <= 0): no deadline, no abort hook
             return park_until_poll(caller, "yield");
         }
@@ -74,9 +77,9 @@ public:
         runtime_state* rt = core()->rt;
         // A relative delay is measured from now, not from the iteration's start (SEMANTICS 13.2).
         const deadline now = relative_ ? rt->fresh_now() : rt->now();
-        deadline when = until_;
+        deadline when = until;
         if (relative_) {
-            when = forever_ ? never : add_saturated(now, until_.time_since_epoch());
+            when = forever_ ? never : add_saturated(now, until.time_since_epoch());
         }
         if (when <= now) {
             // sleep(0), sleep_until(past) and yield(): resume after the loop's next poll for
@@ -133,15 +136,36 @@ private:
         self->aborted();
     }
 
+    // Until it is awaited, the deadline entry's `when` holds the request: a relative delay (as
+    // a time since the epoch) or the deadline; one slot for both, 8 bytes less per awaiter.
     bool relative_ = false;
     bool forever_ = false;
     bool yielded_ = false;
-    // Relative: the delay, as a time since the epoch (one slot for both forms keeps the
-    // awaiter, and every frame that holds one, 8 bytes smaller).
-    deadline until_ = never;
 };
 
 inline const wait_kind sleep_awaiter::kind{"sleep", &sleep_awaiter::describe};
+
+/// What `sleep` (`Relative`: a delay, `never` for no deadline) and `sleep_until` (a deadline)
+/// return: the request, 8 bytes, until it is awaited. `co_await` builds the `sleep_awaiter` (96
+/// bytes: its deadline entry and its registration) in the awaiting frame; `timeout` and
+/// `as_outcome` build it inside their own awaiter. A frame therefore never carries a moved-from
+/// awaiter: the temporary of `co_await timeout(d, sleep(x))` is this request (bench/NOTES.md,
+/// W2 memory).
+template <bool Relative>
+class [[nodiscard]] sleep_request {
+public:
+    using awaiter_type = sleep_awaiter; // self-contained: it keeps no reference to the request
+
+    explicit constexpr sleep_request(deadline until) noexcept
+        : until_(until) {}
+
+    [[nodiscard]] sleep_awaiter operator co_await() const noexcept {
+        return sleep_awaiter(until_, Relative, Relative && until_ == never);
+    }
+
+private:
+    deadline until_; // Relative: the delay as a time since the epoch
+};
 
 } // namespace detail
 
@@ -155,28 +179,75 @@ inline const wait_kind sleep_awaiter::kind{"sleep", &sleep_awaiter::describe};
 /// **Cancellation:** a cancellation point. Total: the deadline entry is removed and
 /// `cancelled_error` is raised. **Thread:** loop thread, inside a task.
 template <class Rep, class Period>
-detail::sleep_awaiter sleep(std::chrono::duration<Rep, Period> d) {
+detail::sleep_request<true> sleep(std::chrono::duration<Rep, Period> d) {
     // Round and range-check against a zero origin now (NaN throws here); add "now" on await.
+    // `never` (too large, or +infinity) sleeps until cancelled.
     const deadline origin{};
-    const deadline rel = detail::deadline_after(origin, d);
-    if (rel == never) {
-        return detail::sleep_awaiter::forever();
-    }
-    return detail::sleep_awaiter(rel - origin, true);
+    return detail::sleep_request<true>(detail::deadline_after(origin, d));
 }
 
 /// Suspends the task until `when` on the loop clock; a deadline already passed behaves as
 /// `yield()`, and `never` sleeps until cancelled. Cancellation as for `sleep`.
-inline detail::sleep_awaiter sleep_until(deadline when) noexcept {
-    return detail::sleep_awaiter(when);
+inline detail::sleep_request<false> sleep_until(deadline when) noexcept {
+    return detail::sleep_request<false>(when);
 }
+
+namespace detail {
+
+/// The awaiter of `yield()`: one pointer. A yield has no deadline and nothing to abort, so it
+/// registers nothing (SEMANTICS 4.1): it checks the scope on entry, waits in the run queue for
+/// the loop's next poll, and checks the scope again on resumption. (`sleep(d <= 0)` behaves
+/// the same through `sleep_awaiter`.)
+class [[nodiscard]] yield_awaiter {
+public:
+    [[nodiscard]] bool await_ready() const noexcept { return false; }
+
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> caller) {
+        core_ = running_task(caller);
+        if (core_->current->cancelled()) {
+            return false; // not started: await_resume raises
+        }
+        core_->rt->schedule_after_poll(core_, caller);
+        return true;
+    }
+
+    void await_resume() const {
+        if (core_->current->cancelled()) {
+            throw_cancelled(core_);
+        }
+    }
+
+    /// For `as_outcome` and the inline timeout scope: true when `await_resume` would raise.
+    [[nodiscard]] bool delivery_pending() const noexcept {
+        return core_ != nullptr && core_->current->cancelled();
+    }
+
+private:
+    // The body frame of a spawned task has its core in front of it (decision 0021): found
+    // without the thread-local lookup of `require_task` (about 50 instructions per yield
+    // through a shared library, bench/NOTES.md W1). Any other caller asks the thread.
+    template <class P>
+    static task_core* running_task(std::coroutine_handle<P> caller) {
+        if constexpr (std::is_base_of_v<task_promise_base, P>) {
+            if (frame_header(caller.address()).core_live) {
+                return spawned_core(caller.address());
+            }
+        }
+        return require_task("yield");
+    }
+
+    task_core* core_ = nullptr;
+};
+
+} // namespace detail
 
 /// Lets every other ready task run and the loop poll once, then continues.
 ///
 /// **Cancellation:** an explicit checkpoint: raises `cancelled_error` if the current scope is
 /// cancelled, on entry and again on resumption.
-inline detail::sleep_awaiter yield() noexcept {
-    return detail::sleep_awaiter(loop_clock::duration(0), true);
+inline detail::yield_awaiter yield() noexcept {
+    return {};
 }
 
 /// `co_await checkpoint()` raises `cancelled_error` if the current scope is cancelled and

@@ -130,7 +130,9 @@ private:
             g.cancel_for_failure(); // the body failing works like a child failing (9.7)
         }
         co_await g.wait_all();
-        g.leave();
+        // It converts when it was cancelled by its own cancel() and ends normally (9.8).
+        g.leave(g.cancelled_itself() && g.errors_.empty() && !body_error &&
+                (!body_cancel || body_cancel_owner == g.scope_id()));
         if (!g.errors_.empty() || body_error) {
             std::vector<std::exception_ptr> errors = std::move(g.errors_);
             if (body_error) {

@@ -10,6 +10,7 @@
 
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/root.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/outcome.hpp>
 
@@ -154,9 +155,6 @@ private:
         auto* self = static_cast<join_awaiter*>(p);
         if constexpr (Forward) {
             task_state<T>* t = self->target_;
-            if (t->rt->tracing() != nullptr && !t->task_scope.node.requested()) [[unlikely]] {
-                trace_cancel_requested(*t); // the waiter forwards its cancellation (2.6)
-            }
             t->cancel(owner_of(self->core()->current)->node.message());
         } else {
             self->task_waiter::unlink();
@@ -224,11 +222,6 @@ public:
         }
         if (state_->rt != nullptr) {
             state_->rt->check_thread("task_handle::cancel()");
-        }
-        if (state_->rt != nullptr && state_->rt->tracing() != nullptr) [[unlikely]] {
-            if (!state_->done() && !state_->task_scope.node.requested()) {
-                detail::trace_cancel_requested(*state_); // before the abort hooks run
-            }
         }
         return state_->cancel(detail::make_message(message));
     }

@@ -17,6 +17,7 @@
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/scoped_body.hpp>
+#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/task.hpp>
 
@@ -53,8 +54,9 @@ public:
         , relative_(other.relative_)
         , expired_(other.expired_)
         , caught_(other.caught_)
-        , phase_(std::exchange(other.phase_, phase::exited))
-        , at_(other.at_) {}
+        , phase_(std::exchange(other.phase_, phase::exited)) {
+        deadline_entry::when = other.deadline_entry::when;
+    }
 
     ~timeout_scope() {
         if (phase_ == phase::active) { // the frame is destroyed while suspended inside
@@ -81,12 +83,16 @@ public:
     /// Moves the deadline (earlier or later); `never` removes it; a deadline already due
     /// expires the scope at once (D-5). Only while active and not expired, else
     /// `invalid_state`. An inner scope never extends an outer one: the effective deadline is
-    /// the minimum.
+    /// the minimum. `std::bad_alloc`, with the scope unchanged, when no memory is left for the
+    /// deadline.
     void reschedule(deadline when) {
         if (phase_ != phase::active || expired_) {
             throw invalid_state("uvasync: reschedule() needs an active, unexpired timeout scope");
         }
         core_->rt->check_thread("timeout_scope::reschedule()");
+        // A scope without a queued deadline (`never`) adds one: room first, since a bad_alloc
+        // must come out here, with the scope unchanged, not in the noexcept add_deadline.
+        core_->rt->reserve_deadline();
         detail::deadline_queue::leave(*this);
         set_deadline(when);
     }
@@ -123,8 +129,9 @@ private:
     // Either a relative delay (taken at entry, D-4) or an absolute deadline.
     timeout_scope(loop_clock::duration delay, bool relative, deadline at) noexcept
         : deadline_entry(&on_fire)
-        , relative_(relative)
-        , at_(relative ? deadline(delay) : at) {}
+        , relative_(relative) {
+        deadline_entry::when = relative ? deadline(delay) : at;
+    }
 
     void enter(detail::task_core* core) {
         core->rt->reserve_deadline(); // may throw bad_alloc: before anything changes
@@ -140,9 +147,10 @@ private:
         }
         // A relative delay is measured from entry, not from the iteration's start (13.2).
         const deadline now = relative_ ? rt->fresh_now() : rt->now();
-        deadline when = at_;
+        const deadline at = deadline_entry::when; // the configuration, until it is queued
+        deadline when = at;
         if (relative_) {
-            when = detail::add_saturated(now, at_.time_since_epoch());
+            when = detail::add_saturated(now, at.time_since_epoch());
         }
         set_deadline(when);
     }
@@ -186,7 +194,8 @@ private:
     bool move_on_ = false; // the conversion gave an empty result, not timeout_error (trace)
     phase phase_ = phase::created;
     detail::task_core* core_ = nullptr; // (its runtime is core_->rt)
-    deadline at_; // relative: the delay, as a time since the epoch (taken at entry, D-4)
+    // Until the scope is entered, the deadline entry's `when` holds its configuration: the
+    // relative delay (as a time since the epoch, taken at entry, D-4) or the absolute deadline.
 };
 
 /// The awaiter of `timeout`, `timeout_at`, `move_on_after` and `move_on_at`: runs the body
@@ -261,6 +270,13 @@ public:
     timeout_inline_awaiter(A body, loop_clock::duration delay, bool relative, deadline at)
         : scope_(delay, relative, at)
         , body_(std::move(body)) {}
+
+    /// The body built here from a small request (`detail::leaf_request`, such as `sleep`'s):
+    /// the awaiting frame then holds the request, not a second, moved-from awaiter.
+    template <detail::leaf_request R>
+    timeout_inline_awaiter(R&& request, loop_clock::duration delay, bool relative, deadline at)
+        : scope_(delay, relative, at)
+        , body_(std::forward<R>(request).operator co_await()) {}
 
     timeout_inline_awaiter(const timeout_inline_awaiter&) = delete;
     timeout_inline_awaiter& operator=(const timeout_inline_awaiter&) = delete;
@@ -405,6 +421,9 @@ auto make_timeout(Body&& body, loop_clock::duration delay, bool relative, deadli
     if constexpr (scope_body_factory<B>) {
         return timeout_awaiter<T, MoveOn, B>(task<T>(), std::forward<Body>(body), delay, relative,
                                              at);
+    } else if constexpr (leaf_request<Body>) {
+        return timeout_inline_awaiter<typename B::awaiter_type, MoveOn>(std::forward<Body>(body),
+                                                                        delay, relative, at);
     } else if constexpr (inline_scope_body<B>) {
         return timeout_inline_awaiter<B, MoveOn>(std::forward<Body>(body), delay, relative, at);
     } else {

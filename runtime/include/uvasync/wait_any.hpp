@@ -88,6 +88,7 @@ struct wait_any_range {
         }
         task_core* core = enter_wait_any(tasks.empty(), all_valid);
         completion_set set(true);
+        set.describe_as("wait_any");
         set.reserve(tasks.size());
         std::vector<task_handle<T>> handles;
         handles.reserve(tasks.size());
@@ -136,6 +137,7 @@ struct wait_any_fixed {
     static task<result> call(A&... aws) {
         task_core* core = enter_wait_any(sizeof...(A) == 0, (valid_child(aws) && ...));
         completion_set set(true);
+        set.describe_as("wait_any");
         set.reserve(sizeof...(A));
         set.enter(core);
         std::optional<std::tuple<task_handle<child_value_t<A>>...>> spawned;
@@ -180,7 +182,7 @@ public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
     explicit first_done_awaiter(std::vector<task_core*> targets)
-        : parked_wait(&on_abort)
+        : parked_wait(&on_abort, kind())
         , targets_(std::move(targets)) {
         if (targets_.empty()) {
             throw std::invalid_argument("uvasync: first_done needs at least one task_handle");
@@ -271,6 +273,17 @@ private:
             self->winner_ = s->index;
             self->complete();
         }
+    }
+
+    // runtime::dump: "first_done over 3 tasks".
+    static const wait_kind& kind() noexcept {
+        static constexpr wait_kind k{"first_done", &describe};
+        return k;
+    }
+
+    static void describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+        out += "over " + std::to_string(static_cast<const first_done_awaiter&>(w).targets_.size()) +
+               " tasks";
     }
 
     // The caller is cancelled: stop waiting; the tasks run on (they are the caller's).

@@ -79,6 +79,18 @@ void listener_state::on_connection(uv_stream_t* server, int status) noexcept {
 
 accept_awaiter_base::accept_awaiter_base(listener_state* l) noexcept
     : handle_awaiter(l, &on_abort) {
+    describe_as(kind);
+}
+
+const wait_kind accept_awaiter_base::kind{"accept", &accept_awaiter_base::describe};
+
+// "accept on 127.0.0.1:8080" (or the pipe's name).
+void accept_awaiter_base::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    std::string where;
+    append_address(static_cast<const accept_awaiter_base&>(w).state_, false, where);
+    if (!where.empty()) {
+        out += "on " + where;
+    }
 }
 
 accept_awaiter_base::accept_awaiter_base(accept_awaiter_base&& other) noexcept

@@ -173,8 +173,19 @@ private:
     bool holds_room_ = false; // hold_grace_room: room for grace_ held in the deadline queue
 };
 
+const wait_kind process_wait_awaiter::kind{"process exit", &process_wait_awaiter::describe};
+
+// "process exit, pid 1234".
+void process_wait_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    if (const process_state* s = static_cast<const process_wait_awaiter&>(w).state_;
+        s != nullptr && s->pid() != 0) {
+        out += "pid " + std::to_string(s->pid());
+    }
+}
+
 process_wait_awaiter::process_wait_awaiter(process_state* state) noexcept
     : handle_awaiter(state, &on_abort) {
+    describe_as(kind);
 }
 
 process_wait_awaiter::~process_wait_awaiter() {

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 #include <algorithm>
-#include <deque>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -17,13 +16,16 @@ namespace uvasync {
 namespace detail {
 
 /// One `uv_signal_t` per signal, plus the queue of signals nobody has taken yet. The queue
-/// holds each kind of signal at most once, with a count, so a signal storm cannot grow it.
+/// holds each kind of signal at most once, with a count, so a signal storm cannot grow it: it
+/// is a ring of one entry per kind, allocated with the set, so queueing a signal (in libuv's
+/// callback) and taking one (in `wait()`), both noexcept, never allocate.
 class signal_state final : public handle_state {
 public:
     signal_state(uv_loop_t* loop, const std::vector<int>& signals)
         : handle_state("signal_set")
         , loop_(loop)
         , slots_(std::make_unique<slot[]>(signals.size()))
+        , order_(std::make_unique<std::size_t[]>(signals.size()))
         , count_(signals.size()) {
         for (std::size_t i = 0; i < count_; ++i) {
             slots_[i].owner = this;
@@ -49,7 +51,7 @@ public:
     }
 
     void on_close_requested() noexcept override {
-        order_.clear();
+        queued_ = 0;
         if (signal_awaiter* waiter = std::exchange(waiter_, nullptr)) {
             waiter->deliver(0);
         }
@@ -69,19 +71,27 @@ public:
 
     [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
 
-    [[nodiscard]] bool has_pending() const noexcept { return !order_.empty(); }
+    [[nodiscard]] bool has_pending() const noexcept { return queued_ != 0; }
 
     /// Takes the next queued signal (there is one).
     int take() noexcept {
-        const std::size_t i = order_.front();
-        order_.pop_front();
+        const std::size_t i = order_[first_];
+        first_ = (first_ + 1) % count_;
+        --queued_;
         slot& s = slots_[i];
         if (--s.pending > 0) {
-            order_.push_back(i); // round robin among the kinds of signal
+            enqueue(i); // round robin among the kinds of signal
         } else {
             s.queued = false;
         }
         return s.signum;
+    }
+
+    /// The signal numbers, space-separated (runtime::dump).
+    void append_signals(std::string& out) const {
+        for (std::size_t i = 0; i < count_; ++i) {
+            out += (i == 0 ? "" : " ") + std::to_string(slots_[i].signum);
+        }
     }
 
     void wait(signal_awaiter* w) noexcept {
@@ -106,6 +116,12 @@ private:
         bool initialised = false;
     };
 
+    /// Appends the kind `i` to the ring; it is not in it (`slot::queued`), so there is room.
+    void enqueue(std::size_t i) noexcept {
+        order_[(first_ + queued_) % count_] = i;
+        ++queued_;
+    }
+
     void set_ref(bool on) noexcept {
         for (std::size_t i = 0; i < count_; ++i) {
             auto* h = reinterpret_cast<uv_handle_t*>(&slots_[i].handle);
@@ -126,7 +142,7 @@ private:
         ++s->pending;
         if (!s->queued) {
             s->queued = true;
-            self->order_.push_back(static_cast<std::size_t>(s - self->slots_.get()));
+            self->enqueue(static_cast<std::size_t>(s - self->slots_.get()));
         }
         if (signal_awaiter* w = std::exchange(self->waiter_, nullptr)) {
             self->set_ref(false);
@@ -136,13 +152,25 @@ private:
 
     uv_loop_t* loop_;
     std::unique_ptr<slot[]> slots_;
+    std::unique_ptr<std::size_t[]> order_; // the ring: kinds with queued signals, oldest first
     std::size_t count_;
-    std::deque<std::size_t> order_;
+    std::size_t first_ = 0;  // the ring's oldest entry
+    std::size_t queued_ = 0; // entries in the ring
     signal_awaiter* waiter_ = nullptr;
 };
 
+const wait_kind signal_awaiter::kind{"signal", &signal_awaiter::describe};
+
+// "signal 10 12": the signals of the set it waits on.
+void signal_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    if (const signal_state* s = static_cast<const signal_awaiter&>(w).state_; s != nullptr) {
+        s->append_signals(out);
+    }
+}
+
 signal_awaiter::signal_awaiter(signal_state* state) noexcept
     : handle_awaiter(state, &on_abort) {
+    describe_as(kind);
 }
 
 signal_awaiter::~signal_awaiter() {

@@ -44,22 +44,48 @@ void stream_state::stop_reading() noexcept {
 
 const wait_kind read_awaiter::kind{"stream read", &read_awaiter::describe};
 
-void read_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
-    const auto& self = static_cast<const read_awaiter&>(w);
-    stream_state* s = self.state_;
-    if (s == nullptr || s->closing || s->handle()->type != UV_TCP) {
+void append_address(stream_handle_state* s, bool peer, std::string& out) {
+    if (s == nullptr || s->closing) {
+        return;
+    }
+    uv_handle_t* h = s->handle();
+    if (h->type == UV_NAMED_PIPE) {
+        char name[256];
+        std::size_t len = sizeof name;
+        const int rc = peer ? uv_pipe_getpeername(&s->u.pipe, name, &len)
+                            : uv_pipe_getsockname(&s->u.pipe, name, &len);
+        if (rc == 0 && len > 0) {
+            out.append(name, len);
+        }
+        return;
+    }
+    if (h->type != UV_TCP) {
         return;
     }
     sockaddr_storage ss{};
     int len = sizeof ss;
-    if (uv_tcp_getpeername(&s->u.tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    const int rc = peer ? uv_tcp_getpeername(&s->u.tcp, reinterpret_cast<sockaddr*>(&ss), &len)
+                        : uv_tcp_getsockname(&s->u.tcp, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (rc != 0) {
         return;
     }
     try {
-        out += "from " + socket_address::from(reinterpret_cast<const sockaddr*>(&ss)).to_string();
+        out += socket_address::from(reinterpret_cast<const sockaddr*>(&ss)).to_string();
     } catch (const std::bad_alloc&) {
         throw;
     } catch (...) { // a family socket_address does not know: no details
+    }
+}
+
+void read_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    const auto& self = static_cast<const read_awaiter&>(w);
+    if (self.state_ == nullptr || self.state_->closing || self.state_->handle()->type != UV_TCP) {
+        return;
+    }
+    std::string peer;
+    append_address(self.state_, true, peer);
+    if (!peer.empty()) {
+        out += "from " + peer;
     }
 }
 
@@ -289,7 +315,7 @@ task<std::string> stream::read_until(std::string_view delimiter, std::size_t max
     return read_until_loop(detail::state_pin(state_), state_, std::string(delimiter), max_size);
 }
 
-detail::read_until_awaiter stream::read_until(std::string& out, std::string_view delimiter,
+detail::read_until_request stream::read_until(std::string& out, std::string_view delimiter,
                                               std::size_t max_size) {
     if (delimiter.empty()) {
         throw std::invalid_argument("uvasync: stream::read_until: the delimiter is empty");

@@ -14,12 +14,32 @@ namespace uvasync {
 
 namespace detail {
 
+namespace {
+
+const wait_kind& shutdown_kind() noexcept {
+    static constexpr wait_kind k{"stream shutdown"};
+    return k;
+}
+
+} // namespace
+
 stream_request_awaiter::stream_request_awaiter(stream_state* s, op kind, const void* target,
                                                const char* label) noexcept
     : stream_awaiter(s, &on_abort)
     , op_(kind)
     , target_(target)
     , label_(label) {
+    describe_as(op_ == op::shutdown ? shutdown_kind() : stream_request_awaiter::kind);
+}
+
+const wait_kind stream_request_awaiter::kind{"connect", &stream_request_awaiter::describe};
+
+// "connect to 127.0.0.1:8080" (the label the caller's address printed as, alive in its frame).
+void stream_request_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    const auto& self = static_cast<const stream_request_awaiter&>(w);
+    if (self.label_ != nullptr && *self.label_ != '\0') {
+        out += std::string("to ") + self.label_;
+    }
 }
 
 stream_request_awaiter::stream_request_awaiter(stream_request_awaiter&& other) noexcept

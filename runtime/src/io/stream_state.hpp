@@ -164,6 +164,10 @@ stream_state* make_stream_state(const char* kind, Init init, const char* what) {
     return s;
 }
 
+/// Appends the address of a TCP or pipe handle (`peer`: the other end, else its own), for
+/// `runtime::dump`; nothing when the handle has none or is closing. Throws only bad_alloc.
+void append_address(stream_handle_state* s, bool peer, std::string& out);
+
 /// The state of a listener: the handle and the connections announced but not yet accepted.
 struct listener_state final : stream_handle_state {
     listener_state(const char* kind_name, const char* stream_kind_name, bool is_pipe) noexcept

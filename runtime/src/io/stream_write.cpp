@@ -44,12 +44,31 @@ write_awaiter::write_awaiter(stream_state* s, std::span<const char> data) noexce
     : stream_awaiter(s, &on_abort)
     , data_(data)
     , owning_(false) {
+    describe_as(kind);
 }
 
 write_awaiter::write_awaiter(stream_state* s, std::string data) noexcept
     : stream_awaiter(s, &on_abort)
     , owned_(std::move(data))
     , owning_(true) {
+    describe_as(kind);
+}
+
+const wait_kind write_awaiter::kind{"stream write", &write_awaiter::describe};
+
+// "stream write 65536 bytes pending, to 127.0.0.1:40000": the bytes libuv still queues for
+// the stream (this write's remainder and any queued before it), and the peer of a TCP stream.
+void write_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    stream_state* s = static_cast<const write_awaiter&>(w).state_;
+    if (s == nullptr || s->closing) {
+        return;
+    }
+    out += std::to_string(uv_stream_get_write_queue_size(s->stream())) + " bytes pending";
+    std::string peer;
+    append_address(s, true, peer);
+    if (!peer.empty()) {
+        out += ", to " + peer;
+    }
 }
 
 write_awaiter::write_awaiter(write_awaiter&& other) noexcept

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <algorithm>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -123,6 +124,21 @@ udp_send_awaiter::udp_send_awaiter(udp_state* state, std::span<const char> data,
     : handle_awaiter(state, &on_abort)
     , data_(data)
     , to_(to) {
+    describe_as(kind);
+}
+
+const wait_kind udp_send_awaiter::kind{"udp send", &udp_send_awaiter::describe};
+
+// "udp send of 512 bytes to 127.0.0.1:9000".
+void udp_send_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    const auto& self = static_cast<const udp_send_awaiter&>(w);
+    out += "of " + std::to_string(self.data_.size()) + " bytes";
+    try {
+        out += " to " + self.to_.to_string();
+    } catch (const std::bad_alloc&) {
+        throw;
+    } catch (...) { // an address family to_string does not know
+    }
 }
 
 udp_send_awaiter::udp_send_awaiter(udp_send_awaiter&& other) noexcept
@@ -204,6 +220,28 @@ void udp_send_awaiter::deliver(int status) noexcept {
 udp_receive_awaiter::udp_receive_awaiter(udp_state* state, std::span<char> buffer) noexcept
     : handle_awaiter(state, &on_abort)
     , buffer_(buffer) {
+    describe_as(kind);
+}
+
+const wait_kind udp_receive_awaiter::kind{"udp receive", &udp_receive_awaiter::describe};
+
+// "udp receive on 127.0.0.1:9000": the socket's own address.
+void udp_receive_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::string& out) {
+    udp_state* s = static_cast<const udp_receive_awaiter&>(w).state_;
+    if (s == nullptr || s->closing) {
+        return;
+    }
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_udp_getsockname(s->handle(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+        return;
+    }
+    try {
+        out += "on " + socket_address::from(reinterpret_cast<const sockaddr*>(&ss)).to_string();
+    } catch (const std::bad_alloc&) {
+        throw;
+    } catch (...) { // a family socket_address does not know
+    }
 }
 
 udp_receive_awaiter::udp_receive_awaiter(udp_receive_awaiter&& other) noexcept

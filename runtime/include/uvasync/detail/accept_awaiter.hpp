@@ -38,6 +38,10 @@ protected:
 private:
     friend struct listener_state;
     static void on_abort(parked_wait* p) noexcept;
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
+
     void deliver(stream_state* s, int status, const char* reason) noexcept;
 
     stream_state* result_ = nullptr;

@@ -85,6 +85,9 @@ public:
 
     [[nodiscard]] cancel_node* parent() const noexcept { return parent_; }
 
+    /// A cancel source's node (else the node of a scope, embedded in it).
+    [[nodiscard]] bool shared() const noexcept { return shared_; }
+
     /// Links this node under `parent` (loop thread). A node linked under a cancelled parent is
     /// born cancelled with the parent's message.
     void link_to(cancel_node& parent) noexcept;
@@ -149,6 +152,18 @@ private:
     intrusive_list<cancel_registration, registration_tag> callbacks_;
     message_ptr message_;
 };
+
+/// Told of every loop-side propagation after its nodes are marked and before any callback
+/// runs (introspection: the tracer's "cancel requested" and scope events). `origin` is the
+/// node the request was made on; `marked` holds the nodes this propagation cancelled, parent
+/// before descendants; `posted`: the request was made on another thread.
+using propagation_observer = void (*)(cancel_node& origin,
+                                      intrusive_list<cancel_node, work_tag>& marked,
+                                      bool posted) noexcept;
+
+/// Installs the process's propagation observer (the runtime's trace point, once a runtime
+/// with a tracer exists). Until then a propagation pays one load and one untaken branch.
+UVASYNC_API void observe_propagations(propagation_observer observer) noexcept;
 
 /// A cancel source's shared state: a node with a reference count (the source and its tokens)
 /// and the inbox of the runtime whose loop thread owns it. Only these nodes are reached from

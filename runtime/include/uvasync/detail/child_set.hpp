@@ -37,7 +37,8 @@ public:
     ~child_set();
 
     void enter(task_core* owner) noexcept;
-    void leave() noexcept;
+    /// `converted`: the owner absorbs the group's own cancellation (task_group, trace.hpp).
+    void leave(bool converted = false) noexcept;
 
     /// Spawns `t` as a child. Before `enter` or after `leave`: `invalid_state`, and the frame
     /// is destroyed without running. In a cancelled scope the child is born cancelled and
@@ -48,7 +49,8 @@ public:
             throw invalid_state(
                 "uvasync: spawning into a task group or gather that is not running");
         }
-        task_handle<T> h = spawn_in(*owner_->rt, std::move(t), nullptr, &scope_, label);
+        task_handle<T> h =
+            spawn_in(*owner_->rt, current_task(), std::move(t), nullptr, &scope_, label);
         h.state()->parent_set = static_cast<finish_observer*>(this);
         children_.push_back(*h.state());
         return h;
@@ -56,8 +58,19 @@ public:
 
     /// Cancels the scope (children, and the owner's code inside it). True on the transition.
     bool cancel(message_ptr message) noexcept {
-        return scope_.node.request_cancel(std::move(message));
+        const bool first = scope_.node.request_cancel(std::move(message));
+        cancelled_itself_ = cancelled_itself_ || first;
+        return first;
     }
+
+    /// What the owner waits at the exit of, for `runtime::dump` ("task group", "gather",
+    /// "wait_any", "as_completed"); a string with static storage.
+    void describe_as(const char* what) noexcept { what_ = what; }
+
+    [[nodiscard]] const char* what() const noexcept { return what_; }
+
+    /// The scope was cancelled by `cancel()` (its own request, not an enclosing scope's).
+    [[nodiscard]] bool cancelled_itself() const noexcept { return cancelled_itself_; }
 
     [[nodiscard]] bool empty() const noexcept { return children_.empty(); }
 
@@ -98,6 +111,8 @@ private:
     task_core* owner_ = nullptr;
     std::coroutine_handle<> exit_waiter_;
     phase phase_ = phase::created;
+    bool cancelled_itself_ = false;
+    const char* what_ = "task group";
 };
 
 } // namespace uvasync::detail

@@ -36,7 +36,7 @@ public:
 
     /// The registration number the next added entry gets; entries added after a deadline pass
     /// started have a larger one (SEMANTICS 6.5).
-    [[nodiscard]] std::uint64_t last_seq() const noexcept { return seq_; }
+    [[nodiscard]] std::uint32_t last_seq() const noexcept { return seq_; }
 
     /// Makes room for one more entry, so that the next `push` does not allocate, besides the
     /// room held by `hold_one`. Throws `std::bad_alloc`; callers that can throw call it before
@@ -81,7 +81,7 @@ public:
         e.queue = nullptr;
         if (last != &e) {
             heap_[i] = last;
-            last->heap_index = i;
+            last->heap_index = static_cast<std::uint32_t>(i);
             sift_down(i);
             sift_up(last->heap_index);
         } else if (heap_.empty()) {
@@ -100,7 +100,7 @@ private:
     void sift_down(std::size_t i) noexcept;
 
     std::vector<deadline_entry*> heap_;
-    std::uint64_t seq_ = 0;
+    std::uint32_t seq_ = 0;
     emptied_fn on_emptied_;
     void* owner_;
     std::size_t held_ = 0; // hold_one without release_one

@@ -72,11 +72,10 @@ public:
     /// shared, when it belongs to the same runtime; else none. Until the program first sets a
     /// task-local value this is one relaxed load and a branch (not even the thread-local read
     /// of the current task).
-    static local_map* inherit(const runtime_state& rt) noexcept {
+    static local_map* inherit(const runtime_state& rt, task_core* parent) noexcept {
         if (!in_use().load(std::memory_order_relaxed)) {
             return nullptr;
         }
-        task_core* parent = current_task();
         if (parent == nullptr || parent->locals == nullptr || parent->rt != &rt) {
             return nullptr;
         }

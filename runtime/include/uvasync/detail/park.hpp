@@ -4,13 +4,13 @@
 #include <concepts>
 #include <coroutine>
 #include <cstdint>
+#include <type_traits>
 
 #include <uvasync/detail/cancel_node.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 #include <uvasync/detail/scope.hpp>
 #include <uvasync/detail/task_core.hpp>
-#include <uvasync/detail/trace_points.hpp>
 #include <uvasync/detail/wait_kind.hpp>
 #include <uvasync/error.hpp>
 
@@ -35,6 +35,18 @@ template <class W>
 concept delivery_reporting = requires(const W& w) {
     { w.delivery_pending() }
     noexcept->std::same_as<bool>;
+};
+
+/// A request for a leaf wait that is small until it is awaited (`sleep`'s `sleep_request`):
+/// `operator co_await` builds a self-contained `awaiter_type` that keeps no reference to the
+/// request. `timeout` and `as_outcome` build that awaiter inside their own awaiter, so the
+/// awaiting frame holds the request (a temporary) and one awaiter, not two awaiters.
+template <class R>
+concept leaf_request = requires(R&& r) {
+    typename std::remove_cvref_t<R>::awaiter_type;
+    {
+        static_cast<R&&>(r).operator co_await()
+        } -> std::same_as<typename std::remove_cvref_t<R>::awaiter_type>;
 };
 
 /// The shared half of every cancellation point: trio's abort protocol (SEMANTICS 1, "Abort
@@ -95,9 +107,6 @@ protected:
         caller_ = caller;
         state_ = state::waiting;
         core_->current->node.add(*this);
-        if (core_->rt->tracing() != nullptr) [[unlikely]] {
-            trace_parked(*core_);
-        }
         return true;
     }
 
@@ -131,9 +140,6 @@ protected:
         }
         state_ = state::completed;
         unlink();
-        if (core_->rt->tracing() != nullptr) [[unlikely]] {
-            trace_unparked(*core_, *this);
-        }
         core_->rt->schedule(core_, caller_);
     }
 
@@ -152,9 +158,6 @@ protected:
         }
         state_ = state::aborted;
         unlink();
-        if (core_->rt->tracing() != nullptr) [[unlikely]] {
-            trace_unparked(*core_, *this);
-        }
         core_->rt->schedule(core_, caller_);
     }
 

@@ -39,6 +39,7 @@ namespace uvasync::detail {
 
 class inbox;
 struct loop_handles;
+struct runtime_cold;
 struct thread_context;
 struct introspection_access;
 
@@ -49,16 +50,8 @@ enum class clock_kind : std::uint8_t { loop, virtual_time };
 /// Everything here is loop-thread only unless it says otherwise.
 class UVASYNC_API runtime_state {
 public:
-    struct config {
-        clock_kind clock = clock_kind::loop;
-        bool autojump = true;
-        std::chrono::milliseconds autojump_threshold{0};
-        std::chrono::milliseconds shutdown_grace{5000};
-        std::function<void(std::exception_ptr)> exception_handler;
-        std::shared_ptr<uvasync::tracer> tracer; // trace.hpp
-        std::chrono::milliseconds slow_wait_threshold{0};
-        int dump_signal = 0; // introspection.hpp
-    };
+    /// The runtime's options as the scheduler keeps them (src/runtime_cold.hpp).
+    struct config;
 
     runtime_state(uv_loop_t* loop, bool owns_loop, config cfg);
     runtime_state(const runtime_state&) = delete;
@@ -126,7 +119,14 @@ public:
     /// resumes after the poll of the same iteration.
     void schedule_after_poll(task_core* core, std::coroutine_handle<> h) noexcept {
         core->resume_point = h;
-        yielded_.push_back(core);
+        if (before_poll_drain_) {
+            yielded_before_poll_.push_back(core); // the next drain after this poll (4.1)
+        } else {
+            yielded_.push_back(core);
+            if (!check_active_) {
+                start_check();
+            }
+        }
         if (!idle_active_) {
             start_idle(); // the poll must not block while a yielded task waits
         }
@@ -195,6 +195,7 @@ public:
     void observe_steps(step_observer observer, void* arg) noexcept {
         step_observer_ = observer;
         step_arg_ = arg;
+        instrumented_ = tracer_ != nullptr || step_observer_ != nullptr;
     }
 
     /// Registers a new task (created by spawn) and queues its first step.
@@ -210,9 +211,7 @@ public:
     bool post(std::function<void()> fn);
 
     /// The runtime's inbox (for binding cancel sources; see cancel_node::bind).
-    [[nodiscard]] inbox* mailbox() const noexcept {
-        return inbox_;
-    }
+    [[nodiscard]] inbox* mailbox() const noexcept;
 
     [[nodiscard]] bool accepting() const noexcept {
         return phase_ == phase::running;
@@ -231,9 +230,7 @@ public:
     }
 
     /// The clock when the runtime was made: the origin of the times `runtime::dump` writes.
-    [[nodiscard]] deadline started_at() const noexcept {
-        return started_at_;
-    }
+    [[nodiscard]] deadline started_at() const noexcept;
 
     /// Cancels every task, waits (bounded) for them, closes the internal handles and lets
     /// their close callbacks run; an owned loop is then run until empty and closed, else
@@ -300,6 +297,8 @@ public:
     void on_timer() noexcept;
     void on_check() noexcept;
     void on_prepare() noexcept;
+    void on_idle() noexcept;
+    void start_check() noexcept;
     /// After a drain: arms or restarts the autojump threshold, and the idle handle.
     void settle(bool ran) noexcept;
     void on_threshold_timer() noexcept;
@@ -313,6 +312,14 @@ private:
     void start_idle() noexcept;
     void update_idle() noexcept;
     void rearm_timer() noexcept;
+    void instrumented_step(thread_context& ctx, task_core* core, task_core* outside) noexcept;
+    void adopt_slow(task_core* core) noexcept;
+
+    void set_phase(phase p) noexcept {
+        phase_ = p;
+        plain_adopt_ = p == phase::running && tracer_ == nullptr;
+    }
+
     static void on_deadlines_emptied(void* self) noexcept;
     void close_handles() noexcept;
     void close_owned_loop();
@@ -321,12 +328,23 @@ private:
     void leak_remaining() noexcept;
     void wait_for_requests() noexcept;
 
+    // What the inline members above and the hot paths of the compiled scheduler (run queue,
+    // spawn, deadline timer) use. Everything else the scheduler keeps (the inbox, shutdown's
+    // state, the exception handler, the tracer's ownership, the timed-call pool, ...) is in
+    // `cold_`, whose type only runtime/src/ sees (runtime_cold.hpp).
     uv_loop_t* loop_;
-    uvasync::tracer* tracer_; // tracer_owner_'s, or null
+    uvasync::tracer* tracer_; // owned by cold_, or null
+    // The two flags that keep the scheduler's hot paths at one test each (trace.hpp, "Cost"):
+    // a drain step tests `instrumented_` (a tracer or a step observer is set, the step goes
+    // through instrumented_step), and adopt() tests `plain_adopt_` (running and no tracer).
+    bool instrumented_;
+    bool plain_adopt_;
     bool owns_loop_;
     bool virtual_;
     bool autojump_;
     bool idle_active_ = false;
+    bool check_active_ = true;       // real clock: the check handle stops itself (run_queue.cpp)
+    bool before_poll_drain_ = false; // in the idle or prepare drain
     bool in_deadline_pass_ = false;
     bool timer_unreferenced_ = false; // armed for a deadline that left (deadline_timer.cpp)
     // From the end of the prepare callback to the end of the check callback (the poll, I/O
@@ -335,36 +353,29 @@ private:
     bool drain_follows_ = false;
     phase phase_ = phase::running;
     std::int64_t virtual_now_ = 0;
-    std::int64_t autojump_threshold_ms_;
-    std::int64_t shutdown_grace_ms_;
     deadline armed_for_ = never;
     std::uint64_t scope_ids_ = 0;
     std::size_t live_tasks_ = 0;
     std::size_t pending_requests_ = 0;
     std::size_t closing_handles_ = 0;
-    deadline_entry* grace_ = nullptr; // shutdown's grace deadline while it waits
-    std::function<void()> on_closed_; // close_from_callback: handed to the handles
-    int keep_alive_holders_ = 0;
     intrusive_queue<task_core> ready_;
-    intrusive_queue<task_core> yielded_;           // resume in the next check drain (after a poll)
+    intrusive_queue<task_core> yielded_; // resume in the check drain after the next poll
+    // Yielded in a drain before the poll: resume in the first drain after it (the next idle
+    // drain on a real clock, this iteration's check drain on a virtual one).
+    intrusive_queue<task_core> yielded_before_poll_;
     bool (*stop_check_)(void*) noexcept = nullptr; // run_until's predicate, checked by settle
     void* stop_arg_ = nullptr;
     step_observer step_observer_ = nullptr; // observe_steps
     void* step_arg_ = nullptr;
     deadline_queue deadlines_{&on_deadlines_emptied, this};
+    // Every task (adopt() links it on each spawn), and the libuv handles whose type only
+    // runtime/src/ sees (runtime_handles.hpp): the idle and timer handles are reached on each
+    // schedule() that starts the idle handle and each arming of the loop timer.
     intrusive_list<task_core, all_tasks_tag> tasks_;
-    loop_handles* handles_;
-    inbox* inbox_; // one reference, released by the destructor
-    std::function<void(std::exception_ptr)> exception_handler_;
-    runtime_state* previous_current_ = nullptr;
+    loop_handles* handles_ = nullptr;
     uvasync::runtime* facade_ = nullptr;
     uv_thread_t loop_thread_ = uv_thread_self();
-    std::vector<std::unique_ptr<timed_call_node>> timed_calls_; // the pool, every node made
-    timed_call_node* free_timed_calls_ = nullptr;
-    bool loop_closed_ = false;
-    std::shared_ptr<uvasync::tracer> tracer_owner_;
-    loop_clock::duration slow_wait_threshold_;
-    deadline started_at_;
+    std::unique_ptr<runtime_cold> cold_;
 };
 
 /// The runtime of the calling thread while one exists (set by the runtime's constructor and
@@ -382,5 +393,26 @@ inline task_core* current_task() noexcept {
 
 /// The running task's runtime, else the calling thread's, else `invalid_state`.
 UVASYNC_API runtime_state& current_runtime(const char* what);
+
+/// `invalid_state`: `what` needs a runtime on this thread.
+[[noreturn]] UVASYNC_API void throw_no_runtime(const char* what);
+
+/// Where a free `spawn` runs: the runtime (as `current_runtime`) and the spawning task (null
+/// outside a task), from one read of the thread's context.
+struct spawner {
+    runtime_state& rt;
+    task_core* task;
+};
+
+inline spawner current_spawner(const char* what) {
+    const thread_context& ctx = this_thread_context();
+    if (ctx.task != nullptr) {
+        return {*ctx.task->rt, ctx.task};
+    }
+    if (ctx.runtime == nullptr) [[unlikely]] {
+        throw_no_runtime(what);
+    }
+    return {*ctx.runtime, nullptr};
+}
 
 } // namespace uvasync::detail

@@ -14,18 +14,21 @@
 
 namespace uvasync::detail {
 
-/// `label`: the name and spawn site of a named spawn (introspection.hpp), else null.
+/// `spawner`: the task that spawns (null outside a task): every spawn site already knows it
+/// (the free `spawn` reads the thread's context once for the runtime and the task), so
+/// recording it costs no second thread-local lookup. `label`: the name and spawn site of a
+/// named spawn (introspection.hpp), else null.
 template <class T>
-task_handle<T> spawn_in(runtime_state& rt, task<T> body, cancel_node* token, scope* parent,
-                        const spawn_label* label = nullptr) {
+task_handle<T> spawn_in(runtime_state& rt, task_core* spawner, task<T> body, cancel_node* token,
+                        scope* parent, const spawn_label* label = nullptr) {
     if (!body.valid()) {
         throw invalid_state("uvasync: spawning an empty or already awaited task");
     }
     task_state<T>& st = *adopt_frame(body);
     st.rt = &rt;
-    st.locals = local_map::inherit(rt); // task-local values, copied at spawn
+    st.locals = local_map::inherit(rt, spawner); // task-local values, copied at spawn
     st.task_scope.id = rt.next_scope_id();
-    if (const task_core* spawner = current_task(); spawner != nullptr) {
+    if (spawner != nullptr) {
         st.info = spawned_by_tag(spawner->task_scope.id); // no allocation (task_info.hpp)
     }
     if (token != nullptr) {

@@ -12,17 +12,23 @@
 
 namespace uvasync::detail {
 
+class parked_wait;
+
 /// A task's introspection record (docs/introspection.md), reached through the one word
-/// `task_core::info`. That word holds either the id of the task that spawned this one, tagged
-/// with its low bit (`id << 1 | 1`, no allocation: an unnamed task never allocates one), or a
-/// pointer to this side record, allocated the first time the task is named or, with a tracer
-/// whose slow-wait threshold is set, parks.
+/// `task_core::info`. That word holds either the id of the task that spawned this one shifted
+/// left by one (`id << 1`, low bit clear, no allocation: an unnamed task never allocates one),
+/// or a pointer to this side record with its low bit set, allocated the first time the task is
+/// named or, with a tracer, the first time it parks. The low bit set means "a record": the one
+/// test the core's destructor makes.
 struct task_info {
     std::uint64_t spawned_by = 0;
     std::string name;
     spawn_site spawned_at{};
     bool has_spawn_site = false;
-    deadline parked_since{}; // the slow-wait check (trace.hpp)
+    // The slow-wait check (trace.hpp): the wait the task was parked in at the end of its last
+    // step, and when.
+    const parked_wait* parked_in = nullptr;
+    deadline parked_since{};
 };
 
 /// What a named spawn attaches to the new task.
@@ -32,12 +38,16 @@ struct spawn_label {
 };
 
 inline std::uintptr_t spawned_by_tag(std::uint64_t id) noexcept {
-    return static_cast<std::uintptr_t>(id << 1U) | 1U;
+    return static_cast<std::uintptr_t>(id << 1U);
+}
+
+inline std::uintptr_t record_tag(task_info* r) noexcept {
+    return reinterpret_cast<std::uintptr_t>(r) | 1U;
 }
 
 /// The side record, or null when the word holds only a spawner id.
 inline task_info* info_record(std::uintptr_t word) noexcept {
-    return (word & 1U) == 0 ? reinterpret_cast<task_info*>(word) : nullptr;
+    return (word & 1U) != 0 ? reinterpret_cast<task_info*>(word & ~std::uintptr_t{1}) : nullptr;
 }
 
 inline std::uint64_t spawned_by_of(std::uintptr_t word) noexcept {
@@ -55,8 +65,8 @@ UVASYNC_API void label_task(task_core& core, const spawn_label& label);
 
 /// Frees the side record, if the word holds one (the core's destructor).
 inline void drop_info(std::uintptr_t word) noexcept {
-    if ((word & 1U) == 0 && word != 0) [[unlikely]] {
-        delete reinterpret_cast<task_info*>(word);
+    if ((word & 1U) != 0) [[unlikely]] {
+        delete info_record(word);
     }
 }
 

@@ -17,7 +17,7 @@ public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
     explicit token_wait(cancel_node* token) noexcept
-        : parked_wait(&on_abort)
+        : parked_wait(&on_abort, kind)
         , token_(token) {
         if (token_ != nullptr) {
             token_->add_ref();
@@ -60,6 +60,9 @@ public:
     }
 
 private:
+    // runtime::dump: "token" (a cancel token's cancellation).
+    static constexpr wait_kind kind{"token"};
+
     struct on_token final : ::uvasync::detail::cancel_registration {
         explicit on_token(token_wait* w) noexcept
             : cancel_registration(&fire)

@@ -113,6 +113,9 @@ public:
 
 private:
     friend class process_state;
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
 
     static void on_abort(parked_wait* p) noexcept;
 

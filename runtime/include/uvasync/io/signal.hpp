@@ -35,6 +35,9 @@ private:
     friend class signal_state;
 
     static void on_abort(parked_wait* p) noexcept;
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
 
     /// Called by the set: `signum` arrived, or 0 when the set was closed.
     void deliver(int signum) noexcept;

@@ -103,6 +103,10 @@ public:
 private:
     friend struct write_request;
     static void on_abort(parked_wait* p) noexcept;
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
+
     static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
 
@@ -138,6 +142,9 @@ private:
     static void on_abort(parked_wait* p) noexcept;
     static void on_closed(void* self) noexcept;
     void deliver(int status) noexcept;
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
 
     op op_;
     const void* target_; // sockaddr* or NUL-terminated path, alive in the awaiting frame
@@ -196,6 +203,33 @@ private:
     std::size_t found_ = 0;    // one past the delimiter once found
 };
 
+/// What `stream::read_until(out, delimiter, max_size)` returns: the arguments, until it is
+/// awaited. `co_await` builds the `read_until_awaiter` in the awaiting frame, and `timeout` or
+/// `as_outcome` build it inside their own awaiter (`detail::leaf_request`), so the awaiter is
+/// never moved: `co_await timeout(5s, s.read_until(buf, "\r\n\r\n", n))` holds one awaiter
+/// and this request, not a moved-from awaiter next to a moved copy (bench/NOTES.md, W4).
+class [[nodiscard]] read_until_request {
+public:
+    using awaiter_type = read_until_awaiter; // keeps no reference to the request
+
+    read_until_request(stream_state* s, std::string& out, std::string_view delimiter,
+                       std::size_t max_size) noexcept
+        : state_(s)
+        , out_(&out)
+        , delimiter_(delimiter)
+        , max_size_(max_size) {}
+
+    [[nodiscard]] read_until_awaiter operator co_await() const noexcept {
+        return read_until_awaiter(state_, *out_, delimiter_, max_size_);
+    }
+
+private:
+    stream_state* state_;
+    std::string* out_;
+    std::string_view delimiter_;
+    std::size_t max_size_;
+};
+
 } // namespace detail
 
 class UVASYNC_API stream {
@@ -250,7 +284,7 @@ public:
     /// call). **Cancellation:** as for `read_some`; nothing is consumed and nothing is appended
     /// until the delimiter is found, so a cancelled call leaves every byte for the next read
     /// (SEMANTICS 14).
-    [[nodiscard]] detail::read_until_awaiter
+    [[nodiscard]] detail::read_until_request
     read_until(std::string& out, std::string_view delimiter, std::size_t max_size);
 
     /// Writes all of `data`, borrowed: the bytes must stay valid until the await resumes.

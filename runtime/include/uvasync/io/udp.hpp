@@ -49,6 +49,9 @@ public:
     void await_resume();
 
 private:
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
     friend struct udp_send_request;
 
     static void on_abort(parked_wait* p) noexcept;
@@ -79,6 +82,9 @@ public:
     udp_datagram await_resume();
 
 private:
+    // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
+    static const wait_kind kind;
+    static void describe(const parked_wait& w, deadline origin, std::string& out);
     friend class udp_state;
 
     static void on_abort(parked_wait* p) noexcept;
