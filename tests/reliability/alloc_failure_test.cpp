@@ -311,6 +311,26 @@ public:
     ~allocations_fail() { fail_all = false; }
 };
 
+/// Adds hour-long timed calls until `rt` has `fill` pending deadlines (each makes room for
+/// itself only, so the deadline heap's spare room is what the test left). Keep the result.
+std::vector<uvasync::timed_call> fill_deadlines(uvasync::runtime& rt, int fill) {
+    std::vector<uvasync::timed_call> fillers;
+    while (rt.pending_deadlines() < static_cast<std::size_t>(fill)) {
+        fillers.push_back(rt.call_later(std::chrono::hours(1), [] {}));
+    }
+    return fillers;
+}
+
+/// Options of a virtual-clock runtime that counts its reported errors into `reported`;
+/// without autojump, timed calls stay pending until the shutdown.
+uvasync::runtime_options counting_virtual_runtime(long& reported) {
+    uvasync::runtime_options o;
+    o.virtual_clock = true;
+    o.autojump = false;
+    o.exception_handler = [&reported](const std::exception_ptr&) noexcept { ++reported; };
+    return o;
+}
+
 } // namespace
 
 TEST_CASE("alloc_failure_held_deadline_room") {
@@ -359,10 +379,7 @@ TEST_CASE("alloc_failure_process_kill_grace") {
         };
         uvasync::task_handle<> h = f.rt->spawn(body());
         f.run_until([&] { return waiting; });
-        std::vector<uvasync::timed_call> fillers;
-        while (f.rt->pending_deadlines() < static_cast<std::size_t>(fill)) {
-            fillers.push_back(f.rt->call_later(std::chrono::hours(1), [] {}));
-        }
+        std::vector<uvasync::timed_call> fillers = fill_deadlines(*f.rt, fill);
         injected = 0;
         {
             const allocations_fail none;
@@ -383,21 +400,14 @@ TEST_CASE("alloc_failure_shutdown_grace") {
         CAPTURE(fill);
         uv_loop_t loop;
         REQUIRE(uv_loop_init(&loop) == 0);
-        std::optional<uvasync::runtime> rt;
-        uvasync::runtime_options o;
-        o.virtual_clock = true;
-        o.autojump = false; // the fillers stay pending until the shutdown
         long reported = 0;
-        o.exception_handler = [&reported](const std::exception_ptr&) noexcept { ++reported; };
-        rt.emplace(&loop, std::move(o));
+        std::optional<uvasync::runtime> rt;
+        rt.emplace(&loop, counting_virtual_runtime(reported)); // the fillers stay pending
         // A wait without a deadline of its own: its cancellation frees no heap slot.
         uvasync::event never_set;
         auto body = [&never_set]() -> task<> { co_await never_set.wait(); };
         uvasync::task_handle<> h = rt->spawn(body());
-        std::vector<uvasync::timed_call> fillers;
-        while (rt->pending_deadlines() < static_cast<std::size_t>(fill)) {
-            fillers.push_back(rt->call_later(std::chrono::hours(1), [] {}));
-        }
+        const std::vector<uvasync::timed_call> fillers = fill_deadlines(*rt, fill);
         uv_run(&loop, UV_RUN_NOWAIT); // the task parks at its wait
         REQUIRE(rt->task_count() == 1);
         injected = 0;
@@ -430,13 +440,9 @@ TEST_CASE("alloc_failure_reschedule_of_a_scope_without_a_deadline") {
             CAPTURE(move_on);
             uv_loop_t loop;
             REQUIRE(uv_loop_init(&loop) == 0);
-            std::optional<uvasync::runtime> rt;
-            uvasync::runtime_options o;
-            o.virtual_clock = true;
-            o.autojump = false; // the fillers stay pending until the shutdown
             long reported = 0;
-            o.exception_handler = [&reported](const std::exception_ptr&) noexcept { ++reported; };
-            rt.emplace(&loop, std::move(o));
+            std::optional<uvasync::runtime> rt;
+            rt.emplace(&loop, counting_virtual_runtime(reported)); // the fillers stay pending
             uvasync::timeout_scope* scope = nullptr;
             uvasync::event never_set;
             auto inner = [&](uvasync::timeout_scope& s) -> task<> {
@@ -453,10 +459,7 @@ TEST_CASE("alloc_failure_reschedule_of_a_scope_without_a_deadline") {
             uvasync::task_handle<> h = rt->spawn(body());
             uv_run(&loop, UV_RUN_NOWAIT); // the task parks in its scope
             REQUIRE(scope != nullptr);
-            std::vector<uvasync::timed_call> fillers; // each makes room for itself only
-            while (rt->pending_deadlines() < static_cast<std::size_t>(fill)) {
-                fillers.push_back(rt->call_later(std::chrono::hours(1), [] {}));
-            }
+            const std::vector<uvasync::timed_call> fillers = fill_deadlines(*rt, fill);
             bool rescheduled = false;
             bool threw = false;
             {
