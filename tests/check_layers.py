@@ -96,6 +96,7 @@ LAYERS = {
     "include/uvasync/sync/": 5,
     "include/uvasync/detail/child_set.hpp": 5,
     "include/uvasync/detail/completion_set.hpp": 5,
+    "include/uvasync/detail/unit_hold.hpp": 5,  # the sync primitives' guard and permit
     "include/uvasync/detail/deferred.hpp": 5,
     "include/uvasync/detail/scoped_body.hpp": 5,
     "src/child_set.cpp": 5,
