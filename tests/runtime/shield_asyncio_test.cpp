@@ -40,6 +40,17 @@ task<int> shield_and_record(trace& tr, A aw) {
     }
 }
 
+/// Spawns a caller that awaits `shield(work)` (shield_and_record), cancels it ("stop") after
+/// 5 ms, runs the loop until both are done and checks that the caller ended cancelled. The
+/// shielded work may still run: the test runs the loop on as far as it needs.
+template <class A>
+void cancel_shielding_caller(loop_fixture& f, trace& tr, A work) {
+    auto p = f.rt->spawn(shield_and_record(tr, std::move(work)));
+    auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
+    f.run_until([&] { return p.done() && k.done(); });
+    CHECK(p.cancelled());
+}
+
 } // namespace
 
 TEST_SUITE("shield_asyncio") {
@@ -160,10 +171,8 @@ TEST_SUITE("shield_asyncio") {
         trace tr;
         loop_fixture f;
         tr.t0 = f.now();
-        auto p = f.rt->spawn(shield_and_record(tr, value_after(tr, "inner", 20ms, 5)));
-        auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
+        cancel_shielding_caller(f, tr, value_after(tr, "inner", 20ms, 5));
         f.run_all();
-        CHECK(p.cancelled());
         CHECK(tr.events ==
               std::vector<std::string>{"caller raised cancelled: stop@5", "inner done@20"});
         CHECK(f.reported.empty());
@@ -174,10 +183,8 @@ TEST_SUITE("shield_asyncio") {
         loop_fixture f;
         tr.t0 = f.now();
         auto h = f.rt->spawn(value_after(tr, "h", 20ms, 5));
-        auto p = f.rt->spawn(shield_and_record(tr, h));
-        auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
+        cancel_shielding_caller(f, tr, h);
         f.run_until([&] { return h.done(); });
-        CHECK(p.cancelled());
         CHECK_FALSE(h.cancelled());
         CHECK(tr.events ==
               std::vector<std::string>{"caller raised cancelled: stop@5", "h done@20"});
@@ -247,10 +254,8 @@ TEST_SUITE("shield_asyncio") {
         trace tr;
         loop_fixture f;
         tr.t0 = f.now();
-        auto p = f.rt->spawn(shield_and_record(tr, fail_after(tr, "inner", 20ms, 7)));
-        auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
+        cancel_shielding_caller(f, tr, fail_after(tr, "inner", 20ms, 7));
         f.run_all();
-        CHECK(p.cancelled());
         CHECK(tr.events ==
               std::vector<std::string>{"caller raised cancelled: stop@5", "inner fails@20"});
         REQUIRE(f.reported.size() == 1);
@@ -276,10 +281,7 @@ TEST_SUITE("shield_asyncio") {
         trace tr;
         loop_fixture f;
         tr.t0 = f.now();
-        auto p = f.rt->spawn(shield_and_record(tr, park(tr, "inner")));
-        auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
-        f.run_until([&] { return p.done() && k.done(); });
-        CHECK(p.cancelled());
+        cancel_shielding_caller(f, tr, park(tr, "inner"));
         CHECK(f.rt->task_count() == 1); // the shielded task, still parked
         CHECK(tr.events == std::vector<std::string>{"caller raised cancelled: stop@5"});
         f.rt->shutdown();
