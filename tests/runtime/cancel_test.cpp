@@ -121,7 +121,7 @@ void on_small_stack(F& fn) {
     pthread_attr_t attr;
     REQUIRE(pthread_attr_init(&attr) == 0);
     REQUIRE(pthread_attr_setstacksize(&attr, std::size_t(1) << 20) == 0);
-    pthread_t thread;
+    pthread_t thread{};
     auto trampoline = [](void* p) -> void* {
         (*static_cast<F*>(p))();
         return nullptr;
@@ -1038,6 +1038,7 @@ TEST_SUITE("cancel") {
         const deadline start = now();
         std::vector<long long> woke_at(3, -1);
         std::vector<task_handle<>> waiters;
+        waiters.reserve(3);
         for (int i = 0; i < 3; ++i) {
             waiters.push_back(
                 rt->spawn([](cancel_token t, long long& at, deadline start) -> task<> {
