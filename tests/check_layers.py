@@ -31,6 +31,7 @@ LAYERS = {
     "include/uvasync/uv_error.hpp": 0,
     "include/uvasync/io/error.hpp": 0,  # forwards to uv_error.hpp
     "src/uv_error.cpp": 0,
+    "src/error.cpp": 0,  # the prototype of timeout_error's text (error.hpp)
     # 1: clock and deadline queue.
     "include/uvasync/clock.hpp": 1,
     "include/uvasync/detail/deadline_entry.hpp": 1,

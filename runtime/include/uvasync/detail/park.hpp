@@ -16,12 +16,9 @@
 
 namespace uvasync::detail {
 
-/// Raises the delivery for a cancellation point of `core` (SEMANTICS 4.1 step 2 and 4.8):
-/// a `cancelled_error` owned by the outermost cancelled scope around the point.
-[[noreturn]] UVASYNC_API void throw_cancelled(task_core* core);
-
-/// The delivery `throw_cancelled` would raise, as a value: `as_outcome` reports it without a
-/// throw (SEMANTICS 19.2). Counts as a delivery for the "1000 without suspending" report (4.6).
+/// The delivery `throw_cancelled` (task_core.hpp) would raise, as a value: `as_outcome` reports it
+/// without a throw (SEMANTICS 19.2). Counts as a delivery for the "1000 without suspending" report
+/// (4.6).
 UVASYNC_API cancelled_error make_delivery(task_core* core);
 
 /// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
