@@ -84,7 +84,7 @@ public:
             , queue_(other.queue_) {}
 
         ~getter() {
-            if (unclaimed()) {
+            if (item_ && unclaimed()) { // granted means an item; testing it lets gcc see that too
                 // Handed an item, never resumed (a frame destroyed at shutdown): the item goes
                 // back to the head of the queue, or to the next getter, instead of being lost.
                 queue_.give_back(std::move(*item_));
