@@ -177,9 +177,10 @@ void runtime_state::keep_alive(bool on) noexcept {
     }
 }
 
+constinit thread_local thread_context current_thread_context;
+
 thread_context& this_thread_context() noexcept {
-    thread_local thread_context context;
-    return context;
+    return current_thread_context;
 }
 
 inbox* runtime_state::mailbox() const noexcept {
