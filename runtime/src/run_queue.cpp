@@ -66,7 +66,7 @@ void runtime_state::start_check() noexcept {
 }
 
 // `flatten`: the drain, settle() and update_idle() are compiled into this callback, the one
-// a loop of yields runs per iteration (bench/NOTES.md, W1: 9 instructions per yield in
+// a loop of yields runs per iteration (bench/NOTES.md, W1: 12 instructions per yield in
 // calls, spills and reloads). The other callbacks call them.
 [[gnu::flatten]] void runtime_state::on_idle() noexcept {
     if (virtual_) {

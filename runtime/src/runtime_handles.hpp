@@ -42,17 +42,11 @@ void forward(Handle* h) {
     }
 }
 
-/// The thread's context (runtime_state.cpp) that `this_thread_context()` returns, for the
-/// runtime's own files: `constinit` tells the compiler it needs no initialisation call, so a
-/// lookup is two instructions in a program linking the static library instead of a call into it
-/// (the loop callbacks make one each, bench/NOTES.md, W1).
-extern constinit thread_local thread_context current_thread_context;
-
 /// Makes `rt` the thread's current runtime for the duration of a callback.
 class runtime_scope {
 public:
     explicit runtime_scope(runtime_state* rt) noexcept
-        : context_(current_thread_context) // one thread-local lookup per loop callback
+        : context_(this_thread_context()) // one thread-local lookup per loop callback
         , saved_(context_.runtime) {
         context_.runtime = rt;
     }

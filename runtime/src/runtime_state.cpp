@@ -177,10 +177,9 @@ void runtime_state::keep_alive(bool on) noexcept {
     }
 }
 
-constinit thread_local thread_context current_thread_context;
-
 thread_context& this_thread_context() noexcept {
-    return current_thread_context;
+    thread_local thread_context context;
+    return context;
 }
 
 inbox* runtime_state::mailbox() const noexcept {
