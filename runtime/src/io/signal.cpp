@@ -90,7 +90,10 @@ public:
     /// The signal numbers, space-separated (runtime::dump).
     void append_signals(std::string& out) const {
         for (std::size_t i = 0; i < count_; ++i) {
-            out += (i == 0 ? "" : " ") + std::to_string(slots_[i].signum);
+            if (i != 0) {
+                out += ' ';
+            }
+            out += std::to_string(slots_[i].signum);
         }
     }
 
