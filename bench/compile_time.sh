@@ -3,10 +3,8 @@
 # How long a user's one-file program takes to compile against the installed headers: a hello
 # with one `timeout`, compiled N times (default 5) with `$CXX -std=c++20 -O2 -c`. Prints the
 # median wall time and CPU time (user + system, which a busy machine disturbs less) in seconds,
-# the line count after preprocessing and, with GCC, the memory the compiler allocates for the
-# program (GGC total of -ftime-report: the same on an idle or a loaded machine, so it compares
-# two header trees when the times cannot). No ccache: the point is what every user build pays.
-# Usage: bench/compile_time.sh [N]   (CXX defaults to g++)
+# and the line count after preprocessing. No ccache: the point is
+# what every user build pays. Usage: bench/compile_time.sh [N]   (CXX defaults to g++)
 set -eu
 n=${1:-5}
 cxx=${CXX:-g++}
@@ -52,9 +50,4 @@ median() {
 }
 wall=$(awk '{print $1}' "$tmp/times" | median)
 cpu=$(awk '{print $2 + $3}' "$tmp/times" | median)
-ggc=""
-if $cxx -v 2>&1 | grep -q '^gcc version'; then
-    # shellcheck disable=SC2086
-    ggc=", $($cxx $flags -ftime-report -c "$tmp/hello.cpp" -o "$tmp/hello.o" 2>&1 | awk '/^ TOTAL/ {print $NF}') GGC"
-fi
-echo "median ${wall} s wall, ${cpu} s CPU over ${n} compiles; ${lines} preprocessed lines${ggc} ($cxx)"
+echo "median ${wall} s wall, ${cpu} s CPU over ${n} compiles; ${lines} preprocessed lines ($cxx)"

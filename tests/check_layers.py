@@ -26,7 +26,6 @@ LAYERS = {
     "include/uvasync/detail/export.hpp": 0,
     "include/uvasync/detail/requires_cxx20.hpp": 0,
     "include/uvasync/detail/intrusive_list.hpp": 0,
-    "include/uvasync/detail/callback.hpp": 0,  # the type-erased callables of runtime_options
     "include/uvasync/error.hpp": 0,
     "include/uvasync/uv_error.hpp": 0,
     "include/uvasync/io/error.hpp": 0,  # forwards to uv_error.hpp
@@ -67,7 +66,6 @@ LAYERS = {
     "include/uvasync/detail/wait_kind.hpp": 3,
     "src/task_core.cpp": 3,
     "src/this_task.cpp": 3,
-    "src/sleep.cpp": 3,
     "src/runtime_state.cpp": 3,
     "src/runtime_cold.hpp": 3,
     "src/runtime_handles.hpp": 3,
@@ -103,7 +101,6 @@ LAYERS = {
     "include/uvasync/detail/deferred.hpp": 5,
     "include/uvasync/detail/scoped_body.hpp": 5,
     "src/child_set.cpp": 5,
-    "src/exception_group.cpp": 5,
     "src/introspection.cpp": 5,  # the dump walks task groups (child_set) as well as tasks
     "src/future.cpp": 5,
     # The umbrella headers include whole layers.

@@ -2,6 +2,7 @@
 // The way into a runtime from other threads (SEMANTICS 12): posts and cross-thread
 // cancellations queued in the inbox run here, on the loop thread, after the async wake-up.
 #include <exception>
+#include <functional>
 #include <utility>
 
 #include <uvasync/detail/runtime_state.hpp>
@@ -12,7 +13,7 @@
 
 namespace uvasync::detail {
 
-bool runtime_state::post(callback<void()> fn) {
+bool runtime_state::post(std::function<void()> fn) {
     inbox::message m;
     m.fn = std::move(fn);
     return cold_->mailbox->post(std::move(m));

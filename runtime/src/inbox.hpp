@@ -3,13 +3,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include <uv.h>
-#include <uvasync/detail/callback.hpp>
 #include <uvasync/detail/cancel_node.hpp>
 
 namespace uvasync::detail {
@@ -25,7 +25,7 @@ public:
     struct message {
         enum class kind : unsigned char { call, propagate, release };
         kind what = kind::call;
-        callback<void()> fn;
+        std::function<void()> fn;
         cancel_node* node = nullptr;
         message_ptr text;
     };

@@ -4,11 +4,11 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include <uvasync/clock.hpp>
-#include <uvasync/detail/callback.hpp>
 #include <uvasync/detail/deadline_entry.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/runtime_state.hpp>
@@ -34,7 +34,7 @@ struct runtime_state::config {
     bool autojump = true;
     std::chrono::milliseconds autojump_threshold{0};
     std::chrono::milliseconds shutdown_grace{5000};
-    callback<void(std::exception_ptr)> exception_handler;
+    std::function<void(std::exception_ptr)> exception_handler;
     std::shared_ptr<uvasync::tracer> tracer; // trace.hpp
     std::chrono::milliseconds slow_wait_threshold{0};
     int dump_signal = 0; // introspection.hpp
@@ -43,13 +43,13 @@ struct runtime_state::config {
 /// The scheduler's cold part, owned by its runtime_state (`cold_`): loop thread only.
 struct runtime_cold {
     inbox* mailbox = nullptr; // one reference, released by the destructor
-    callback<void(std::exception_ptr)> exception_handler;
+    std::function<void(std::exception_ptr)> exception_handler;
     std::shared_ptr<uvasync::tracer> tracer_owner; // runtime_state::tracer_ points into it
     loop_clock::duration slow_wait_threshold{0};   // introspection.cpp
     std::int64_t autojump_threshold_ms = 0;        // virtual clock only (run_queue.cpp)
     std::int64_t shutdown_grace_ms = 0;
     deadline_entry* grace = nullptr; // shutdown's grace deadline while it waits
-    callback<void()> on_closed;      // close_from_callback: handed to the handles
+    std::function<void()> on_closed; // close_from_callback: handed to the handles
     int keep_alive_holders = 0;
     runtime_state* previous_current = nullptr; // the thread's runtime before this one
     std::vector<std::unique_ptr<timed_call_node>> timed_calls; // the pool, every node made

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <functional>
+
 #include <uv.h>
-#include <uvasync/detail/callback.hpp>
 #include <uvasync/detail/runtime_state.hpp>
 
 #include "inbox.hpp"
@@ -27,8 +28,8 @@ struct loop_handles {
     bool has_dump = false;
     int open = 0;
     runtime_state* owner = nullptr;
-    bool* all_closed = nullptr; // set by close_handles while it waits
-    callback<void()> on_closed; // close_from_callback: runs after the last close
+    bool* all_closed = nullptr;      // set by close_handles while it waits
+    std::function<void()> on_closed; // close_from_callback: runs after the last close
 };
 
 /// The libuv callback of each runtime handle: forwards to the runtime while it still owns the

@@ -2,6 +2,7 @@
 // Shutdown (SEMANTICS 15): cancel every task, wait for them within the grace period, leak
 // what is left, wait for libuv requests in flight, close the runtime's handles.
 #include <chrono>
+#include <functional>
 #include <new>
 #include <string>
 #include <vector>
@@ -25,7 +26,7 @@ void on_handle_closed(uv_handle_t* h) {
         if (handles->all_closed != nullptr) {
             *handles->all_closed = true;
         }
-        callback<void()> done = std::move(handles->on_closed);
+        std::function<void()> done = std::move(handles->on_closed);
         delete handles;
         if (done) {
             done();
@@ -106,7 +107,7 @@ void runtime_state::close_owned_loop() {
                         names + " (close them, then call shutdown() again)");
 }
 
-void runtime_state::close_from_callback(callback<void()> on_closed) {
+void runtime_state::close_from_callback(std::function<void()> on_closed) {
     if (phase_ == phase::closed) {
         throw invalid_state("uvasync: the runtime is already shut down");
     }

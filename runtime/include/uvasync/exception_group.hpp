@@ -9,8 +9,6 @@
 #include <utility>
 #include <vector>
 
-#include <uvasync/detail/export.hpp>
-
 // **Thread:** the exception types here are plain values: thread-safe like any standard
 // exception (copy them freely, rethrow them on any thread).
 namespace uvasync {
@@ -23,8 +21,9 @@ namespace uvasync {
 /// raised inside a group) are searched too.
 class exception_group : public std::exception {
 public:
-    /// Compiled (src/exception_group.cpp): the message is built where no program compiles it.
-    UVASYNC_API explicit exception_group(std::vector<std::exception_ptr> errors);
+    explicit exception_group(std::vector<std::exception_ptr> errors)
+        : errors_(std::move(errors))
+        , what_(describe(errors_)) {}
 
     [[nodiscard]] const char* what() const noexcept override { return what_.c_str(); }
 
@@ -126,6 +125,21 @@ private:
                 f(ex);
             }
         }
+    }
+
+    static std::string describe(const std::vector<std::exception_ptr>& errors) {
+        std::string s = std::to_string(errors.size()) +
+                        (errors.size() == 1 ? " error" : " errors") + " in a task group";
+        if (!errors.empty()) {
+            try {
+                std::rethrow_exception(errors.front());
+            } catch (const std::exception& e) {
+                s += "; first: ";
+                s += e.what();
+            } catch (...) {
+            }
+        }
+        return s;
     }
 
     std::vector<std::exception_ptr> errors_;

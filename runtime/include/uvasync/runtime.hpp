@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>
@@ -15,7 +16,6 @@
 #include <uv.h>
 #include <uvasync/cancel.hpp>
 #include <uvasync/clock.hpp>
-#include <uvasync/detail/callback.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/detail/park.hpp>
 #include <uvasync/detail/root.hpp>
@@ -51,9 +51,8 @@ struct runtime_options {
     std::chrono::milliseconds shutdown_grace{5000};
 
     /// Receives errors nobody can observe any more: a detached task's failure, a leaked task.
-    /// Default: print to stderr. Called on the loop thread; must not throw. Assigned like a
-    /// `std::function` (any callable, or an empty `std::function` or `nullptr` for the default).
-    detail::callback<void(std::exception_ptr)> exception_handler;
+    /// Default: print to stderr. Called on the loop thread; must not throw.
+    std::function<void(std::exception_ptr)> exception_handler;
 
     /// Tracing hooks (trace.hpp, docs/introspection.md); null: none, and every trace point
     /// costs one branch.
@@ -162,7 +161,7 @@ public:
 
     /// Thread-safe: runs `fn` on the loop thread, in posting order. Returns false (and drops
     /// `fn`) once shutdown has closed the runtime.
-    bool post(detail::callback<void()> fn) { return state_->post(std::move(fn)); }
+    bool post(std::function<void()> fn) { return state_->post(std::move(fn)); }
 
     /// Cancels every unfinished task in spawn order, lets them finish for up to
     /// `shutdown_grace` (then reports each straggler as a `leaked_task_error` and destroys its
@@ -186,7 +185,7 @@ public:
     /// with no unfinished task and no request in flight (else `invalid_state`), it closes the
     /// runtime's handles without running the loop and calls `on_closed` from the last close
     /// callback. The runtime object may be destroyed right after this returns.
-    void close_from_callback(detail::callback<void()> on_closed) {
+    void close_from_callback(std::function<void()> on_closed) {
         state_->close_from_callback(std::move(on_closed));
     }
 

@@ -112,9 +112,19 @@ private:
     static const wait_kind kind;
 
     /// "until T ms" (milliseconds since the runtime started, as runtime::dump writes times) or
-    /// "forever". Compiled (src/sleep.cpp): only a dump calls it, and every program that
-    /// sleeps would otherwise compile it.
-    UVASYNC_API static void describe(const parked_wait& w, deadline origin, std::string& out);
+    /// "forever".
+    static void describe(const parked_wait& w, deadline origin, std::string& out) {
+        const auto& self = static_cast<const sleep_awaiter&>(w);
+        if (self.queued()) {
+            out += "until " +
+                   std::to_string(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(self.when - origin)
+                           .count()) +
+                   " ms";
+        } else {
+            out += "forever";
+        }
+    }
 
     static void on_fire(deadline_entry* e) noexcept { static_cast<sleep_awaiter*>(e)->complete(); }
 

@@ -5,12 +5,12 @@
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include <uv.h>
 #include <uvasync/clock.hpp>
-#include <uvasync/detail/callback.hpp>
 #include <uvasync/detail/deadline_queue.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/detail/intrusive_list.hpp>
@@ -208,7 +208,7 @@ public:
     void report(std::exception_ptr e) noexcept;
 
     /// Thread-safe: queue `fn` for the loop thread. False once the runtime has shut down.
-    bool post(callback<void()> fn);
+    bool post(std::function<void()> fn);
 
     /// The runtime's inbox (for binding cancel sources; see cancel_node::bind).
     [[nodiscard]] inbox* mailbox() const noexcept;
@@ -240,7 +240,7 @@ public:
     /// Shutdown from inside a callback of the loop, for a runtime with no unfinished task and
     /// no request in flight (else `invalid_state`): closes the handles without running the
     /// loop; `on_closed` runs from the last close callback.
-    void close_from_callback(callback<void()> on_closed);
+    void close_from_callback(std::function<void()> on_closed);
 
     /// Runs the owned loop until `done()` holds.
     template <class Pred>
