@@ -30,6 +30,7 @@ LAYERS = {
     "include/uvasync/uv_error.hpp": 0,
     "include/uvasync/io/error.hpp": 0,  # forwards to uv_error.hpp
     "src/uv_error.cpp": 0,
+    "src/error.cpp": 0,  # the prototype of timeout_error's text (error.hpp)
     # 1: clock and deadline queue.
     "include/uvasync/clock.hpp": 1,
     "include/uvasync/detail/deadline_entry.hpp": 1,
@@ -96,6 +97,7 @@ LAYERS = {
     "include/uvasync/sync/": 5,
     "include/uvasync/detail/child_set.hpp": 5,
     "include/uvasync/detail/completion_set.hpp": 5,
+    "include/uvasync/detail/unit_hold.hpp": 5,  # the sync primitives' guard and permit
     "include/uvasync/detail/deferred.hpp": 5,
     "include/uvasync/detail/scoped_body.hpp": 5,
     "src/child_set.cpp": 5,

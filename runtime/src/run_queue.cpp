@@ -65,7 +65,10 @@ void runtime_state::start_check() noexcept {
     }
 }
 
-void runtime_state::on_idle() noexcept {
+// `flatten`: the drain, settle() and update_idle() are compiled into this callback, the one
+// a loop of yields runs per iteration (bench/NOTES.md, W1: 12 instructions per yield in
+// calls, spills and reloads). The other callbacks call them.
+[[gnu::flatten]] void runtime_state::on_idle() noexcept {
     if (virtual_) {
         return; // the prepare callback drains on a virtual clock
     }
@@ -234,25 +237,32 @@ void runtime_state::settle(bool ran) noexcept {
     if (timer_unreferenced_) {
         stop_idle_timer();
     }
-    if (virtual_ && autojump_ && cold_->autojump_threshold_ms > 0) {
-        // The threshold measures real time in which no task ran. It is decided after the
-        // drain: tasks that just ran may have blocked on I/O, and with nothing ready the poll
-        // then sleeps until the threshold timer (or I/O) wakes it. Deciding before the drain
-        // left the poll with no timer at all.
-        // The threshold timer exists only on a virtual clock with a threshold.
-        auto* threshold = reinterpret_cast<uv_handle_t*>(&handles_->threshold);
-        if (!ready_.empty() || !yielded_.empty() || !yielded_before_poll_.empty() ||
-            deadlines_.empty() || cold_->mailbox->pending()) {
-            uv_timer_stop(&handles_->threshold);
-        } else if (ran || uv_is_active(threshold) == 0) {
-            uv_timer_start(&handles_->threshold,
-                           &forward<uv_timer_t, &runtime_state::on_threshold_timer>,
-                           static_cast<std::uint64_t>(cold_->autojump_threshold_ms), 0);
-        }
+    if (virtual_ && autojump_) [[unlikely]] {
+        update_threshold(ran);
     }
     update_idle();
     if (ran && stop_check_ != nullptr && stop_check_(stop_arg_)) {
         uv_stop(loop_); // run_until is done: uv_run returns after this iteration
+    }
+}
+
+void runtime_state::update_threshold(bool ran) noexcept {
+    if (cold_->autojump_threshold_ms <= 0) {
+        return; // no threshold: the check drain jumps at once
+    }
+    // The threshold measures real time in which no task ran. It is decided after the drain:
+    // tasks that just ran may have blocked on I/O, and with nothing ready the poll then sleeps
+    // until the threshold timer (or I/O) wakes it. Deciding before the drain left the poll
+    // with no timer at all.
+    // The threshold timer exists only on a virtual clock with a threshold.
+    auto* threshold = reinterpret_cast<uv_handle_t*>(&handles_->threshold);
+    if (!ready_.empty() || !yielded_.empty() || !yielded_before_poll_.empty() ||
+        deadlines_.empty() || cold_->mailbox->pending()) {
+        uv_timer_stop(&handles_->threshold);
+    } else if (ran || uv_is_active(threshold) == 0) {
+        uv_timer_start(&handles_->threshold,
+                       &forward<uv_timer_t, &runtime_state::on_threshold_timer>,
+                       static_cast<std::uint64_t>(cold_->autojump_threshold_ms), 0);
     }
 }
 

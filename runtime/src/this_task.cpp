@@ -44,14 +44,17 @@ cancelled_error make_delivery(task_core* core) {
     return {owner->node.message(), owner->id};
 }
 
-void throw_cancelled(task_core* core) {
+void record_delivery(task_core* core) {
     scope* owner = count_delivery(core);
     // Kept by the task, so that it can recognise this object if it is what ends the body, and
     // skip a second unwind (task_core::body_finished).
     // (While the task runs, its outcome slots hold the last delivery; see task_core.)
     core->cancel_message = owner->node.message();
     core->error = std::make_exception_ptr(cancelled_error(core->cancel_message, owner->id));
-    std::rethrow_exception(core->error);
+}
+
+void throw_cancelled_out_of_line(task_core* core) {
+    throw_cancelled(core);
 }
 
 task_core* require_task(const char* what) {

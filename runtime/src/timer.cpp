@@ -53,8 +53,12 @@ public:
         return static_cast<std::uint64_t>(k) + 1;
     }
 
-    /// Registers `w` and arms the deadline for the next tick (none is due now).
+    /// Hands `w` the ticks due now, or registers it and arms the deadline for the next tick.
     void wait(tick_awaiter* w) noexcept {
+        if (const std::uint64_t due = take_due(); due > 0) {
+            w->deliver(due);
+            return;
+        }
         waiter_ = w;
         if (due_ != never) { // past the end of the clock: waits until stopped or cancelled
             when = due_;
@@ -100,14 +104,11 @@ void tick_awaiter::describe(const parked_wait& w, deadline origin, std::string& 
 }
 
 tick_awaiter::tick_awaiter(timer_state* state) noexcept
-    : handle_awaiter(state, &on_abort) {
-    describe_as(kind);
+    : single_waiter(state, kind) {
 }
 
 tick_awaiter::~tick_awaiter() {
-    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
-        state_->forget(this);
-    }
+    leave_slot();
 }
 
 bool tick_awaiter::await_suspend(std::coroutine_handle<> caller) {
@@ -118,16 +119,7 @@ bool tick_awaiter::await_suspend(std::coroutine_handle<> caller) {
         throw invalid_state("uvasync: timer::tick is already awaited by another task");
     }
     state_->rt().reserve_deadline(); // may throw bad_alloc: before anything changes
-    if (!park(caller, "timer::tick")) {
-        return false;
-    }
-    if (const std::uint64_t due = state_->take_due(); due > 0) {
-        ticks_ = due;
-        complete(); // through the run queue, like yield()
-        return true;
-    }
-    state_->wait(this);
-    return true;
+    return park_and_wait(caller, "timer::tick");
 }
 
 std::uint64_t tick_awaiter::await_resume() {
@@ -136,12 +128,6 @@ std::uint64_t tick_awaiter::await_resume() {
         throw invalid_state("uvasync: the timer was stopped while tick() waited");
     }
     return ticks_;
-}
-
-void tick_awaiter::on_abort(parked_wait* p) noexcept {
-    auto* self = static_cast<tick_awaiter*>(p);
-    self->state_->forget(self);
-    self->aborted();
 }
 
 void tick_awaiter::deliver(std::uint64_t ticks) noexcept {
@@ -153,8 +139,7 @@ void tick_awaiter::deliver(std::uint64_t ticks) noexcept {
 } // namespace detail
 
 timer::timer(std::chrono::milliseconds interval)
-    : state_(nullptr)
-    , interval_(interval) {
+    : interval_(interval) {
     if (interval.count() <= 0) {
         throw std::invalid_argument("uvasync: a timer interval must be positive");
     }
@@ -163,29 +148,11 @@ timer::timer(std::chrono::milliseconds interval)
     if (interval.count() >= (never - rt.now()).count() / 2) {
         throw std::invalid_argument("uvasync: the timer interval is too large for the loop clock");
     }
-    state_ = new detail::timer_state(rt, loop_clock::duration(interval.count()));
-}
-
-timer::timer(timer&& other) noexcept
-    : state_(std::exchange(other.state_, nullptr))
-    , interval_(other.interval_) {
-}
-
-timer& timer::operator=(timer&& other) noexcept {
-    if (this != &other) {
-        detail::release(state_);
-        state_ = std::exchange(other.state_, nullptr);
-        interval_ = other.interval_;
-    }
-    return *this;
-}
-
-timer::~timer() {
-    detail::release(state_);
+    state_.reset(new detail::timer_state(rt, loop_clock::duration(interval.count())));
 }
 
 detail::tick_awaiter timer::tick() {
-    return detail::tick_awaiter(state_);
+    return detail::tick_awaiter(state_.get());
 }
 
 void timer::stop() noexcept {
@@ -195,7 +162,7 @@ void timer::stop() noexcept {
 }
 
 detail::close_awaiter timer::close() noexcept {
-    return detail::close_awaiter::owning(std::exchange(state_, nullptr));
+    return detail::close_awaiter::owning(state_.take());
 }
 
 bool timer::running() const noexcept {

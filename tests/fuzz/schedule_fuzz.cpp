@@ -121,6 +121,15 @@ struct context {
     scope_info* scope = nullptr;
     timeout_scope* timeout = nullptr;
     scope_info* timeout_info = nullptr;
+
+    /// The context of a body run in a new scope `inner` nested in this one: no timeout scope
+    /// of the program encloses it directly.
+    [[nodiscard]] context nested(scope_info* inner) const {
+        context c = *this;
+        c.scope = inner;
+        c.timeout = nullptr;
+        return c;
+    }
 };
 
 std::chrono::milliseconds ticks(std::uint8_t b) {
@@ -274,9 +283,7 @@ task<> run_op(const op& o, context c) {
         }
         break;
     case op_kind::shielded: {
-        context inner = c;
-        inner.scope = g->add_scope(scope_info::kind::shield, c.scope);
-        inner.timeout = nullptr;
+        const context inner = c.nested(g->add_scope(scope_info::kind::shield, c.scope));
         auto body = run_program(o.subs[0], inner);
         co_await shielded(std::move(body));
         break;
@@ -305,9 +312,7 @@ task<> run_op(const op& o, context c) {
         break;
     }
     case op_kind::task_group: {
-        context inner = c;
-        inner.scope = g->add_scope(scope_info::kind::group, c.scope);
-        inner.timeout = nullptr;
+        const context inner = c.nested(g->add_scope(scope_info::kind::group, c.scope));
         auto body = [&o, inner](task_group& grp) { return group_body(grp, o, inner); };
         try {
             co_await task_group::run(body);
@@ -316,9 +321,7 @@ task<> run_op(const op& o, context c) {
         break;
     }
     case op_kind::gather: {
-        context inner = c;
-        inner.scope = g->add_scope(scope_info::kind::group, c.scope);
-        inner.timeout = nullptr;
+        const context inner = c.nested(g->add_scope(scope_info::kind::group, c.scope));
         auto a = run_program(o.subs[0], inner);
         auto b = run_program(o.subs[1], inner);
         try {
@@ -328,11 +331,9 @@ task<> run_op(const op& o, context c) {
         break;
     }
     case op_kind::wait_for: {
-        context inner = c;
         scope_info* info = g->add_scope(scope_info::kind::timeout, c.scope);
         info->fired = g->now() + ticks(o.arg).count();
-        inner.scope = info;
-        inner.timeout = nullptr;
+        const context inner = c.nested(info);
         auto body = run_program(o.subs[0], inner);
         try {
             co_await wait_for(std::move(body), ticks(o.arg));

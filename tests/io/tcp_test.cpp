@@ -331,9 +331,11 @@ TEST_CASE("tcp_write_buffers_over_4_gib_keep_their_length") {
 // ---------------------------------------------------------------------------------------------
 // Cancelled before start: the libuv call is never made
 
-task<void> cancel_self_then(task_handle<void>** self, std::function<task<void>()> op,
+/// Cancels its own task (`self`, assigned by the spawner before the task's first step: spawn
+/// only schedules it), then runs `op`.
+task<void> cancel_self_then(task_handle<void>& self, std::function<task<void>()> op,
                             std::string& outcome) {
-    (*self)->cancel("early");
+    self.cancel("early");
     try {
         co_await op();
         outcome = "completed";
@@ -345,10 +347,9 @@ task<void> cancel_self_then(task_handle<void>** self, std::function<task<void>()
 
 /// Runs `op` in a task that cancels itself first; returns what happened.
 std::string run_cancelled_before_start(io_fixture& fx, std::function<task<void>()> op) {
-    task_handle<void>* slot = nullptr;
     std::string outcome;
-    task_handle<void> h = fx.rt->spawn(cancel_self_then(&slot, std::move(op), outcome));
-    slot = &h;
+    task_handle<void> h;
+    h = fx.rt->spawn(cancel_self_then(h, std::move(op), outcome));
     fx.run_until([&] { return h.done(); });
     CHECK(h.cancelled());
     return outcome;
@@ -1049,8 +1050,10 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_two_readers_are_invalid_state_reader_and_writ
     run(concurrent_use(l));
 }
 
-task<void> close_in_cancelled_scope(task_handle<void>** self, stream& s) {
-    (*self)->cancel("stop");
+/// Cancels its own task (`self`, assigned by the spawner before the task's first step), then
+/// closes `s`.
+task<void> close_in_cancelled_scope(task_handle<void>& self, stream& s) {
+    self.cancel("stop");
     co_await s.close(); // never a cancellation point
     CHECK_FALSE(s.is_open());
     co_await checkpoint(); // raises here
@@ -1067,9 +1070,8 @@ TEST_CASE_FIXTURE(io_fixture, "tcp_close_wakes_a_pending_reader_and_is_not_a_can
         }
     }(p.server));
     run(nap(5ms));
-    task_handle<void>* slot = nullptr;
-    task_handle<void> c = rt->spawn(close_in_cancelled_scope(&slot, p.server));
-    slot = &c;
+    task_handle<void> c;
+    c = rt->spawn(close_in_cancelled_scope(c, p.server));
     run_until([&] { return c.done() && r.done(); });
     CHECK(c.cancelled());
     CHECK_FALSE(p.server.is_open());

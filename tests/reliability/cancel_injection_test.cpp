@@ -23,6 +23,7 @@
 #include <doctest/doctest.h>
 #include <uv.h>
 
+#include "inject_each.hpp"
 #include "injection.hpp"
 #include "loop_fixture.hpp"
 
@@ -68,14 +69,7 @@ long inject_everywhere(scenario_fn s) {
 } // namespace
 
 TEST_CASE("cancel_injection_at_every_iteration_of_every_seed_scenario") {
-    long total = 0;
-    for (const auto& entry : uvasync::test::seed_scenarios) {
-        const std::string name = entry.name; // CAPTURE prints a string, not a pointer
-        CAPTURE(name);
-        const long n = inject_everywhere(entry.fn);
-        CHECK(n > 0);
-        MESSAGE(name << ": " << n << " injection points");
-        total += n;
-    }
+    const long total =
+        uvasync::test::inject_into_each(uvasync::test::seed_scenarios, inject_everywhere);
     MESSAGE("cancellations injected: " << total);
 }

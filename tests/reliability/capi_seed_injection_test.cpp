@@ -17,6 +17,7 @@
 #include <uvasync.h>
 
 #include "../../bindings/c/src/internal.hpp"
+#include "inject_each.hpp"
 #include "quiet_stdout.hpp"
 
 extern "C" {
@@ -101,14 +102,6 @@ TEST_CASE("capi_seeds_cancelled_at_every_step_close_their_loops") {
         {"03_cancel_worker", &c_seed_03_main},
         {"05_deadline_tracking", &c_seed_05_main},
         {"06_server_pattern", &c_seed_06_main}};
-    long total = 0;
-    for (const auto& entry : seeds) {
-        const std::string name = entry.first;
-        CAPTURE(name);
-        const long n = inject_at_every_step(entry.second);
-        CHECK(n > 0);
-        MESSAGE(name << ": " << n << " injections");
-        total += n;
-    }
+    const long total = uvasync::test::inject_into_each(seeds, inject_at_every_step);
     MESSAGE("cancellations injected over the C seeds: " << total);
 }

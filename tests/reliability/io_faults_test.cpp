@@ -180,22 +180,27 @@ constexpr bool under_sanitizer = false;
 constexpr bool under_sanitizer = false;
 #endif
 
-TEST_CASE("emfile_on_connect_is_a_clear_error_and_the_runtime_recovers" *
-          doctest::skip(under_sanitizer)) {
+/// Runs the task `scenario(listener, hog)` on the real clock: a listener on 127.0.0.1 is bound
+/// first, then the descriptor limit is lowered to 256, for the scenario to use up with `hog`.
+template <class Scenario>
+void run_out_of_descriptors(Scenario scenario) {
     loop_fixture f(loop_fixture::real_clock());
     tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
     fd_limit limit(256);
     fd_hog hog;
-    f.run(connect_without_descriptors(hog, l.local_address()));
+    f.run(scenario(l, hog));
+}
+
+TEST_CASE("emfile_on_connect_is_a_clear_error_and_the_runtime_recovers" *
+          doctest::skip(under_sanitizer)) {
+    run_out_of_descriptors([](tcp_listener& l, fd_hog& hog) {
+        return connect_without_descriptors(hog, l.local_address());
+    });
 }
 
 TEST_CASE("emfile_on_accept_is_a_clear_error_and_the_listener_recovers" *
           doctest::skip(under_sanitizer)) {
-    loop_fixture f(loop_fixture::real_clock());
-    tcp_listener l = tcp_listener::bind(socket_address::parse("127.0.0.1", 0));
-    fd_limit limit(256);
-    fd_hog hog;
-    f.run(accept_without_descriptors(l, hog));
+    run_out_of_descriptors(accept_without_descriptors);
 }
 
 TEST_CASE("a_peer_reset_during_a_pending_write_fails_it_cleanly") {

@@ -26,6 +26,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "run_cancelled.hpp"
 #include "string_makers.hpp"
 #include "timed_tasks.hpp"
 #include "timeout_support.hpp"
@@ -144,9 +145,8 @@ TEST_CASE_FIXTURE(loop_fixture,
                   "touch the awaited task") {
     const deadline t0 = now();
     task_handle<int> pending = rt->spawn(value_after(10ms, 3));
-    trace tr;
-    run(join_in_cancelled_scope(pending, tr));
-    CHECK(tr == trace{"join raised at once", "target still pending"});
+    CHECK(run_traced(*this, [&](trace& tr) { return join_in_cancelled_scope(pending, tr); }) ==
+          trace{"join raised at once", "target still pending"});
     CHECK(run(outcome_of(pending)) == "value 3");
     CHECK((now() - t0).count() == 10);
 }
@@ -347,17 +347,15 @@ task<void> throw_derived_cancelled() {
 TEST_CASE_FIXTURE(loop_fixture,
                   "4.2 catch (const std::exception&) cannot swallow cancelled_error; catch (...) "
                   "sees it; timeout_error is a std::exception") {
-    trace tr;
-    run(catch_clauses_and_cancellation(tr));
-    CHECK(tr == trace{"timeout_error", "seen by catch (...)", "timeout_error"});
+    CHECK(run_traced(*this, catch_clauses_and_cancellation) ==
+          trace{"timeout_error", "seen by catch (...)", "timeout_error"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture,
                   "4.2 scopes recognise types derived from cancelled_error: a timeout converts "
                   "one, a task ends cancelled by one") {
-    trace tr;
-    run(derived_delivery_in_timeout(tr));
-    CHECK(tr == trace{"rethrown as a derived type", "timeout_error"});
+    CHECK(run_traced(*this, derived_delivery_in_timeout) ==
+          trace{"rethrown as a derived type", "timeout_error"});
 
     auto h = rt->spawn(throw_derived_cancelled());
     run_until([&] { return h.done(); });
@@ -475,11 +473,11 @@ TEST_CASE_FIXTURE(loop_fixture,
                   "expired scope raises again; returning without one yields the value (5.8)") {
     task_handle<int> pending = rt->spawn(value_after(1h, 3));
     scope_slot slot;
-    trace tr;
-    run(level_triggered_in_timeout(pending, slot, tr));
-    CHECK(tr == trace{"sleep raised at +10", "sleep raised again at +10", "yield raised",
-                      "sleep(0) raised", "checkpoint raised", "sleep_until(never) raised",
-                      "join raised", "returning at +10", "value 5", "expired=1 caught=0"});
+    CHECK(run_traced(*this,
+                     [&](trace& tr) { return level_triggered_in_timeout(pending, slot, tr); }) ==
+          trace{"sleep raised at +10", "sleep raised again at +10", "yield raised",
+                "sleep(0) raised", "checkpoint raised", "sleep_until(never) raised", "join raised",
+                "returning at +10", "value 5", "expired=1 caught=0"});
     // The join raised without touching the awaited task (4.1 step 2).
     CHECK_FALSE(pending.done());
     pending.cancel();
@@ -488,25 +486,21 @@ TEST_CASE_FIXTURE(loop_fixture,
 
 TEST_CASE_FIXTURE(loop_fixture, "4.6 a body that swallows and then reaches a cancellation point "
                                 "is cancelled again, and the scope converts") {
-    trace tr;
-    run(swallow_then_reach_point(tr));
-    CHECK(tr == trace{"swallowed", "raised again", "timeout_error at +10"});
+    CHECK(run_traced(*this, swallow_then_reach_point) ==
+          trace{"swallowed", "raised again", "timeout_error at +10"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "4.3 once control leaves the cancelled scope, its cancellation "
                                 "affects nothing") {
-    trace tr;
-    run(after_scope_left(tr));
-    CHECK(tr == trace{"nullopt at +10", "slept after the scope, at +15",
-                      "swallowing body returned 6 at +25", "slept again at +30"});
+    CHECK(run_traced(*this, after_scope_left) ==
+          trace{"nullopt at +10", "slept after the scope, at +15",
+                "swallowing body returned 6 at +25", "slept again at +30"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "4.3 a cancelled task scope delivers at every cancellation point "
                                 "until the task ends") {
     trace tr;
-    task_handle<int> a = rt->spawn(swallow_task_cancellation(tr));
-    auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-    run_until([&] { return a.done() && c.done(); });
+    task_handle<int> a = run_cancelled_after(*this, swallow_task_cancellation(tr), 5ms);
     CHECK(tr ==
           trace{"delivery 0 (stop) at +5", "delivery 1 (stop) at +5", "delivery 2 (stop) at +5"});
     CHECK_FALSE(a.cancelled());
@@ -536,9 +530,9 @@ task<void> destructors_run_at_delivery(std::ptrdiff_t baseline, trace& tr) {
 
 TEST_CASE_FIXTURE(loop_fixture,
                   "4.4 at a delivery, catch blocks and destructors of the body run normally") {
-    trace tr;
-    run(destructors_run_at_delivery(counted::live().load(), tr));
-    CHECK(tr == trace{"catch block ran", "locals destroyed"});
+    CHECK(run_traced(*this, [&](trace& tr) {
+              return destructors_run_at_delivery(counted::live().load(), tr);
+          }) == trace{"catch block ran", "locals destroyed"});
 }
 
 // =============================================================================================
@@ -556,11 +550,7 @@ task<void> cleanup_throws(trace& tr) {
 task<void> cleanup_error_in_timeout(scope_record& rec, trace& tr) {
     const deadline t0 = loop_clock::now();
     timeout_scope* sp = nullptr;
-    auto body = [&](timeout_scope& s) {
-        sp = &s;
-        return cleanup_throws(tr);
-    };
-    auto aw = timeout(10ms, body);
+    auto aw = timeout(10ms, publishing_scope(sp, [&] { return cleanup_throws(tr); }));
     co_await await_and_record(aw, sp, rec, t0, false); // rethrows the error
 }
 
@@ -607,9 +597,7 @@ TEST_CASE_FIXTURE(loop_fixture, "4.7 5.9 an error raised while handling the deli
 TEST_CASE_FIXTURE(loop_fixture,
                   "4.7 a task whose cleanup raises an error ends with that error, not cancelled") {
     trace tr;
-    task_handle<void> a = rt->spawn(cleanup_throws(tr));
-    auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-    run_until([&] { return a.done() && c.done(); });
+    task_handle<void> a = run_cancelled_after(*this, cleanup_throws(tr), 5ms);
     CHECK(tr == trace{"cleanup"});
     CHECK_FALSE(a.cancelled());
     CHECK(run(outcome_of(a)) == "error(cleanup failed)");
@@ -617,9 +605,8 @@ TEST_CASE_FIXTURE(loop_fixture,
 
 TEST_CASE_FIXTURE(loop_fixture, "4.7 after a cleanup error is caught inside the scope, the scope "
                                 "is still cancelled and the next point raises") {
-    trace tr;
-    run(cleanup_error_caught_inside_timeout(tr));
-    CHECK(tr == trace{"cleanup error caught inside the scope", "yield raised", "timeout_error"});
+    CHECK(run_traced(*this, cleanup_error_caught_inside_timeout) ==
+          trace{"cleanup error caught inside the scope", "yield raised", "timeout_error"});
 }
 
 // =============================================================================================
@@ -654,13 +641,7 @@ task<void> swallow_then_timeout(scope_record& rec, trace& tr) {
 
 task<void> goodbye_timeout_in_task_cleanup(trace& tr) {
     const deadline t0 = loop_clock::now();
-    std::exception_ptr delivery;
-    try {
-        co_await sleep(1h);
-    } catch (const cancelled_error&) {
-        delivery = std::current_exception();
-        tr.push_back("cancelled at " + since(t0));
-    }
+    const std::exception_ptr delivery = co_await sleep_until_cancelled(t0, tr);
     try {
         co_await shielded(timeout(500ms, void_after(1h)));
         tr.push_back("goodbye done");
@@ -678,13 +659,7 @@ task<void> goodbye_timeout_in_task_cleanup(trace& tr) {
 }
 
 task<void> inner_cleanup_outlives_outer(trace& tr, deadline t0) {
-    std::exception_ptr delivery;
-    try {
-        co_await sleep(1h);
-    } catch (const cancelled_error&) {
-        delivery = std::current_exception();
-        tr.push_back("inner delivery at " + since(t0));
-    }
+    const std::exception_ptr delivery = co_await sleep_until_cancelled(t0, tr, "inner delivery");
     co_await shielded(sleep(200ms)); // the outer deadline (+100) passes meanwhile
     tr.push_back("cleanup done at " + since(t0));
     std::rethrow_exception(delivery);
@@ -692,11 +667,8 @@ task<void> inner_cleanup_outlives_outer(trace& tr, deadline t0) {
 
 task<void> owner_fixed_middle(timeout_scope& outer, trace& tr, deadline t0) {
     timeout_scope* inner = nullptr;
-    auto ib = [&](timeout_scope& s) {
-        inner = &s;
-        return inner_cleanup_outlives_outer(tr, t0);
-    };
-    auto iaw = timeout(10ms, ib);
+    auto iaw = timeout(
+        10ms, publishing_scope(inner, [&] { return inner_cleanup_outlives_outer(tr, t0); }));
     scope_record rec;
     co_await await_and_record(iaw, inner, rec, t0, false);
     tr.push_back("inner: " + rec.escaped + (rec.caught ? " caught=1" : " caught=0"));
@@ -739,6 +711,40 @@ task<void> foreign_cancellation_in_timeout(task_handle<void>& other, trace& tr) 
     }
     co_await sleep(1ms); // none of our scopes is cancelled: this is no cancellation
     tr.push_back("kept running");
+}
+
+/// One timeout(10ms) around sleep(1h) on the manual clock, whose expiry and a cancellation of
+/// the task are recorded in the same iteration, the cancellation first if `cancel_first`. The
+/// cancellation is `cancel("stop")` on the task's handle, or with `src` the request
+/// "token" on that source, whose token the task was spawned with. Checks that the
+/// cancellation escapes the expired timeout unconverted and the task ends cancelled.
+void check_cancelled_in_the_expiry_iteration(bool cancel_first, cancel_source* src) {
+    loop_fixture f(loop_fixture::manual_clock());
+    scope_record rec;
+    task_handle<void> h = src != nullptr
+                              ? f.rt->spawn(timeout_around_sleep(10ms, rec), src->token())
+                              : f.rt->spawn(timeout_around_sleep(10ms, rec));
+    f.run_all(); // the body is parked on sleep(1h)
+    auto cancel = [&] {
+        if (src != nullptr) {
+            src->request_cancel("token");
+        } else {
+            h.cancel("stop");
+        }
+    };
+    if (cancel_first) {
+        cancel();
+        f.rt->advance(10ms);
+    } else {
+        f.rt->advance(10ms);
+        cancel();
+    }
+    f.run_all();
+    REQUIRE(h.done());
+    CHECK(rec.escaped == (src != nullptr ? "cancelled_error(token)" : "cancelled_error(stop)"));
+    CHECK(rec.expired);
+    CHECK_FALSE(rec.caught);
+    CHECK(h.cancelled());
 }
 
 TEST_CASE("4.8 nested timeouts that expire in the same iteration: only the outermost converts") {
@@ -803,34 +809,12 @@ TEST_CASE_FIXTURE(loop_fixture, "5.7 an outer timeout's expiry passes through an
 
 TEST_CASE("4.8 a task cancel() recorded before the timeout's expiry in the same iteration escapes "
           "the timeout as cancelled_error") {
-    loop_fixture f(loop_fixture::manual_clock());
-    scope_record rec;
-    task_handle<void> h = f.rt->spawn(timeout_around_sleep(10ms, rec));
-    f.run_all();
-    h.cancel("stop");
-    f.rt->advance(10ms);
-    f.run_all();
-    REQUIRE(h.done());
-    CHECK(rec.escaped == "cancelled_error(stop)");
-    CHECK(rec.expired);
-    CHECK_FALSE(rec.caught);
-    CHECK(h.cancelled());
+    check_cancelled_in_the_expiry_iteration(true, nullptr);
 }
 
 TEST_CASE("4.8 a task cancel() recorded after the timeout's expiry in the same iteration escapes "
           "the timeout as cancelled_error") {
-    loop_fixture f(loop_fixture::manual_clock());
-    scope_record rec;
-    task_handle<void> h = f.rt->spawn(timeout_around_sleep(10ms, rec));
-    f.run_all();
-    f.rt->advance(10ms);
-    h.cancel("stop");
-    f.run_all();
-    REQUIRE(h.done());
-    CHECK(rec.escaped == "cancelled_error(stop)");
-    CHECK(rec.expired);
-    CHECK_FALSE(rec.caught);
-    CHECK(h.cancelled());
+    check_cancelled_in_the_expiry_iteration(false, nullptr);
 }
 
 TEST_CASE_FIXTURE(loop_fixture,
@@ -851,24 +835,8 @@ TEST_CASE("4.8 a bound token cancelled in the same iteration as the deadline, in
           "cancelled_error escapes the timeout") {
     for (const bool token_first : {true, false}) {
         CAPTURE(token_first);
-        loop_fixture f(loop_fixture::manual_clock());
-        scope_record rec;
         cancel_source src;
-        task_handle<void> h = f.rt->spawn(timeout_around_sleep(10ms, rec), src.token());
-        f.run_all();
-        if (token_first) {
-            src.request_cancel("token");
-            f.rt->advance(10ms);
-        } else {
-            f.rt->advance(10ms);
-            src.request_cancel("token");
-        }
-        f.run_all();
-        REQUIRE(h.done());
-        CHECK(rec.escaped == "cancelled_error(token)");
-        CHECK(rec.expired);
-        CHECK_FALSE(rec.caught);
-        CHECK(h.cancelled());
+        check_cancelled_in_the_expiry_iteration(token_first, &src);
     }
 }
 
@@ -905,9 +873,7 @@ TEST_CASE_FIXTURE(loop_fixture,
                   "timeout: its own cancellation is outer and still in effect") {
     scope_record rec;
     trace tr;
-    task_handle<void> a = rt->spawn(swallow_then_timeout(rec, tr));
-    auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-    run_until([&] { return a.done() && c.done(); });
+    task_handle<void> a = run_cancelled_after(*this, swallow_then_timeout(rec, tr), 5ms);
     CHECK(tr == trace{"swallowed at +5"});
     CHECK(rec.escaped == "cancelled_error(stop)");
     CHECK(rec.at == 0);
@@ -918,23 +884,18 @@ TEST_CASE_FIXTURE(loop_fixture,
 TEST_CASE_FIXTURE(loop_fixture,
                   "4.8 8b.2 inside shielded(), a nested timeout owns its own expiry while the "
                   "task's cancellation waits outside") {
-    trace tr;
-    task_handle<void> a = rt->spawn(goodbye_timeout_in_task_cleanup(tr));
-    auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-    run_until([&] { return a.done() && c.done(); });
-    CHECK(tr == trace{"cancelled at +5", "shielded timeout converted its own expiry at +505",
-                      "outer cancellation raised at +505 (stop)"});
-    CHECK(a.cancelled());
+    CHECK(run_traced_cancelled_after(*this, goodbye_timeout_in_task_cleanup, 5ms) ==
+          trace{"cancelled at +5", "shielded timeout converted its own expiry at +505",
+                "outer cancellation raised at +505 (stop)"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture,
                   "4.8 the owner is fixed at raise time: an enclosing scope cancelled while the "
                   "delivery propagates does not take it, and raises at the next point") {
-    trace tr;
-    run(owner_fixed_at_raise(tr));
-    CHECK(tr == trace{"inner delivery at +10", "cleanup done at +210",
-                      "inner: timeout_error caught=1", "outer expired", "checkpoint raised at +210",
-                      "outer: timeout_error at +210 caught=1"});
+    CHECK(run_traced(*this, owner_fixed_at_raise) ==
+          trace{"inner delivery at +10", "cleanup done at +210", "inner: timeout_error caught=1",
+                "outer expired", "checkpoint raised at +210",
+                "outer: timeout_error at +210 caught=1"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture,

@@ -121,7 +121,7 @@ void on_small_stack(F& fn) {
     pthread_attr_t attr;
     REQUIRE(pthread_attr_init(&attr) == 0);
     REQUIRE(pthread_attr_setstacksize(&attr, std::size_t(1) << 20) == 0);
-    pthread_t thread;
+    pthread_t thread{};
     auto trampoline = [](void* p) -> void* {
         (*static_cast<F*>(p))();
         return nullptr;
@@ -1038,6 +1038,7 @@ TEST_SUITE("cancel") {
         const deadline start = now();
         std::vector<long long> woke_at(3, -1);
         std::vector<task_handle<>> waiters;
+        waiters.reserve(3);
         for (int i = 0; i < 3; ++i) {
             waiters.push_back(
                 rt->spawn([](cancel_token t, long long& at, deadline start) -> task<> {
@@ -1439,54 +1440,55 @@ TEST_SUITE("cancel") {
         p.slept_until = (loop_clock::now() - start).count();
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "11.13 8b inside shielded() the token is not cancelled by an "
-                                    "outer scope cancelled before entry") {
-        shield_probe p;
-        const deadline start = now();
-        task_handle<> h = rt->spawn([](shield_probe& p, deadline start) -> task<> {
+    /// Enters shielded(shielded_body) (after a first sleep that the outer cancellation
+    /// interrupts when `cancelled_before_entry`), then records the token and passes a point.
+    task<> enter_shield(shield_probe & p, deadline start, bool cancelled_before_entry) {
+        if (cancelled_before_entry) {
             try {
                 co_await sleep(1h);
             } catch (const cancelled_error&) {
                 p.outer_cancelled = current_token().cancel_requested();
             }
-            co_await shielded(shielded_body(p, start));
-            p.after_shield = current_token().cancel_requested();
-            co_await yield(); // raises again: the task's scope is still cancelled
-            p.reached_end = true;
-        }(p, start));
-        run(cancel_task_after(5ms, h, "outer"));
-        REQUIRE(pump(*this, [&] { return h.done(); }));
-        CHECK(p.outer_cancelled);
+        }
+        co_await shielded(shielded_body(p, start));
+        p.after_shield = current_token().cancel_requested();
+        co_await yield(); // raises again: the task's scope is still cancelled
+        p.reached_end = true;
+    }
+
+    /// Runs `enter_shield` as a task cancelled with `message` after 5 ms and checks what holds
+    /// whenever the cancellation arrives: inside the shield the token is not cancelled, its
+    /// callback does not run and the 10 ms sleep completes; after it the token is cancelled,
+    /// the next point raises and the task ends cancelled. Returns the task's handle.
+    task_handle<> check_shield_hides_cancellation(loop_fixture & f, shield_probe & p,
+                                                  bool cancelled_before_entry,
+                                                  const std::string& message) {
+        task_handle<> h = f.rt->spawn(enter_shield(p, f.now(), cancelled_before_entry));
+        f.run(cancel_task_after(5ms, h, message));
+        REQUIRE(pump(f, [&] { return h.done(); }));
         CHECK_FALSE(p.inside_before);
         CHECK_FALSE(p.inside_callback);
         CHECK(p.inside_slept);
         CHECK_FALSE(p.inside_after);
-        CHECK(p.slept_until == 15);
         CHECK(p.after_shield);
         CHECK_FALSE(p.reached_end);
         CHECK(h.cancelled());
+        return h;
+    }
+
+    TEST_CASE_FIXTURE(loop_fixture, "11.13 8b inside shielded() the token is not cancelled by an "
+                                    "outer scope cancelled before entry") {
+        shield_probe p;
+        check_shield_hides_cancellation(*this, p, true, "outer");
+        CHECK(p.outer_cancelled);
+        CHECK(p.slept_until == 15);
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "11.13 8b a shielded token does not see an outer cancellation "
                                     "that arrives while inside") {
         shield_probe p;
-        const deadline start = now();
-        task_handle<> h = rt->spawn([](shield_probe& p, deadline start) -> task<> {
-            co_await shielded(shielded_body(p, start));
-            p.after_shield = current_token().cancel_requested();
-            co_await yield();
-            p.reached_end = true;
-        }(p, start));
-        run(cancel_task_after(5ms, h, "while shielded"));
-        REQUIRE(pump(*this, [&] { return h.done(); }));
-        CHECK_FALSE(p.inside_before);
-        CHECK_FALSE(p.inside_callback);
-        CHECK(p.inside_slept);
-        CHECK_FALSE(p.inside_after);
+        const task_handle<> h = check_shield_hides_cancellation(*this, p, false, "while shielded");
         CHECK(p.slept_until == 10);
-        CHECK(p.after_shield);
-        CHECK_FALSE(p.reached_end);
-        CHECK(h.cancelled());
         CHECK(cancel_message_of(*this, h) == "while shielded");
     }
 

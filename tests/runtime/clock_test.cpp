@@ -22,13 +22,16 @@
 #include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "lap_timer.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 
 using namespace std::chrono_literals;
 using namespace uvasync;
 using uvasync::test::active_handles;
+using uvasync::test::lap_timer;
 using uvasync::test::loop_fixture;
+using uvasync::test::sub_millisecond_sleeps;
 
 namespace {
 
@@ -392,18 +395,8 @@ TEST_SUITE("clock") {
     namespace {
 
     task<void> timed_rules(std::vector<std::int64_t>& laps) {
-        deadline mark = loop_clock::now();
-        auto lap = [&mark, &laps] {
-            const deadline t = loop_clock::now();
-            laps.push_back((t - mark).count());
-            mark = t;
-        };
-        co_await uvasync::sleep(300us);
-        lap(); // 1
-        co_await uvasync::sleep(duration<double, std::milli>(1.2));
-        lap(); // 2
-        co_await uvasync::sleep(1ns);
-        lap(); // 1
+        lap_timer lap(laps);
+        co_await sub_millisecond_sleeps(lap); // 1, 2, 1
         co_await uvasync::sleep(0ms);
         lap(); // 0
         co_await uvasync::sleep(-5s);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <deque>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <utility>
@@ -104,53 +105,81 @@ task<> wrong_guard(mutex& m, condition& cv, log_t& log) {
     CHECK_FALSE(m.locked());
 }
 
+/// What the tests share, constructed before the loop fixture and destroyed after it: frames
+/// that shutdown destroys may still hold a guard on `m`.
+struct condition_parts {
+    mutex m;
+    condition cv{m};
+    log_t log;
+};
+
+/// A mutex, a condition on it and the waiters' log, on a loop.
+struct condition_fixture : condition_parts, loop_fixture {
+    /// Spawns `wait_once` for each of `names` and runs the loop: each has locked, released the
+    /// lock to wait, and logged "<name> waits"; none is done.
+    std::vector<task_handle<>> waiting(std::initializer_list<const char*> names) {
+        std::vector<task_handle<>> hs;
+        for (const char* n : names) {
+            hs.push_back(rt->spawn(wait_once(m, cv, log, n)));
+        }
+        run_all();
+        for (const task_handle<>& h : hs) {
+            REQUIRE_FALSE(h.done());
+        }
+        return hs;
+    }
+
+    /// Takes the mutex for the test; it must be free.
+    mutex::guard hold() {
+        mutex::guard g = m.try_lock();
+        REQUIRE(g);
+        return g;
+    }
+
+    /// Runs `round` twice, each time with an empty log; the mutex is free after each.
+    template <class Round>
+    void twice(Round round) {
+        for (int i = 0; i < 2; ++i) {
+            log.clear();
+            round();
+            CHECK_FALSE(m.locked());
+        }
+    }
+};
+
 } // namespace
 
 TEST_SUITE("condition") {
 
-    TEST_CASE_FIXTURE(loop_fixture, "wait releases the lock; notify_one wakes the waiters in FIFO "
-                                    "order, each resuming with the lock held") {
-        mutex m;
-        condition cv(m);
-        for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> ha = rt->spawn(wait_once(m, cv, log, "a"));
-            task_handle<> hb = rt->spawn(wait_once(m, cv, log, "b"));
-            run_all();
+    TEST_CASE_FIXTURE(condition_fixture, "wait releases the lock; notify_one wakes the waiters "
+                                         "in FIFO order, each resuming with the lock held") {
+        twice([&] {
+            std::vector<task_handle<>> hs = waiting({"a", "b"});
             CHECK(log == log_t{"a waits", "b waits"});
             CHECK_FALSE(m.locked()); // both released it while waiting
 
-            mutex::guard mine = m.try_lock();
-            REQUIRE(mine);
+            mutex::guard mine = hold();
             cv.notify_one(); // a queues for the mutex, which the test holds
             run_all();
             CHECK(log == log_t{"a waits", "b waits"});
             mine.unlock(); // to a
             run_all();
-            CHECK(ha.done());
-            CHECK_FALSE(hb.done());
+            CHECK(hs[0].done());
+            CHECK_FALSE(hs[1].done());
             cv.notify_one();
             run_all();
-            CHECK(hb.done());
+            CHECK(hs[1].done());
             CHECK(log == log_t{"a waits", "b waits", "a woke holding the lock",
                                "a passed the checkpoint", "b woke holding the lock",
                                "b passed the checkpoint"});
-            CHECK_FALSE(m.locked());
-        }
+        });
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "notify_all and notify(n) move the waiters to the mutex in "
-                                    "order; nothing is woken without waiters") {
-        mutex m;
-        condition cv(m);
+    TEST_CASE_FIXTURE(condition_fixture, "notify_all and notify(n) move the waiters to the mutex "
+                                         "in order; nothing is woken without waiters") {
         cv.notify_all(); // no effect, not remembered
         cv.notify_one();
-        log_t log;
-        std::vector<task_handle<>> hs;
-        for (const char* n : {"a", "b", "c"}) {
-            hs.push_back(rt->spawn(wait_once(m, cv, log, n)));
-        }
-        run_all();
+        std::vector<task_handle<>> hs = waiting({"a", "b", "c"});
         CHECK(log.size() == 3);
         cv.notify(2);
         run_all();
@@ -166,9 +195,7 @@ TEST_SUITE("condition") {
                            "c passed the checkpoint"});
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "wait with a predicate: producers and consumers") {
-        mutex m;
-        condition cv(m);
+    TEST_CASE_FIXTURE(condition_fixture, "wait with a predicate: producers and consumers") {
         std::deque<int> q;
         q.push_back(0); // the first consumer does not suspend
         std::vector<task_handle<int>> consumers;
@@ -194,11 +221,8 @@ TEST_SUITE("condition") {
         CHECK_FALSE(m.locked());
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "wait with a guard that does not hold the condition's mutex "
-                                    "is invalid_state") {
-        mutex m;
-        condition cv(m);
-        log_t log;
+    TEST_CASE_FIXTURE(condition_fixture, "wait with a guard that does not hold the condition's "
+                                         "mutex is invalid_state") {
         run(wrong_guard(m, cv, log));
         CHECK(log ==
               log_t{"empty guard rejected", "other mutex rejected", "unlocked guard rejected"});
@@ -207,134 +231,101 @@ TEST_SUITE("condition") {
     // -----------------------------------------------------------------------------------------
     // Cancellation
 
-    TEST_CASE_FIXTURE(loop_fixture, "4.1 cancelled before it waits: raises at once without "
-                                    "releasing the lock") {
-        mutex m;
-        condition cv(m);
-        for (int round = 0; round < 2; ++round) {
-            log_t log;
+    TEST_CASE_FIXTURE(condition_fixture, "4.1 cancelled before it waits: raises at once without "
+                                         "releasing the lock") {
+        twice([&] {
             task_handle<> self = run_given_own_handle(
                 [&](task_handle<>& h) { return self_cancelled_wait(h, m, cv, log); });
             CHECK(self.cancelled());
             CHECK(log == log_t{"raised holding the lock"});
-            CHECK_FALSE(m.locked());
-        }
+        });
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "cancelled while waiting with the mutex free: takes the lock "
-                                    "back, then raises; the guard releases it unwinding") {
-        mutex m;
-        condition cv(m);
-        for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> ha = rt->spawn(wait_once(m, cv, log, "a"));
+    TEST_CASE_FIXTURE(condition_fixture, "cancelled while waiting with the mutex free: takes the "
+                                         "lock back, then raises; the guard releases it "
+                                         "unwinding") {
+        twice([&] {
+            std::vector<task_handle<>> hs = waiting({"a"});
+            CHECK(hs[0].cancel("stop"));
             run_all();
-            CHECK(ha.cancel("stop"));
-            run_all();
-            CHECK(ha.cancelled());
+            CHECK(hs[0].cancelled());
             CHECK(log == log_t{"a waits", "a raised stop holding the lock"});
-            CHECK_FALSE(m.locked());
-        }
+        });
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "cancelled while waiting with the mutex held: stays parked "
-                                    "until the lock comes back, then raises holding it") {
-        mutex m;
-        condition cv(m);
-        for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> ha = rt->spawn(wait_once(m, cv, log, "a"));
+    TEST_CASE_FIXTURE(condition_fixture, "cancelled while waiting with the mutex held: stays "
+                                         "parked until the lock comes back, then raises holding "
+                                         "it") {
+        twice([&] {
+            std::vector<task_handle<>> hs = waiting({"a"});
+            mutex::guard mine = hold();
+            CHECK(hs[0].cancel("stop"));
             run_all();
-            mutex::guard mine = m.try_lock();
-            REQUIRE(mine);
-            CHECK(ha.cancel("stop"));
-            run_all();
-            CHECK_FALSE(ha.done()); // waits for the mutex (cannot be aborted)
+            CHECK_FALSE(hs[0].done()); // waits for the mutex (cannot be aborted)
             CHECK(log == log_t{"a waits"});
             mine.unlock(); // to a
             run_all();
-            CHECK(ha.cancelled());
+            CHECK(hs[0].cancelled());
             CHECK(log == log_t{"a waits", "a raised stop holding the lock"});
-            CHECK_FALSE(m.locked());
-        }
+        });
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "D-2 notified before its cancellation took effect: returns "
-                                    "normally holding the lock, raises at its next cancellation "
-                                    "point; the notification is not lost") {
-        mutex m;
-        condition cv(m);
-        for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> ha = rt->spawn(wait_once(m, cv, log, "a"));
-            task_handle<> hb = rt->spawn(wait_once(m, cv, log, "b"));
+    TEST_CASE_FIXTURE(condition_fixture, "D-2 notified before its cancellation took effect: "
+                                         "returns normally holding the lock, raises at its next "
+                                         "cancellation point; the notification is not lost") {
+        twice([&] {
+            std::vector<task_handle<>> hs = waiting({"a", "b"});
+            cv.notify_one();             // a is handed the notification (and the free mutex)
+            CHECK(hs[0].cancel("late")); // then cancelled, before it resumes
             run_all();
-            cv.notify_one();          // a is handed the notification (and the free mutex)
-            CHECK(ha.cancel("late")); // then cancelled, before it resumes
-            run_all();
-            CHECK(ha.cancelled());
-            CHECK_FALSE(hb.done()); // b was not woken in a's place
+            CHECK(hs[0].cancelled());
+            CHECK_FALSE(hs[1].done()); // b was not woken in a's place
             CHECK(log == log_t{"a waits", "b waits", "a woke holding the lock"});
             CHECK_FALSE(m.locked());
             cv.notify_one();
             run_all();
-            CHECK(hb.done());
-        }
+            CHECK(hs[1].done());
+        });
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "D-2 notified while the mutex is held, then cancelled while "
-                                    "queued for the mutex: still returns normally once it has the "
-                                    "lock") {
-        mutex m;
-        condition cv(m);
-        for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> ha = rt->spawn(wait_once(m, cv, log, "a"));
-            run_all();
-            mutex::guard mine = m.try_lock();
-            REQUIRE(mine);
+    TEST_CASE_FIXTURE(condition_fixture, "D-2 notified while the mutex is held, then cancelled "
+                                         "while queued for the mutex: still returns normally once "
+                                         "it has the lock") {
+        twice([&] {
+            std::vector<task_handle<>> hs = waiting({"a"});
+            mutex::guard mine = hold();
             cv.notify_one(); // a moves to the mutex's queue
-            CHECK(ha.cancel("late"));
+            CHECK(hs[0].cancel("late"));
             run_all();
-            CHECK_FALSE(ha.done()); // the lock must come back first
+            CHECK_FALSE(hs[0].done()); // the lock must come back first
             mine.unlock();
             run_all();
-            CHECK(ha.cancelled());
+            CHECK(hs[0].cancelled());
             CHECK(log == log_t{"a waits", "a woke holding the lock"});
-            CHECK_FALSE(m.locked());
-        }
+        });
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "a waiter cancelled before the notification leaves the queue: "
-                                    "notify_one reaches the next waiter") {
-        mutex m;
-        condition cv(m);
-        for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> ha = rt->spawn(wait_once(m, cv, log, "a"));
-            task_handle<> hb = rt->spawn(wait_once(m, cv, log, "b"));
-            run_all();
-            CHECK(ha.cancel("first"));
+    TEST_CASE_FIXTURE(condition_fixture, "a waiter cancelled before the notification leaves the "
+                                         "queue: notify_one reaches the next waiter") {
+        twice([&] {
+            std::vector<task_handle<>> hs = waiting({"a", "b"});
+            CHECK(hs[0].cancel("first"));
             cv.notify_one(); // a already left the condition's queue
             run_all();
-            CHECK(ha.cancelled());
-            CHECK(hb.done());
+            CHECK(hs[0].cancelled());
+            CHECK(hs[1].done());
             CHECK(log == log_t{"a waits", "b waits", "a raised first holding the lock",
                                "b woke holding the lock", "b passed the checkpoint"});
-            CHECK_FALSE(m.locked());
-        }
+        });
     }
 
-    TEST_CASE_FIXTURE(loop_fixture, "a timeout around wait raises timeout_error with the lock "
-                                    "held again") {
-        mutex m;
-        condition cv(m);
-        for (int round = 0; round < 2; ++round) {
+    TEST_CASE_FIXTURE(condition_fixture, "a timeout around wait raises timeout_error with the "
+                                         "lock held again") {
+        twice([&] {
             const deadline start = now();
             CHECK(run(wait_with_timeout(m, cv, 5ms)) == "timeout holding the lock");
             CHECK(now() - start == 5ms);
-            CHECK_FALSE(m.locked());
-        }
+        });
     }
 
     TEST_CASE("a waiter handed the lock after a notification whose frame is destroyed before it "

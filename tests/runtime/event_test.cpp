@@ -13,6 +13,7 @@
 
 #include "join.hpp"
 #include "loop_fixture.hpp"
+#include "sync_waiters.hpp"
 
 using namespace std::chrono_literals;
 
@@ -21,68 +22,36 @@ namespace {
 using namespace uvasync;
 using namespace uvasync::test;
 
-using log_t = std::vector<std::string>;
+/// Waiting on an event, for the shared waiters of sync_waiters.hpp.
+struct waits_for {
+    event& e;
 
-task<> wait_and_log(event& e, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    co_await e.wait();
-    log.push_back(name + " woke");
+    [[nodiscard]] auto wait() const { return e.wait(); }
+
+    [[nodiscard]] static std::string got() { return "woke"; }
+};
+
+/// One waiter parks on the clear event `e`; set() wakes it, and no other. Clears `e` after.
+void park_one_and_set(loop_fixture& f, event& e) {
+    log_t log;
+    std::vector<task_handle<>> hs = park_waiters(f, log, waits_for{e});
+    e.set();
+    f.run_all();
+    CHECK(hs[0].done());
+    CHECK(log == log_t{"a waits", "a woke"});
+    e.clear();
 }
 
-/// Waits, then reaches one more cancellation point. A task cancelled after `set()` but before
-/// it resumed wakes normally (D-2) and raises at the `yield()`.
-task<> wait_then_checkpoint(event& e, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    co_await e.wait();
-    log.push_back(name + " woke");
-    co_await yield();
-    log.push_back(name + " passed the checkpoint");
-}
-
-/// Cancels its own task (the test stores the handle in `self` right after spawning), then
-/// waits: the scope is already cancelled when the wait starts.
-task<> self_cancelled_wait(task_handle<>& self, event& e, log_t& log) {
-    CHECK(self.cancel("self"));
-    try {
-        co_await e.wait();
-        log.push_back("woke");
-    } catch (const cancelled_error& err) {
-        log.push_back("raised " + std::string(err.message()));
-        throw;
+/// 4.9, twice on a manual clock: a set and a deadline recorded in the same iteration, the set
+/// first if `set_first`; the waiter returns `expected`.
+void set_and_deadline_twice(bool set_first, const std::string& expected) {
+    loop_fixture f(loop_fixture::manual_clock());
+    event e;
+    for (int round = 0; round < 2; ++round) {
+        CHECK(complete_and_deadline(
+                  f, waits_for{e}, [&] { e.set(); }, set_first) == expected);
+        e.clear();
     }
-    co_await yield();
-    log.push_back("passed the checkpoint");
-}
-
-/// Catches the first delivery, then waits again in the same (still cancelled) task scope.
-task<> swallow_and_wait_again(event& e, log_t& log) {
-    try {
-        co_await e.wait();
-        log.push_back("woke");
-    } catch (const cancelled_error& err) {
-        log.push_back("first raised " + std::string(err.message()));
-    }
-    try {
-        co_await e.wait();
-        log.push_back("woke on retry");
-    } catch (const cancelled_error& err) {
-        log.push_back("retry raised " + std::string(err.message()));
-        throw;
-    }
-}
-
-task<std::string> wait_with_timeout(event& e, loop_clock::duration d) {
-    try {
-        co_await timeout(d, e.wait());
-        co_return "woke";
-    } catch (const timeout_error&) {
-        co_return "timeout";
-    }
-}
-
-task<std::string> wait_or_move_on(event& e, loop_clock::duration d) {
-    std::optional<unit> r = co_await move_on_after(d, e.wait());
-    co_return r ? "woke" : "moved on";
 }
 
 task<> set_after(event& e, loop_clock::duration d) {
@@ -116,14 +85,9 @@ TEST_SUITE("event") {
         event e;
         e.set();
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> a = rt->spawn(wait_and_log(e, log, "a"));
-            task_handle<> b = rt->spawn(wait_and_log(e, log, "b"));
-            run_all();
-            CHECK(a.done());
-            CHECK(b.done());
             // a ran to its end before b started: its wait did not suspend.
-            CHECK(log == log_t{"a waits", "a woke", "b waits", "b woke"});
+            CHECK(wait_in_a_row(*this, waits_for{e}, waits_for{e}) ==
+                  log_t{"a waits", "a woke", "b waits", "b woke"});
             CHECK(e.is_set()); // level-triggered: waiting does not consume the flag
         }
     }
@@ -133,19 +97,15 @@ TEST_SUITE("event") {
         event e;
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> a = rt->spawn(wait_and_log(e, log, "a"));
-            task_handle<> b = rt->spawn(wait_and_log(e, log, "b"));
-            task_handle<> c = rt->spawn(wait_and_log(e, log, "c"));
-            run_all();
-            CHECK(log == log_t{"a waits", "b waits", "c waits"});
-            CHECK_FALSE(a.done());
+            std::vector<task_handle<>> hs =
+                park_waiters(*this, log, waits_for{e}, waits_for{e}, waits_for{e});
 
             e.set();
             CHECK(log == log_t{"a waits", "b waits", "c waits"}); // nothing ran inside set()
             run_all();
-            CHECK(a.done());
-            CHECK(b.done());
-            CHECK(c.done());
+            for (const task_handle<>& h : hs) {
+                CHECK(h.done());
+            }
             CHECK(log == log_t{"a waits", "b waits", "c waits", "a woke", "b woke", "c woke"});
             e.clear();
         }
@@ -156,16 +116,7 @@ TEST_SUITE("event") {
         for (int round = 0; round < 2; ++round) {
             e.set();
             e.clear();
-            log_t log;
-            task_handle<> a = rt->spawn(wait_and_log(e, log, "a"));
-            run_all();
-            CHECK_FALSE(a.done());
-            CHECK(log == log_t{"a waits"});
-            e.set();
-            run_all();
-            CHECK(a.done());
-            CHECK(log == log_t{"a waits", "a woke"});
-            e.clear();
+            park_one_and_set(*this, e);
         }
     }
 
@@ -174,14 +125,12 @@ TEST_SUITE("event") {
         event e;
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> a = rt->spawn(wait_and_log(e, log, "a"));
-            task_handle<> b = rt->spawn(wait_and_log(e, log, "b"));
-            run_all();
+            std::vector<task_handle<>> hs = park_waiters(*this, log, waits_for{e}, waits_for{e});
             e.set();
             e.clear();
             run_all();
-            CHECK(a.done());
-            CHECK(b.done());
+            CHECK(hs[0].done());
+            CHECK(hs[1].done());
             CHECK(log == log_t{"a waits", "b waits", "a woke", "b woke"});
             CHECK_FALSE(e.is_set());
         }
@@ -193,7 +142,7 @@ TEST_SUITE("event") {
         for (int round = 0; round < 2; ++round) {
             log_t log;
             const deadline start = now();
-            task_handle<> a = rt->spawn(wait_and_log(e, log, "a"));
+            task_handle<> a = rt->spawn(wait_and_log(waits_for{e}, log, "a"));
             task_handle<> setter = rt->spawn(set_after(e, 4ms));
             run_until([&] { return a.done() && setter.done(); });
             CHECK(now() - start == 4ms);
@@ -209,22 +158,10 @@ TEST_SUITE("event") {
                                     "raises and does not become a waiter") {
         event e;
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_wait(h, e, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"raised self"});
-            CHECK(run(cancel_message_of(self)) == "self");
+            CHECK(self_cancelled_log(*this, waits_for{e}) == log_t{"raised self"});
 
             // A later set finds no waiter left behind (the frame is gone).
-            log_t other;
-            task_handle<> b = rt->spawn(wait_and_log(e, other, "b"));
-            run_all();
-            e.set();
-            run_all();
-            CHECK(b.done());
-            CHECK(other == log_t{"b waits", "b woke"});
-            e.clear();
+            park_one_and_set(*this, e);
         }
     }
 
@@ -233,11 +170,8 @@ TEST_SUITE("event") {
         event e;
         e.set();
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_wait(h, e, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"woke"}); // the yield() raised
+            // the yield() raised
+            CHECK(self_cancelled_log(*this, waits_for{e}) == log_t{"woke"});
         }
     }
 
@@ -246,9 +180,9 @@ TEST_SUITE("event") {
         event e;
         for (int round = 0; round < 2; ++round) {
             const deadline start = now();
-            CHECK(run(wait_or_move_on(e, 0ms)) == "moved on");
+            CHECK(run(wait_or_move_on(waits_for{e}, 0ms)) == "moved on");
             e.set();
-            CHECK(run(wait_or_move_on(e, 0ms)) == "woke");
+            CHECK(run(wait_or_move_on(waits_for{e}, 0ms)) == "woke");
             CHECK(now() - start == 0ms);
             e.clear();
         }
@@ -263,26 +197,19 @@ TEST_SUITE("event") {
         event e;
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> a = rt->spawn(wait_and_log(e, log, "a"));
-            task_handle<> b = rt->spawn(wait_and_log(e, log, "b"));
-            task_handle<> c = rt->spawn(wait_and_log(e, log, "c"));
-            run_all();
-
-            CHECK(b.cancel("stop b"));
-            CHECK(log == log_t{"a waits", "b waits", "c waits"}); // D-14
-            run_all();
-            CHECK(b.cancelled());
-            CHECK(run(cancel_message_of(b)) == "stop b");
-            CHECK_FALSE(a.done());
-            CHECK_FALSE(c.done());
+            std::vector<task_handle<>> hs =
+                park_waiters(*this, log, waits_for{e}, waits_for{e}, waits_for{e});
+            cancel_and_check(*this, hs[1], "stop b", log); // D-14: b did not run yet
+            CHECK_FALSE(hs[0].done());
+            CHECK_FALSE(hs[2].done());
             CHECK_FALSE(e.is_set()); // the event itself is untouched
 
             e.set();
             run_all();
-            CHECK(a.done());
-            CHECK(c.done());
-            CHECK_FALSE(a.cancelled());
-            CHECK_FALSE(c.cancelled());
+            CHECK(hs[0].done());
+            CHECK(hs[2].done());
+            CHECK_FALSE(hs[0].cancelled());
+            CHECK_FALSE(hs[2].cancelled());
             CHECK(log == log_t{"a waits", "b waits", "c waits", "a woke", "c woke"});
             e.clear();
         }
@@ -295,15 +222,8 @@ TEST_SUITE("event") {
                                     "wakes normally and raises at its next cancellation point") {
         event e;
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> a = rt->spawn(wait_then_checkpoint(e, log, "a"));
-            run_all();
-            e.set();
-            CHECK(a.cancel("late"));
-            run_all();
-            CHECK(a.cancelled());
-            CHECK(log == log_t{"a waits", "a woke"});
-            CHECK(run(cancel_message_of(a)) == "late");
+            CHECK(late_cancel_log(*this, waits_for{e}, [&] { e.set(); }) ==
+                  log_t{"a waits", "a woke"});
             e.clear();
         }
     }
@@ -312,48 +232,18 @@ TEST_SUITE("event") {
                                     "is set before it resumes") {
         event e;
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> a = rt->spawn(wait_and_log(e, log, "a"));
-            run_all();
-            CHECK(a.cancel("stop")); // the abort is recorded first
-            e.set();
-            run_all();
-            CHECK(a.cancelled());
-            CHECK(log == log_t{"a waits"});
-            CHECK(run(cancel_message_of(a)) == "stop");
+            CHECK(cancel_first_then_complete(
+                      *this, [&] { e.set(); }, waits_for{e}) == log_t{"a waits"});
             e.clear();
         }
     }
 
     TEST_CASE("D-2 4.9 a set and a deadline recorded in the same iteration: the wait completes") {
-        loop_fixture f(loop_fixture::manual_clock());
-        event e;
-        for (int round = 0; round < 2; ++round) {
-            const deadline start = f.now();
-            task_handle<std::string> h = f.rt->spawn(wait_or_move_on(e, 10ms));
-            f.run_all();
-            CHECK_FALSE(h.done());
-            e.set();             // recorded first
-            f.rt->advance(10ms); // then the deadline, before the waiter resumes
-            f.run_until([&] { return h.done(); });
-            CHECK(f.now() - start == 10ms);
-            CHECK(f.run(join(h)) == "woke");
-            e.clear();
-        }
+        set_and_deadline_twice(true, "woke");
     }
 
     TEST_CASE("4.9 a deadline recorded before the set detaches the waiter") {
-        loop_fixture f(loop_fixture::manual_clock());
-        event e;
-        for (int round = 0; round < 2; ++round) {
-            task_handle<std::string> h = f.rt->spawn(wait_or_move_on(e, 10ms));
-            f.run_all();
-            f.rt->advance(10ms);
-            e.set();
-            f.run_until([&] { return h.done(); });
-            CHECK(f.run(join(h)) == "moved on");
-            e.clear();
-        }
+        set_and_deadline_twice(false, "moved on");
     }
 
     // -----------------------------------------------------------------------------------------
@@ -364,19 +254,12 @@ TEST_SUITE("event") {
         event e;
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> a = rt->spawn(wait_and_log(e, log, "a"));
-            task_handle<> b = rt->spawn(wait_and_log(e, log, "b"));
-            run_all();
-            CHECK(a.cancel("first"));
-            CHECK_FALSE(a.cancel("second"));
-            run_all();
-            CHECK(a.cancelled());
-            CHECK(run(cancel_message_of(a)) == "first");
-            CHECK_FALSE(a.cancel("third"));
+            std::vector<task_handle<>> hs = park_waiters(*this, log, waits_for{e}, waits_for{e});
+            cancel_twice_and_check(*this, hs[0]);
 
             e.set();
             run_all();
-            CHECK(b.done());
+            CHECK(hs[1].done());
             CHECK(log == log_t{"a waits", "b waits", "b woke"});
             e.clear();
         }
@@ -386,13 +269,7 @@ TEST_SUITE("event") {
                                     "raises again") {
         event e;
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> h = rt->spawn(swallow_and_wait_again(e, log));
-            run_all();
-            CHECK(h.cancel("stop"));
-            run_all();
-            CHECK(h.cancelled());
-            CHECK(log == log_t{"first raised stop", "retry raised stop"});
+            swallow_and_wait_again_raises(*this, waits_for{e});
             e.set(); // no waiter is left behind
             e.clear();
         }
@@ -406,10 +283,9 @@ TEST_SUITE("event") {
         event e;
         for (int round = 0; round < 2; ++round) {
             const deadline start = now();
-            CHECK(run(wait_with_timeout(e, 5ms)) == "timeout");
-            CHECK(now() - start == 5ms);
+            times_out(*this, waits_for{e});
             e.set();
-            CHECK(run(wait_with_timeout(e, 5ms)) == "woke"); // set: no suspension at all
+            CHECK(run(wait_with_timeout(waits_for{e}, 5ms)) == "woke"); // set: no suspension
             CHECK(now() - start == 5ms);
             e.clear();
         }
@@ -420,7 +296,7 @@ TEST_SUITE("event") {
         event e;
         for (int round = 0; round < 2; ++round) {
             deadline start = now();
-            task_handle<std::string> w = rt->spawn(wait_or_move_on(e, 10ms));
+            task_handle<std::string> w = rt->spawn(wait_or_move_on(waits_for{e}, 10ms));
             task_handle<> setter = rt->spawn(set_after(e, 3ms));
             run_until([&] { return w.done() && setter.done(); });
             CHECK(now() - start == 3ms);
@@ -428,7 +304,7 @@ TEST_SUITE("event") {
             e.clear();
 
             start = now();
-            CHECK(run(wait_or_move_on(e, 10ms)) == "moved on");
+            CHECK(run(wait_or_move_on(waits_for{e}, 10ms)) == "moved on");
             CHECK(now() - start == 10ms);
         }
     }
@@ -438,12 +314,7 @@ TEST_SUITE("event") {
         loop_fixture f(loop_fixture::manual_clock());
         event e;
         for (int round = 0; round < 2; ++round) {
-            task_handle<std::string> h = f.rt->spawn(wait_with_timeout(e, 1h));
-            f.run_all();
-            CHECK_FALSE(h.done());
-            CHECK(h.cancel("outer"));
-            f.run_until([&] { return h.done(); });
-            CHECK(h.cancelled());
+            cancel_through_timeout(f, waits_for{e});
         }
     }
 }

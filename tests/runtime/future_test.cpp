@@ -17,6 +17,7 @@
 
 #include "join.hpp"
 #include "loop_fixture.hpp"
+#include "sync_waiters.hpp"
 #include "test_error.hpp"
 
 using namespace std::chrono_literals;
@@ -26,13 +27,14 @@ namespace {
 using namespace uvasync;
 using namespace uvasync::test;
 
-using log_t = std::vector<std::string>;
+/// Awaiting a future<std::string>, for the shared waiters of sync_waiters.hpp.
+struct waits_on {
+    future<std::string> fut;
 
-task<> consume(future<std::string> fut, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    std::string v = co_await fut;
-    log.push_back(name + " got " + v);
-}
+    [[nodiscard]] future<std::string> wait() const { return fut; }
+
+    [[nodiscard]] static std::string got(const std::string& v) { return "got " + v; }
+};
 
 /// Appends to its own copy of the value, so a shared value would show up in the others.
 task<> consume_and_modify(future<std::string> fut, std::vector<std::string>& got) {
@@ -44,48 +46,6 @@ task<> consume_and_modify(future<std::string> fut, std::vector<std::string>& got
 task<> consume_void(future<> fut, log_t& log, std::string name) {
     co_await fut;
     log.push_back(name + " woke");
-}
-
-/// Awaits, then reaches one more cancellation point. A task cancelled after the value was set
-/// but before it resumed gets the value (D-2) and raises at the `yield()`.
-task<> consume_then_checkpoint(future<std::string> fut, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    std::string v = co_await fut;
-    log.push_back(name + " got " + v);
-    co_await yield();
-    log.push_back(name + " passed the checkpoint");
-}
-
-/// Cancels its own task (the test stores the handle in `self` right after spawning), then
-/// awaits: the scope is already cancelled when the await starts.
-task<> self_cancelled_consume(task_handle<>& self, future<std::string> fut, log_t& log) {
-    CHECK(self.cancel("self"));
-    try {
-        std::string v = co_await fut;
-        log.push_back("got " + v);
-    } catch (const cancelled_error& e) {
-        log.push_back("raised " + std::string(e.message()));
-        throw;
-    }
-    co_await yield();
-    log.push_back("passed the checkpoint");
-}
-
-/// Catches the first delivery, then awaits again in the same (still cancelled) task scope.
-task<> swallow_and_await_again(future<std::string> fut, log_t& log) {
-    try {
-        std::string v = co_await fut;
-        log.push_back("got " + v);
-    } catch (const cancelled_error& e) {
-        log.push_back("first raised " + std::string(e.message()));
-    }
-    try {
-        std::string v = co_await fut;
-        log.push_back("got on retry " + v);
-    } catch (const cancelled_error& e) {
-        log.push_back("retry raised " + std::string(e.message()));
-        throw;
-    }
 }
 
 /// Records the address and payload of the error it catches.
@@ -123,20 +83,6 @@ task<std::string> catch_promise_cancel(future<std::string> fut) {
     co_return "cancelled: " + message;
 }
 
-task<std::string> await_with_timeout(future<std::string> fut, loop_clock::duration d) {
-    try {
-        std::string v = co_await timeout(d, fut);
-        co_return "got " + v;
-    } catch (const timeout_error&) {
-        co_return "timeout";
-    }
-}
-
-task<std::string> await_or_move_on(future<std::string> fut, loop_clock::duration d) {
-    std::optional<std::string> v = co_await move_on_after(d, fut);
-    co_return v ? "got " + *v : "moved on";
-}
-
 task<> set_after(promise<std::string>& p, std::string v, loop_clock::duration d) {
     co_await sleep(d);
     CHECK(p.set_value(std::move(v)));
@@ -162,20 +108,17 @@ TEST_SUITE("future") {
             CHECK(fut.valid());
             CHECK_FALSE(fut.done());
             log_t log;
-            task_handle<> a = rt->spawn(consume(fut, log, "a"));
-            task_handle<> b = rt->spawn(consume(fut, log, "b"));
-            task_handle<> c = rt->spawn(consume(fut, log, "c"));
-            run_all();
-            CHECK(log == log_t{"a waits", "b waits", "c waits"});
+            std::vector<task_handle<>> hs =
+                park_waiters(*this, log, waits_on{fut}, waits_on{fut}, waits_on{fut});
 
             CHECK(p.set_value("v"));
             CHECK(fut.done());
             CHECK(p.done());
             CHECK(log == log_t{"a waits", "b waits", "c waits"}); // nothing ran inside set_value
             run_all();
-            CHECK(a.done());
-            CHECK(b.done());
-            CHECK(c.done());
+            for (const task_handle<>& h : hs) {
+                CHECK(h.done());
+            }
             CHECK(log == log_t{"a waits", "b waits", "c waits", "a got v", "b got v", "c got v"});
         }
     }
@@ -222,13 +165,8 @@ TEST_SUITE("future") {
         future<std::string> fut = p.get_future();
         CHECK(p.set_value("v"));
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> a = rt->spawn(consume(fut, log, "a"));
-            task_handle<> b = rt->spawn(consume(fut, log, "b"));
-            run_all();
-            CHECK(a.done());
-            CHECK(b.done());
-            CHECK(log == log_t{"a waits", "a got v", "b waits", "b got v"});
+            CHECK(wait_in_a_row(*this, waits_on{fut}, waits_on{fut}) ==
+                  log_t{"a waits", "a got v", "b waits", "b got v"});
         }
     }
 
@@ -345,7 +283,7 @@ TEST_SUITE("future") {
             future<std::string> fut = p.get_future();
             log_t log;
             task_handle<std::string> catcher = rt->spawn(catch_promise_cancel(fut));
-            task_handle<> escaper = rt->spawn(consume(fut, log, "e"));
+            task_handle<> escaper = rt->spawn(wait_and_log(waits_on{fut}, log, "e"));
             run_all();
             CHECK(p.cancel("producer gave up"));
             run_all();
@@ -370,7 +308,7 @@ TEST_SUITE("future") {
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
-            task_handle<std::string> h = f.rt->spawn(await_with_timeout(fut, 1h));
+            task_handle<std::string> h = f.rt->spawn(wait_with_timeout(waits_on{fut}, 1h));
             f.run_all();
             CHECK_FALSE(h.done());
             CHECK(p.cancel("stop"));
@@ -396,20 +334,15 @@ TEST_SUITE("future") {
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_consume(h, fut, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"raised self"});
-            CHECK(run(cancel_message_of(self)) == "self");
+            CHECK(self_cancelled_log(*this, waits_on{fut}) == log_t{"raised self"});
             CHECK_FALSE(fut.done());
 
             log_t other;
-            task_handle<> b = rt->spawn(consume(fut, other, "b"));
-            run_all();
+            std::vector<task_handle<>> hs = park_waiters(*this, other, waits_on{fut});
             CHECK(p.set_value("v"));
             run_all();
-            CHECK(other == log_t{"b waits", "b got v"});
+            CHECK(hs[0].done());
+            CHECK(other == log_t{"a waits", "a got v"});
         }
     }
 
@@ -419,11 +352,7 @@ TEST_SUITE("future") {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
             CHECK(p.set_value("v"));
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_consume(h, fut, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"got v"});
+            CHECK(self_cancelled_log(*this, waits_on{fut}) == log_t{"got v"});
         }
     }
 
@@ -436,23 +365,18 @@ TEST_SUITE("future") {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
             log_t log;
-            task_handle<> a = rt->spawn(consume(fut, log, "a"));
-            task_handle<> b = rt->spawn(consume(fut, log, "b"));
-            task_handle<> c = rt->spawn(consume(fut, log, "c"));
-            run_all();
-            CHECK(b.cancel("stop b"));
-            run_all();
-            CHECK(b.cancelled());
-            CHECK(run(cancel_message_of(b)) == "stop b");
+            std::vector<task_handle<>> hs =
+                park_waiters(*this, log, waits_on{fut}, waits_on{fut}, waits_on{fut});
+            cancel_and_check(*this, hs[1], "stop b", log);
             CHECK_FALSE(fut.done());
             CHECK_FALSE(p.done());
-            CHECK_FALSE(a.done());
-            CHECK_FALSE(c.done());
+            CHECK_FALSE(hs[0].done());
+            CHECK_FALSE(hs[2].done());
 
             CHECK(p.set_value("v"));
             run_all();
-            CHECK(a.done());
-            CHECK(c.done());
+            CHECK(hs[0].done());
+            CHECK(hs[2].done());
             CHECK(log == log_t{"a waits", "b waits", "c waits", "a got v", "c got v"});
         }
     }
@@ -462,14 +386,14 @@ TEST_SUITE("future") {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
             log_t log;
-            task_handle<> a = rt->spawn(consume(fut, log, "a"));
-            task_handle<> b = rt->spawn(consume(fut, log, "b"));
+            std::vector<task_handle<>> hs = park_waiters(*this, log, waits_on{fut}, waits_on{fut});
+            for (task_handle<>& h : hs) {
+                CHECK(h.cancel());
+            }
             run_all();
-            CHECK(a.cancel());
-            CHECK(b.cancel());
-            run_all();
-            CHECK(a.cancelled());
-            CHECK(b.cancelled());
+            for (const task_handle<>& h : hs) {
+                CHECK(h.cancelled());
+            }
             CHECK(p.set_value("v")); // no error for the producer
             CHECK(run(await_future(fut)) == "v");
         }
@@ -484,15 +408,8 @@ TEST_SUITE("future") {
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
-            log_t log;
-            task_handle<> a = rt->spawn(consume_then_checkpoint(fut, log, "a"));
-            run_all();
-            CHECK(p.set_value("v"));
-            CHECK(a.cancel("late"));
-            run_all();
-            CHECK(a.cancelled());
-            CHECK(log == log_t{"a waits", "a got v"});
-            CHECK(run(cancel_message_of(a)) == "late");
+            CHECK(late_cancel_log(*this, waits_on{fut}, [&] { CHECK(p.set_value("v")); }) ==
+                  log_t{"a waits", "a got v"});
         }
     }
 
@@ -501,17 +418,10 @@ TEST_SUITE("future") {
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
-            log_t log;
-            task_handle<> a = rt->spawn(consume(fut, log, "a"));
-            task_handle<> b = rt->spawn(consume(fut, log, "b"));
-            run_all();
-            CHECK(a.cancel("stop")); // the abort is recorded first
-            CHECK(p.set_value("v")); // reaches b only
-            run_all();
-            CHECK(a.cancelled());
-            CHECK(run(cancel_message_of(a)) == "stop");
-            CHECK(b.done());
-            CHECK(log == log_t{"a waits", "b waits", "b got v"});
+            // The value reaches b only.
+            CHECK(cancel_first_then_complete(
+                      *this, [&] { CHECK(p.set_value("v")); }, waits_on{fut}, waits_on{fut}) ==
+                  log_t{"a waits", "b waits", "b got v"});
         }
     }
 
@@ -521,15 +431,8 @@ TEST_SUITE("future") {
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
-            const deadline start = f.now();
-            task_handle<std::string> h = f.rt->spawn(await_or_move_on(fut, 10ms));
-            f.run_all();
-            CHECK_FALSE(h.done());
-            CHECK(p.set_value("v")); // recorded first
-            f.rt->advance(10ms);     // then the deadline, before the waiter resumes
-            f.run_until([&] { return h.done(); });
-            CHECK(f.now() - start == 10ms);
-            CHECK(f.run(join(h)) == "got v");
+            CHECK(complete_and_deadline(
+                      f, waits_on{fut}, [&] { CHECK(p.set_value("v")); }, true) == "got v");
         }
     }
 
@@ -539,12 +442,9 @@ TEST_SUITE("future") {
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
-            task_handle<std::string> h = f.rt->spawn(await_or_move_on(fut, 10ms));
-            f.run_all();
-            f.rt->advance(10ms);
-            CHECK(p.set_value("v"));
-            f.run_until([&] { return h.done(); });
-            CHECK(f.run(join(h)) == "moved on");
+            // set_value still succeeds
+            CHECK(complete_and_deadline(
+                      f, waits_on{fut}, [&] { CHECK(p.set_value("v")); }, false) == "moved on");
         }
     }
 
@@ -557,18 +457,11 @@ TEST_SUITE("future") {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
             log_t log;
-            task_handle<> a = rt->spawn(consume(fut, log, "a"));
-            task_handle<> b = rt->spawn(consume(fut, log, "b"));
-            run_all();
-            CHECK(a.cancel("first"));
-            CHECK_FALSE(a.cancel("second"));
-            run_all();
-            CHECK(a.cancelled());
-            CHECK(run(cancel_message_of(a)) == "first");
-            CHECK_FALSE(a.cancel("third"));
+            std::vector<task_handle<>> hs = park_waiters(*this, log, waits_on{fut}, waits_on{fut});
+            cancel_twice_and_check(*this, hs[0]);
             CHECK(p.set_value("v"));
             run_all();
-            CHECK(b.done());
+            CHECK(hs[1].done());
             CHECK(log == log_t{"a waits", "b waits", "b got v"});
         }
     }
@@ -578,13 +471,7 @@ TEST_SUITE("future") {
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
-            log_t log;
-            task_handle<> h = rt->spawn(swallow_and_await_again(fut, log));
-            run_all();
-            CHECK(h.cancel("stop"));
-            run_all();
-            CHECK(h.cancelled());
-            CHECK(log == log_t{"first raised stop", "retry raised stop"});
+            swallow_and_wait_again_raises(*this, waits_on{fut});
             CHECK_FALSE(fut.done());
             CHECK(p.set_value("v")); // no waiter is left behind
         }
@@ -599,11 +486,10 @@ TEST_SUITE("future") {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
             const deadline start = now();
-            CHECK(run(await_with_timeout(fut, 5ms)) == "timeout");
-            CHECK(now() - start == 5ms);
+            times_out(*this, waits_on{fut});
             CHECK_FALSE(fut.done());
             CHECK(p.set_value("v"));
-            CHECK(run(await_with_timeout(fut, 5ms)) == "got v"); // done: no suspension
+            CHECK(run(wait_with_timeout(waits_on{fut}, 5ms)) == "got v"); // done: no suspension
             CHECK(now() - start == 5ms);
         }
     }
@@ -615,7 +501,7 @@ TEST_SUITE("future") {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
             deadline start = now();
-            task_handle<std::string> w = rt->spawn(await_or_move_on(fut, 10ms));
+            task_handle<std::string> w = rt->spawn(wait_or_move_on(waits_on{fut}, 10ms));
             task_handle<> setter = rt->spawn(set_after(p, "v", 3ms));
             run_until([&] { return w.done() && setter.done(); });
             CHECK(now() - start == 3ms);
@@ -623,7 +509,7 @@ TEST_SUITE("future") {
 
             promise<std::string> q;
             start = now();
-            CHECK(run(await_or_move_on(q.get_future(), 10ms)) == "moved on");
+            CHECK(run(wait_or_move_on(waits_on{q.get_future()}, 10ms)) == "moved on");
             CHECK(now() - start == 10ms);
             CHECK(q.set_value("late")); // the waiter that moved on did not cancel the future
         }
@@ -635,12 +521,7 @@ TEST_SUITE("future") {
         for (int round = 0; round < 2; ++round) {
             promise<std::string> p;
             future<std::string> fut = p.get_future();
-            task_handle<std::string> h = f.rt->spawn(await_with_timeout(fut, 1h));
-            f.run_all();
-            CHECK_FALSE(h.done());
-            CHECK(h.cancel("outer"));
-            f.run_until([&] { return h.done(); });
-            CHECK(h.cancelled());
+            cancel_through_timeout(f, waits_on{fut});
             CHECK_FALSE(fut.done());
             CHECK(p.set_value("v"));
         }

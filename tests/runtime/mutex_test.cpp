@@ -15,56 +15,19 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "sync_waiters.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
 using namespace uvasync;
-using uvasync::test::loop_fixture;
+using namespace uvasync::test;
 
-using log_t = std::vector<std::string>;
 using guard_slot = std::optional<mutex::guard>;
 
-/// Locks and moves the guard into `slot`, which the test owns.
-task<> lock_into(mutex& m, guard_slot& slot, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    slot.emplace(co_await m.lock());
-    log.push_back(name + " got");
-}
-
-/// Locks, then reaches one more cancellation point while holding the lock.
-task<> lock_then_checkpoint(mutex& m, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    mutex::guard g = co_await m.lock();
-    log.push_back(name + (g.owns_lock() ? " got" : " got an empty guard"));
-    co_await yield();
-    log.push_back(name + " passed the checkpoint");
-}
-
-/// Cancels its own task (the test stores the handle in `self` first), then locks.
-task<> self_cancelled_lock(task_handle<>& self, mutex& m, log_t& log) {
-    CHECK(self.cancel("self"));
-    try {
-        mutex::guard g = co_await m.lock();
-        log.push_back(g.owns_lock() ? "got" : "got an empty guard");
-    } catch (const cancelled_error& e) {
-        log.push_back("raised " + std::string(e.message()));
-        throw;
-    }
-    co_await yield();
-    log.push_back("passed the checkpoint");
-}
-
-task<std::string> lock_with_timeout(mutex& m, loop_clock::duration d, guard_slot& slot) {
-    try {
-        mutex::guard g = co_await timeout(d, m.lock());
-        slot.emplace(std::move(g));
-        co_return "got";
-    } catch (const timeout_error&) {
-        co_return "timeout";
-    }
-}
+/// Locking, for the shared waiters of sync_waiters.hpp.
+using locks = takes<mutex, mutex::guard, &mutex::lock, &mutex::guard::owns_lock>;
 
 task<> unlock_after(mutex::guard& g, loop_clock::duration d) {
     co_await sleep(d);
@@ -90,7 +53,7 @@ TEST_SUITE("mutex") {
         for (int round = 0; round < 2; ++round) {
             log_t log;
             guard_slot a;
-            task_handle<> ha = rt->spawn(lock_into(m, a, log, "a"));
+            task_handle<> ha = rt->spawn(wait_and_log(locks{m, &a}, log, "a"));
             run_all();
             REQUIRE(ha.done());
             CHECK(log == log_t{"a waits", "a got"});
@@ -121,7 +84,7 @@ TEST_SUITE("mutex") {
 
             log_t log;
             guard_slot a;
-            task_handle<> ha = rt->spawn(lock_into(m, a, log, "a"));
+            task_handle<> ha = rt->spawn(wait_and_log(locks{m, &a}, log, "a"));
             run_all();
             CHECK_FALSE(ha.done());
             g.unlock(); // handed to a, which has not run yet
@@ -140,29 +103,13 @@ TEST_SUITE("mutex") {
         for (int round = 0; round < 2; ++round) {
             mutex::guard mine = m.try_lock();
             log_t log;
-            guard_slot a;
-            guard_slot b;
-            guard_slot c;
-            task_handle<> ha = rt->spawn(lock_into(m, a, log, "a"));
-            task_handle<> hb = rt->spawn(lock_into(m, b, log, "b"));
-            task_handle<> hc = rt->spawn(lock_into(m, c, log, "c"));
-            run_all();
-            CHECK(log == log_t{"a waits", "b waits", "c waits"});
-
-            mine.unlock();
-            CHECK(log == log_t{"a waits", "b waits", "c waits"}); // not resumed inside unlock
-            run_all();
-            CHECK(ha.done());
-            CHECK_FALSE(hb.done());
-            a.reset();
-            run_all();
-            CHECK(hb.done());
-            CHECK_FALSE(hc.done());
-            b.reset();
-            run_all();
-            CHECK(hc.done());
+            std::vector<guard_slot> slots(3);
+            std::vector<task_handle<>> hs = park_waiters(*this, log, locks{m, &slots[0]},
+                                                         locks{m, &slots[1]}, locks{m, &slots[2]});
+            // Not resumed inside unlock; a, then b, then c.
+            hand_down(*this, log, hs, slots, {0, 1, 2}, [&] { mine.unlock(); });
             CHECK(log == log_t{"a waits", "b waits", "c waits", "a got", "b got", "c got"});
-            c.reset();
+            slots[2].reset();
             CHECK_FALSE(m.locked());
         }
     }
@@ -192,20 +139,12 @@ TEST_SUITE("mutex") {
         mutex m;
         for (int round = 0; round < 2; ++round) {
             mutex::guard mine = m.try_lock();
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_lock(h, m, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"raised self"});
+            CHECK(self_cancelled_log(*this, locks{m}) == log_t{"raised self"});
             mine.unlock();
             CHECK_FALSE(m.locked()); // nobody queued
 
-            log.clear();
-            task_handle<> free_self;
-            free_self = rt->spawn(self_cancelled_lock(free_self, m, log));
-            run_all();
-            CHECK(free_self.cancelled());
-            CHECK(log == log_t{"got"}); // the yield() raised; the guard released unwinding
+            // The yield() raised; the guard was released unwinding.
+            CHECK(self_cancelled_log(*this, locks{m}) == log_t{"got"});
             CHECK_FALSE(m.locked());
         }
     }
@@ -216,26 +155,16 @@ TEST_SUITE("mutex") {
         for (int round = 0; round < 2; ++round) {
             mutex::guard mine = m.try_lock();
             log_t log;
-            guard_slot a;
-            guard_slot b;
-            guard_slot c;
-            task_handle<> ha = rt->spawn(lock_into(m, a, log, "a"));
-            task_handle<> hb = rt->spawn(lock_into(m, b, log, "b"));
-            task_handle<> hc = rt->spawn(lock_into(m, c, log, "c"));
-            run_all();
-            CHECK(hb.cancel("stop b"));
-            run_all();
-            CHECK(hb.cancelled());
-            CHECK_FALSE(b.has_value());
+            std::vector<guard_slot> slots(3);
+            std::vector<task_handle<>> hs = park_waiters(*this, log, locks{m, &slots[0]},
+                                                         locks{m, &slots[1]}, locks{m, &slots[2]});
+            cancel_and_check(*this, hs[1], "stop b", log);
+            CHECK_FALSE(slots[1].has_value());
 
-            mine.unlock(); // to a
-            run_all();
-            CHECK(ha.done());
-            a.reset(); // to c: b no longer queues
-            run_all();
-            CHECK(hc.done());
+            // To a, then to c: b no longer queues.
+            hand_down(*this, log, hs, slots, {0, 2}, [&] { mine.unlock(); });
             CHECK(log == log_t{"a waits", "b waits", "c waits", "a got", "c got"});
-            c.reset();
+            slots[2].reset();
             CHECK_FALSE(m.locked());
         }
     }
@@ -246,18 +175,10 @@ TEST_SUITE("mutex") {
         mutex m;
         for (int round = 0; round < 2; ++round) {
             mutex::guard mine = m.try_lock();
-            log_t log;
             guard_slot b;
-            task_handle<> ha = rt->spawn(lock_then_checkpoint(m, log, "a"));
-            task_handle<> hb = rt->spawn(lock_into(m, b, log, "b"));
-            run_all();
-
-            mine.unlock();            // the hand-off to a is recorded first
-            CHECK(ha.cancel("late")); // then a's scope is cancelled, before it resumes
-            run_all();
-            CHECK(ha.cancelled());
-            CHECK(hb.done());
-            CHECK(log == log_t{"a waits", "b waits", "a got", "b got"});
+            // The hand-off to a is recorded first, then a's scope is cancelled, before it
+            // resumes.
+            late_cancel_passes_on(*this, locks{m}, locks{m, &b}, [&] { mine.unlock(); });
             b.reset();
             CHECK_FALSE(m.locked());
         }
@@ -268,15 +189,15 @@ TEST_SUITE("mutex") {
         mutex m;
         for (int round = 0; round < 2; ++round) {
             mutex::guard mine = m.try_lock();
-            log_t log;
             guard_slot a;
-            task_handle<> ha = rt->spawn(lock_into(m, a, log, "a"));
-            run_all();
-            CHECK(ha.cancel("stop"));
-            mine.unlock();
-            CHECK_FALSE(m.locked());
-            run_all();
-            CHECK(ha.cancelled());
+            const log_t log = cancel_first_then_complete(
+                *this,
+                [&] {
+                    mine.unlock();
+                    CHECK_FALSE(m.locked());
+                },
+                locks{m, &a});
+            CHECK(log == log_t{"a waits"});
             CHECK_FALSE(a.has_value());
         }
     }
@@ -288,9 +209,7 @@ TEST_SUITE("mutex") {
         for (int round = 0; round < 2; ++round) {
             mutex::guard mine = m.try_lock();
             guard_slot slot;
-            const deadline start = now();
-            CHECK(run(lock_with_timeout(m, 5ms, slot)) == "timeout");
-            CHECK(now() - start == 5ms);
+            times_out(*this, locks{m, &slot});
             CHECK_FALSE(slot.has_value());
             mine.unlock();
             CHECK_FALSE(m.locked());
@@ -300,7 +219,7 @@ TEST_SUITE("mutex") {
             guard_slot slot;
             const deadline start = now();
             task_handle<> holder = rt->spawn(unlock_after(mine, 3ms));
-            task_handle<std::string> h = rt->spawn(lock_with_timeout(m, 5ms, slot));
+            task_handle<std::string> h = rt->spawn(wait_with_timeout(locks{m, &slot}, 5ms));
             run_until([&] { return h.done(); });
             CHECK(now() - start == 3ms);
             REQUIRE(slot.has_value());
@@ -316,7 +235,7 @@ TEST_SUITE("mutex") {
         mutex m;
         mutex::guard mine = m.try_lock();
         guard_slot slot;
-        task_handle<std::string> h = f.rt->spawn(lock_with_timeout(m, 10ms, slot));
+        task_handle<std::string> h = f.rt->spawn(wait_with_timeout(locks{m, &slot}, 10ms));
         f.run_all();
         mine.unlock();       // hand-off first
         f.rt->advance(10ms); // then the deadline, same iteration
@@ -330,28 +249,16 @@ TEST_SUITE("mutex") {
     TEST_CASE("a lock handed to a waiter whose frame is destroyed before it resumes goes back "
               "to the mutex") {
         mutex m;
-        std::size_t leaked = 0;
-        {
-            runtime_options o = loop_fixture::virtual_clock();
-            o.shutdown_grace = 0ms; // shutdown destroys the frames without resuming them
-            loop_fixture f(o);
-            mutex::guard mine = m.try_lock();
-            log_t log;
-            guard_slot a;
-            guard_slot b;
-            task_handle<> ha = f.rt->spawn(lock_into(m, a, log, "a"));
-            task_handle<> hb = f.rt->spawn(lock_into(m, b, log, "b"));
-            f.run_all();
+        guard_slot a;
+        guard_slot b;
+        mutex::guard mine = m.try_lock();
+        const std::size_t leaked = destroy_before_resuming(locks{m, &a}, locks{m, &b}, [&] {
             mine.unlock(); // handed to a, which is ready but has not run
             CHECK(m.locked());
-            f.rt->shutdown();
-            leaked = f.reported.size();
-            CHECK(log == log_t{"a waits", "b waits"});
-            CHECK_FALSE(a.has_value());
-            CHECK_FALSE(b.has_value());
-            CHECK_FALSE(m.locked()); // passed on to b, whose frame went too: free
-            f.reported.clear();
-        }
+        });
+        CHECK_FALSE(a.has_value());
+        CHECK_FALSE(b.has_value());
+        CHECK_FALSE(m.locked()); // passed on to b, whose frame went too: free
         CHECK(leaked == 2);
     }
 }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -18,6 +19,7 @@
 
 #include "join.hpp"
 #include "loop_fixture.hpp"
+#include "sync_waiters.hpp"
 
 using namespace std::chrono_literals;
 
@@ -26,12 +28,27 @@ namespace {
 using namespace uvasync;
 using namespace uvasync::test;
 
-using log_t = std::vector<std::string>;
+/// Getting from a queue, for the shared waiters of sync_waiters.hpp.
+struct getter {
+    queue<int>& q;
+
+    [[nodiscard]] auto wait() const { return q.get(); }
+
+    [[nodiscard]] static std::string got(int v) { return "got " + std::to_string(v); }
+};
+
+/// Putting `v` into a queue, for the shared waiters of sync_waiters.hpp.
+struct putter {
+    queue<int>& q;
+    int v;
+
+    [[nodiscard]] auto wait() const { return q.put(v); }
+
+    [[nodiscard]] std::string got() const { return "put " + std::to_string(v); }
+};
 
 task<> get_and_log(queue<int>& q, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    const int v = co_await q.get();
-    log.push_back(name + " got " + std::to_string(v));
+    return wait_and_log(getter{q}, log, std::move(name));
 }
 
 task<> put_and_log(queue<int>& q, int v, log_t& log, std::string name) {
@@ -46,97 +63,6 @@ task<> get_n(queue<int>& q, int n, log_t& log, std::string name) {
         const int v = co_await q.get();
         log.push_back(name + " got " + std::to_string(v));
     }
-}
-
-/// Gets an item, then reaches one more cancellation point. A getter cancelled after the
-/// hand-off receives the item (D-2) and raises at the `yield()`.
-task<> get_then_checkpoint(queue<int>& q, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    const int v = co_await q.get();
-    log.push_back(name + " got " + std::to_string(v));
-    co_await yield();
-    log.push_back(name + " passed the checkpoint");
-}
-
-task<> put_then_checkpoint(queue<int>& q, int v, log_t& log, std::string name) {
-    log.push_back(name + " puts " + std::to_string(v));
-    co_await q.put(v);
-    log.push_back(name + " put " + std::to_string(v));
-    co_await yield();
-    log.push_back(name + " passed the checkpoint");
-}
-
-/// Cancels its own task (the test stores the handle in `self` right after spawning), then
-/// gets: the scope is already cancelled when the get starts.
-task<> self_cancelled_get(task_handle<>& self, queue<int>& q, log_t& log) {
-    CHECK(self.cancel("self"));
-    try {
-        const int v = co_await q.get();
-        log.push_back("got " + std::to_string(v));
-    } catch (const cancelled_error& e) {
-        log.push_back("raised " + std::string(e.message()));
-        throw;
-    }
-    co_await yield();
-    log.push_back("passed the checkpoint");
-}
-
-task<> self_cancelled_put(task_handle<>& self, queue<int>& q, int v, log_t& log) {
-    CHECK(self.cancel("self"));
-    try {
-        co_await q.put(v);
-        log.push_back("put " + std::to_string(v));
-    } catch (const cancelled_error& e) {
-        log.push_back("raised " + std::string(e.message()));
-        throw;
-    }
-    co_await yield();
-    log.push_back("passed the checkpoint");
-}
-
-/// Catches the first delivery, then gets again in the same (still cancelled) task scope.
-task<> swallow_and_get_again(queue<int>& q, log_t& log) {
-    try {
-        const int v = co_await q.get();
-        log.push_back("got " + std::to_string(v));
-    } catch (const cancelled_error& e) {
-        log.push_back("first raised " + std::string(e.message()));
-    }
-    try {
-        const int v = co_await q.get();
-        log.push_back("got on retry " + std::to_string(v));
-    } catch (const cancelled_error& e) {
-        log.push_back("retry raised " + std::string(e.message()));
-        throw;
-    }
-}
-
-task<std::string> get_with_timeout(queue<int>& q, loop_clock::duration d) {
-    try {
-        const int v = co_await timeout(d, q.get());
-        co_return "got " + std::to_string(v);
-    } catch (const timeout_error&) {
-        co_return "timeout";
-    }
-}
-
-task<std::string> get_or_move_on(queue<int>& q, loop_clock::duration d) {
-    std::optional<int> v = co_await move_on_after(d, q.get());
-    co_return v ? "got " + std::to_string(*v) : "moved on";
-}
-
-task<std::string> put_with_timeout(queue<int>& q, int v, loop_clock::duration d) {
-    try {
-        co_await timeout(d, q.put(v));
-        co_return "put";
-    } catch (const timeout_error&) {
-        co_return "timeout";
-    }
-}
-
-task<std::string> put_or_move_on(queue<int>& q, int v, loop_clock::duration d) {
-    std::optional<unit> r = co_await move_on_after(d, q.put(v));
-    co_return r ? "put" : "moved on";
 }
 
 task<> put_after(queue<int>& q, int v, loop_clock::duration d) {
@@ -349,12 +275,7 @@ TEST_SUITE("queue") {
                       "by it") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_get(h, q, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"raised self"});
-            CHECK(run(cancel_message_of(self)) == "self");
+            CHECK(self_cancelled_log(*this, getter{q}) == log_t{"raised self"});
 
             CHECK(q.try_put(7));
             CHECK(q.size() == 1); // stored, not handed to a dead getter
@@ -367,11 +288,7 @@ TEST_SUITE("queue") {
         queue<int> q(1);
         for (int round = 0; round < 2; ++round) {
             CHECK(q.try_put(1));
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_put(h, q, 2, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"raised self"});
+            CHECK(self_cancelled_log(*this, putter{q, 2}) == log_t{"raised self"});
             CHECK(q.size() == 1);
             CHECK(q.try_get() == std::optional<int>(1)); // admits nobody
             CHECK(q.empty());
@@ -384,11 +301,7 @@ TEST_SUITE("queue") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
             CHECK(q.try_put(3));
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_get(h, q, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"got 3"});
+            CHECK(self_cancelled_log(*this, getter{q}) == log_t{"got 3"});
             CHECK(q.empty());
         }
     }
@@ -397,11 +310,7 @@ TEST_SUITE("queue") {
                                     "task stores the item and the next cancellation point raises") {
         queue<int> q(1);
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_put(h, q, 4, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"put 4"});
+            CHECK(self_cancelled_log(*this, putter{q, 4}) == log_t{"put 4"});
             CHECK(drain(q) == std::vector<int>{4});
         }
     }
@@ -414,14 +323,11 @@ TEST_SUITE("queue") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> a = rt->spawn(get_and_log(q, log, "a"));
-            task_handle<> b = rt->spawn(get_and_log(q, log, "b"));
-            task_handle<> c = rt->spawn(get_and_log(q, log, "c"));
-            run_all();
-            CHECK(b.cancel("stop b"));
-            run_all();
-            CHECK(b.cancelled());
-            CHECK(run(cancel_message_of(b)) == "stop b");
+            std::vector<task_handle<>> hs =
+                park_waiters(*this, log, getter{q}, getter{q}, getter{q});
+            task_handle<>& a = hs[0];
+            task_handle<>& c = hs[2];
+            cancel_and_check(*this, hs[1], "stop b", log);
             CHECK_FALSE(a.done());
             CHECK_FALSE(c.done());
 
@@ -446,10 +352,7 @@ TEST_SUITE("queue") {
             task_handle<> p2 = rt->spawn(put_and_log(q, 2, log, "p2"));
             task_handle<> p3 = rt->spawn(put_and_log(q, 3, log, "p3"));
             run_all();
-            CHECK(p2.cancel("stop p2"));
-            run_all();
-            CHECK(p2.cancelled());
-            CHECK(run(cancel_message_of(p2)) == "stop p2");
+            cancel_and_check(*this, p2, "stop p2", log);
 
             std::vector<int> got;
             for (int i = 0; i < 3; ++i) {
@@ -474,15 +377,9 @@ TEST_SUITE("queue") {
                       "and raises at its next cancellation point") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> g = rt->spawn(get_then_checkpoint(q, log, "g"));
-            run_all();
-            CHECK(q.try_put(7));     // handed over: g is ready
-            CHECK(g.cancel("late")); // cancelled before it resumes
-            run_all();
-            CHECK(g.cancelled());
-            CHECK(log == log_t{"g waits", "g got 7"});
-            CHECK(run(cancel_message_of(g)) == "late");
+            // Handed over (the getter is ready), then cancelled before it resumes.
+            CHECK(late_cancel_log(*this, getter{q}, [&] { CHECK(q.try_put(7)); }) ==
+                  log_t{"a waits", "a got 7"});
             CHECK(q.empty()); // the item was delivered, not put back or duplicated
         }
     }
@@ -493,14 +390,10 @@ TEST_SUITE("queue") {
         queue<int> q(1);
         for (int round = 0; round < 2; ++round) {
             CHECK(q.try_put(0));
-            log_t log;
-            task_handle<> p = rt->spawn(put_then_checkpoint(q, 1, log, "p"));
-            run_all();
-            CHECK(q.try_get() == std::optional<int>(0)); // admits p's item
-            CHECK(p.cancel("late"));
-            run_all();
-            CHECK(p.cancelled());
-            CHECK(log == log_t{"p puts 1", "p put 1"});
+            const log_t log = late_cancel_log(*this, putter{q, 1}, [&] {
+                CHECK(q.try_get() == std::optional<int>(0)); // admits the putter's item
+            });
+            CHECK(log == log_t{"a waits", "a put 1"});
             CHECK(drain(q) == std::vector<int>{1});
         }
     }
@@ -509,16 +402,14 @@ TEST_SUITE("queue") {
                                     "even if an item is put before it resumes") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> g = rt->spawn(get_and_log(q, log, "g"));
-            run_all();
-            CHECK(g.cancel("stop")); // the abort is recorded first
-            CHECK(q.try_put(5));     // g is no longer a getter: the item is stored
-            CHECK(q.size() == 1);
-            run_all();
-            CHECK(g.cancelled());
-            CHECK(log == log_t{"g waits"});
-            CHECK(run(cancel_message_of(g)) == "stop");
+            const log_t log = cancel_first_then_complete(
+                *this,
+                [&] {
+                    CHECK(q.try_put(5)); // no longer a getter: the item is stored
+                    CHECK(q.size() == 1);
+                },
+                getter{q});
+            CHECK(log == log_t{"a waits"});
             CHECK(drain(q) == std::vector<int>{5});
         }
     }
@@ -560,15 +451,9 @@ TEST_SUITE("queue") {
         loop_fixture f(loop_fixture::manual_clock());
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
-            const deadline start = f.now();
-            task_handle<std::string> h = f.rt->spawn(get_or_move_on(q, 10ms));
-            f.run_all();
-            CHECK_FALSE(h.done());
-            CHECK(q.try_put(5)); // recorded first
-            f.rt->advance(10ms); // then the deadline, before the getter resumes
-            f.run_until([&] { return h.done(); });
-            CHECK(f.now() - start == 10ms);
-            CHECK(f.run(join(h)) == "got 5");
+            // The put is recorded first, then the deadline, before the getter resumes.
+            CHECK(complete_and_deadline(
+                      f, getter{q}, [&] { CHECK(q.try_put(5)); }, true) == "got 5");
             CHECK(q.empty());
         }
     }
@@ -578,13 +463,14 @@ TEST_SUITE("queue") {
         loop_fixture f(loop_fixture::manual_clock());
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
-            task_handle<std::string> h = f.rt->spawn(get_or_move_on(q, 10ms));
-            f.run_all();
-            f.rt->advance(10ms);
-            CHECK(q.try_put(5));
-            CHECK(q.size() == 1);
-            f.run_until([&] { return h.done(); });
-            CHECK(f.run(join(h)) == "moved on");
+            const std::string got = complete_and_deadline(
+                f, getter{q},
+                [&] {
+                    CHECK(q.try_put(5));
+                    CHECK(q.size() == 1);
+                },
+                false);
+            CHECK(got == "moved on");
             CHECK(drain(q) == std::vector<int>{5});
         }
     }
@@ -597,20 +483,13 @@ TEST_SUITE("queue") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
             log_t log;
-            task_handle<> a = rt->spawn(get_and_log(q, log, "a"));
-            task_handle<> b = rt->spawn(get_and_log(q, log, "b"));
-            run_all();
-            CHECK(a.cancel("first"));
-            CHECK_FALSE(a.cancel("second"));
-            run_all();
-            CHECK(a.cancelled());
-            CHECK(run(cancel_message_of(a)) == "first");
-            CHECK_FALSE(a.cancel("third"));
+            std::vector<task_handle<>> hs = park_waiters(*this, log, getter{q}, getter{q});
+            cancel_twice_and_check(*this, hs[0]);
 
             CHECK(q.try_put(1));
             CHECK(q.try_put(2));
             run_all();
-            CHECK(b.done());
+            CHECK(hs[1].done());
             CHECK(log == log_t{"a waits", "b waits", "b got 1"});
             CHECK(drain(q) == std::vector<int>{2});
         }
@@ -620,13 +499,7 @@ TEST_SUITE("queue") {
                                     "raises again without queueing") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> h = rt->spawn(swallow_and_get_again(q, log));
-            run_all();
-            CHECK(h.cancel("stop"));
-            run_all();
-            CHECK(h.cancelled());
-            CHECK(log == log_t{"first raised stop", "retry raised stop"});
+            swallow_and_wait_again_raises(*this, getter{q});
             CHECK(q.try_put(9));
             CHECK(q.size() == 1); // no getter was left behind
             CHECK(drain(q) == std::vector<int>{9});
@@ -641,11 +514,10 @@ TEST_SUITE("queue") {
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
             const deadline start = now();
-            CHECK(run(get_with_timeout(q, 5ms)) == "timeout");
-            CHECK(now() - start == 5ms);
+            times_out(*this, getter{q});
             CHECK(q.try_put(1));
             CHECK(q.size() == 1);
-            CHECK(run(get_with_timeout(q, 5ms)) == "got 1"); // available: no suspension
+            CHECK(run(wait_with_timeout(getter{q}, 5ms)) == "got 1"); // available: no suspension
             CHECK(now() - start == 5ms);
         }
     }
@@ -655,12 +527,10 @@ TEST_SUITE("queue") {
         queue<int> q(1);
         for (int round = 0; round < 2; ++round) {
             CHECK(q.try_put(1));
-            const deadline start = now();
-            CHECK(run(put_with_timeout(q, 2, 5ms)) == "timeout");
-            CHECK(now() - start == 5ms);
+            times_out(*this, putter{q, 2});
             CHECK(q.try_get() == std::optional<int>(1)); // admits nobody
             CHECK(q.empty());
-            CHECK(run(put_with_timeout(q, 3, 5ms)) == "put");
+            CHECK(run(wait_with_timeout(putter{q, 3}, 5ms)) == "put 3");
             CHECK(drain(q) == std::vector<int>{3});
         }
     }
@@ -670,19 +540,19 @@ TEST_SUITE("queue") {
         queue<int> q(1);
         for (int round = 0; round < 2; ++round) {
             deadline start = now();
-            task_handle<std::string> g = rt->spawn(get_or_move_on(q, 10ms));
+            task_handle<std::string> g = rt->spawn(wait_or_move_on(getter{q}, 10ms));
             task_handle<> p = rt->spawn(put_after(q, 6, 3ms));
             run_until([&] { return g.done() && p.done(); });
             CHECK(now() - start == 3ms);
             CHECK(run(join(g)) == "got 6");
 
             start = now();
-            CHECK(run(get_or_move_on(q, 10ms)) == "moved on");
+            CHECK(run(wait_or_move_on(getter{q}, 10ms)) == "moved on");
             CHECK(now() - start == 10ms);
 
             CHECK(q.try_put(1));
             start = now();
-            CHECK(run(put_or_move_on(q, 2, 10ms)) == "moved on");
+            CHECK(run(wait_or_move_on(putter{q, 2}, 10ms)) == "moved on");
             CHECK(now() - start == 10ms);
             CHECK(drain(q) == std::vector<int>{1});
         }
@@ -692,12 +562,7 @@ TEST_SUITE("queue") {
         loop_fixture f(loop_fixture::manual_clock());
         queue<int> q;
         for (int round = 0; round < 2; ++round) {
-            task_handle<std::string> h = f.rt->spawn(get_with_timeout(q, 1h));
-            f.run_all();
-            CHECK_FALSE(h.done());
-            CHECK(h.cancel("outer"));
-            f.run_until([&] { return h.done(); });
-            CHECK(h.cancelled());
+            cancel_through_timeout(f, getter{q});
             CHECK(q.try_put(1));
             CHECK(drain(q) == std::vector<int>{1});
         }

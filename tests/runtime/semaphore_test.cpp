@@ -16,6 +16,7 @@
 
 #include "join.hpp"
 #include "loop_fixture.hpp"
+#include "sync_waiters.hpp"
 
 using namespace std::chrono_literals;
 
@@ -24,77 +25,17 @@ namespace {
 using namespace uvasync;
 using namespace uvasync::test;
 
-using log_t = std::vector<std::string>;
+/// Acquiring a permit, for the shared waiters of sync_waiters.hpp.
+using acquires = takes<semaphore, semaphore::permit, &semaphore::acquire, &semaphore::permit::held>;
+
+/// Where a waiter keeps the permit it got, for the test to release.
 using permit_slot = std::optional<semaphore::permit>;
 
-/// Waits for a permit and moves it into `slot`, which the test owns; the task then ends and the
-/// test decides when to release.
-task<> acquire_into(semaphore& s, permit_slot& slot, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    slot.emplace(co_await s.acquire());
-    log.push_back(name + " got");
-}
-
-/// Takes a permit, then reaches one more cancellation point while holding it. A task whose
-/// scope was cancelled after the hand-off gets the permit (D-2), raises at the `yield()`, and
-/// releases the permit as it unwinds.
-task<> acquire_then_checkpoint(semaphore& s, log_t& log, std::string name) {
-    log.push_back(name + " waits");
-    semaphore::permit p = co_await s.acquire();
-    log.push_back(name + (p.held() ? " got" : " got an empty permit"));
-    co_await yield();
-    log.push_back(name + " passed the checkpoint");
-}
-
-/// Cancels its own task (the test stores the handle in `self` right after spawning), then
-/// acquires: the scope is already cancelled when the acquire starts.
-task<> self_cancelled_acquire(task_handle<>& self, semaphore& s, log_t& log) {
-    CHECK(self.cancel("self"));
-    try {
-        semaphore::permit p = co_await s.acquire();
-        log.push_back(p.held() ? "got" : "got an empty permit");
-    } catch (const cancelled_error& e) {
-        log.push_back("raised " + std::string(e.message()));
-        throw;
-    }
-    co_await yield();
-    log.push_back("passed the checkpoint");
-}
-
-/// Catches the first delivery, then acquires again in the same (still cancelled) task scope.
-task<> swallow_and_acquire_again(semaphore& s, log_t& log) {
-    try {
-        semaphore::permit p = co_await s.acquire();
-        log.push_back("got");
-    } catch (const cancelled_error& e) {
-        log.push_back("first raised " + std::string(e.message()));
-    }
-    try {
-        semaphore::permit p = co_await s.acquire();
-        log.push_back("got on retry");
-    } catch (const cancelled_error& e) {
-        log.push_back("retry raised " + std::string(e.message()));
-        throw;
-    }
-}
-
-task<std::string> acquire_with_timeout(semaphore& s, loop_clock::duration d) {
-    try {
-        semaphore::permit p = co_await timeout(d, s.acquire());
-        co_return p.held() ? "got" : "got an empty permit";
-    } catch (const timeout_error&) {
-        co_return "timeout";
-    }
-}
-
-/// `move_on_after(d, acquire())`; the permit (if any) goes to `slot`.
-task<std::string> acquire_or_move_on(semaphore& s, loop_clock::duration d, permit_slot& slot) {
-    std::optional<semaphore::permit> p = co_await move_on_after(d, s.acquire());
-    if (!p) {
-        co_return "moved on";
-    }
-    slot.emplace(std::move(*p));
-    co_return "got";
+/// Takes the only permit of `s`, which must be free.
+semaphore::permit take_the_permit(semaphore& s) {
+    std::optional<semaphore::permit> p = s.try_acquire();
+    REQUIRE(p.has_value());
+    return std::move(*p);
 }
 
 /// Holds a permit for `hold`, then lets it go.
@@ -125,16 +66,11 @@ TEST_SUITE("semaphore") {
     TEST_CASE_FIXTURE(loop_fixture, "4.1 acquire with a free permit completes without suspending") {
         semaphore s(2);
         for (int round = 0; round < 2; ++round) {
-            log_t log;
             permit_slot a;
             permit_slot b;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
-            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
-            run_all();
-            REQUIRE(ha.done());
-            REQUIRE(hb.done());
             // Neither suspended: each body ran to its end before the next task started.
-            CHECK(log == log_t{"a waits", "a got", "b waits", "b got"});
+            CHECK(wait_in_a_row(*this, acquires{s, &a}, acquires{s, &b}) ==
+                  log_t{"a waits", "a got", "b waits", "b got"});
             CHECK(a->held());
             CHECK(b->held());
             CHECK(s.available() == 0);
@@ -149,11 +85,10 @@ TEST_SUITE("semaphore") {
                                     "resumes later from the ready queue") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             log_t log;
             permit_slot a;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> ha = rt->spawn(wait_and_log(acquires{s, &a}, log, "a"));
             run_all();
             CHECK(log == log_t{"a waits"});
             CHECK_FALSE(ha.done());
@@ -175,35 +110,16 @@ TEST_SUITE("semaphore") {
     TEST_CASE_FIXTURE(loop_fixture, "waiters are served in FIFO order, one permit per release") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             log_t log;
-            permit_slot a;
-            permit_slot b;
-            permit_slot c;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
-            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
-            task_handle<> hc = rt->spawn(acquire_into(s, c, log, "c"));
-            run_all();
-            CHECK(log == log_t{"a waits", "b waits", "c waits"});
-
-            mine.reset(); // the permit goes to a, the first waiter
-            run_all();
-            CHECK(ha.done());
-            CHECK_FALSE(hb.done());
-            CHECK_FALSE(hc.done());
-
-            a.reset(); // to b
-            run_all();
-            CHECK(hb.done());
-            CHECK_FALSE(hc.done());
-
-            b.reset(); // to c
-            run_all();
-            CHECK(hc.done());
+            std::vector<permit_slot> slots(3);
+            std::vector<task_handle<>> hs = park_waiters(
+                *this, log, acquires{s, &slots[0]}, acquires{s, &slots[1]}, acquires{s, &slots[2]});
+            // The permit goes to a, the first waiter, then to b, then to c.
+            hand_down(*this, log, hs, slots, {0, 1, 2}, [&] { mine.reset(); });
             CHECK(log == log_t{"a waits", "b waits", "c waits", "a got", "b got", "c got"});
             CHECK(s.available() == 0);
-            c.reset();
+            slots[2].reset();
             CHECK(s.available() == 1);
         }
     }
@@ -212,16 +128,15 @@ TEST_SUITE("semaphore") {
                                     "or by a later acquire before the waiter runs") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             log_t log;
             permit_slot a;
             permit_slot late;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> ha = rt->spawn(wait_and_log(acquires{s, &a}, log, "a"));
             run_all();
 
             // The newcomer is queued to run before a is made ready.
-            task_handle<> hl = rt->spawn(acquire_into(s, late, log, "late"));
+            task_handle<> hl = rt->spawn(wait_and_log(acquires{s, &late}, log, "late"));
             mine.reset(); // handed to a, which has not run yet
             CHECK(s.available() == 0);
             CHECK_FALSE(s.try_acquire()); // no barging
@@ -250,7 +165,7 @@ TEST_SUITE("semaphore") {
 
             log_t log;
             permit_slot a;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> ha = rt->spawn(wait_and_log(acquires{s, &a}, log, "a"));
             run_all();
             CHECK_FALSE(ha.done());
             CHECK_FALSE(s.try_acquire().has_value());
@@ -295,7 +210,7 @@ TEST_SUITE("semaphore") {
         for (int round = 0; round < 2; ++round) {
             semaphore::permit a = std::move(*s.try_acquire());
             semaphore::permit b(std::move(a));
-            CHECK_FALSE(a.held()); // NOLINT(bugprone-use-after-move)
+            CHECK_FALSE(a.held()); // NOLINT(bugprone-use-after-move,clang-analyzer-cplusplus.Move)
             CHECK(b.held());
             CHECK(s.available() == 1);
             a = semaphore::permit();
@@ -307,7 +222,7 @@ TEST_SUITE("semaphore") {
             c = std::move(b);
             CHECK(s.available() == 1);
             CHECK(c.held());
-            CHECK_FALSE(b.held()); // NOLINT(bugprone-use-after-move)
+            CHECK_FALSE(b.held()); // NOLINT(bugprone-use-after-move,clang-analyzer-cplusplus.Move)
             c.release();
             CHECK(s.available() == 2);
         }
@@ -319,7 +234,7 @@ TEST_SUITE("semaphore") {
             semaphore::permit mine = std::move(*s.try_acquire());
             log_t log;
             permit_slot a;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> ha = rt->spawn(wait_and_log(acquires{s, &a}, log, "a"));
             run_all();
             CHECK_FALSE(ha.done());
             semaphore::permit moved(std::move(mine));
@@ -339,14 +254,8 @@ TEST_SUITE("semaphore") {
                                     "queueing, so a later release makes the permit free") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_acquire(h, s, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"raised self"});
-            CHECK(run(cancel_message_of(self)) == "self");
+            permit_slot mine(take_the_permit(s));
+            CHECK(self_cancelled_log(*this, acquires{s}) == log_t{"raised self"});
 
             mine.reset(); // nobody waits: the permit becomes free, nothing was taken
             CHECK(s.available() == 1);
@@ -358,11 +267,8 @@ TEST_SUITE("semaphore") {
                                     "cancellation point raises, releasing it") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            log_t log;
-            task_handle<> self = run_given_own_handle(
-                [&](task_handle<>& h) { return self_cancelled_acquire(h, s, log); });
-            CHECK(self.cancelled());
-            CHECK(log == log_t{"got"}); // the yield() raised; the permit was released unwinding
+            // The yield() raised; the permit was released unwinding.
+            CHECK(self_cancelled_log(*this, acquires{s}) == log_t{"got"});
             CHECK(s.available() == 1);
         }
     }
@@ -371,11 +277,10 @@ TEST_SUITE("semaphore") {
                                     "moves on at once and queues nothing") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             permit_slot slot;
             const deadline start = now();
-            CHECK(run(acquire_or_move_on(s, 0ms, slot)) == "moved on");
+            CHECK(run(wait_or_move_on(acquires{s, &slot}, 0ms)) == "moved on");
             CHECK(now() - start == 0ms);
             CHECK_FALSE(slot.has_value());
             mine.reset(); // nobody waits
@@ -390,36 +295,20 @@ TEST_SUITE("semaphore") {
                                     "still served in FIFO order") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             log_t log;
-            permit_slot a;
-            permit_slot b;
-            permit_slot c;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
-            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
-            task_handle<> hc = rt->spawn(acquire_into(s, c, log, "c"));
-            run_all();
+            std::vector<permit_slot> slots(3);
+            std::vector<task_handle<>> hs = park_waiters(
+                *this, log, acquires{s, &slots[0]}, acquires{s, &slots[1]}, acquires{s, &slots[2]});
+            cancel_and_check(*this, hs[1], "stop b", log); // D-14: b did not run yet
+            CHECK_FALSE(slots[1].has_value());
+            CHECK_FALSE(hs[0].done());
+            CHECK_FALSE(hs[2].done());
 
-            CHECK(hb.cancel("stop b"));
-            CHECK(log == log_t{"a waits", "b waits", "c waits"}); // D-14: b did not run yet
-            run_all();
-            CHECK(hb.done());
-            CHECK(hb.cancelled());
-            CHECK(run(cancel_message_of(hb)) == "stop b");
-            CHECK_FALSE(b.has_value());
-            CHECK_FALSE(ha.done());
-            CHECK_FALSE(hc.done());
-
-            mine.reset(); // to a
-            run_all();
-            CHECK(ha.done());
-            CHECK_FALSE(hc.done());
-            a.reset(); // to c: b is no longer queued
-            run_all();
-            CHECK(hc.done());
+            // To a, then to c: b is no longer queued.
+            hand_down(*this, log, hs, slots, {0, 2}, [&] { mine.reset(); });
             CHECK(log == log_t{"a waits", "b waits", "c waits", "a got", "c got"});
-            c.reset();
+            slots[2].reset();
             CHECK(s.available() == 1);
         }
     }
@@ -428,11 +317,10 @@ TEST_SUITE("semaphore") {
                                     "it had never waited") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             log_t log;
             permit_slot a;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
+            task_handle<> ha = rt->spawn(wait_and_log(acquires{s, &a}, log, "a"));
             run_all();
             CHECK(ha.cancel());
             run_all();
@@ -452,21 +340,14 @@ TEST_SUITE("semaphore") {
                       "unwinding (Kotlin #2233)") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
-            log_t log;
-            task_handle<> ha = rt->spawn(acquire_then_checkpoint(s, log, "a"));
-            run_all();
-            CHECK(log == log_t{"a waits"});
-
-            mine.reset();             // the hand-off is recorded: a is ready
-            CHECK(ha.cancel("late")); // then its scope is cancelled, before it resumes
-            CHECK(s.available() == 0);
-            run_all();
-            CHECK(ha.done());
-            CHECK(ha.cancelled());
+            permit_slot mine(take_the_permit(s));
+            // The hand-off is recorded (a is ready), then a's scope is cancelled, before it
+            // resumes.
+            const log_t log = late_cancel_log(*this, acquires{s}, [&] {
+                mine.reset();
+                CHECK(s.available() == 0);
+            });
             CHECK(log == log_t{"a waits", "a got"});
-            CHECK(run(cancel_message_of(ha)) == "late");
             CHECK(s.available() == 1); // released as it unwound: no leak
         }
     }
@@ -475,17 +356,15 @@ TEST_SUITE("semaphore") {
                                     "even if a permit is released before it resumes") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
-            log_t log;
+            permit_slot mine(take_the_permit(s));
             permit_slot a;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
-            run_all();
-            CHECK(ha.cancel("stop")); // the abort is recorded first
-            mine.reset();             // a is no longer queued: the permit becomes free
-            CHECK(s.available() == 1);
-            run_all();
-            CHECK(ha.cancelled());
+            const log_t log = cancel_first_then_complete(
+                *this,
+                [&] {
+                    mine.reset(); // a is no longer queued: the permit becomes free
+                    CHECK(s.available() == 1);
+                },
+                acquires{s, &a});
             CHECK(log == log_t{"a waits"});
             CHECK_FALSE(a.has_value());
             CHECK(s.available() == 1);
@@ -496,20 +375,9 @@ TEST_SUITE("semaphore") {
                                     "cancellation goes to the next waiter") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
-            log_t log;
+            permit_slot mine(take_the_permit(s));
             permit_slot b;
-            task_handle<> ha = rt->spawn(acquire_then_checkpoint(s, log, "a"));
-            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
-            run_all();
-
-            mine.reset();
-            CHECK(ha.cancel());
-            run_all();
-            CHECK(ha.cancelled());
-            CHECK(hb.done());
-            CHECK(log == log_t{"a waits", "b waits", "a got", "b got"});
+            late_cancel_passes_on(*this, acquires{s}, acquires{s, &b}, [&] { mine.reset(); });
             CHECK(s.available() == 0);
             b.reset();
             CHECK(s.available() == 1);
@@ -521,19 +389,11 @@ TEST_SUITE("semaphore") {
         loop_fixture f(loop_fixture::manual_clock());
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             permit_slot slot;
-            std::string outcome;
-            const deadline start = f.now();
-            task_handle<std::string> h = f.rt->spawn(acquire_or_move_on(s, 10ms, slot));
-            f.run_all();
-            CHECK_FALSE(h.done());
-
-            mine.reset();        // hand-off recorded first
-            f.rt->advance(10ms); // then the scope's deadline passes, same iteration
-            f.run_until([&] { return h.done(); });
-            CHECK(f.now() - start == 10ms);
+            // The hand-off is recorded first, then the scope's deadline passes, same iteration.
+            CHECK(complete_and_deadline(
+                      f, acquires{s, &slot}, [&] { mine.reset(); }, true) == "got");
             REQUIRE(slot.has_value());
             CHECK(slot->held());
             CHECK(s.available() == 0);
@@ -547,16 +407,17 @@ TEST_SUITE("semaphore") {
         loop_fixture f(loop_fixture::manual_clock());
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             permit_slot slot;
-            task_handle<std::string> h = f.rt->spawn(acquire_or_move_on(s, 10ms, slot));
-            f.run_all();
-
-            f.rt->advance(10ms); // the waiter is detached first
-            mine.reset();        // nobody waits any more
-            CHECK(s.available() == 1);
-            f.run_until([&] { return h.done(); });
+            // The waiter is detached first; then nobody waits any more.
+            const std::string got = complete_and_deadline(
+                f, acquires{s, &slot},
+                [&] {
+                    mine.reset();
+                    CHECK(s.available() == 1);
+                },
+                false);
+            CHECK(got == "moved on");
             CHECK_FALSE(slot.has_value());
             CHECK(s.available() == 1);
         }
@@ -569,24 +430,17 @@ TEST_SUITE("semaphore") {
                                     "keeps the first message") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             log_t log;
             permit_slot a;
             permit_slot b;
-            task_handle<> ha = rt->spawn(acquire_into(s, a, log, "a"));
-            task_handle<> hb = rt->spawn(acquire_into(s, b, log, "b"));
-            run_all();
-            CHECK(ha.cancel("first"));
-            CHECK_FALSE(ha.cancel("second"));
-            run_all();
-            CHECK(ha.cancelled());
-            CHECK(run(cancel_message_of(ha)) == "first");
-            CHECK_FALSE(ha.cancel("third")); // done
+            std::vector<task_handle<>> hs =
+                park_waiters(*this, log, acquires{s, &a}, acquires{s, &b});
+            cancel_twice_and_check(*this, hs[0]);
 
             mine.reset(); // to b
             run_all();
-            CHECK(hb.done());
+            CHECK(hs[1].done());
             b.reset();
             CHECK(s.available() == 1);
         }
@@ -597,15 +451,8 @@ TEST_SUITE("semaphore") {
                       "raises again without queueing") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
-            log_t log;
-            task_handle<> h = rt->spawn(swallow_and_acquire_again(s, log));
-            run_all();
-            CHECK(h.cancel("stop"));
-            run_all();
-            CHECK(h.cancelled());
-            CHECK(log == log_t{"first raised stop", "retry raised stop"});
+            permit_slot mine(take_the_permit(s));
+            swallow_and_wait_again_raises(*this, acquires{s});
             mine.reset();
             CHECK(s.available() == 1);
         }
@@ -618,11 +465,8 @@ TEST_SUITE("semaphore") {
                                     "its deadline and takes no permit") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
-            const deadline start = now();
-            CHECK(run(acquire_with_timeout(s, 5ms)) == "timeout");
-            CHECK(now() - start == 5ms);
+            permit_slot mine(take_the_permit(s));
+            times_out(*this, acquires{s});
             mine.reset(); // nobody waits
             CHECK(s.available() == 1);
         }
@@ -634,7 +478,7 @@ TEST_SUITE("semaphore") {
         for (int round = 0; round < 2; ++round) {
             const deadline start = now();
             task_handle<> holder = rt->spawn(hold_for(s, 3ms));
-            task_handle<std::string> waiter = rt->spawn(acquire_with_timeout(s, 10ms));
+            task_handle<std::string> waiter = rt->spawn(wait_with_timeout(acquires{s}, 10ms));
             run_until([&] { return holder.done() && waiter.done(); });
             CHECK(now() - start == 3ms);
             CHECK(run(join(waiter)) == "got");
@@ -647,14 +491,13 @@ TEST_SUITE("semaphore") {
                       "and the permit goes to the next waiter") {
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
+            permit_slot mine(take_the_permit(s));
             log_t log;
             permit_slot first;
             permit_slot second;
             const deadline start = now();
-            task_handle<std::string> h1 = rt->spawn(acquire_or_move_on(s, 5ms, first));
-            task_handle<> h2 = rt->spawn(acquire_into(s, second, log, "second"));
+            task_handle<std::string> h1 = rt->spawn(wait_or_move_on(acquires{s, &first}, 5ms));
+            task_handle<> h2 = rt->spawn(wait_and_log(acquires{s, &second}, log, "second"));
             run_until([&] { return h1.done(); });
             CHECK(now() - start == 5ms);
             CHECK_FALSE(first.has_value());
@@ -673,14 +516,8 @@ TEST_SUITE("semaphore") {
         loop_fixture f(loop_fixture::manual_clock());
         semaphore s(1);
         for (int round = 0; round < 2; ++round) {
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
-            task_handle<std::string> h = f.rt->spawn(acquire_with_timeout(s, 1h));
-            f.run_all();
-            CHECK_FALSE(h.done());
-            CHECK(h.cancel("outer"));
-            f.run_until([&] { return h.done(); });
-            CHECK(h.cancelled()); // not converted into timeout_error
+            permit_slot mine(take_the_permit(s));
+            cancel_through_timeout(f, acquires{s}); // not converted into timeout_error
             mine.reset();
             CHECK(s.available() == 1);
         }
@@ -689,29 +526,16 @@ TEST_SUITE("semaphore") {
     TEST_CASE("a permit handed to a waiter whose frame is destroyed before it resumes goes "
               "back to the semaphore") {
         semaphore s(1);
-        std::size_t leaked = 0;
-        {
-            runtime_options o = loop_fixture::virtual_clock();
-            o.shutdown_grace = 0ms; // shutdown destroys the frames without resuming them
-            loop_fixture f(o);
-            std::optional<semaphore::permit> mine = s.try_acquire();
-            REQUIRE(mine.has_value());
-            log_t log;
-            permit_slot a;
-            permit_slot b;
-            task_handle<> ha = f.rt->spawn(acquire_into(s, a, log, "a"));
-            task_handle<> hb = f.rt->spawn(acquire_into(s, b, log, "b"));
-            f.run_all();
+        permit_slot a;
+        permit_slot b;
+        permit_slot mine(take_the_permit(s));
+        const std::size_t leaked = destroy_before_resuming(acquires{s, &a}, acquires{s, &b}, [&] {
             mine.reset(); // handed to a, which is ready but has not run
             CHECK(s.available() == 0);
-            f.rt->shutdown();
-            leaked = f.reported.size();
-            CHECK(log == log_t{"a waits", "b waits"});
-            CHECK_FALSE(a.has_value());
-            CHECK_FALSE(b.has_value());
-            CHECK(s.available() == 1); // passed on to b, whose frame went too: free
-            f.reported.clear();
-        }
+        });
+        CHECK_FALSE(a.has_value());
+        CHECK_FALSE(b.has_value());
+        CHECK(s.available() == 1); // passed on to b, whose frame went too: free
         CHECK(leaked == 2);
     }
 

@@ -40,6 +40,38 @@ task<int> shield_and_record(trace& tr, A aw) {
     }
 }
 
+/// The fixture of these tests: a loop on the virtual clock, and a trace timed from its start
+/// that outlives the loop (a base constructed first), since the loop's shutdown may still
+/// record into it.
+struct with_trace {
+    trace tr;
+};
+
+struct traced_loop : with_trace, loop_fixture {
+    traced_loop() { tr.t0 = now(); }
+
+    /// Spawns a caller that awaits `shield(work)` (shield_and_record), cancels it ("stop")
+    /// after 5 ms, runs the loop until both are done and checks that the caller ended
+    /// cancelled. The shielded work may still run: the test runs the loop on as far as it
+    /// needs.
+    template <class A>
+    void cancel_shielding_caller(A work) {
+        auto p = rt->spawn(shield_and_record(tr, std::move(work)));
+        auto k = rt->spawn(cancel_after(p, 5ms, "stop"));
+        run_until([&] { return p.done() && k.done(); });
+        CHECK(p.cancelled());
+    }
+
+    /// 8a.3: the caller of `shield(work)` is cancelled at +5 and raises at once; the work,
+    /// which ends at +20 recording `work_end`, runs on to its end.
+    template <class A>
+    void check_work_outlives_its_caller(A work, const std::string& work_end) {
+        cancel_shielding_caller(std::move(work));
+        run_all();
+        CHECK(tr.events == std::vector<std::string>{"caller raised cancelled: stop@5", work_end});
+    }
+};
+
 } // namespace
 
 TEST_SUITE("shield_asyncio") {
@@ -75,13 +107,11 @@ TEST_SUITE("shield_asyncio") {
         CHECK(log == std::vector<std::string>{"a1", "a2 5", "b"});
     }
 
-    TEST_CASE("8a.1 shielding a handle that already failed rethrows its error at once") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        auto h = f.rt->spawn(fail_after(tr, "h", 1ms, 3));
-        f.run_until([&] { return h.done(); });
-        CHECK_THROWS_AS(f.run(shield_and_record(tr, h)), my_error);
+    TEST_CASE_FIXTURE(traced_loop,
+                      "8a.1 shielding a handle that already failed rethrows its error at once") {
+        auto h = rt->spawn(fail_after(tr, "h", 1ms, 3));
+        run_until([&] { return h.done(); });
+        CHECK_THROWS_AS(run(shield_and_record(tr, h)), my_error);
         CHECK(tr.events == std::vector<std::string>{"h fails@1", "caller got my_error 3@1"});
     }
 
@@ -115,14 +145,12 @@ TEST_SUITE("shield_asyncio") {
     }
     } // namespace
 
-    TEST_CASE("8a.1 shielding a completed handle is not a cancellation point") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        auto done = f.rt->spawn(value_after(tr, "h", 1ms, 5));
-        auto p = f.rt->spawn(t_done_in_cancelled(tr, done));
-        auto k = f.rt->spawn(cancel_after(p, 2ms, "stop"));
-        f.run_until([&] { return p.done(); });
+    TEST_CASE_FIXTURE(traced_loop,
+                      "8a.1 shielding a completed handle is not a cancellation point") {
+        auto done = rt->spawn(value_after(tr, "h", 1ms, 5));
+        auto p = rt->spawn(t_done_in_cancelled(tr, done));
+        auto k = rt->spawn(cancel_after(p, 2ms, "stop"));
+        run_until([&] { return p.done(); });
         CHECK(p.cancelled());
         CHECK(tr.events == std::vector<std::string>{"h done@1", "swallowed@2", "got 5@2",
                                                     "next cancellation point raised@2"});
@@ -144,40 +172,27 @@ TEST_SUITE("shield_asyncio") {
     }
     } // namespace
 
-    TEST_CASE("8a.2 a shielded task runs as its own task, outside the caller's scopes") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        CHECK(f.run(t_outside_scopes(*f.rt, tr)) == 1);
+    TEST_CASE_FIXTURE(traced_loop,
+                      "8a.2 a shielded task runs as its own task, outside the caller's scopes") {
+        CHECK(run(t_outside_scopes(*rt, tr)) == 1);
         CHECK(tr.events == std::vector<std::string>{"inner: tasks 2, no deadline@0"});
     }
 
     // -----------------------------------------------------------------------------------------
     // 8a.3 The caller raises at once; the work keeps running
 
-    TEST_CASE("8a.3 a cancelled caller raises at once while the shielded task runs on to "
-              "completion") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        auto p = f.rt->spawn(shield_and_record(tr, value_after(tr, "inner", 20ms, 5)));
-        auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
-        f.run_all();
-        CHECK(p.cancelled());
-        CHECK(tr.events ==
-              std::vector<std::string>{"caller raised cancelled: stop@5", "inner done@20"});
-        CHECK(f.reported.empty());
+    TEST_CASE_FIXTURE(traced_loop,
+                      "8a.3 a cancelled caller raises at once while the shielded task runs on to "
+                      "completion") {
+        check_work_outlives_its_caller(value_after(tr, "inner", 20ms, 5), "inner done@20");
+        CHECK(reported.empty());
     }
 
-    TEST_CASE("8a.3 a shielded handle is not cancelled when its caller is (no forwarding)") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        auto h = f.rt->spawn(value_after(tr, "h", 20ms, 5));
-        auto p = f.rt->spawn(shield_and_record(tr, h));
-        auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
-        f.run_until([&] { return h.done(); });
-        CHECK(p.cancelled());
+    TEST_CASE_FIXTURE(
+        traced_loop, "8a.3 a shielded handle is not cancelled when its caller is (no forwarding)") {
+        auto h = rt->spawn(value_after(tr, "h", 20ms, 5));
+        cancel_shielding_caller(h);
+        run_until([&] { return h.done(); });
         CHECK_FALSE(h.cancelled());
         CHECK(tr.events ==
               std::vector<std::string>{"caller raised cancelled: stop@5", "h done@20"});
@@ -196,14 +211,13 @@ TEST_SUITE("shield_asyncio") {
     }
     } // namespace
 
-    TEST_CASE("8a.3 8a.8 a caller whose scope is already cancelled raises at once; the work still "
-              "runs") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        auto p = f.rt->spawn(t_already_cancelled(tr));
-        auto k = f.rt->spawn(cancel_after(p, 2ms, "stop"));
-        f.run_all();
+    TEST_CASE_FIXTURE(
+        traced_loop,
+        "8a.3 8a.8 a caller whose scope is already cancelled raises at once; the work still "
+        "runs") {
+        auto p = rt->spawn(t_already_cancelled(tr));
+        auto k = rt->spawn(cancel_after(p, 2ms, "stop"));
+        run_all();
         CHECK(p.cancelled());
         CHECK(tr.events == std::vector<std::string>{"swallowed@2",
                                                     "caller raised cancelled: stop@2",
@@ -226,14 +240,12 @@ TEST_SUITE("shield_asyncio") {
     }
     } // namespace
 
-    TEST_CASE("8a.4 if someone else cancels the shielded work, the caller receives "
-              "cancelled_error") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        auto h = f.rt->spawn(park(tr, "h"));
-        auto k = f.rt->spawn(cancel_after(h, 5ms, "by k"));
-        f.run(t_inner_cancelled(tr, h));
+    TEST_CASE_FIXTURE(traced_loop,
+                      "8a.4 if someone else cancels the shielded work, the caller receives "
+                      "cancelled_error") {
+        auto h = rt->spawn(park(tr, "h"));
+        auto k = rt->spawn(cancel_after(h, 5ms, "by k"));
+        run(t_inner_cancelled(tr, h));
         CHECK(h.cancelled());
         CHECK(tr.events == std::vector<std::string>{"h cancelled@5", "caller got cancelled: by k@5",
                                                     "caller slept@6"});
@@ -242,50 +254,38 @@ TEST_SUITE("shield_asyncio") {
     // -----------------------------------------------------------------------------------------
     // 8a.5 Failure after the caller left
 
-    TEST_CASE("8a.5 a failure of the shielded work after the caller left goes to the exception "
-              "handler") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        auto p = f.rt->spawn(shield_and_record(tr, fail_after(tr, "inner", 20ms, 7)));
-        auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
-        f.run_all();
-        CHECK(p.cancelled());
-        CHECK(tr.events ==
-              std::vector<std::string>{"caller raised cancelled: stop@5", "inner fails@20"});
-        REQUIRE(f.reported.size() == 1);
-        CHECK_THROWS_AS(std::rethrow_exception(f.reported[0]), my_error);
+    TEST_CASE_FIXTURE(
+        traced_loop,
+        "8a.5 a failure of the shielded work after the caller left goes to the exception "
+        "handler") {
+        check_work_outlives_its_caller(fail_after(tr, "inner", 20ms, 7), "inner fails@20");
+        REQUIRE(reported.size() == 1);
+        CHECK_THROWS_AS(std::rethrow_exception(reported[0]), my_error);
     }
 
-    TEST_CASE("8a.5 a failure the caller awaited is rethrown to it and not reported") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        CHECK_THROWS_AS(f.run(shield_and_record(tr, fail_after(tr, "inner", 5ms, 7))), my_error);
-        f.run_all();
+    TEST_CASE_FIXTURE(traced_loop,
+                      "8a.5 a failure the caller awaited is rethrown to it and not reported") {
+        CHECK_THROWS_AS(run(shield_and_record(tr, fail_after(tr, "inner", 5ms, 7))), my_error);
+        run_all();
         CHECK(tr.events == std::vector<std::string>{"inner fails@5", "caller got my_error 7@5"});
-        f.rt->shutdown();
-        CHECK(f.reported.empty());
+        rt->shutdown();
+        CHECK(reported.empty());
     }
 
     // -----------------------------------------------------------------------------------------
     // 8a.6 The runtime keeps the work alive; shutdown cancels it
 
-    TEST_CASE("8a.6 the runtime keeps the shielded task alive after the caller left, and shutdown "
-              "cancels it") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        auto p = f.rt->spawn(shield_and_record(tr, park(tr, "inner")));
-        auto k = f.rt->spawn(cancel_after(p, 5ms, "stop"));
-        f.run_until([&] { return p.done() && k.done(); });
-        CHECK(p.cancelled());
-        CHECK(f.rt->task_count() == 1); // the shielded task, still parked
+    TEST_CASE_FIXTURE(
+        traced_loop,
+        "8a.6 the runtime keeps the shielded task alive after the caller left, and shutdown "
+        "cancels it") {
+        cancel_shielding_caller(park(tr, "inner"));
+        CHECK(rt->task_count() == 1); // the shielded task, still parked
         CHECK(tr.events == std::vector<std::string>{"caller raised cancelled: stop@5"});
-        f.rt->shutdown();
+        rt->shutdown();
         CHECK(tr.events ==
               std::vector<std::string>{"caller raised cancelled: stop@5", "inner cancelled@5"});
-        CHECK(f.reported.empty());
+        CHECK(reported.empty());
     }
 
     // -----------------------------------------------------------------------------------------
@@ -304,13 +304,11 @@ TEST_SUITE("shield_asyncio") {
     }
     } // namespace
 
-    TEST_CASE("8a.7 timeout(d, shield(t)) throws timeout_error at d while t continues") {
-        trace tr;
-        loop_fixture f;
-        tr.t0 = f.now();
-        f.run(t_timeout_shield(tr));
+    TEST_CASE_FIXTURE(traced_loop,
+                      "8a.7 timeout(d, shield(t)) throws timeout_error at d while t continues") {
+        run(t_timeout_shield(tr));
         CHECK(tr.events == std::vector<std::string>{"timeout_error@10", "caller slept@11"});
-        f.run_all();
+        run_all();
         CHECK(tr.events ==
               std::vector<std::string>{"timeout_error@10", "caller slept@11", "inner done@30"});
     }

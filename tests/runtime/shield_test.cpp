@@ -20,6 +20,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "run_cancelled.hpp"
 #include "string_makers.hpp"
 #include "timed_tasks.hpp"
 #include "timeout_support.hpp"
@@ -76,11 +77,9 @@ task<int> shielded_value_in_timeout_body(bool point_after, deadline t0, trace& t
 task<void> enclosing_timeout_around_shield(bool point_after, trace& tr) {
     const deadline t0 = loop_clock::now();
     timeout_scope* sp = nullptr;
-    auto body = [&](timeout_scope& s) {
-        sp = &s;
-        return shielded_value_in_timeout_body(point_after, t0, tr);
-    };
-    auto aw = timeout(10ms, body);
+    auto aw = timeout(10ms, publishing_scope(sp, [&] {
+                          return shielded_value_in_timeout_body(point_after, t0, tr);
+                      }));
     try {
         const int v = co_await aw;
         tr.push_back("timeout returned " + std::to_string(v) + " at " + since(t0));
@@ -129,13 +128,7 @@ task<int> join_in_shield(task_handle<int>& child, trace& tr) {
 
 task<void> serve_then_say_goodbye(loop_clock::duration goodbye_takes, trace& tr) {
     const deadline t0 = loop_clock::now();
-    std::exception_ptr cancelled;
-    try {
-        co_await sleep(1h); // serving the peer
-    } catch (const cancelled_error&) {
-        cancelled = std::current_exception();
-        tr.push_back("cancelled at " + since(t0));
-    }
+    const std::exception_ptr cancelled = co_await sleep_until_cancelled(t0, tr); // serving the peer
     if (cancelled) {
         try {
             co_await shielded(timeout(500ms, goodbye(goodbye_takes, t0, tr)));
@@ -148,13 +141,7 @@ task<void> serve_then_say_goodbye(loop_clock::duration goodbye_takes, trace& tr)
 
 task<void> serve_then_unshielded_goodbye(trace& tr) {
     const deadline t0 = loop_clock::now();
-    std::exception_ptr cancelled;
-    try {
-        co_await sleep(1h);
-    } catch (const cancelled_error&) {
-        cancelled = std::current_exception();
-        tr.push_back("cancelled at " + since(t0));
-    }
+    const std::exception_ptr cancelled = co_await sleep_until_cancelled(t0, tr);
     try {
         co_await timeout(500ms, goodbye(100ms, t0, tr));
     } catch (const timeout_error&) {
@@ -206,11 +193,8 @@ task<void> inner_shield_in_middle_timeout(deadline t0, trace& tr) {
 
 task<void> middle_timeout(deadline t0, trace& tr) {
     timeout_scope* sp = nullptr;
-    auto body = [&](timeout_scope& s) {
-        sp = &s;
-        return inner_shield_in_middle_timeout(t0, tr);
-    };
-    auto aw = timeout(10ms, body);
+    auto aw =
+        timeout(10ms, publishing_scope(sp, [&] { return inner_shield_in_middle_timeout(t0, tr); }));
     try {
         co_await aw;
         tr.push_back("middle timeout: value");
@@ -224,13 +208,7 @@ task<void> middle_timeout(deadline t0, trace& tr) {
 
 task<void> shield_timeout_shield(trace& tr) {
     const deadline t0 = loop_clock::now();
-    std::exception_ptr cancelled;
-    try {
-        co_await sleep(1h);
-    } catch (const cancelled_error&) {
-        cancelled = std::current_exception();
-        tr.push_back("cancelled at " + since(t0));
-    }
+    const std::exception_ptr cancelled = co_await sleep_until_cancelled(t0, tr);
     co_await shielded(middle_timeout(t0, tr));
     try {
         co_await checkpoint();
@@ -378,9 +356,8 @@ TEST_SUITE("shield") {
                       "cancellation raises at the first cancellation point after the shield") {
         for (int round = 0; round < 2; ++round) {
             trace tr;
-            task_handle<void> a = rt->spawn(shielded_sleep_then_point(50ms, tr));
-            auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-            run_until([&] { return a.done() && c.done(); });
+            task_handle<void> a =
+                run_cancelled_after(*this, shielded_sleep_then_point(50ms, tr), 5ms);
             CHECK(tr == trace{"shielded sleep done at +50",
                               "cancellation in effect after the shield",
                               "next point raised at +50 (stop)"});
@@ -400,9 +377,9 @@ TEST_SUITE("shield") {
     TEST_CASE_FIXTURE(loop_fixture,
                       "8b.4 after the shield, the enclosing timeout's expiry raises at "
                       "the next cancellation point and the timeout converts it") {
-        trace tr;
-        run(enclosing_timeout_around_shield(true, tr));
-        CHECK(tr == trace{"shielded value 3 at +50", "timeout_error at +50", "expired=1 caught=1"});
+        CHECK(run_traced(*this, [&](trace& tr) {
+                  return enclosing_timeout_around_shield(true, tr);
+              }) == trace{"shielded value 3 at +50", "timeout_error at +50", "expired=1 caught=1"});
     }
 
     TEST_CASE_FIXTURE(
@@ -425,9 +402,7 @@ TEST_SUITE("shield") {
         "not cancelled by forwarding") {
         trace tr;
         task_handle<int> child = rt->spawn(value_after(20ms, 7));
-        task_handle<int> a = rt->spawn(join_in_shield(child, tr));
-        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-        run_until([&] { return a.done() && c.done(); });
+        task_handle<int> a = run_cancelled_after(*this, join_in_shield(child, tr), 5ms);
         CHECK(tr == trace{"joined 7 at +20"});
         CHECK_FALSE(child.cancelled());
         CHECK_FALSE(a.cancelled()); // returned its value without reaching another point (2.3)
@@ -439,35 +414,25 @@ TEST_SUITE("shield") {
     TEST_CASE_FIXTURE(loop_fixture,
                       "4.5 8b.2 cleanup after a cancellation: shielded(timeout(500ms, goodbye())) "
                       "completes the goodbye, then the task ends cancelled") {
-        trace tr;
-        task_handle<void> a = rt->spawn(serve_then_say_goodbye(100ms, tr));
-        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-        run_until([&] { return a.done() && c.done(); });
-        CHECK(tr == trace{"cancelled at +5", "goodbye sent at +105"});
-        CHECK(a.cancelled());
+        CHECK(run_traced_cancelled_after(
+                  *this, [&](trace& tr) { return serve_then_say_goodbye(100ms, tr); }, 5ms) ==
+              trace{"cancelled at +5", "goodbye sent at +105"});
     }
 
     TEST_CASE_FIXTURE(
         loop_fixture,
         "4.5 8b.2 cleanup after a cancellation: the timeout inside the shield bounds an "
         "unresponsive peer and converts its own expiry") {
-        trace tr;
-        task_handle<void> a = rt->spawn(serve_then_say_goodbye(1h, tr));
-        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-        run_until([&] { return a.done() && c.done(); });
-        CHECK(tr == trace{"cancelled at +5", "goodbye timed out at +505"});
-        CHECK(a.cancelled());
+        CHECK(run_traced_cancelled_after(
+                  *this, [&](trace& tr) { return serve_then_say_goodbye(1h, tr); }, 5ms) ==
+              trace{"cancelled at +5", "goodbye timed out at +505"});
     }
 
     TEST_CASE_FIXTURE(loop_fixture,
                       "4.5 without the shield, the cleanup's first cancellation point raises again "
                       "and its timeout does not convert") {
-        trace tr;
-        task_handle<void> a = rt->spawn(serve_then_unshielded_goodbye(tr));
-        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-        run_until([&] { return a.done() && c.done(); });
-        CHECK(tr == trace{"cancelled at +5", "goodbye raised at +5 (stop)"});
-        CHECK(a.cancelled());
+        CHECK(run_traced_cancelled_after(*this, serve_then_unshielded_goodbye, 5ms) ==
+              trace{"cancelled at +5", "goodbye raised at +5 (stop)"});
     }
 
     TEST_CASE_FIXTURE(
@@ -488,14 +453,10 @@ TEST_SUITE("shield") {
         loop_fixture,
         "8b.2 4.8 shield, timeout, shield: the middle timeout's expiry waits for the "
         "inner shield, then the middle timeout owns it despite the task's cancellation") {
-        trace tr;
-        task_handle<void> a = rt->spawn(shield_timeout_shield(tr));
-        auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-        run_until([&] { return a.done() && c.done(); });
-        CHECK(tr == trace{"cancelled at +5", "inner shield done at +55", "checkpoint raised at +55",
-                          "middle timeout converted at +55 expired=1 caught=1",
-                          "after the outer shield: raised (stop)"});
-        CHECK(a.cancelled());
+        CHECK(run_traced_cancelled_after(*this, shield_timeout_shield, 5ms) ==
+              trace{"cancelled at +5", "inner shield done at +55", "checkpoint raised at +55",
+                    "middle timeout converted at +55 expired=1 caught=1",
+                    "after the outer shield: raised (stop)"});
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -503,22 +464,20 @@ TEST_SUITE("shield") {
 
     TEST_CASE_FIXTURE(loop_fixture,
                       "8b.3 current_deadline() inside a shield ignores the enclosing deadlines") {
-        trace tr;
-        run(deadline_ignored_in_shield(tr));
-        CHECK(tr == trace{"outer: deadline +100, remaining 100", "in shield: never, remaining max",
-                          "timeout 500ms in shield: deadline +500, remaining 500",
-                          "timeout 30ms in shield: deadline +30, remaining 30",
-                          "in shield after its scopes: never, remaining max",
-                          "after the shield: deadline +100, remaining 100"});
+        CHECK(run_traced(*this, deadline_ignored_in_shield) ==
+              trace{"outer: deadline +100, remaining 100", "in shield: never, remaining max",
+                    "timeout 500ms in shield: deadline +500, remaining 500",
+                    "timeout 30ms in shield: deadline +30, remaining 30",
+                    "in shield after its scopes: never, remaining max",
+                    "after the shield: deadline +100, remaining 100"});
     }
 
     TEST_CASE_FIXTURE(loop_fixture,
                       "8b.3 5.11 an expired enclosing scope does not show in current_deadline() "
                       "inside the shield, and does again after it") {
-        trace tr;
-        run(expired_outer_and_shield(tr));
-        CHECK(tr == trace{"in shield after the outer expiry: never, remaining max",
-                          "after the shield: deadline <= now", "after the shield: remaining 0"});
+        CHECK(run_traced(*this, expired_outer_and_shield) ==
+              trace{"in shield after the outer expiry: never, remaining max",
+                    "after the shield: deadline <= now", "after the shield: remaining 0"});
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -541,9 +500,8 @@ TEST_SUITE("shield") {
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "8b entering one shielded scope twice is invalid_state") {
-        trace tr;
-        run(enter_shield_twice(tr));
-        CHECK(tr == trace{"first 1", "second entry: invalid_state"});
+        CHECK(run_traced(*this, enter_shield_twice) ==
+              trace{"first 1", "second entry: invalid_state"});
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -552,13 +510,9 @@ TEST_SUITE("shield") {
     TEST_CASE_FIXTURE(loop_fixture,
                       "8b.6 children of a task group opened inside a shield are not reached by a "
                       "cancellation outside it") {
-        trace tr;
-        task_handle<void> a = rt->spawn(shielded_group(tr));
-        auto c = rt->spawn(cancel_after(a, 3ms, "stop"));
-        run_until([&] { return a.done() && c.done(); });
-        CHECK(tr == trace{"body done at +5", "child 1 done at +10", "child 2 done at +20",
-                          "group exited at +20", "after the shield: raised at +20 (stop)"});
-        CHECK(a.cancelled());
+        CHECK(run_traced_cancelled_after(*this, shielded_group, 3ms) ==
+              trace{"body done at +5", "child 1 done at +10", "child 2 done at +20",
+                    "group exited at +20", "after the shield: raised at +20 (stop)"});
     }
 
 } // TEST_SUITE

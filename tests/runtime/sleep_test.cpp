@@ -18,6 +18,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "run_cancelled.hpp"
 #include "string_makers.hpp"
 #include "timed_tasks.hpp"
 #include "timeout_support.hpp"
@@ -375,9 +376,7 @@ TEST_SUITE("sleep") {
     TEST_CASE_FIXTURE(
         loop_fixture,
         "a relative sleep takes its deadline when it is awaited, not when it is created") {
-        trace tr;
-        run(sleep_created_early(tr));
-        CHECK(tr == trace{"early sleep(10ms) woke at +60"});
+        CHECK(run_traced(*this, sleep_created_early) == trace{"early sleep(10ms) woke at +60"});
     }
 
     TEST_CASE_FIXTURE(loop_fixture, "concurrent sleeps wake in deadline order at their own times") {
@@ -513,9 +512,7 @@ TEST_SUITE("sleep") {
         for (int round = 0; round < 2; ++round) {
             trace tr;
             const deadline t0 = now();
-            task_handle<void> a = rt->spawn(sleep_and_report(1h, tr));
-            auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-            run_until([&] { return a.done() && c.done(); });
+            task_handle<void> a = run_cancelled_after(*this, sleep_and_report(1h, tr), 5ms);
             CHECK(tr == trace{"cancelled at +5 (stop)"});
             CHECK(a.cancelled());
             run_all();
@@ -680,26 +677,24 @@ TEST_SUITE("sleep") {
     TEST_CASE_FIXTURE(loop_fixture,
                       "6.2 positive delays round up to whole milliseconds (300 us -> 1 "
                       "ms, 1.2 ms -> 2 ms)") {
-        trace tr;
-        run(rounding(tr));
-        CHECK(tr == trace{"300us 1", "1.2ms 2", "1200us 2", "1ns 1", "999us 1", "1000us 1",
-                          "1001us 2", "0.1us 1", "1e-9s 1"});
+        CHECK(run_traced(*this, rounding) == trace{"300us 1", "1.2ms 2", "1200us 2", "1ns 1",
+                                                   "999us 1", "1000us 1", "1001us 2", "0.1us 1",
+                                                   "1e-9s 1"});
     }
 
     TEST_CASE_FIXTURE(loop_fixture,
                       "D-6 sleep accepts every std::chrono duration type, integral and "
                       "floating-point, with exact wake times") {
-        trace tr;
-        run(all_duration_types(tr));
-        CHECK(tr == trace{"nanoseconds(5'000'000) 5", "microseconds(7000) 7", "milliseconds(3) 3",
-                          "seconds(2) 2000", "minutes(1) 60000", "hours(1) 3600000",
-                          "days(1) 86400000", "weeks(1) 604800000", "duration<int, 1/3>(1) 334",
-                          "duration<short, milli>(4) 4", "duration<unsigned, micro>(2500) 3",
-                          "duration<int8_t>(1) 1000", "duration<uint64_t, nano>(1'500'000) 2",
-                          "duration<double>(0.25) 250", "duration<float, milli>(2.5) 3",
-                          "duration<long double, micro>(1500) 2",
-                          "duration<double, ratio<60>>(0.5) 30000",
-                          "duration<double, ratio<3600>>(0.5) 1800000"});
+        CHECK(run_traced(*this, all_duration_types) ==
+              trace{"nanoseconds(5'000'000) 5", "microseconds(7000) 7", "milliseconds(3) 3",
+                    "seconds(2) 2000", "minutes(1) 60000", "hours(1) 3600000", "days(1) 86400000",
+                    "weeks(1) 604800000", "duration<int, 1/3>(1) 334",
+                    "duration<short, milli>(4) 4", "duration<unsigned, micro>(2500) 3",
+                    "duration<int8_t>(1) 1000", "duration<uint64_t, nano>(1'500'000) 2",
+                    "duration<double>(0.25) 250", "duration<float, milli>(2.5) 3",
+                    "duration<long double, micro>(1500) 2",
+                    "duration<double, ratio<60>>(0.5) 30000",
+                    "duration<double, ratio<3600>>(0.5) 1800000"});
     }
 
 } // TEST_SUITE

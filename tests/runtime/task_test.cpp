@@ -1424,21 +1424,6 @@ TEST_SUITE("task") {
         }
     }
 
-    namespace {
-    task<int> catch_then_fail(int code) {
-        bool cancelled = false;
-        try {
-            co_await sleep(1h);
-        } catch (const cancelled_error&) {
-            cancelled = true;
-        }
-        if (cancelled) {
-            throw my_error(code);
-        }
-        co_return 0;
-    }
-    } // namespace
-
     TEST_CASE("3.5 true does not mean the task ends cancelled: it may return a value or fail") {
         bool parked = false;
         bool caught = false;
@@ -1446,7 +1431,7 @@ TEST_SUITE("task") {
         bool r2 = false;
         loop_fixture f;
         auto v = f.rt->spawn(swallow_and_return(17, parked, caught));
-        auto e = f.rt->spawn(catch_then_fail(18));
+        auto e = f.rt->spawn(fail_when_cancelled(18));
         auto c1 = f.rt->spawn(cancel_later(v, 1ms, "x", r1));
         auto c2 = f.rt->spawn(cancel_later(e, 1ms, "y", r2));
         f.run_until([&] { return v.done() && e.done(); });

@@ -81,11 +81,10 @@ task<void> when_of_never(trace& tr) {
 
 TEST_CASE_FIXTURE(loop_fixture, "5 when() is the deadline, expired() turns true at the deadline, "
                                 "caught() only once the scope converted") {
-    trace tr;
-    run(scope_api(tr));
-    CHECK(tr == trace{"entry: when +10 expired=0 caught=0", "at +5: expired=0 caught=0",
-                      "delivery at +10 message='' expired=1 caught=0", "timeout_error",
-                      "after exit: when +10 expired=1 caught=1"});
+    CHECK(run_traced(*this, scope_api) ==
+          trace{"entry: when +10 expired=0 caught=0", "at +5: expired=0 caught=0",
+                "delivery at +10 message='' expired=1 caught=0", "timeout_error",
+                "after exit: when +10 expired=1 caught=1"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "6.1 timeout_at(never) has when() == never and no deadline") {
@@ -241,17 +240,15 @@ static_assert(!std::is_default_constructible_v<timeout_scope>);
 static_assert(!std::is_copy_constructible_v<timeout_scope>);
 
 TEST_CASE_FIXTURE(loop_fixture, "5.10 reschedule() to a later deadline extends the scope") {
-    trace tr;
-    run(reschedule_case(10ms, 5ms, 25ms, tr));
-    CHECK(tr == trace{"rescheduled at +5: when +25", "raised at +25", "timeout_error at +25",
-                      "expired=1 caught=1"});
+    CHECK(run_traced(*this, [&](trace& tr) { return reschedule_case(10ms, 5ms, 25ms, tr); }) ==
+          trace{"rescheduled at +5: when +25", "raised at +25", "timeout_error at +25",
+                "expired=1 caught=1"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5.10 reschedule() to an earlier deadline shortens the scope") {
-    trace tr;
-    run(reschedule_case(1h, 5ms, 10ms, tr));
-    CHECK(tr == trace{"rescheduled at +5: when +10", "raised at +10", "timeout_error at +10",
-                      "expired=1 caught=1"});
+    CHECK(run_traced(*this, [&](trace& tr) { return reschedule_case(1h, 5ms, 10ms, tr); }) ==
+          trace{"rescheduled at +5: when +10", "raised at +10", "timeout_error at +10",
+                "expired=1 caught=1"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture,
@@ -267,37 +264,33 @@ TEST_CASE_FIXTURE(loop_fixture,
 TEST_CASE_FIXTURE(loop_fixture, "5.10 D-5 reschedule() to a deadline already passed expires the "
                                 "scope synchronously") {
     for (const auto to : {5ms, 2ms}) { // exactly now, and in the past
-        trace tr;
-        run(reschedule_case(1h, 5ms, to, tr));
-        CHECK(tr == trace{"rescheduled at +5: when " + plus(to.count()) + " expired",
-                          "raised at +5", "timeout_error at +5", "expired=1 caught=1"});
+        CHECK(run_traced(*this, [&](trace& tr) { return reschedule_case(1h, 5ms, to, tr); }) ==
+              trace{"rescheduled at +5: when " + plus(to.count()) + " expired", "raised at +5",
+                    "timeout_error at +5", "expired=1 caught=1"});
     }
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5.10 reschedule(duration) counts from now; a negative one "
                                 "expires synchronously") {
-    trace tr;
-    run(reschedule_relative(tr));
-    CHECK(tr == trace{"reschedule(20ms) at +5: when +25", "reschedule(-1ms) at +15: expired",
-                      "timeout_error at +15"});
+    CHECK(run_traced(*this, reschedule_relative) == trace{"reschedule(20ms) at +5: when +25",
+                                                          "reschedule(-1ms) at +15: expired",
+                                                          "timeout_error at +15"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5.10 5.11 rescheduling an inner scope later never extends the "
                                 "outer one") {
-    trace tr;
-    run(inner_cannot_extend_outer(tr));
-    CHECK(tr == trace{"inner when +3600000, effective +10", "outer timeout_error at +10"});
+    CHECK(run_traced(*this, inner_cannot_extend_outer) ==
+          trace{"inner when +3600000, effective +10", "outer timeout_error at +10"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5.10 reschedule() after expiry or after exit is invalid_state") {
-    trace tr;
-    run(reschedule_invalid_states(tr));
-    CHECK(tr == trace{"reschedule(deadline) after expiry: invalid_state",
-                      "reschedule(duration) after expiry: invalid_state",
-                      "reschedule(never) after expiry: invalid_state",
-                      "reschedule(deadline) after exit: invalid_state",
-                      "reschedule(duration) after exit: invalid_state",
-                      "unexpired: reschedule after exit: invalid_state"});
+    CHECK(run_traced(*this, reschedule_invalid_states) ==
+          trace{"reschedule(deadline) after expiry: invalid_state",
+                "reschedule(duration) after expiry: invalid_state",
+                "reschedule(never) after expiry: invalid_state",
+                "reschedule(deadline) after exit: invalid_state",
+                "reschedule(duration) after exit: invalid_state",
+                "unexpired: reschedule after exit: invalid_state"});
 }
 
 // =============================================================================================
@@ -429,16 +422,14 @@ task<void> task_cancelled_deadline(task_handle<void>& self, trace& tr) {
 
 TEST_CASE_FIXTURE(loop_fixture, "5.11 current_deadline() is the minimum over the enclosing scopes "
                                 "and remaining() counts down to it") {
-    trace tr;
-    run(deadlines_nesting(tr));
-    CHECK(tr == trace{"no scope: deadline never, remaining max", "remaining() is max",
-                      "outer: deadline +100, remaining 100",
-                      "outer at +30: deadline +100, remaining 70",
-                      "inner 20ms: deadline +50, remaining 20",
-                      "inner 500ms: deadline +100, remaining 70",
-                      "inner never: deadline +100, remaining 70",
-                      "outer after inner scopes: deadline +100, remaining 70",
-                      "after the scope: deadline never, remaining max"});
+    CHECK(run_traced(*this, deadlines_nesting) ==
+          trace{"no scope: deadline never, remaining max", "remaining() is max",
+                "outer: deadline +100, remaining 100", "outer at +30: deadline +100, remaining 70",
+                "inner 20ms: deadline +50, remaining 20",
+                "inner 500ms: deadline +100, remaining 70",
+                "inner never: deadline +100, remaining 70",
+                "outer after inner scopes: deadline +100, remaining 70",
+                "after the scope: deadline never, remaining max"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5.11 where a cancellation is in effect, current_deadline() is no "
@@ -465,6 +456,7 @@ task<void> await_moved_twice(int& runs, int& refused) {
     auto aw = move_on_after(1s, count);
     CHECK(co_await std::move(aw) == std::optional<int>(1));
     try {
+        // NOLINTNEXTLINE(bugprone-use-after-move): the second entry is the point of the test
         (void)co_await std::move(aw); // g++ awaits a moved copy; clang the object itself
     } catch (const invalid_state&) {
         ++refused;
@@ -473,7 +465,7 @@ task<void> await_moved_twice(int& runs, int& refused) {
     auto moved = std::move(tw); // moved before entry: the copy works, the source is used up
     CHECK(co_await std::move(moved) == 2);
     try {
-        (void)co_await std::move(tw);
+        (void)co_await std::move(tw); // NOLINT(bugprone-use-after-move): the used-up source
     } catch (const invalid_state&) {
         ++refused;
     }

@@ -50,6 +50,40 @@ inline std::string flags(const timeout_scope& s) {
     co_return std::make_unique<int>(v);
 }
 
+/// A timeout body that publishes the scope it runs in to `slot`, then runs `make()` in it: for
+/// a test that reads the scope's flags after the scope ended.
+template <class Make>
+auto publishing_scope(timeout_scope*& slot, Make make) {
+    return [&slot, make](timeout_scope& s) {
+        slot = &s;
+        return make();
+    };
+}
+
+/// Runs `body(tr)` (a task that records what happens in `tr`) to completion on `f`, with a
+/// fresh `tr`, and returns what it recorded.
+template <class Body>
+std::vector<std::string> run_traced(loop_fixture& f, Body body) {
+    std::vector<std::string> tr;
+    f.run(body(tr));
+    return tr;
+}
+
+/// Sleeps for an hour. When cancelled meanwhile, records "<what> at +N" (since `t0`) in `tr`
+/// and returns the delivery, for the caller to rethrow after a cleanup that awaits (C++ forbids
+/// `co_await` in a handler); null if the hour passed.
+[[nodiscard]] inline task<std::exception_ptr>
+sleep_until_cancelled(deadline t0, std::vector<std::string>& tr, std::string what = "cancelled") {
+    std::exception_ptr delivery;
+    try {
+        co_await sleep(1h);
+    } catch (const cancelled_error&) {
+        delivery = std::current_exception();
+        tr.push_back(what + " at " + since(t0));
+    }
+    co_return delivery;
+}
+
 /// Sleeps for an hour, swallows one delivery and returns `v`.
 [[nodiscard]] inline task<int> swallow_once_then_return(int v) {
     try {

@@ -26,6 +26,7 @@
 #include <uvasync/uvasync.hpp>
 
 #include "loop_fixture.hpp"
+#include "run_cancelled.hpp"
 #include "string_makers.hpp"
 #include "timed_tasks.hpp"
 #include "timeout_support.hpp"
@@ -111,16 +112,14 @@ task<void> timeout_around_handle(task_handle<int>& h, trace& tr) {
 
 TEST_CASE_FIXTURE(loop_fixture, "5 timeout, timeout_at, move_on_after and move_on_at return the "
                                 "body's result, or convert their own expiry exactly on time") {
-    trace tr;
-    run(all_result_forms(tr));
-    CHECK(tr == trace{"timeout value 1 at +5", "timeout void at +10",
-                      "timeout around a sleep at +15", "timeout move-only 3 at +20",
-                      "timeout_error at +30", "timeout_at value 4 at +35",
-                      "timeout_at timeout_error at +45", "move_on_after 5 at +50",
-                      "move_on_after nullopt at +60", "move_on_after void unit at +65",
-                      "move_on_after void nullopt at +75", "move_on_at 7 at +80",
-                      "move_on_at nullopt at +90", "move_on_after move-only 9 at +91",
-                      "timeout_at(never) 10 at +141"});
+    CHECK(run_traced(*this, all_result_forms) ==
+          trace{"timeout value 1 at +5", "timeout void at +10", "timeout around a sleep at +15",
+                "timeout move-only 3 at +20", "timeout_error at +30", "timeout_at value 4 at +35",
+                "timeout_at timeout_error at +45", "move_on_after 5 at +50",
+                "move_on_after nullopt at +60", "move_on_after void unit at +65",
+                "move_on_after void nullopt at +75", "move_on_at 7 at +80",
+                "move_on_at nullopt at +90", "move_on_after move-only 9 at +91",
+                "timeout_at(never) 10 at +141"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5 a timeout around a task_handle cancels the task at the "
@@ -155,9 +154,7 @@ TEST_CASE_FIXTURE(loop_fixture, "5.1 entering a timeout scope outside a task is 
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5.1 entering one timeout scope twice is invalid_state") {
-    trace tr;
-    run(enter_twice(tr));
-    CHECK(tr == trace{"first 1", "second entry: invalid_state"});
+    CHECK(run_traced(*this, enter_twice) == trace{"first 1", "second entry: invalid_state"});
 }
 
 // =============================================================================================
@@ -166,11 +163,7 @@ TEST_CASE_FIXTURE(loop_fixture, "5.1 entering one timeout scope twice is invalid
 task<void> created_early_awaited_later(trace& tr) {
     const deadline t0 = loop_clock::now();
     timeout_scope* sp = nullptr;
-    auto body = [&](timeout_scope& s) {
-        sp = &s;
-        return void_after(1h);
-    };
-    auto aw = timeout(10ms, body);
+    auto aw = timeout(10ms, publishing_scope(sp, [&] { return void_after(1h); }));
     auto plain = move_on_after(10ms, void_after(1h));
     co_await sleep(50ms);
     try {
@@ -185,9 +178,8 @@ task<void> created_early_awaited_later(trace& tr) {
 
 TEST_CASE_FIXTURE(loop_fixture, "5.2 D-4 a relative timeout created early and awaited later "
                                 "counts from when it is awaited") {
-    trace tr;
-    run(created_early_awaited_later(tr));
-    CHECK(tr == trace{"timeout_error at +60, when +60", "nullopt at +70"});
+    CHECK(run_traced(*this, created_early_awaited_later) ==
+          trace{"timeout_error at +60, when +60", "nullopt at +70"});
 }
 
 // =============================================================================================
@@ -218,11 +210,7 @@ task<void> due_at_entry(Make make, trace& tr) {
 
 task<void> due_scope_without_points(trace& tr) {
     timeout_scope* sp = nullptr;
-    auto body = [&](timeout_scope& s) {
-        sp = &s;
-        return value_now(3);
-    };
-    auto aw = timeout(0ms, body);
+    auto aw = timeout(0ms, publishing_scope(sp, [&] { return value_now(3); }));
     const int v = co_await aw;
     tr.push_back("value " + std::to_string(v) + " " + flags(*sp));
     const auto r = co_await move_on_after(0ms, value_now(4));
@@ -271,9 +259,8 @@ TEST_CASE_FIXTURE(loop_fixture,
 TEST_CASE_FIXTURE(loop_fixture,
                   "5.3 5.8 a body that reaches no cancellation point in an already expired scope "
                   "returns its value") {
-    trace tr;
-    run(due_scope_without_points(tr));
-    CHECK(tr == trace{"value 3 expired=1 caught=0", "move_on value 4"});
+    CHECK(run_traced(*this, due_scope_without_points) ==
+          trace{"value 3 expired=1 caught=0", "move_on value 4"});
 }
 
 // =============================================================================================
@@ -290,11 +277,8 @@ task<int> outlive_deadline_in_shield(loop_clock::duration d, bool fail) {
 task<void> exit_after_expiry(bool fail, trace& tr) {
     const deadline t0 = loop_clock::now();
     timeout_scope* sp = nullptr;
-    auto body = [&](timeout_scope& s) {
-        sp = &s;
-        return outlive_deadline_in_shield(20ms, fail);
-    };
-    auto aw = timeout(10ms, body);
+    auto aw =
+        timeout(10ms, publishing_scope(sp, [&] { return outlive_deadline_in_shield(20ms, fail); }));
     try {
         const int v = co_await aw;
         tr.push_back("value " + std::to_string(v) + " at " + since(t0));
@@ -309,16 +293,14 @@ task<void> exit_after_expiry(bool fail, trace& tr) {
 TEST_CASE_FIXTURE(loop_fixture,
                   "5.8 a body that ends normally after the deadline passed, with nothing "
                   "delivered, returns its value with expired() true and caught() false") {
-    trace tr;
-    run(exit_after_expiry(false, tr));
-    CHECK(tr == trace{"value 4 at +20", "expired=1 caught=0"});
+    CHECK(run_traced(*this, [&](trace& tr) { return exit_after_expiry(false, tr); }) ==
+          trace{"value 4 at +20", "expired=1 caught=0"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture, "5.9 a different error after expiry propagates unchanged and "
                                 "expired() records the timeout") {
-    trace tr;
-    run(exit_after_expiry(true, tr));
-    CHECK(tr == trace{"logic_error 'late failure' at +20", "expired=1 caught=0"});
+    CHECK(run_traced(*this, [&](trace& tr) { return exit_after_expiry(true, tr); }) ==
+          trace{"logic_error 'late failure' at +20", "expired=1 caught=0"});
 }
 
 // =============================================================================================
@@ -388,9 +370,7 @@ TEST_CASE_FIXTURE(loop_fixture,
 TEST_CASE_FIXTURE(loop_fixture, "5.7 a task cancellation passes through every timeout unchanged, "
                                 "with its message") {
     trace tr;
-    task_handle<void> a = rt->spawn(task_cancel_through_timeouts(tr));
-    auto c = rt->spawn(cancel_after(a, 5ms, "stop"));
-    run_until([&] { return a.done() && c.done(); });
+    task_handle<void> a = run_cancelled_after(*this, task_cancel_through_timeouts(tr), 5ms);
     CHECK(tr == trace{"cancelled_error(stop) at +5 expired=0 caught=0",
                       "cancelled_error(stop) at +5 expired=0 caught=0"});
     CHECK(a.cancelled());
@@ -504,23 +484,20 @@ task<void> nan_timeout(trace& tr) {
 
 TEST_CASE_FIXTURE(loop_fixture, "5.2 6.2 a relative timeout's deadline rounds up to whole "
                                 "milliseconds and saturates to never") {
-    trace tr;
-    run(rounding_when(tr));
-    CHECK(tr == trace{"+1", "+2", "+2", "+1", "+2000", "never", "never", "never"});
+    CHECK(run_traced(*this, rounding_when) ==
+          trace{"+1", "+2", "+2", "+1", "+2000", "never", "never", "never"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture,
                   "6.2 a 300 us timeout expires after 1 ms; an unrepresentable one never does") {
-    trace tr;
-    run(expiry_after_rounding(tr));
-    CHECK(tr == trace{"300us expired at +1", "hours::max() body finished at +26"});
+    CHECK(run_traced(*this, expiry_after_rounding) ==
+          trace{"300us expired at +1", "hours::max() body finished at +26"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture,
                   "6.2 a NaN timeout throws std::invalid_argument before the body runs") {
-    trace tr;
-    run(nan_timeout(tr));
-    CHECK(tr == trace{"timeout: invalid_argument", "move_on_after: invalid_argument"});
+    CHECK(run_traced(*this, nan_timeout) ==
+          trace{"timeout: invalid_argument", "move_on_after: invalid_argument"});
 }
 
 TEST_CASE_FIXTURE(loop_fixture,

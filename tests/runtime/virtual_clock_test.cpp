@@ -18,6 +18,7 @@
 #include <uvasync/io.hpp>
 #include <uvasync/uvasync.hpp>
 
+#include "lap_timer.hpp"
 #include "loop_fixture.hpp"
 #include "string_makers.hpp"
 
@@ -157,18 +158,8 @@ TEST_SUITE("virtual_clock") {
     namespace {
 
     task<void> rounded_laps(std::vector<std::int64_t>& laps) {
-        deadline mark = loop_clock::now();
-        auto lap = [&mark, &laps] {
-            const deadline t = loop_clock::now();
-            laps.push_back(ms_between(mark, t));
-            mark = t;
-        };
-        co_await uvasync::sleep(300us);
-        lap(); // 1
-        co_await uvasync::sleep(duration<double, std::milli>(1.2));
-        lap(); // 2
-        co_await uvasync::sleep(1ns);
-        lap(); // 1
+        test::lap_timer lap(laps);
+        co_await test::sub_millisecond_sleeps(lap); // 1, 2, 1
         co_await uvasync::sleep(999us);
         lap(); // 1
         co_await uvasync::sleep(1001us);
@@ -177,7 +168,7 @@ TEST_SUITE("virtual_clock") {
         lap(); // 3
         co_await uvasync::sleep(duration<std::int64_t, std::ratio<1, 3>>(1));
         lap(); // 334
-        co_await sleep_until(mark + 17ms);
+        co_await sleep_until(lap.mark() + 17ms);
         lap(); // 17
         try {
             co_await timeout(duration<float, std::milli>(1.5F), uvasync::sleep(1h));

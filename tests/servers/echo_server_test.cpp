@@ -24,8 +24,8 @@ using namespace std::chrono_literals;
 using servers::echo_server;
 using servers::read_to_end;
 using servers::server_options;
+using servers::server_stats;
 using namespace servers::test;
-using uvasync::loop_clock;
 using uvasync::test::loop_fixture;
 
 namespace {
@@ -49,8 +49,6 @@ task<std::string> read_bytes(tcp_stream& s, std::size_t want) {
 TEST_SUITE("echo_server") {
 
     TEST_CASE("echo_server_echoes_complete_lines_including_lines_split_across_writes") {
-        loop_fixture f(loop_fixture::real_clock());
-        echo_server server(quiet_options());
         auto client = [](socket_address a) -> task<> {
             tcp_stream s = co_await tcp_stream::connect(a);
             co_await write_all(s, "one\ntwo\nthr");
@@ -62,199 +60,73 @@ TEST_SUITE("echo_server") {
             CHECK(co_await read_bytes(s, big.size() + 1) == big + "\n");
             co_await s.close();
         };
-        f.run(with_server(server, client));
-        CHECK(server.stats().requests == 4);
-        CHECK(server.stats().incomplete == 0);
+        const server_stats stats = serve_client<echo_server>(client);
+        CHECK(stats.requests == 4);
+        CHECK(stats.incomplete == 0);
     }
 
     TEST_CASE("echo_server_closes_a_connection_whose_line_is_too_long") {
-        loop_fixture f(loop_fixture::real_clock());
         server_options o = quiet_options();
         o.max_line_bytes = 1000;
-        echo_server server(o);
         auto client = [](socket_address a) -> task<> {
             tcp_stream s = co_await tcp_stream::connect(a);
             const std::string reply = co_await exchange_to_end(s, std::string(2000, 'x'));
             CHECK(reply.empty());
             co_await s.close();
         };
-        f.run(with_server(server, client));
-        CHECK(server.stats().rejected == 1);
+        const server_stats stats = serve_client<echo_server>(client, o);
+        CHECK(stats.rejected == 1);
     }
 
     TEST_CASE("echo_server_cuts_off_a_client_sending_one_byte_per_second") {
-        loop_fixture f(virtual_clock());
-        server_options o;
-        o.request_timeout = 4500ms; // never coincides with a client byte
-        echo_server server(o);
-        std::size_t sent = 0;
-        bool closed = false;
-        auto client = [&sent, &closed](socket_address a) -> task<> {
-            tcp_stream s = co_await tcp_stream::connect(a);
-            char buf[64];
-            try {
-                while (sent < 20 && !closed) {
-                    co_await write_all(s, "z");
-                    ++sent;
-                    std::optional<std::size_t> got =
-                        co_await uvasync::move_on_after(1s, s.read_some(std::span<char>(buf)));
-                    if (got) {
-                        CHECK(*got == 0); // EOF: no newline was sent, so nothing is echoed
-                        closed = true;
-                    }
-                }
-            } catch (const std::system_error&) {
-                closed = true;
-            }
-            co_await s.close();
-        };
-        f.run(with_server(server, client));
-        f.run_all();
-        CHECK(closed);
-        CHECK(sent >= 4);
-        CHECK(sent <= 6);
-        CHECK(server.stats().request_timeouts == 1);
+        // No newline is ever sent, so nothing is echoed: closing is the server's only answer.
+        check_cuts_off_one_byte_per_second<echo_server>(std::string(20, 'z'));
     }
 
     TEST_CASE("echo_server_closes_an_idle_connection_after_the_idle_timeout") {
-        loop_fixture f(virtual_clock());
-        server_options o;
-        o.idle_timeout = 7s;
-        echo_server server(o);
-        auto client = [](socket_address a) -> task<> {
-            tcp_stream s = co_await tcp_stream::connect(a);
+        auto exchange = [](tcp_stream& s) -> task<> {
             co_await write_all(s, "ping\n");
             CHECK(co_await read_bytes(s, 5) == "ping\n");
-            const uvasync::deadline echoed = loop_clock::now();
-            char buf[16];
-            const std::size_t n = co_await s.read_some(std::span<char>(buf));
-            CHECK(n == 0);
-            CHECK(loop_clock::now() - echoed >= 7s);
-            co_await s.close();
         };
-        f.run(with_server(server, client));
-        f.run_all();
-        CHECK(server.stats().idle_timeouts == 1);
-        CHECK(server.stats().requests == 1);
+        CHECK(check_closes_idle_connection<echo_server>(7s, exchange).requests == 1);
     }
 
     TEST_CASE("echo_server_survives_clients_that_vanish_mid_line") {
-        loop_fixture f(loop_fixture::real_clock());
-        echo_server server(quiet_options());
-        auto client = [&server](socket_address a) -> task<> {
-            for (int i = 0; i < 3; ++i) {
-                tcp_stream s = co_await tcp_stream::connect(a);
-                co_await write_all(s, "half a li");
-                co_await s.close();
-            }
-            co_await wait_until([&server] { return server.stats().incomplete == 3; });
-            tcp_stream s = co_await tcp_stream::connect(a);
+        auto exchange = [](tcp_stream& s) -> task<> {
             co_await write_all(s, "still here\n");
             CHECK(co_await read_bytes(s, 11) == "still here\n");
-            co_await s.close();
         };
-        f.run(with_server(server, client));
-        CHECK(server.stats().incomplete == 3);
-        CHECK(server.stats().requests == 1);
+        check_survives_vanishing_clients<echo_server>("half a li", exchange);
     }
 
     TEST_CASE("echo_server_serves_1000_concurrent_connections") {
-        constexpr int clients = 1000;
-        if (!raise_fd_limit(2 * clients + 64)) {
-            MESSAGE("skipped: RLIMIT_NOFILE hard limit below " << 2 * clients + 64);
-            return;
-        }
-        loop_fixture f(loop_fixture::real_clock());
-        echo_server server(quiet_options());
-        int echoed = 0;
-        uvasync::event all_connected;
-        auto one = [&echoed, &all_connected](socket_address a, int id) -> task<> {
-            tcp_stream s = co_await tcp_stream::connect(a);
+        auto exchange = [](tcp_stream& s, int id) -> task<> {
             const std::string line = "client " + std::to_string(id) + "\n";
             co_await write_all(s, line);
             CHECK(co_await read_bytes(s, line.size()) == line);
-            if (++echoed == clients) {
-                all_connected.set();
-            }
-            co_await all_connected.wait();
-            co_await write_all(s, line);
-            CHECK(co_await read_bytes(s, line.size()) == line);
-            co_await s.close();
         };
-        auto client = [&one](socket_address a) -> task<> {
-            auto body = [&one, a](uvasync::task_group& g) -> task<> {
-                for (int i = 0; i < clients; ++i) {
-                    g.spawn(one(a, i));
-                }
-                co_return;
-            };
-            co_await uvasync::task_group::run(body);
-        };
-        f.run(with_server(server, client));
-        CHECK(echoed == clients);
-        CHECK(server.stats().accepted == clients);
-        CHECK(server.stats().peak_active == clients);
-        CHECK(server.stats().requests == 2 * clients);
+        check_serves_1000_concurrent_connections<echo_server>(exchange);
     }
 
     TEST_CASE("echo_server_shutdown_during_load_finishes_started_lines_and_refuses_new_ones") {
-        loop_fixture f(loop_fixture::real_clock());
-        echo_server server(quiet_options());
-        constexpr int loaders = 20;
-        int lines = 0;
-        int bad = 0;
-        bool refused = false;
-        bool in_flight_echoed = false;
-        auto load = [&lines, &bad](socket_address a) -> task<> {
-            tcp_stream s = co_await tcp_stream::connect(a);
-            try {
-                for (;;) {
-                    co_await write_all(s, "load\n");
-                    const std::string got = co_await read_bytes(s, 5);
-                    if (got.empty()) {
-                        break; // closed between lines
-                    }
-                    if (got != "load\n") {
-                        ++bad;
-                        break;
-                    }
-                    ++lines;
+        auto load = [](tcp_stream& s, std::string& /*pending*/, int& lines, int& bad) -> task<> {
+            for (;;) {
+                co_await write_all(s, "load\n");
+                const std::string got = co_await read_bytes(s, 5);
+                if (got.empty()) {
+                    break; // closed between lines
                 }
-            } catch (const std::system_error&) {
-                // closed between lines
+                if (got != "load\n") {
+                    ++bad;
+                    break;
+                }
+                ++lines;
             }
-            co_await s.close();
         };
-        auto client = [&](socket_address a) -> task<> {
-            auto body = [&](uvasync::task_group& g) -> task<> {
-                for (int i = 0; i < loaders; ++i) {
-                    g.spawn(load(a));
-                }
-                tcp_stream slow = co_await tcp_stream::connect(a);
-                co_await write_all(slow, "in fli");
-                co_await wait_until([&] { return lines >= 200 && server.stats().busy >= 1; });
-                server.request_shutdown();
-                co_await wait_until([&] { return server.shutting_down(); });
-                try {
-                    tcp_stream late = co_await tcp_stream::connect(a);
-                    co_await late.close();
-                } catch (const std::system_error& e) {
-                    refused = e.code() == std::errc::connection_refused;
-                }
-                co_await write_all(slow, "ght\n");
-                CHECK(co_await read_to_end(slow) == "in flight\n"); // echoed, then closed
-                in_flight_echoed = true;
-                co_await slow.close();
-            };
-            co_await uvasync::task_group::run(body);
+        auto finish = [](tcp_stream& slow) -> task<> {
+            CHECK(co_await read_to_end(slow) == "in flight\n"); // echoed, then closed
         };
-        f.run(with_server(server, client));
-        CHECK(in_flight_echoed);
-        CHECK(refused);
-        CHECK(bad == 0);
-        CHECK(lines >= 200);
-        CHECK(server.stats().active == 0);
-        CHECK(server.stats().cancelled == 0);
+        check_shutdown_under_load<echo_server>("in fli", "ght\n", load, finish);
     }
 
     TEST_CASE("echo_server_shuts_down_when_its_listener_is_closed_by_the_owner") {
@@ -272,12 +144,7 @@ TEST_SUITE("echo_server") {
                 co_await listener.close(); // serve ends: the idle connection is closed too
                 CHECK(co_await read_to_end(s) == "");
                 co_await s.close();
-                try {
-                    tcp_stream late = co_await tcp_stream::connect(a);
-                    co_await late.close();
-                } catch (const std::system_error& e) {
-                    refused = e.code() == std::errc::connection_refused;
-                }
+                refused = co_await refuses_connections(a);
             };
             co_await uvasync::task_group::run(body);
         };

@@ -29,6 +29,7 @@ using namespace std::string_view_literals;
 using servers::http_server;
 using servers::read_to_end;
 using servers::server_options;
+using servers::server_stats;
 using namespace servers::test;
 using uvasync::loop_clock;
 using uvasync::test::loop_fixture;
@@ -51,13 +52,17 @@ task<bool> get_ok(tcp_stream& s, std::string& pending) {
     co_return true;
 }
 
+/// One GET / on `s`, checked.
+task<> one_get(tcp_stream& s) {
+    std::string pending;
+    CHECK(co_await get_ok(s, pending));
+}
+
 } // namespace
 
 TEST_SUITE("http_server") {
 
     TEST_CASE("http_server_answers_get_head_404_and_405_on_one_keep_alive_connection") {
-        loop_fixture f(loop_fixture::real_clock());
-        http_server server(quiet_options());
         auto client = [](socket_address a) -> task<> {
             tcp_stream s = co_await tcp_stream::connect(a);
             std::string pending;
@@ -86,16 +91,14 @@ TEST_SUITE("http_server") {
             CHECK(pending.empty());
             co_await s.close();
         };
-        f.run(with_server(server, client));
-        CHECK(server.stats().accepted == 1);
-        CHECK(server.stats().requests == 6);
-        CHECK(server.stats().active == 0);
-        CHECK(server.stats().rejected == 0);
+        const server_stats stats = serve_client<http_server>(client);
+        CHECK(stats.accepted == 1);
+        CHECK(stats.requests == 6);
+        CHECK(stats.active == 0);
+        CHECK(stats.rejected == 0);
     }
 
     TEST_CASE("http_server_answers_pipelined_requests_in_order_and_stops_at_connection_close") {
-        loop_fixture f(loop_fixture::real_clock());
-        http_server server(quiet_options());
         auto client = [](socket_address a) -> task<> {
             tcp_stream s = co_await tcp_stream::connect(a);
             const std::string all = std::string(get_root) +
@@ -121,13 +124,11 @@ TEST_SUITE("http_server") {
             CHECK(pending.empty());
             co_await s.close();
         };
-        f.run(with_server(server, client));
-        CHECK(server.stats().requests == 5);
+        const server_stats stats = serve_client<http_server>(client);
+        CHECK(stats.requests == 5);
     }
 
     TEST_CASE("http_server_follows_http_1_0_keep_alive_rules") {
-        loop_fixture f(loop_fixture::real_clock());
-        http_server server(quiet_options());
         auto client = [](socket_address a) -> task<> {
             {
                 tcp_stream s = co_await tcp_stream::connect(a);
@@ -151,13 +152,11 @@ TEST_SUITE("http_server") {
                 co_await s.close();
             }
         };
-        f.run(with_server(server, client));
-        CHECK(server.stats().requests == 3);
+        const server_stats stats = serve_client<http_server>(client);
+        CHECK(stats.requests == 3);
     }
 
     TEST_CASE("http_server_rejects_malformed_requests_with_400_and_closes") {
-        loop_fixture f(loop_fixture::real_clock());
-        http_server server(quiet_options());
         auto client = [](socket_address a) -> task<> {
             const std::vector<std::string> bad = {
                 "HELLO?\r\n\r\n",
@@ -174,16 +173,14 @@ TEST_SUITE("http_server") {
                 co_await s.close();
             }
         };
-        f.run(with_server(server, client));
-        CHECK(server.stats().rejected == 5);
-        CHECK(server.stats().requests == 1); // the good one before the garbage
+        const server_stats stats = serve_client<http_server>(client);
+        CHECK(stats.rejected == 5);
+        CHECK(stats.requests == 1); // the good one before the garbage
     }
 
     TEST_CASE("http_server_rejects_oversized_headers_with_431_counted_across_reads") {
-        loop_fixture f(loop_fixture::real_clock());
         server_options o = quiet_options();
         o.max_header_bytes = 8192;
-        http_server server(o);
         auto client = [](socket_address a) -> task<> {
             { // one big header in one write
                 tcp_stream s = co_await tcp_stream::connect(a);
@@ -222,88 +219,22 @@ TEST_SUITE("http_server") {
                 co_await s.close();
             }
         };
-        f.run(with_server(server, client));
-        CHECK(server.stats().rejected == 2);
-        CHECK(server.stats().requests == 1);
+        const server_stats stats = serve_client<http_server>(client, o);
+        CHECK(stats.rejected == 2);
+        CHECK(stats.requests == 1);
     }
 
     TEST_CASE("http_server_cuts_off_a_client_sending_one_header_byte_per_second") {
-        loop_fixture f(virtual_clock());
-        server_options o; // request timeout 4.5 s, so it never coincides with a client byte
-        o.request_timeout = 4500ms;
-        http_server server(o);
-        std::size_t sent = 0;
-        bool closed = false;
-        auto client = [&sent, &closed](socket_address a) -> task<> {
-            tcp_stream s = co_await tcp_stream::connect(a);
-            char buf[256];
-            try {
-                while (sent < get_root.size() && !closed) {
-                    co_await write_all(s, get_root.substr(sent, 1));
-                    ++sent;
-                    // Wait one second for an answer; the server closing ends the wait early.
-                    std::optional<std::size_t> got =
-                        co_await uvasync::move_on_after(1s, s.read_some(std::span<char>(buf)));
-                    if (got) {
-                        CHECK(*got == 0); // EOF, never a response
-                        closed = true;
-                    }
-                }
-            } catch (const std::system_error&) {
-                closed = true; // a reset instead of EOF
-            }
-            co_await s.close();
-        };
-        f.run(with_server(server, client));
-        f.run_all();
-        CHECK(closed);
-        CHECK(sent >= 4);
-        CHECK(sent <= 6);
-        CHECK(server.stats().request_timeouts == 1);
-        CHECK(server.stats().requests == 0);
+        CHECK(check_cuts_off_one_byte_per_second<http_server>(get_root).requests == 0);
     }
 
     TEST_CASE("http_server_closes_an_idle_keep_alive_connection_after_the_idle_timeout") {
-        loop_fixture f(virtual_clock());
-        server_options o;
-        o.idle_timeout = 10s;
-        http_server server(o);
-        auto client = [](socket_address a) -> task<> {
-            tcp_stream s = co_await tcp_stream::connect(a);
-            std::string pending;
-            CHECK(co_await get_ok(s, pending));
-            const uvasync::deadline answered = loop_clock::now();
-            char buf[64];
-            const std::size_t n = co_await s.read_some(std::span<char>(buf));
-            CHECK(n == 0);
-            CHECK(loop_clock::now() - answered >= 10s); // virtual time: exact and deterministic
-            co_await s.close();
-        };
-        f.run(with_server(server, client));
-        f.run_all();
-        CHECK(server.stats().idle_timeouts == 1);
-        CHECK(server.stats().request_timeouts == 0);
+        CHECK(check_closes_idle_connection<http_server>(10s, one_get).request_timeouts == 0);
     }
 
     TEST_CASE("http_server_survives_clients_that_vanish_mid_request") {
-        loop_fixture f(loop_fixture::real_clock());
-        http_server server(quiet_options());
-        auto client = [&server](socket_address a) -> task<> {
-            for (int i = 0; i < 3; ++i) {
-                tcp_stream s = co_await tcp_stream::connect(a);
-                co_await write_all(s, "GET / HTTP/1.1\r\nHos");
-                co_await s.close(); // gone after half a request
-            }
-            co_await wait_until([&server] { return server.stats().incomplete == 3; });
-            tcp_stream s = co_await tcp_stream::connect(a);
-            std::string pending;
-            CHECK(co_await get_ok(s, pending)); // the server is fine
-            co_await s.close();
-        };
-        f.run(with_server(server, client));
-        CHECK(server.stats().incomplete == 3);
-        CHECK(server.stats().requests == 1);
-        CHECK(server.stats().active == 0);
+        CHECK(check_survives_vanishing_clients<http_server>("GET / HTTP/1.1\r\nHos", one_get)
+                  .active == 0);
     }
 
     TEST_CASE("http_server_at_the_connection_cap_stops_accepting_until_a_connection_ends") {
@@ -340,114 +271,43 @@ TEST_SUITE("http_server") {
     }
 
     TEST_CASE("http_server_serves_1000_concurrent_connections") {
-        constexpr int clients = 1000;
-        if (!raise_fd_limit(2 * clients + 64)) {
-            MESSAGE("skipped: RLIMIT_NOFILE hard limit below " << 2 * clients + 64);
-            return;
+        auto exchange = [](tcp_stream& s, int /*id*/) -> task<> { co_await one_get(s); };
+        if (std::optional<server_stats> stats =
+                check_serves_1000_concurrent_connections<http_server>(exchange)) {
+            CHECK(stats->errors == 0);
         }
-        loop_fixture f(loop_fixture::real_clock());
-        http_server server(quiet_options());
-        int answered = 0;
-        uvasync::event all_connected;
-        auto one = [&answered, &all_connected](socket_address a) -> task<> {
-            tcp_stream s = co_await tcp_stream::connect(a);
-            std::string pending;
-            CHECK(co_await get_ok(s, pending));
-            if (++answered == clients) {
-                all_connected.set(); // every connection is open at once now
-            }
-            co_await all_connected.wait();
-            CHECK(co_await get_ok(s, pending));
-            co_await s.close();
-        };
-        auto client = [&one](socket_address a) -> task<> {
-            auto body = [&one, a](uvasync::task_group& g) -> task<> {
-                for (int i = 0; i < clients; ++i) {
-                    g.spawn(one(a));
-                }
-                co_return;
-            };
-            co_await uvasync::task_group::run(body);
-        };
-        f.run(with_server(server, client));
-        CHECK(answered == clients);
-        CHECK(server.stats().accepted == clients);
-        CHECK(server.stats().peak_active == clients);
-        CHECK(server.stats().requests == 2 * clients);
-        CHECK(server.stats().errors == 0);
     }
 
     TEST_CASE("http_server_shutdown_during_load_finishes_in_flight_requests_and_refuses_new_ones") {
-        loop_fixture f(loop_fixture::real_clock());
-        http_server server(quiet_options());
-        constexpr int loaders = 20;
-        int answers = 0;
-        int bad = 0;
-        bool in_flight_answered = false;
-        bool refused = false;
         // Keep-alive clients that send request after request until the server closes.
-        auto load = [&answers, &bad](socket_address a) -> task<> {
-            tcp_stream s = co_await tcp_stream::connect(a);
-            std::string pending;
-            try {
-                for (;;) {
-                    co_await write_all(s, get_root);
-                    std::optional<http_response> r = co_await read_response(s, pending);
-                    if (!r) {
-                        break; // closed between requests
-                    }
-                    if (r->status != 200 || r->body != "Hello, World!") {
-                        ++bad;
-                    }
-                    ++answers;
-                    if (r->has_header("Connection: close\r\n")) {
-                        break;
-                    }
+        auto load = [](tcp_stream& s, std::string& pending, int& answers, int& bad) -> task<> {
+            for (;;) {
+                co_await write_all(s, get_root);
+                std::optional<http_response> r = co_await read_response(s, pending);
+                if (!r) {
+                    break; // closed between requests
                 }
-            } catch (const std::system_error&) {
-                // closed between requests: the write or the read sees a reset
+                if (r->status != 200 || r->body != "Hello, World!") {
+                    ++bad;
+                }
+                ++answers;
+                if (r->has_header("Connection: close\r\n")) {
+                    break;
+                }
             }
-            CHECK(pending.empty()); // never a partial response
-            co_await s.close();
         };
-        auto client = [&](socket_address a) -> task<> {
-            auto body = [&](uvasync::task_group& g) -> task<> {
-                for (int i = 0; i < loaders; ++i) {
-                    g.spawn(load(a));
-                }
-                // A request in flight when the shutdown begins: half of it now.
-                tcp_stream slow = co_await tcp_stream::connect(a);
-                co_await write_all(slow, "GET / HTTP/1.1\r\nHo");
-                co_await wait_until([&] { return answers >= 200 && server.stats().busy >= 1; });
-                server.request_shutdown();
-                co_await wait_until([&] { return server.shutting_down(); });
-                try { // the listener is closed: new connections are refused
-                    tcp_stream late = co_await tcp_stream::connect(a);
-                    co_await late.close();
-                } catch (const std::system_error& e) {
-                    refused = e.code() == std::errc::connection_refused;
-                }
-                co_await write_all(slow, "st: t\r\n\r\n"); // the rest of the in-flight request
-                std::string pending;
-                std::optional<http_response> r = co_await read_response(slow, pending);
-                REQUIRE(r);
-                CHECK(r->status == 200);
-                CHECK(r->has_header("Connection: close\r\n"));
-                in_flight_answered = true;
-                co_await slow.close();
-            };
-            co_await uvasync::task_group::run(body);
+        auto finish = [](tcp_stream& slow) -> task<> {
+            std::string pending;
+            std::optional<http_response> r = co_await read_response(slow, pending);
+            REQUIRE(r);
+            CHECK(r->status == 200);
+            CHECK(r->has_header("Connection: close\r\n"));
         };
-        f.run(with_server(server, client));
-        CHECK(in_flight_answered);
-        CHECK(refused);
-        CHECK(bad == 0);
-        CHECK(answers >= 200);
-        CHECK(server.stats().active == 0);
-        CHECK(server.stats().cancelled == 0);
+        const auto [stats, answers] = check_shutdown_under_load<http_server>(
+            "GET / HTTP/1.1\r\nHo", "st: t\r\n\r\n", load, finish);
         // An answer may be lost to the keep-alive race (read done, connection closed before the
         // write), so the server can count more than the clients received.
-        CHECK(server.stats().requests >= static_cast<std::uint64_t>(answers) + 1);
+        CHECK(stats.requests >= static_cast<std::uint64_t>(answers) + 1);
     }
 
     TEST_CASE("http_server_shutdown_cancels_a_request_still_unfinished_after_the_grace_period") {

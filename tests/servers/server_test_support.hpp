@@ -18,8 +18,10 @@
 #include <uvasync/io/tcp.hpp>
 #include <uvasync/runtime.hpp>
 #include <uvasync/sleep.hpp>
+#include <uvasync/sync/event.hpp>
 #include <uvasync/task.hpp>
 #include <uvasync/task_group.hpp>
+#include <uvasync/timeout.hpp>
 
 #include "loop_fixture.hpp"
 #include "servers/demo_client.hpp"
@@ -79,6 +81,16 @@ task<void> with_server(Server& server, Client& client) {
         server.request_shutdown();
     };
     co_await uvasync::task_group::run(body);
+}
+
+/// Runs `client(address)` against a fresh `Server` made with `o`, on the real clock, through
+/// `with_server`; returns the server's stats once `serve` has returned.
+template <class Server, class Client>
+server_stats serve_client(Client& client, const server_options& o = quiet_options()) {
+    uvasync::test::loop_fixture f(uvasync::test::loop_fixture::real_clock());
+    Server server(o);
+    f.run(with_server(server, client));
+    return server.stats();
 }
 
 /// Cancellation injection per suspension point (docs/reliability.md): runs `client` against a
@@ -186,6 +198,212 @@ inline bool raise_fd_limit(rlim_t want) {
         }
     }
     return lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= want;
+}
+
+/// Tries to connect to `a`; true if the connection is refused (the server's listener is closed).
+inline task<bool> refuses_connections(socket_address a) {
+    try {
+        tcp_stream late = co_await tcp_stream::connect(a);
+        co_await late.close();
+    } catch (const std::system_error& e) {
+        co_return e.code() == std::errc::connection_refused;
+    }
+    co_return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios both servers are tested with. Each takes what differs between the protocols (the
+// bytes of a request, one exchange as a client does it), runs the scenario, checks what holds
+// for every server, and returns the server's stats for the checks of one protocol.
+
+/// Slow loris on the virtual clock: a client sends `bytes` one byte per second, waiting up to
+/// 1 s for an answer after each, to a `Server` whose request timeout is 4.5 s (so the cut never
+/// coincides with a client byte). Checks that the server closes the connection (EOF or a
+/// reset, never an answer) after 4 to 6 bytes, by its request timeout.
+template <class Server>
+server_stats check_cuts_off_one_byte_per_second(std::string_view bytes) {
+    uvasync::test::loop_fixture f(virtual_clock());
+    server_options o;
+    o.request_timeout = std::chrono::milliseconds(4500);
+    Server server(o);
+    std::size_t sent = 0;
+    bool closed = false;
+    auto client = [bytes, &sent, &closed](socket_address a) -> task<> {
+        tcp_stream s = co_await tcp_stream::connect(a);
+        char buf[256];
+        try {
+            while (sent < bytes.size() && !closed) {
+                co_await write_all(s, bytes.substr(sent, 1));
+                ++sent;
+                // Wait one second for an answer; the server closing ends the wait early.
+                std::optional<std::size_t> got = co_await uvasync::move_on_after(
+                    std::chrono::seconds(1), s.read_some(std::span<char>(buf)));
+                if (got) {
+                    CHECK(*got == 0); // EOF, never an answer
+                    closed = true;
+                }
+            }
+        } catch (const std::system_error&) {
+            closed = true; // a reset instead of EOF
+        }
+        co_await s.close();
+    };
+    f.run(with_server(server, client));
+    f.run_all();
+    CHECK(closed);
+    CHECK(sent >= 4);
+    CHECK(sent <= 6);
+    CHECK(server.stats().request_timeouts == 1);
+    return server.stats();
+}
+
+/// On the virtual clock: a client makes one exchange (`exchange(stream)`) with a `Server` whose
+/// idle timeout is `idle`, then waits. Checks that the server closes the connection, by its idle
+/// timeout, no sooner than `idle` after the answer (virtual time: exact and deterministic).
+template <class Server, class Exchange>
+server_stats check_closes_idle_connection(std::chrono::seconds idle, Exchange& exchange) {
+    uvasync::test::loop_fixture f(virtual_clock());
+    server_options o;
+    o.idle_timeout = idle;
+    Server server(o);
+    auto client = [idle, &exchange](socket_address a) -> task<> {
+        tcp_stream s = co_await tcp_stream::connect(a);
+        co_await exchange(s);
+        const uvasync::deadline answered = uvasync::loop_clock::now();
+        char buf[64];
+        const std::size_t n = co_await s.read_some(std::span<char>(buf));
+        CHECK(n == 0);
+        CHECK(uvasync::loop_clock::now() - answered >= idle);
+        co_await s.close();
+    };
+    f.run(with_server(server, client));
+    f.run_all();
+    CHECK(server.stats().idle_timeouts == 1);
+    return server.stats();
+}
+
+/// Three clients send `half` of a request and vanish; then a fourth makes one exchange
+/// (`exchange(stream)`). Checks that the server counted the three incomplete requests and
+/// answered the fourth.
+template <class Server, class Exchange>
+server_stats check_survives_vanishing_clients(std::string_view half, Exchange& exchange) {
+    uvasync::test::loop_fixture f(uvasync::test::loop_fixture::real_clock());
+    Server server(quiet_options());
+    auto client = [&server, half, &exchange](socket_address a) -> task<> {
+        for (int i = 0; i < 3; ++i) {
+            tcp_stream s = co_await tcp_stream::connect(a);
+            co_await write_all(s, half);
+            co_await s.close(); // gone mid-request
+        }
+        co_await wait_until([&server] { return server.stats().incomplete == 3; });
+        tcp_stream s = co_await tcp_stream::connect(a);
+        co_await exchange(s); // the server is fine
+        co_await s.close();
+    };
+    f.run(with_server(server, client));
+    CHECK(server.stats().incomplete == 3);
+    CHECK(server.stats().requests == 1);
+    return server.stats();
+}
+
+/// 1000 clients each make one exchange (`exchange(stream, id)`), wait until all of them have,
+/// so that every connection is open at once, and make a second. Checks that the server
+/// accepted all of them at once and answered every request. nullopt (with a message) when the
+/// descriptor limit cannot be raised high enough.
+template <class Server, class Exchange>
+std::optional<server_stats> check_serves_1000_concurrent_connections(Exchange& exchange) {
+    constexpr int clients = 1000;
+    if (!raise_fd_limit(2 * clients + 64)) {
+        MESSAGE("skipped: RLIMIT_NOFILE hard limit below " << 2 * clients + 64);
+        return std::nullopt;
+    }
+    uvasync::test::loop_fixture f(uvasync::test::loop_fixture::real_clock());
+    Server server(quiet_options());
+    int answered = 0;
+    uvasync::event all_connected;
+    auto one = [&answered, &all_connected, &exchange](socket_address a, int id) -> task<> {
+        tcp_stream s = co_await tcp_stream::connect(a);
+        co_await exchange(s, id);
+        if (++answered == clients) {
+            all_connected.set(); // every connection is open at once now
+        }
+        co_await all_connected.wait();
+        co_await exchange(s, id);
+        co_await s.close();
+    };
+    auto client = [&one](socket_address a) -> task<> {
+        auto body = [&one, a](uvasync::task_group& g) -> task<> {
+            for (int i = 0; i < clients; ++i) {
+                g.spawn(one(a, i));
+            }
+            co_return;
+        };
+        co_await uvasync::task_group::run(body);
+    };
+    f.run(with_server(server, client));
+    CHECK(answered == clients);
+    CHECK(server.stats().accepted == clients);
+    CHECK(server.stats().peak_active == clients);
+    CHECK(server.stats().requests == 2 * clients);
+    return server.stats();
+}
+
+/// A graceful shutdown under load. 20 clients run `load(stream, pending, answers, bad)` on their
+/// own connections (it counts answers in `answers`, wrong ones in `bad`, keeps bytes read ahead
+/// in `pending`, and returns when the server closes; a reset ends it too), while a slow client has
+/// sent `head` of a request. Once 200 answers arrived and the server is busy, the shutdown is
+/// requested. Checks that new connections are then refused, that the slow client's request,
+/// completed with `tail`, is still answered
+/// (`finish(slow)` reads and checks the answer), that no answer was wrong or left partial, and
+/// that every connection ended without being cancelled. Returns the stats and the number of
+/// answers.
+template <class Server, class Load, class Finish>
+std::pair<server_stats, int> check_shutdown_under_load(std::string_view head, std::string_view tail,
+                                                       Load& load, Finish& finish) {
+    uvasync::test::loop_fixture f(uvasync::test::loop_fixture::real_clock());
+    Server server(quiet_options());
+    int answers = 0;
+    int bad = 0;
+    bool refused = false;
+    bool in_flight_answered = false;
+    auto one_load = [&load, &answers, &bad](socket_address a) -> task<> {
+        tcp_stream s = co_await tcp_stream::connect(a);
+        std::string pending;
+        try {
+            co_await load(s, pending, answers, bad);
+        } catch (const std::system_error&) {
+            // closed between requests: the write or the read sees a reset
+        }
+        CHECK(pending.empty()); // never a partial answer
+        co_await s.close();
+    };
+    auto client = [&](socket_address a) -> task<> {
+        auto body = [&](uvasync::task_group& g) -> task<> {
+            for (int i = 0; i < 20; ++i) {
+                g.spawn(one_load(a));
+            }
+            // A request in flight when the shutdown begins: its head now.
+            tcp_stream slow = co_await tcp_stream::connect(a);
+            co_await write_all(slow, head);
+            co_await wait_until([&] { return answers >= 200 && server.stats().busy >= 1; });
+            server.request_shutdown();
+            co_await wait_until([&] { return server.shutting_down(); });
+            refused = co_await refuses_connections(a); // the listener is closed
+            co_await write_all(slow, tail);            // the rest of the in-flight request
+            co_await finish(slow);
+            in_flight_answered = true;
+            co_await slow.close();
+        };
+        co_await uvasync::task_group::run(body);
+    };
+    f.run(with_server(server, client));
+    CHECK(in_flight_answered);
+    CHECK(refused);
+    CHECK(bad == 0);
+    CHECK(answers >= 200);
+    CHECK(server.stats().active == 0);
+    CHECK(server.stats().cancelled == 0);
+    return {server.stats(), answers};
 }
 
 } // namespace servers::test

@@ -44,26 +44,11 @@ public:
     completions& operator=(completions&&) = delete;
     ~completions() = default;
 
-    class [[nodiscard]] next_awaiter : public detail::completion_set::waiter {
+    class [[nodiscard]] next_awaiter : public detail::list_waiter {
     public:
         explicit next_awaiter(completions& c) noexcept
-            : waiter(&on_abort)
-            , c_(c) {
+            : c_(c) {
             describe_as(kind());
-        }
-
-        next_awaiter(next_awaiter&& other) noexcept // only before it is awaited
-            : waiter(std::move(other))
-            , c_(other.c_) {}
-
-        next_awaiter(const next_awaiter&) = delete;
-        next_awaiter& operator=(const next_awaiter&) = delete;
-        next_awaiter& operator=(next_awaiter&&) = delete;
-
-        ~next_awaiter() {
-            if (c_.set_.parked == this) {
-                c_.set_.parked = nullptr;
-            }
         }
 
         // A completion not yet handed out, or none left to come: no suspension.
@@ -72,14 +57,10 @@ public:
         }
 
         bool await_suspend(std::coroutine_handle<> caller) {
-            if (c_.set_.parked != nullptr) {
+            if (!c_.set_.parked.empty()) {
                 throw invalid_state("uvasync: completions::next() is already being awaited");
             }
-            if (!park(caller, "completions::next()")) {
-                return false;
-            }
-            c_.set_.parked = this;
-            return true;
+            return park_in(c_.set_.parked, caller, "completions::next()");
         }
 
         std::optional<completion<T>> await_resume() {
@@ -98,12 +79,6 @@ public:
             const completions& c = static_cast<const next_awaiter&>(w).c_;
             out += std::to_string(c.set_.done().size()) + " of " +
                    std::to_string(c.handles_.size()) + " tasks done";
-        }
-
-        static void on_abort(detail::parked_wait* p) noexcept {
-            auto* self = static_cast<next_awaiter*>(p);
-            self->c_.set_.parked = nullptr; // a completion arriving later waits for the next call
-            self->aborted();
         }
 
         completions& c_;

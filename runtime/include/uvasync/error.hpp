@@ -54,6 +54,15 @@ private:
     std::uint64_t owner_ = 0;
 };
 
+namespace detail {
+
+/// A `std::runtime_error` saying "operation timed out", made on first use and never destroyed.
+/// A default `timeout_error` copies it, sharing its reference-counted text: built afresh, the
+/// text cost an allocation, a copy and a free per timeout (bench/NOTES.md, fourth pass).
+UVASYNC_API const std::runtime_error& timed_out_prototype();
+
+} // namespace detail
+
 /// Thrown by `timeout`/`timeout_at`/`wait_for` when the scope's own deadline (or its own
 /// `cancel()`) ended the body. When a `cancelled_error` unwound the body it is nested in it
 /// (`std::rethrow_if_nested`); around a leaf awaitable (a sleep, an I/O operation, ...) nothing
@@ -62,7 +71,7 @@ private:
 class timeout_error : public std::runtime_error {
 public:
     timeout_error()
-        : std::runtime_error("operation timed out") {}
+        : std::runtime_error(detail::timed_out_prototype()) {} // what(): "operation timed out"
 
     explicit timeout_error(const std::string& what)
         : std::runtime_error(what) {}

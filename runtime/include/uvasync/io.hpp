@@ -14,6 +14,7 @@
 #include <uvasync/io/dns.hpp>
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/fs.hpp>
+#include <uvasync/io/listener.hpp>
 #include <uvasync/io/pipe.hpp>
 #include <uvasync/io/process.hpp>
 #include <uvasync/io/signal.hpp>

@@ -322,7 +322,12 @@ public:
         }
     }
 
-    result_type await_resume() {
+    // Forced inline, and the body's part kept apart: the `timeout_error` thrown here then
+    // starts its unwind in the awaiting coroutine's own frame. From a frame of its own (which
+    // GCC made of this function once the body's inline delivery grew it), the unwinder also
+    // interpreted that frame's long CFA program, twice: 11,000 instructions more per throw
+    // (bench/NOTES.md, fourth pass).
+    [[gnu::always_inline]] result_type await_resume() {
         if constexpr (detail::delivery_reporting<A>) {
             if (body_.delivery_pending()) {
                 // A leaf that would only raise its delivery: decide the owner without the
@@ -331,7 +336,7 @@ public:
                 const bool ours = detail::owner_of(core->current) == &scope_.scope_;
                 scope_.leave();
                 if (!ours) {
-                    detail::throw_cancelled(core); // an enclosing scope owns it (D-3)
+                    detail::throw_cancelled_out_of_line(core); // an enclosing scope owns it (D-3)
                 }
                 scope_.caught_ = true;
                 scope_.move_on_ = MoveOn;
@@ -342,8 +347,13 @@ public:
                 }
             }
         }
-        // The body's await_resume runs inside the scope: a delivery it raises is owned by the
-        // scope when no enclosing scope is cancelled (SEMANTICS 4.8).
+        return resume_body();
+    }
+
+private:
+    // The body's await_resume runs inside the scope: a delivery it raises is owned by the
+    // scope when no enclosing scope is cancelled (SEMANTICS 4.8).
+    result_type resume_body() {
         try {
             if constexpr (std::is_void_v<T>) {
                 body_.await_resume();
@@ -374,7 +384,6 @@ public:
         }
     }
 
-private:
     void leave_if_active() noexcept {
         if (scope_.phase_ == timeout_scope::phase::active) {
             scope_.leave();

@@ -16,7 +16,7 @@ namespace detail {
 class timer_state;
 
 /// The awaiter behind `timer::tick()`.
-class [[nodiscard]] UVASYNC_API tick_awaiter : private handle_awaiter<timer_state> {
+class [[nodiscard]] UVASYNC_API tick_awaiter : public single_waiter<tick_awaiter, timer_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -38,8 +38,6 @@ private:
     static const wait_kind kind;
     static void describe(const parked_wait& w, deadline origin, std::string& out);
 
-    static void on_abort(parked_wait* p) noexcept;
-
     /// Called by the timer: the ticks are due (`ticks` > 0) or the timer stopped (0).
     void deliver(std::uint64_t ticks) noexcept;
 
@@ -58,6 +56,9 @@ private:
 /// while a task waits in `tick()`, so a timer nobody waits on costs nothing and keeps no loop
 /// alive; the ticks it misses meanwhile are counted when the next `tick()` is awaited.
 ///
+/// Move-only; the destructor stops and closes the timer, and a task waiting in `tick()` raises
+/// `invalid_state`.
+///
 /// **Thread:** loop thread only (it is created on the thread's runtime).
 class UVASYNC_API timer {
 public:
@@ -66,14 +67,6 @@ public:
     /// **Errors:** `std::invalid_argument` when `interval` is zero, negative or too large for
     /// the loop clock; `invalid_state` without a runtime on this thread.
     explicit timer(std::chrono::milliseconds interval);
-
-    timer(const timer&) = delete;
-    timer& operator=(const timer&) = delete;
-    timer(timer&& other) noexcept;
-    timer& operator=(timer&& other) noexcept;
-
-    /// Stops and closes the timer; a task waiting in `tick()` raises `invalid_state`.
-    ~timer();
 
     /// Waits for the next tick and returns how many ticks became due since the previous
     /// `tick()` returned (at least 1): ticks missed while nobody waited coalesce into one
@@ -102,7 +95,7 @@ public:
     [[nodiscard]] bool running() const noexcept;
 
 private:
-    detail::timer_state* state_;
+    detail::state_owner<detail::timer_state> state_;
     std::chrono::milliseconds interval_;
 };
 

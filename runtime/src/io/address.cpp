@@ -78,7 +78,13 @@ std::string socket_address::to_string() const {
         return ip() + ":" + std::to_string(port());
     }
     if (family() == AF_INET6) {
-        return "[" + ip() + "]:" + std::to_string(port());
+        // Appended piece by piece: `"[" + ip()` trips GCC 12's -Wrestrict false positive once
+        // the library's calls may be inlined (bug 105329; decision 0052).
+        std::string s = "[";
+        s += ip();
+        s += "]:";
+        s += std::to_string(port());
+        return s;
     }
     return "unspecified";
 }

@@ -1,22 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <new>
-#include <stdexcept>
 
 #include <uvasync/io/dns.hpp>
 
+#include "c_string.hpp"
+
 namespace uvasync {
-
-namespace {
-
-/// libuv takes C strings: an embedded NUL would silently ask for another name.
-void check_name(const std::string& s, const char* what) {
-    if (s.find('\0') != std::string::npos) {
-        throw std::invalid_argument(std::string("uvasync::resolve: ") + what +
-                                    " contains a NUL character");
-    }
-}
-
-} // namespace
 
 namespace detail {
 
@@ -72,8 +61,8 @@ void getnameinfo_op::on_done(uv_getnameinfo_t* req, int status, const char* host
 
 detail::request_awaiter<detail::getaddrinfo_op> resolve(std::string host, std::string service,
                                                         resolve_hints hints) {
-    check_name(host, "host");
-    check_name(service, "service");
+    detail::require_c_string(host, "uvasync::resolve", "", "host");
+    detail::require_c_string(service, "uvasync::resolve", "", "service");
     return detail::request_awaiter<detail::getaddrinfo_op>(
         new detail::getaddrinfo_op(std::move(host), std::move(service), hints), "uvasync::resolve");
 }

@@ -2,24 +2,22 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
-#include <stdexcept>
 
 #include <uvasync/error.hpp>
 #include <uvasync/io/fs.hpp>
+
+#include "c_string.hpp"
 
 namespace uvasync::fs {
 
 namespace {
 
-/// libuv takes C strings: a path with an embedded NUL would silently name another file.
 /// One request moves at most this much; a larger read or write reports a partial count.
 constexpr std::size_t max_io = std::size_t(1) << 30;
 
+/// libuv takes C strings: a path with an embedded NUL would silently name another file.
 void check_path(const std::string& path, const char* what) {
-    if (path.find('\0') != std::string::npos) {
-        throw std::invalid_argument(std::string("uvasync::fs::") + what +
-                                    ": path contains a NUL character");
-    }
+    uvasync::detail::require_c_string(path, "uvasync::fs::", what, "path");
 }
 
 /// A synchronous close (no callback: libuv runs it inline). Used where nobody can await one:

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Listeners (tcp_listener, pipe_listener): the queue of accept waiters, accepting a connection
-// into a new stream, and the accept awaiter.
+// into a new stream, the accept awaiter, and the listener object (close, is_open).
 
 #include <utility>
 
 #include <uv.h>
+#include <uvasync/io/listener.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/uv_error.hpp>
 
@@ -154,3 +155,15 @@ void accept_awaiter_base::on_abort(parked_wait* p) noexcept {
 }
 
 } // namespace uvasync::detail
+
+namespace uvasync {
+
+detail::close_awaiter listener::close() {
+    return detail::close_awaiter(state_.get());
+}
+
+bool listener::is_open() const noexcept {
+    return state_ != nullptr && !state_->closing;
+}
+
+} // namespace uvasync

@@ -7,6 +7,7 @@
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/pipe.hpp>
 
+#include "c_string.hpp"
 #include "stream_state.hpp"
 
 #include <sys/un.h>
@@ -19,10 +20,7 @@ namespace {
 /// long one (and binding a socket file under the truncated name), and takes a C string, so an
 /// embedded NUL cuts it. Both are rejected before anything is created, as fs:: does.
 void check_pipe_path(const std::string& path, const char* what) {
-    if (path.find('\0') != std::string::npos) {
-        throw std::invalid_argument(std::string("uvasync: ") + what +
-                                    ": path contains a NUL character");
-    }
+    detail::require_c_string(path, "uvasync: ", what, "path");
     if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
         throw std::invalid_argument(std::string("uvasync: ") + what + ": path is " +
                                     std::to_string(path.size()) +
@@ -39,8 +37,8 @@ void check_pipe_path(const std::string& path, const char* what) {
 
 pipe_stream pipe_stream::create(bool ipc) {
     uv_loop_t* loop = detail::current_runtime("pipe_stream::create").loop();
-    return {detail::adopt, detail::make_stream_state(
-                               "pipe_stream",
+    return {detail::adopt, detail::init_handle(
+                               new detail::stream_state("pipe_stream"),
                                [loop, ipc](detail::stream_state* s) {
                                    return uv_pipe_init(loop, &s->u.pipe, ipc ? 1 : 0);
                                },
@@ -59,8 +57,9 @@ task<pipe_stream> pipe_stream::connect(std::string path) {
     check_pipe_path(path, "pipe_stream::connect");
     const std::string label = "pipe_stream::connect " + path;
     pipe_stream p = create(false);
-    detail::stream_request_awaiter connecting(
-        p.state_, detail::stream_request_awaiter::op::connect_pipe, path.c_str(), label.c_str());
+    detail::stream_request_awaiter connecting(p.state_.get(),
+                                              detail::stream_request_awaiter::op::connect_pipe,
+                                              path.c_str(), label.c_str());
     co_await connecting;
     co_return p;
 }
@@ -72,34 +71,16 @@ uv_pipe_t* pipe_stream::native_handle() noexcept {
 // ---------------------------------------------------------------------------------------------
 // pipe_listener
 
-pipe_listener::pipe_listener(pipe_listener&& other) noexcept
-    : state_(std::exchange(other.state_, nullptr)) {
-}
-
-pipe_listener& pipe_listener::operator=(pipe_listener&& other) noexcept {
-    if (this != &other) {
-        detail::release(state_);
-        state_ = std::exchange(other.state_, nullptr);
-    }
-    return *this;
-}
-
-pipe_listener::~pipe_listener() {
-    detail::release(state_);
-}
-
 pipe_listener pipe_listener::bind(std::string path, int backlog) {
     check_pipe_path(path, "pipe_listener::bind");
     const std::string what = "pipe_listener::bind " + path;
     uv_loop_t* loop = detail::current_runtime("pipe_listener::bind").loop();
-    auto* l = new detail::listener_state("pipe_listener", "pipe_stream", true);
-    if (const int rc = uv_pipe_init(loop, &l->u.pipe, 0); rc < 0) {
-        delete l;
-        throw_uv_error(rc, what.c_str());
-    }
-    l->u.stream.data = static_cast<detail::handle_state*>(l);
+    detail::listener_state* l = detail::init_handle(
+        new detail::listener_state("pipe_listener", "pipe_stream", true),
+        [loop](detail::listener_state* s) { return uv_pipe_init(loop, &s->u.pipe, 0); },
+        what.c_str());
     pipe_listener result;
-    result.state_ = l; // closes the handle if binding fails
+    result.state_.reset(l); // closes the handle if binding fails
     detail::check_uv(uv_pipe_bind(&l->u.pipe, path.c_str()), what.c_str());
     detail::check_uv(uv_listen(l->stream(), backlog, &detail::listener_state::on_connection),
                      what.c_str());
@@ -107,15 +88,7 @@ pipe_listener pipe_listener::bind(std::string path, int backlog) {
 }
 
 detail::accept_awaiter<pipe_stream> pipe_listener::accept() {
-    return detail::accept_awaiter<pipe_stream>(state_);
-}
-
-detail::close_awaiter pipe_listener::close() {
-    return detail::close_awaiter(state_);
-}
-
-bool pipe_listener::is_open() const noexcept {
-    return state_ != nullptr && !state_->closing;
+    return detail::accept_awaiter<pipe_stream>(state_.get());
 }
 
 uv_pipe_t* pipe_listener::native_handle() noexcept {

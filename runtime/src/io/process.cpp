@@ -2,7 +2,6 @@
 #include <csignal>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -11,6 +10,8 @@
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/pipe.hpp>
 #include <uvasync/io/process.hpp>
+
+#include "c_string.hpp"
 
 namespace uvasync {
 
@@ -42,7 +43,14 @@ public:
 
     [[nodiscard]] bool busy() const noexcept { return waiter_ != nullptr; }
 
-    void wait(process_wait_awaiter* w) noexcept { waiter_ = w; }
+    /// Hands `w` the status of an exited child, or registers it until the exit.
+    void wait(process_wait_awaiter* w) noexcept {
+        if (exited_) {
+            w->deliver(status_, false, false);
+            return;
+        }
+        waiter_ = w;
+    }
 
     /// Room for the kill-grace deadline, which `abort_wait` adds in the noexcept cancellation
     /// path: held from the wait's (throwing) start until the grace is added or the child is
@@ -184,14 +192,11 @@ void process_wait_awaiter::describe(const parked_wait& w, deadline /*origin*/, s
 }
 
 process_wait_awaiter::process_wait_awaiter(process_state* state) noexcept
-    : handle_awaiter(state, &on_abort) {
-    describe_as(kind);
+    : single_waiter(state, kind, &on_abort) {
 }
 
 process_wait_awaiter::~process_wait_awaiter() {
-    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
-        state_->forget(this);
-    }
+    leave_slot();
 }
 
 bool process_wait_awaiter::await_suspend(std::coroutine_handle<> caller) {
@@ -202,16 +207,7 @@ bool process_wait_awaiter::await_suspend(std::coroutine_handle<> caller) {
         throw invalid_state("uvasync: process::wait is already awaited by another task");
     }
     state_->hold_grace_room(); // may throw bad_alloc: before anything changes
-    if (!park(caller, "process::wait")) {
-        return false;
-    }
-    if (state_->exited()) {
-        status_ = state_->status();
-        complete(); // through the run queue, like yield()
-        return true;
-    }
-    state_->wait(this);
-    return true;
+    return park_and_wait(caller, "process::wait");
 }
 
 exit_status process_wait_awaiter::await_resume() {
@@ -260,10 +256,7 @@ process process::spawn(process_options options) {
         throw std::invalid_argument("uvasync: process_options::cancel_signal must be a signal");
     }
     const auto check_nul = [](const std::string& s, const char* what) {
-        if (std::string_view(s).find('\0') != std::string_view::npos) {
-            throw std::invalid_argument(std::string("uvasync: process::spawn: ") + what +
-                                        " contains a NUL character");
-        }
+        detail::require_c_string(s, "uvasync: process::spawn", "", what);
     };
     check_nul(options.file, "file");
     check_nul(options.cwd, "cwd");
@@ -352,26 +345,8 @@ process process::spawn(process_options options) {
     return process(state);
 }
 
-process::process(process&& other) noexcept
-    : state_(std::exchange(other.state_, nullptr)) {
-}
-
-process& process::operator=(process&& other) noexcept {
-    if (this != &other) {
-        release();
-        state_ = std::exchange(other.state_, nullptr);
-    }
-    return *this;
-}
-
-process::~process() {
-    release();
-}
-
-void process::release() noexcept {
-    if (state_ != nullptr) {
-        detail::release(std::exchange(state_, nullptr));
-    }
+process::process(detail::process_state* state) noexcept
+    : state_(state) {
 }
 
 int process::pid() const noexcept {
@@ -379,7 +354,7 @@ int process::pid() const noexcept {
 }
 
 detail::process_wait_awaiter process::wait() {
-    return detail::process_wait_awaiter(state_);
+    return detail::process_wait_awaiter(state_.get());
 }
 
 void process::kill(int signum) {

@@ -90,11 +90,19 @@ public:
     /// The signal numbers, space-separated (runtime::dump).
     void append_signals(std::string& out) const {
         for (std::size_t i = 0; i < count_; ++i) {
-            out += (i == 0 ? "" : " ") + std::to_string(slots_[i].signum);
+            if (i != 0) {
+                out += ' ';
+            }
+            out += std::to_string(slots_[i].signum);
         }
     }
 
+    /// Hands `w` the next queued signal, or registers it until one arrives.
     void wait(signal_awaiter* w) noexcept {
+        if (has_pending()) {
+            w->deliver(take());
+            return;
+        }
         waiter_ = w;
         set_ref(true);
     }
@@ -169,14 +177,11 @@ void signal_awaiter::describe(const parked_wait& w, deadline /*origin*/, std::st
 }
 
 signal_awaiter::signal_awaiter(signal_state* state) noexcept
-    : handle_awaiter(state, &on_abort) {
-    describe_as(kind);
+    : single_waiter(state, kind) {
 }
 
 signal_awaiter::~signal_awaiter() {
-    if (state_ != nullptr && waiting()) { // the frame is destroyed while parked
-        state_->forget(this);
-    }
+    leave_slot();
 }
 
 bool signal_awaiter::await_suspend(std::coroutine_handle<> caller) {
@@ -186,16 +191,7 @@ bool signal_awaiter::await_suspend(std::coroutine_handle<> caller) {
     if (state_->busy()) {
         throw invalid_state("uvasync: signal_set::wait is already awaited by another task");
     }
-    if (!park(caller, "signal_set::wait")) {
-        return false;
-    }
-    if (state_->has_pending()) {
-        signum_ = state_->take();
-        complete(); // through the run queue, like yield()
-        return true;
-    }
-    state_->wait(this);
-    return true;
+    return park_and_wait(caller, "signal_set::wait");
 }
 
 int signal_awaiter::await_resume() {
@@ -206,12 +202,6 @@ int signal_awaiter::await_resume() {
     return signum_;
 }
 
-void signal_awaiter::on_abort(parked_wait* p) noexcept {
-    auto* self = static_cast<signal_awaiter*>(p);
-    self->state_->forget(self);
-    self->aborted();
-}
-
 void signal_awaiter::deliver(int signum) noexcept {
     signum_ = signum;
     complete();
@@ -219,8 +209,7 @@ void signal_awaiter::deliver(int signum) noexcept {
 
 } // namespace detail
 
-signal_set::signal_set(std::initializer_list<int> signals)
-    : state_(nullptr) {
+signal_set::signal_set(std::initializer_list<int> signals) {
     if (signals.size() == 0) {
         throw std::invalid_argument("uvasync: signal_set needs at least one signal");
     }
@@ -238,31 +227,15 @@ signal_set::signal_set(std::initializer_list<int> signals)
         detail::release(state); // closes the handles already initialised
         throw;
     }
-    state_ = state;
-}
-
-signal_set::signal_set(signal_set&& other) noexcept
-    : state_(std::exchange(other.state_, nullptr)) {
-}
-
-signal_set& signal_set::operator=(signal_set&& other) noexcept {
-    if (this != &other) {
-        detail::release(state_);
-        state_ = std::exchange(other.state_, nullptr);
-    }
-    return *this;
-}
-
-signal_set::~signal_set() {
-    detail::release(state_);
+    state_.reset(state);
 }
 
 detail::signal_awaiter signal_set::wait() {
-    return detail::signal_awaiter(state_);
+    return detail::signal_awaiter(state_.get());
 }
 
 detail::close_awaiter signal_set::close() noexcept {
-    return detail::close_awaiter::owning(std::exchange(state_, nullptr));
+    return detail::close_awaiter::owning(state_.take());
 }
 
 } // namespace uvasync

@@ -12,24 +12,12 @@
 
 namespace uvasync {
 
-stream::stream(stream&& other) noexcept
-    : state_(std::exchange(other.state_, nullptr)) {
-}
-
-stream& stream::operator=(stream&& other) noexcept {
-    if (this != &other) {
-        detail::release(state_);
-        state_ = std::exchange(other.state_, nullptr);
-    }
-    return *this;
-}
-
-stream::~stream() {
-    detail::release(state_);
+stream::stream(detail::adopt_t /*unused*/, detail::stream_state* s) noexcept
+    : state_(s) {
 }
 
 detail::close_awaiter stream::close() {
-    return detail::close_awaiter(state_);
+    return detail::close_awaiter(state_.get());
 }
 
 bool stream::is_open() const noexcept {

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -14,6 +13,7 @@
 #include <uvasync/sleep.hpp>
 #include <uvasync/uv_error.hpp>
 
+#include "socket_name.hpp"
 #include "stream_state.hpp"
 
 namespace uvasync {
@@ -62,18 +62,9 @@ void append_address(stream_handle_state* s, bool peer, std::string& out) {
     if (h->type != UV_TCP) {
         return;
     }
-    sockaddr_storage ss{};
-    int len = sizeof ss;
-    const int rc = peer ? uv_tcp_getpeername(&s->u.tcp, reinterpret_cast<sockaddr*>(&ss), &len)
-                        : uv_tcp_getsockname(&s->u.tcp, reinterpret_cast<sockaddr*>(&ss), &len);
-    if (rc != 0) {
-        return;
-    }
-    try {
-        out += socket_address::from(reinterpret_cast<const sockaddr*>(&ss)).to_string();
-    } catch (const std::bad_alloc&) {
-        throw;
-    } catch (...) { // a family socket_address does not know: no details
+    socket_address a;
+    if (socket_name(&s->u.tcp, peer ? &uv_tcp_getpeername : &uv_tcp_getsockname, a) == 0) {
+        out += a.to_string();
     }
 }
 
@@ -243,7 +234,7 @@ detail::read_awaiter stream::read_some(std::span<char> buffer) {
     if (buffer.empty()) {
         throw std::invalid_argument("uvasync: stream::read_some: the buffer is empty");
     }
-    return {state_, buffer, false};
+    return {state_.get(), buffer, false};
 }
 
 namespace {
@@ -302,7 +293,7 @@ task<std::string> read_until_loop(detail::state_pin pin, detail::stream_state* s
 } // namespace
 
 task<std::size_t> stream::read_exactly(std::span<char> buffer) {
-    return read_exactly_loop(detail::state_pin(state_), state_, buffer);
+    return read_exactly_loop(detail::state_pin(state_.get()), state_.get(), buffer);
 }
 
 task<std::string> stream::read_until(std::string_view delimiter, std::size_t max_size) {
@@ -312,7 +303,8 @@ task<std::string> stream::read_until(std::string_view delimiter, std::size_t max
     if (max_size == 0) {
         throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
     }
-    return read_until_loop(detail::state_pin(state_), state_, std::string(delimiter), max_size);
+    return read_until_loop(detail::state_pin(state_.get()), state_.get(), std::string(delimiter),
+                           max_size);
 }
 
 detail::read_until_request stream::read_until(std::string& out, std::string_view delimiter,
@@ -323,7 +315,7 @@ detail::read_until_request stream::read_until(std::string& out, std::string_view
     if (max_size == 0) {
         throw std::invalid_argument("uvasync: stream::read_until: max_size is 0");
     }
-    return {state_, out, delimiter, max_size};
+    return {state_.get(), out, delimiter, max_size};
 }
 
 } // namespace uvasync

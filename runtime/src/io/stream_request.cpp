@@ -148,7 +148,7 @@ void stream_request_awaiter::on_closed(void* p) noexcept {
 } // namespace detail
 
 detail::stream_request_awaiter stream::shutdown() {
-    return {state_, detail::stream_request_awaiter::op::shutdown, nullptr, nullptr};
+    return {state_.get(), detail::stream_request_awaiter::op::shutdown, nullptr, nullptr};
 }
 
 } // namespace uvasync

@@ -150,13 +150,12 @@ struct stream_state final : stream_handle_state {
     stream_request_awaiter* shutdown_waiter = nullptr;
 };
 
-/// Creates a stream state whose handle `init` initialises (`init` returns a libuv status).
-/// Throws `std::system_error` with `what` on failure (nothing is left to close then).
-template <class Init>
-stream_state* make_stream_state(const char* kind, Init init, const char* what) {
-    auto* s = new stream_state(kind);
-    const int rc = init(s);
-    if (rc < 0) {
+/// Initialises the handle of `s`, a new stream or listener state, with `init(s)` (which returns
+/// a libuv status) and points the handle's `data` at the state. On failure deletes `s` (there is
+/// nothing to close then) and throws `std::system_error` with `what`.
+template <class State, class Init>
+State* init_handle(State* s, Init init, const char* what) {
+    if (const int rc = init(s); rc < 0) {
         delete s;
         throw_uv_error(rc, what);
     }

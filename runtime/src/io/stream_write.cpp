@@ -203,11 +203,11 @@ void write_awaiter::on_closed(void* p) noexcept {
 } // namespace detail
 
 detail::write_awaiter stream::write(std::span<const char> data) {
-    return {state_, data};
+    return {state_.get(), data};
 }
 
 detail::write_awaiter stream::write(std::string data) {
-    return {state_, std::move(data)};
+    return {state_.get(), std::move(data)};
 }
 
 } // namespace uvasync

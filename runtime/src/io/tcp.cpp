@@ -9,6 +9,7 @@
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/tcp.hpp>
 
+#include "socket_name.hpp"
 #include "stream_state.hpp"
 
 #include <fcntl.h>
@@ -18,16 +19,23 @@ namespace uvasync {
 
 namespace {
 
-using getname_fn = int (*)(const uv_tcp_t*, sockaddr*, int*);
-
-socket_address name_of(const uv_tcp_t* h, getname_fn fn, const char* what) {
+socket_address name_of(const uv_tcp_t* h, detail::socket_name_fn<uv_tcp_t> fn, const char* what) {
     if (h == nullptr) {
         throw_uv_error(UV_EBADF, (std::string(what) + ": not open").c_str());
     }
-    sockaddr_storage ss{};
-    int len = sizeof ss;
-    detail::check_uv(fn(h, reinterpret_cast<sockaddr*>(&ss), &len), what);
-    return socket_address::from(reinterpret_cast<const sockaddr*>(&ss));
+    socket_address a;
+    detail::check_uv(detail::socket_name(h, fn, a), what);
+    return a;
+}
+
+/// An unconnected `tcp_stream` on the current runtime's loop (`caller` and `what` name the
+/// call in errors).
+tcp_stream unconnected_tcp(const char* caller, const char* what) {
+    uv_loop_t* loop = detail::current_runtime(caller).loop();
+    return {detail::adopt,
+            detail::init_handle(
+                new detail::stream_state("tcp_stream"),
+                [loop](detail::stream_state* s) { return uv_tcp_init(loop, &s->u.tcp); }, what)};
 }
 
 void require_open(const detail::stream_state* s, const char* what) {
@@ -46,26 +54,17 @@ task<tcp_stream> tcp_stream::connect(socket_address address) {
     if (address.family() != AF_INET && address.family() != AF_INET6) {
         throw_uv_error(UV_EINVAL, label.c_str());
     }
-    uv_loop_t* loop = detail::current_runtime("tcp_stream::connect").loop();
-    tcp_stream s(detail::adopt,
-                 detail::make_stream_state(
-                     "tcp_stream",
-                     [loop](detail::stream_state* st) { return uv_tcp_init(loop, &st->u.tcp); },
-                     label.c_str()));
-    detail::stream_request_awaiter connecting(
-        s.state_, detail::stream_request_awaiter::op::connect_tcp, address.data(), label.c_str());
+    tcp_stream s = unconnected_tcp("tcp_stream::connect", label.c_str());
+    detail::stream_request_awaiter connecting(s.state_.get(),
+                                              detail::stream_request_awaiter::op::connect_tcp,
+                                              address.data(), label.c_str());
     co_await connecting;
     co_return s;
 }
 
 tcp_stream tcp_stream::open(uv_os_sock_t socket) {
     const std::string what = "tcp_stream::open socket " + std::to_string(socket);
-    uv_loop_t* loop = detail::current_runtime("tcp_stream::open").loop();
-    tcp_stream s(detail::adopt,
-                 detail::make_stream_state(
-                     "tcp_stream",
-                     [loop](detail::stream_state* st) { return uv_tcp_init(loop, &st->u.tcp); },
-                     what.c_str()));
+    tcp_stream s = unconnected_tcp("tcp_stream::open", what.c_str());
     // On failure `s` closes the handle, which has no socket yet: the caller keeps `socket`.
     detail::check_uv(uv_tcp_open(&s.state_->u.tcp, socket), what.c_str());
     return s;
@@ -90,12 +89,12 @@ tcp_stream tcp_stream::adopt(uv_tcp_t* accepted) {
 }
 
 void tcp_stream::set_nodelay(bool enable) {
-    require_open(state_, "tcp_stream::set_nodelay");
+    require_open(state_.get(), "tcp_stream::set_nodelay");
     detail::check_uv(uv_tcp_nodelay(&state_->u.tcp, enable ? 1 : 0), "tcp_stream::set_nodelay");
 }
 
 void tcp_stream::set_keepalive(bool enable, std::chrono::seconds delay) {
-    require_open(state_, "tcp_stream::set_keepalive");
+    require_open(state_.get(), "tcp_stream::set_keepalive");
     if (enable && (delay.count() < 1 || delay.count() > std::numeric_limits<unsigned>::max())) {
         // libuv takes an unsigned int: a larger delay would silently wrap (and 0 is EINVAL).
         throw std::invalid_argument("uvasync: tcp_stream::set_keepalive: the delay must be 1 to " +
@@ -124,36 +123,17 @@ uv_tcp_t* tcp_stream::native_handle() noexcept {
 // ---------------------------------------------------------------------------------------------
 // tcp_listener
 
-tcp_listener::tcp_listener(tcp_listener&& other) noexcept
-    : state_(std::exchange(other.state_, nullptr)) {
-}
-
-tcp_listener& tcp_listener::operator=(tcp_listener&& other) noexcept {
-    if (this != &other) {
-        detail::release(state_);
-        state_ = std::exchange(other.state_, nullptr);
-    }
-    return *this;
-}
-
-tcp_listener::~tcp_listener() {
-    detail::release(state_);
-}
-
 tcp_listener tcp_listener::bind(socket_address address, int backlog) {
     const std::string what = "tcp_listener::bind " + address.to_string();
     if (address.family() != AF_INET && address.family() != AF_INET6) {
         throw_uv_error(UV_EINVAL, what.c_str());
     }
     uv_loop_t* loop = detail::current_runtime("tcp_listener::bind").loop();
-    auto* l = new detail::listener_state("tcp_listener", "tcp_stream", false);
-    if (const int rc = uv_tcp_init(loop, &l->u.tcp); rc < 0) {
-        delete l;
-        throw_uv_error(rc, what.c_str());
-    }
-    l->u.stream.data = static_cast<detail::handle_state*>(l);
+    detail::listener_state* l = detail::init_handle(
+        new detail::listener_state("tcp_listener", "tcp_stream", false),
+        [loop](detail::listener_state* s) { return uv_tcp_init(loop, &s->u.tcp); }, what.c_str());
     tcp_listener result;
-    result.state_ = l; // closes the handle if binding fails
+    result.state_.reset(l); // closes the handle if binding fails
     // libuv may defer a bind error (EADDRINUSE) to uv_listen; both are checked.
     detail::check_uv(uv_tcp_bind(&l->u.tcp, address.data(), 0), what.c_str());
     detail::check_uv(uv_listen(l->stream(), backlog, &detail::listener_state::on_connection),
@@ -162,20 +142,12 @@ tcp_listener tcp_listener::bind(socket_address address, int backlog) {
 }
 
 detail::accept_awaiter<tcp_stream> tcp_listener::accept() {
-    return detail::accept_awaiter<tcp_stream>(state_);
+    return detail::accept_awaiter<tcp_stream>(state_.get());
 }
 
 socket_address tcp_listener::local_address() const {
     return name_of(state_ != nullptr && !state_->closing ? &state_->u.tcp : nullptr,
                    &uv_tcp_getsockname, "tcp_listener::local_address");
-}
-
-detail::close_awaiter tcp_listener::close() {
-    return detail::close_awaiter(state_);
-}
-
-bool tcp_listener::is_open() const noexcept {
-    return state_ != nullptr && !state_->closing;
 }
 
 uv_tcp_t* tcp_listener::native_handle() noexcept {

@@ -13,10 +13,10 @@ tty_stream tty_stream::open(uv_file fd) {
     const std::string what = "tty_stream::open fd " + std::to_string(fd);
     uv_loop_t* loop = detail::current_runtime("tty_stream::open").loop();
     tty_stream t;
-    t.state_ = detail::make_stream_state(
-        "tty_stream",
+    t.state_.reset(detail::init_handle(
+        new detail::stream_state("tty_stream"),
         [loop, fd](detail::stream_state* s) { return uv_tty_init(loop, &s->u.tty, fd, 0); },
-        what.c_str());
+        what.c_str()));
     return t;
 }
 

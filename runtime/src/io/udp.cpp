@@ -11,6 +11,8 @@
 #include <uvasync/io/error.hpp>
 #include <uvasync/io/udp.hpp>
 
+#include "socket_name.hpp"
+
 namespace uvasync {
 
 namespace detail {
@@ -231,16 +233,8 @@ void udp_receive_awaiter::describe(const parked_wait& w, deadline /*origin*/, st
     if (s == nullptr || s->closing) {
         return;
     }
-    sockaddr_storage ss{};
-    int len = sizeof ss;
-    if (uv_udp_getsockname(s->handle(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-        return;
-    }
-    try {
-        out += "on " + socket_address::from(reinterpret_cast<const sockaddr*>(&ss)).to_string();
-    } catch (const std::bad_alloc&) {
-        throw;
-    } catch (...) { // a family socket_address does not know
+    if (socket_address a; socket_name(s->handle(), &uv_udp_getsockname, a) == 0) {
+        out += "on " + a.to_string();
     }
 }
 
@@ -305,22 +299,6 @@ void udp_receive_awaiter::deliver(int status, std::size_t size, const sockaddr* 
 // ---------------------------------------------------------------------------------------------
 // udp_socket
 
-udp_socket::udp_socket(udp_socket&& other) noexcept
-    : state_(std::exchange(other.state_, nullptr)) {
-}
-
-udp_socket& udp_socket::operator=(udp_socket&& other) noexcept {
-    if (this != &other) {
-        detail::release(state_);
-        state_ = std::exchange(other.state_, nullptr);
-    }
-    return *this;
-}
-
-udp_socket::~udp_socket() {
-    detail::release(state_);
-}
-
 udp_socket udp_socket::bind(socket_address address) {
     const std::string what = "udp_socket::bind " + address.to_string();
     uv_loop_t* loop = detail::current_runtime("udp_socket::bind").loop();
@@ -330,35 +308,34 @@ udp_socket udp_socket::bind(socket_address address) {
         throw_uv_error(rc, what.c_str());
     }
     udp_socket s;
-    s.state_ = state; // closes the handle if binding fails
+    s.state_.reset(state); // closes the handle if binding fails
     detail::check_uv(uv_udp_bind(state->handle(), address.data(), 0), what.c_str());
     return s;
 }
 
 detail::udp_send_awaiter udp_socket::send(std::span<const char> data, const socket_address& to) {
-    return {state_, data, to};
+    return {state_.get(), data, to};
 }
 
 detail::udp_receive_awaiter udp_socket::receive(std::span<char> buffer) {
     if (buffer.empty()) {
         throw std::invalid_argument("uvasync: udp_socket::receive needs a non-empty buffer");
     }
-    return {state_, buffer};
+    return {state_.get(), buffer};
 }
 
 socket_address udp_socket::local_address() const {
     if (state_ == nullptr) {
         throw_uv_error(UV_EBADF, "udp_socket::local_address");
     }
-    sockaddr_storage ss{};
-    int len = sizeof(ss);
-    detail::check_uv(uv_udp_getsockname(state_->handle(), reinterpret_cast<sockaddr*>(&ss), &len),
+    socket_address a;
+    detail::check_uv(detail::socket_name(state_->handle(), &uv_udp_getsockname, a),
                      "udp_socket::local_address");
-    return socket_address::from(reinterpret_cast<const sockaddr*>(&ss));
+    return a;
 }
 
 detail::close_awaiter udp_socket::close() noexcept {
-    return detail::close_awaiter::owning(std::exchange(state_, nullptr));
+    return detail::close_awaiter::owning(state_.take());
 }
 
 uv_udp_t* udp_socket::native_handle() noexcept {

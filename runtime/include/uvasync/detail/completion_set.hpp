@@ -7,7 +7,7 @@
 
 #include <uvasync/detail/child_set.hpp>
 #include <uvasync/detail/export.hpp>
-#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/list_waiter.hpp>
 #include <uvasync/detail/task_core.hpp>
 
 namespace uvasync::detail {
@@ -27,27 +27,6 @@ UVASYNC_API std::size_t position_of(const child_positions& index, const task_cor
 /// that child woke runs; for `as_completed` it wakes the one parked `next`.
 class completion_set : public child_set {
 public:
-    /// A cancellable wait for the next completion; the derived awaiter supplies the abort hook.
-    class waiter : protected parked_wait {
-    public:
-        using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
-
-        waiter(const waiter&) = delete;
-        waiter& operator=(const waiter&) = delete;
-        waiter& operator=(waiter&&) = delete;
-
-        waiter(waiter&& other) noexcept // only before it is awaited
-            : parked_wait(std::move(other)) {}
-
-        void wake() noexcept { complete(); }
-
-    protected:
-        explicit waiter(abort_hook hook) noexcept
-            : parked_wait(hook) {}
-
-        ~waiter() = default;
-    };
-
     /// `cancel_after_first`: cancel the scope (every other child) when the first child finishes.
     explicit completion_set(bool cancel_after_first) noexcept
         : child_set(&on_child_done)
@@ -59,8 +38,9 @@ public:
 
     [[nodiscard]] const std::vector<task_core*>& done() const noexcept { return done_; }
 
-    /// The one parked `next` (null when none).
-    waiter* parked = nullptr;
+    /// The parked `next` (one at most): woken by the next completion. Aborted, it only leaves,
+    /// so that completion waits for the next call.
+    waiter_list<list_waiter> parked;
 
 private:
     static void on_child_done(child_set* s, task_core* child) noexcept {
@@ -70,7 +50,7 @@ private:
         if (self->cancel_after_first_ && self->done_.size() == 1) {
             self->cancel(make_message("wait_any: another task finished first"));
         }
-        if (waiter* w = std::exchange(self->parked, nullptr)) {
+        if (list_waiter* w = self->parked.front()) {
             w->wake();
         }
     }

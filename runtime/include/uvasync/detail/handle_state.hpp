@@ -107,6 +107,55 @@ UVASYNC_API void release(handle_state* h) noexcept;
 /// `uv_close(h)` with the callback that counts it for the state in `h->data`.
 UVASYNC_API void close_uv_handle(uv_handle_s* h) noexcept;
 
+/// The public object's hold on its state (`stream`, the listeners, `udp_socket`, `signal_set`,
+/// `process`, `timer`): move-only; letting go (destruction, being moved onto, `reset`) is
+/// `release`, which closes the handles and frees the state after the last close callback. A
+/// moved-from owner is empty. So the public objects need no special members of their own.
+///
+/// Held as the base type, so that moving and destroying an owner compile where `State` is
+/// incomplete (user code); taking the state in or out (`get`, `reset`, `->`) needs its
+/// definition, which only the library's sources have.
+template <class State>
+class state_owner {
+public:
+    state_owner() noexcept = default;
+
+    /// Owns `s` (null: nothing).
+    explicit state_owner(State* s) noexcept
+        : h_(s) {}
+
+    state_owner(state_owner&& other) noexcept
+        : h_(std::exchange(other.h_, nullptr)) {}
+
+    state_owner& operator=(state_owner&& other) noexcept {
+        if (this != &other) {
+            release(std::exchange(h_, std::exchange(other.h_, nullptr)));
+        }
+        return *this;
+    }
+
+    state_owner(const state_owner&) = delete;
+    state_owner& operator=(const state_owner&) = delete;
+
+    ~state_owner() { release(h_); }
+
+    [[nodiscard]] State* get() const noexcept { return static_cast<State*>(h_); }
+
+    State* operator->() const noexcept { return get(); }
+
+    [[nodiscard]] bool operator==(std::nullptr_t) const noexcept { return h_ == nullptr; }
+
+    /// Lets go of the current state (if any) and owns `s`.
+    void reset(State* s) noexcept { release(std::exchange(h_, s)); }
+
+    /// Returns the state and owns nothing: the caller takes the owner's place
+    /// (`close_awaiter::owning`).
+    [[nodiscard]] State* take() noexcept { return static_cast<State*>(std::exchange(h_, nullptr)); }
+
+private:
+    handle_state* h_ = nullptr;
+};
+
 /// Keeps a state's memory alive (not its handles open) while it is in use; moves only.
 class state_pin {
 public:
@@ -168,6 +217,56 @@ private:
     // so that moving and destroying an awaiter compile where `State` is incomplete (user code);
     // only creating one needs its definition.
     state_pin pin_;
+};
+
+/// The base of the awaiter of an object that has one waiting task at a time (`signal_set::wait`,
+/// `timer::tick`, `process::wait`); `Derived` is that awaiter. The state keeps it in one slot:
+/// `State::wait(Derived*)` takes it, or completes it at once (through the run queue, like
+/// `yield()`) when the result is already there; `State::forget(Derived*)` lets it go. The members
+/// that use the state are instantiated only in the library's sources, where `State` is defined.
+template <class Derived, class State>
+class single_waiter : protected handle_awaiter<State> {
+protected:
+    /// `hook` is the abort hook; by default the cancellation is total (`forget_on_abort`).
+    single_waiter(State* state, const wait_kind& kind,
+                  parked_wait::abort_hook hook = &forget_on_abort) noexcept
+        : handle_awaiter<State>(state, hook) {
+        this->describe_as(kind);
+    }
+
+    single_waiter(single_waiter&& other) noexcept = default; // only before it is awaited
+    single_waiter(const single_waiter&) = delete;
+    single_waiter& operator=(const single_waiter&) = delete;
+    single_waiter& operator=(single_waiter&&) = delete;
+    ~single_waiter() = default;
+
+    /// Parks the caller for `op` and gives the awaiter to the state. False when the scope was
+    /// already cancelled: nothing started, and `await_resume` raises.
+    bool park_and_wait(std::coroutine_handle<> caller, const char* op) {
+        if (!this->park(caller, op)) {
+            return false;
+        }
+        this->state_->wait(self());
+        return true;
+    }
+
+    /// For the awaiter's destructor: a frame destroyed while parked leaves the state's slot.
+    void leave_slot() noexcept {
+        if (this->state_ != nullptr && this->waiting()) {
+            this->state_->forget(self());
+        }
+    }
+
+    /// A total cancellation: the state lets the awaiter go, and the task resumes with the
+    /// cancellation.
+    static void forget_on_abort(parked_wait* p) noexcept {
+        auto* w = static_cast<single_waiter*>(p);
+        w->state_->forget(w->self());
+        w->aborted();
+    }
+
+private:
+    Derived* self() noexcept { return static_cast<Derived*>(this); }
 };
 
 /// The awaiter of every `close()`: closes the object and resumes after its last close

@@ -16,12 +16,9 @@
 
 namespace uvasync::detail {
 
-/// Raises the delivery for a cancellation point of `core` (SEMANTICS 4.1 step 2 and 4.8):
-/// a `cancelled_error` owned by the outermost cancelled scope around the point.
-[[noreturn]] UVASYNC_API void throw_cancelled(task_core* core);
-
-/// The delivery `throw_cancelled` would raise, as a value: `as_outcome` reports it without a
-/// throw (SEMANTICS 19.2). Counts as a delivery for the "1000 without suspending" report (4.6).
+/// The delivery `throw_cancelled` (task_core.hpp) would raise, as a value: `as_outcome` reports it
+/// without a throw (SEMANTICS 19.2). Counts as a delivery for the "1000 without suspending" report
+/// (4.6).
 UVASYNC_API cancelled_error make_delivery(task_core* core);
 
 /// The running task, or `invalid_state` when called outside one (SEMANTICS 5.1).
@@ -99,12 +96,9 @@ protected:
     /// Step 2 of the protocol: false (and nothing started) when the innermost scope is already
     /// cancelled; `finish()` then raises. Otherwise records the caller and registers the hook.
     bool park(std::coroutine_handle<> caller, const char* what) {
-        core_ = require_task(what);
-        if (core_->current->cancelled()) {
-            state_ = state::aborted;
+        if (!enter(caller, what)) {
             return false;
         }
-        caller_ = caller;
         state_ = state::waiting;
         core_->current->node.add(*this);
         return true;
@@ -114,12 +108,9 @@ protected:
     /// once; the task resumes after the loop's next poll. No abort hook is registered: there is
     /// nothing to abort, and `yield()` checks the scope again when it resumes.
     bool park_until_poll(std::coroutine_handle<> caller, const char* what) {
-        core_ = require_task(what);
-        if (core_->current->cancelled()) {
-            state_ = state::aborted;
+        if (!enter(caller, what)) {
             return false;
         }
-        caller_ = caller;
         state_ = state::completed;
         core_->rt->schedule_after_poll(core_, caller);
         return true;
@@ -134,14 +125,7 @@ protected:
     }
 
     /// The operation finished; the task becomes ready. Ignored after an abort.
-    void complete() noexcept {
-        if (state_ != state::waiting) {
-            return;
-        }
-        state_ = state::completed;
-        unlink();
-        core_->rt->schedule(core_, caller_);
-    }
+    void complete() noexcept { end_wait(state::completed); }
 
     /// `yield()`: completes at once, but the task resumes only after the loop's next poll for
     /// I/O (SEMANTICS 4.1).
@@ -152,14 +136,7 @@ protected:
     }
 
     /// The abort hook undid the operation; the task becomes ready and will raise.
-    void aborted() noexcept {
-        if (state_ != state::waiting) {
-            return;
-        }
-        state_ = state::aborted;
-        unlink();
-        core_->rt->schedule(core_, caller_);
-    }
+    void aborted() noexcept { end_wait(state::aborted); }
 
     /// Step 4: raises when aborted, else returns normally (the result is the caller's).
     void finish() {
@@ -177,6 +154,30 @@ protected:
 
 private:
     friend struct introspection_access;
+
+    // The check both parks start with: the running task (else `invalid_state`), and false
+    // (the wait aborted before it started) when its innermost scope is already cancelled;
+    // otherwise records the caller.
+    bool enter(std::coroutine_handle<> caller, const char* what) {
+        core_ = require_task(what);
+        if (core_->current->cancelled()) {
+            state_ = state::aborted;
+            return false;
+        }
+        caller_ = caller;
+        return true;
+    }
+
+    // Whichever of completion and abort comes first ends the wait as `how` and makes the task
+    // ready; the later one is ignored (D-2).
+    void end_wait(state how) noexcept {
+        if (state_ != state::waiting) {
+            return;
+        }
+        state_ = how;
+        unlink();
+        core_->rt->schedule(core_, caller_);
+    }
 
     // Compiled (this_task.cpp): its one address tells introspection which registrations of a
     // scope are parked waits.

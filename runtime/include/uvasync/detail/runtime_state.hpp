@@ -311,6 +311,8 @@ private:
 
     void start_idle() noexcept;
     void update_idle() noexcept;
+    /// settle() on a virtual clock with autojump: arms or stops the threshold timer.
+    void update_threshold(bool ran) noexcept;
     void rearm_timer() noexcept;
     void instrumented_step(thread_context& ctx, task_core* core, task_core* outside) noexcept;
     void adopt_slow(task_core* core) noexcept;

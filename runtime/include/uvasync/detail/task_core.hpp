@@ -156,4 +156,26 @@ public:
     std::uint16_t deliveries_without_suspending = 0; // see throw_cancelled()
 };
 
+/// Builds the delivery for a cancellation point of `core` (SEMANTICS 4.1 step 2 and 4.8): a
+/// `cancelled_error` owned by the outermost cancelled scope around the point, kept in the
+/// core's last-delivery slots so that the core recognises it if it ends the body.
+UVASYNC_API void record_delivery(task_core* core);
+
+/// Raises the delivery for a cancellation point of `core`. Inline and forced so on purpose:
+/// `std::rethrow_exception` takes its argument by value, and the frame that makes that copy
+/// needs a landing pad to destroy it. Out of line, that frame was a cleanup-only stop between
+/// the throw and the task's handler, and the unwinder restarted from it (`_Unwind_Resume`):
+/// about 8,500 instructions per delivery, more than a third of W3's (bench/NOTES.md, fourth
+/// pass). Inlined into the awaiting coroutine, the cleanup shares the landing pad of the
+/// coroutine's own handler, and the unwind walks one frame fewer.
+[[noreturn, gnu::always_inline]] inline void throw_cancelled(task_core* core) {
+    record_delivery(core);
+    std::rethrow_exception(core->last_delivery());
+}
+
+/// The same, out of line: for a rare path inside an awaiter that must itself stay small
+/// enough to be inlined (the timeout scope's `await_resume`, whose common throw is its own
+/// `timeout_error`).
+[[noreturn]] UVASYNC_API void throw_cancelled_out_of_line(task_core* core);
+
 } // namespace uvasync::detail

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -80,22 +81,7 @@ public:
     explicit address_list(addrinfo* head) noexcept
         : head_(head) {}
 
-    address_list(const address_list&) = delete;
-    address_list& operator=(const address_list&) = delete;
-
-    address_list(address_list&& other) noexcept
-        : head_(std::exchange(other.head_, nullptr)) {}
-
-    address_list& operator=(address_list&& other) noexcept {
-        if (this != &other) {
-            uv_freeaddrinfo(std::exchange(head_, std::exchange(other.head_, nullptr)));
-        }
-        return *this;
-    }
-
-    ~address_list() { uv_freeaddrinfo(head_); }
-
-    [[nodiscard]] iterator begin() const noexcept { return iterator(head_); }
+    [[nodiscard]] iterator begin() const noexcept { return iterator(head_.get()); }
 
     [[nodiscard]] iterator end() const noexcept { return iterator(); }
 
@@ -107,10 +93,14 @@ public:
     [[nodiscard]] bool empty() const noexcept { return begin() == end(); }
 
     /// The raw list (owned by this object), for fields `socket_address` does not carry.
-    [[nodiscard]] const addrinfo* get() const noexcept { return head_; }
+    [[nodiscard]] const addrinfo* get() const noexcept { return head_.get(); }
 
 private:
-    addrinfo* head_ = nullptr;
+    struct free_list {
+        void operator()(addrinfo* head) const noexcept { uv_freeaddrinfo(head); }
+    };
+
+    std::unique_ptr<addrinfo, free_list> head_;
 };
 
 /// The result of `reverse`: a host name and a service name.

@@ -6,6 +6,7 @@
 #include <uv.h>
 #include <uvasync/detail/accept_awaiter.hpp>
 #include <uvasync/detail/export.hpp>
+#include <uvasync/io/listener.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/task.hpp>
 
@@ -17,12 +18,10 @@ namespace uvasync {
 /// **Thread:** loop thread only.
 class UVASYNC_API pipe_stream : public stream {
 public:
+    using stream::stream; // stream(adopt, state): how the library makes one
+
     /// A stream that is not open.
     pipe_stream() noexcept = default;
-
-    /// Internal: adopts a state made by `pipe_listener::accept`.
-    pipe_stream(detail::adopt_t, detail::stream_state* s) noexcept
-        : stream(s) {}
 
     /// An initialised, unconnected `uv_pipe_t` on the current runtime's loop, for example for
     /// a child process's stdio (`UV_CREATE_PIPE` with `native_handle()`). It is usable as a
@@ -51,19 +50,12 @@ public:
     [[nodiscard]] uv_pipe_t* native_handle() noexcept;
 };
 
-/// A listening Unix domain socket. Move-only; the destructor closes it (libuv unlinks nothing:
-/// remove the socket file yourself).
+/// A listening Unix domain socket. Closing is `listener`'s (libuv unlinks nothing: remove the
+/// socket file yourself).
 ///
 /// **Thread:** loop thread only.
-class UVASYNC_API pipe_listener {
+class UVASYNC_API pipe_listener : public listener {
 public:
-    pipe_listener() noexcept = default;
-    pipe_listener(const pipe_listener&) = delete;
-    pipe_listener& operator=(const pipe_listener&) = delete;
-    pipe_listener(pipe_listener&& other) noexcept;
-    pipe_listener& operator=(pipe_listener&& other) noexcept;
-    ~pipe_listener();
-
     /// Binds to `path` and listens, on the current runtime's loop.
     /// **Errors:** `std::system_error` naming the path (`UV_EADDRINUSE` when it exists);
     /// `std::invalid_argument` for a path with a NUL character or longer than `sun_path` allows
@@ -73,16 +65,8 @@ public:
     /// As `tcp_listener::accept`, returning a `pipe_stream`.
     [[nodiscard]] detail::accept_awaiter<pipe_stream> accept();
 
-    /// As `tcp_listener::close`.
-    [[nodiscard]] detail::close_awaiter close();
-
-    [[nodiscard]] bool is_open() const noexcept;
-
     /// The libuv handle, or null when not open. Do not close it.
     [[nodiscard]] uv_pipe_t* native_handle() noexcept;
-
-private:
-    detail::listener_state* state_ = nullptr;
 };
 
 } // namespace uvasync

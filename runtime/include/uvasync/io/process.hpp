@@ -95,7 +95,8 @@ namespace detail {
 class process_state;
 
 /// The awaiter behind `process::wait()`.
-class [[nodiscard]] UVASYNC_API process_wait_awaiter : private handle_awaiter<process_state> {
+class [[nodiscard]] UVASYNC_API process_wait_awaiter
+    : public single_waiter<process_wait_awaiter, process_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -135,7 +136,8 @@ private:
 /// Destroying a `process` whose child still runs sends it `SIGKILL` and leaves the handle to
 /// close itself in the exit callback, so no zombie remains and no callback touches freed
 /// memory; the loop must keep running until then (a running child keeps it alive, as in
-/// libuv).
+/// libuv). A task waiting on it then raises `invalid_state`; an exited child's handle is
+/// closed. Move-only; assigning to a `process` destroys its current child first.
 ///
 /// **Thread:** loop thread only (it is spawned on the thread's runtime).
 class UVASYNC_API process {
@@ -149,17 +151,6 @@ public:
     /// (uv category) naming the file when libuv cannot start it (for example `UV_ENOENT`), with
     /// nothing left open; `invalid_state` without a runtime on this thread.
     static process spawn(process_options options);
-
-    process(const process&) = delete;
-    process& operator=(const process&) = delete;
-    process(process&& other) noexcept;
-
-    /// Destroys the current child first (see the destructor).
-    process& operator=(process&& other) noexcept;
-
-    /// Kills a running child with `SIGKILL` and lets it be reaped later (see above); a task
-    /// waiting on it raises `invalid_state`. An exited child's handle is closed.
-    ~process();
 
     /// The child's process id (also after it exited); 0 for a moved-from object.
     [[nodiscard]] int pid() const noexcept;
@@ -193,12 +184,9 @@ public:
     [[nodiscard]] bool running() const noexcept;
 
 private:
-    explicit process(detail::process_state* state) noexcept
-        : state_(state) {}
+    explicit process(detail::process_state* state) noexcept;
 
-    void release() noexcept;
-
-    detail::process_state* state_;
+    detail::state_owner<detail::process_state> state_;
 };
 
 } // namespace uvasync

@@ -15,7 +15,8 @@ namespace detail {
 class signal_state;
 
 /// The awaiter behind `signal_set::wait()`.
-class [[nodiscard]] UVASYNC_API signal_awaiter : private handle_awaiter<signal_state> {
+class [[nodiscard]] UVASYNC_API signal_awaiter
+    : public single_waiter<signal_awaiter, signal_state> {
 public:
     using parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
 
@@ -34,7 +35,6 @@ public:
 private:
     friend class signal_state;
 
-    static void on_abort(parked_wait* p) noexcept;
     // runtime::dump: what this wait is (wait_kind.hpp), described only when a dump is made.
     static const wait_kind kind;
     static void describe(const parked_wait& w, deadline origin, std::string& out);
@@ -56,6 +56,9 @@ private:
 /// queued and counted, and returned by a later `wait()`: none is lost. The set keeps the loop
 /// alive only while a task waits in `wait()`.
 ///
+/// Move-only; the destructor closes the set (see `close()`) without waiting for the close
+/// callbacks.
+///
 /// **Thread:** loop thread only (it is created on the thread's runtime).
 class UVASYNC_API signal_set {
 public:
@@ -65,14 +68,6 @@ public:
     /// category) naming the signal when libuv cannot catch it (`SIGKILL`, `SIGSTOP`, a number
     /// that is no signal); `invalid_state` without a runtime on this thread.
     explicit signal_set(std::initializer_list<int> signals);
-
-    signal_set(const signal_set&) = delete;
-    signal_set& operator=(const signal_set&) = delete;
-    signal_set(signal_set&& other) noexcept;
-    signal_set& operator=(signal_set&& other) noexcept;
-
-    /// Closes the set (see `close()`) without waiting for the close callbacks.
-    ~signal_set();
 
     /// Waits for the next signal and returns its number. Signals queued before the call are
     /// returned first, in the order in which each kind of signal first arrived, then round
@@ -97,7 +92,7 @@ public:
     [[nodiscard]] bool is_open() const noexcept { return state_ != nullptr; }
 
 private:
-    detail::signal_state* state_;
+    detail::state_owner<detail::signal_state> state_;
 };
 
 } // namespace uvasync

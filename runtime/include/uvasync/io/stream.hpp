@@ -158,10 +158,11 @@ private:
 /// half-close and close of one libuv stream handle.
 ///
 /// A stream owns one heap state object with the `uv_stream_t` embedded in it; this object is a
-/// thin move-only owner. The destructor closes the handle; the memory is freed in the close
-/// callback. Received data goes straight into a waiting reader's span, else into a
-/// stream-owned buffer (16 KiB growing to 64 KiB, further by `read_until`);
-/// reading stays armed between reads and stops on cancellation, on a full buffer and on close.
+/// thin move-only owner (`detail::state_owner`). The destructor closes the handle if it is open,
+/// without waiting (the memory is freed in the close callback); a task still waiting on the
+/// stream resumes with an error. Received data goes straight into a waiting reader's span, else
+/// into a stream-owned buffer (16 KiB growing to 64 KiB, further by `read_until`); reading stays
+/// armed between reads and stops on cancellation, on a full buffer and on close.
 ///
 /// One reader and one writer may use a stream at the same time (two tasks); two concurrent
 /// readers are an error (`invalid_state`).
@@ -236,14 +237,10 @@ class UVASYNC_API stream {
 public:
     /// A stream that is not open: every operation fails with `UV_EBADF`.
     stream() noexcept = default;
-    stream(const stream&) = delete;
-    stream& operator=(const stream&) = delete;
-    stream(stream&& other) noexcept;
-    stream& operator=(stream&& other) noexcept;
 
-    /// Closes the handle if it is open (without waiting; the memory is freed in the close
-    /// callback). A task still waiting on this stream resumes with an error.
-    ~stream();
+    /// Internal: owns `s`, a state made by the library (connect, open, accept); the derived
+    /// streams inherit it.
+    stream(detail::adopt_t, detail::stream_state* s) noexcept;
 
     /// Reads at least one byte into `buffer` and returns how many; returns 0 only at EOF, and
     /// again on every later read. Buffered data is returned at once, without suspending.
@@ -335,10 +332,7 @@ public:
     [[nodiscard]] uv_stream_t* native_stream() const noexcept;
 
 protected:
-    explicit stream(detail::stream_state* s) noexcept
-        : state_(s) {}
-
-    detail::stream_state* state_ = nullptr;
+    detail::state_owner<detail::stream_state> state_;
 };
 
 } // namespace uvasync

@@ -7,6 +7,7 @@
 #include <uvasync/detail/accept_awaiter.hpp>
 #include <uvasync/detail/export.hpp>
 #include <uvasync/io/address.hpp>
+#include <uvasync/io/listener.hpp>
 #include <uvasync/io/stream.hpp>
 #include <uvasync/task.hpp>
 
@@ -17,12 +18,10 @@ namespace uvasync {
 /// **Thread:** loop thread only.
 class UVASYNC_API tcp_stream : public stream {
 public:
+    using stream::stream; // stream(adopt, state): how the library makes one
+
     /// A stream that is not open.
     tcp_stream() noexcept = default;
-
-    /// Internal: adopts a state made by `tcp_listener::accept`.
-    tcp_stream(detail::adopt_t, detail::stream_state* s) noexcept
-        : stream(s) {}
 
     /// Connects to `address` on the current runtime's loop and returns the connected stream.
     ///
@@ -73,19 +72,11 @@ public:
     [[nodiscard]] uv_tcp_t* native_handle() noexcept;
 };
 
-/// A listening TCP socket (`uv_tcp_t` after `uv_listen`). Move-only; the destructor closes it.
+/// A listening TCP socket (`uv_tcp_t` after `uv_listen`). Closing is `listener`'s.
 ///
 /// **Thread:** loop thread only.
-class UVASYNC_API tcp_listener {
+class UVASYNC_API tcp_listener : public listener {
 public:
-    /// A listener that is not open.
-    tcp_listener() noexcept = default;
-    tcp_listener(const tcp_listener&) = delete;
-    tcp_listener& operator=(const tcp_listener&) = delete;
-    tcp_listener(tcp_listener&& other) noexcept;
-    tcp_listener& operator=(tcp_listener&& other) noexcept;
-    ~tcp_listener();
-
     /// Binds to `address` and listens, on the current runtime's loop (call it on the loop
     /// thread, inside a task or while the runtime exists). Port 0 picks a free port; see
     /// `local_address()`. Connections are queued from now on, whether or not anybody accepts.
@@ -109,17 +100,8 @@ public:
     /// The bound address (the real port after binding port 0). **Errors:** `std::system_error`.
     [[nodiscard]] socket_address local_address() const;
 
-    /// Closes the listener; resumes after the close callback. Idempotent, never a cancellation
-    /// point. Waiting accepts resume with `UV_ECANCELED`.
-    [[nodiscard]] detail::close_awaiter close();
-
-    [[nodiscard]] bool is_open() const noexcept;
-
     /// The libuv handle, or null when not open. Do not close it.
     [[nodiscard]] uv_tcp_t* native_handle() noexcept;
-
-private:
-    detail::listener_state* state_ = nullptr;
 };
 
 } // namespace uvasync

@@ -103,7 +103,8 @@ private:
 /// receives datagrams from any peer.
 ///
 /// The socket owns one heap state with the handle embedded; this object is a move-only owner.
-/// Closing (explicitly or in the destructor) frees the memory in the close callback. One task
+/// Closing (explicitly, or without waiting in the destructor) frees the memory in the close
+/// callback. One task
 /// may receive at a time; any number may send.
 ///
 /// **Thread:** loop thread only.
@@ -111,14 +112,6 @@ class UVASYNC_API udp_socket {
 public:
     /// A socket that is not open: every operation fails with `UV_EBADF`.
     udp_socket() noexcept = default;
-
-    udp_socket(const udp_socket&) = delete;
-    udp_socket& operator=(const udp_socket&) = delete;
-    udp_socket(udp_socket&& other) noexcept;
-    udp_socket& operator=(udp_socket&& other) noexcept;
-
-    /// Closes the socket without waiting (see `close()`).
-    ~udp_socket();
 
     /// A socket bound to `address` (port 0 picks a free port; see `local_address()`), on the
     /// current runtime's loop.
@@ -178,7 +171,7 @@ public:
     [[nodiscard]] uv_udp_t* native_handle() noexcept;
 
 private:
-    detail::udp_state* state_ = nullptr;
+    detail::state_owner<detail::udp_state> state_;
 };
 
 } // namespace uvasync

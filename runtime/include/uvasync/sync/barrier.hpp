@@ -6,9 +6,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include <uvasync/detail/intrusive_list.hpp>
 #include <uvasync/detail/list_waiter.hpp>
-#include <uvasync/detail/park.hpp>
 
 namespace uvasync {
 
@@ -50,29 +48,21 @@ public:
     barrier& operator=(barrier&&) = delete;
     ~barrier() = default;
 
-    class [[nodiscard]] arriver : private detail::parked_wait,
-                                  public detail::list_hook<detail::sync_waiter_tag> {
+    /// Granted when its generation completes.
+    class [[nodiscard]] arriver : public detail::list_waiter {
     public:
-        using detail::parked_wait::delivery_pending; // a leaf for as_outcome (SEMANTICS 19.2)
-
         explicit arriver(barrier& b) noexcept
-            : parked_wait(&on_abort)
+            : list_waiter(&on_abort)
             , b_(b) {
             static constexpr detail::wait_kind kind{"barrier"};
             describe_as(kind);
         }
 
-        arriver(arriver&& other) noexcept // only before it is awaited
-            : parked_wait(std::move(other))
-            , b_(other.b_) {}
-
-        arriver(const arriver&) = delete;
-        arriver& operator=(const arriver&) = delete;
-        arriver& operator=(arriver&&) = delete;
+        arriver(arriver&&) noexcept = default; // only before it is awaited
 
         ~arriver() {
-            if (hook::linked()) {
-                hook::unlink(); // destroyed while parked (a leaked task): not arrived
+            if (queued()) {
+                leave_list(); // destroyed while parked (a leaked task): not arrived
                 --b_.arrived_;
             }
         }
@@ -81,48 +71,37 @@ public:
         [[nodiscard]] bool await_ready() noexcept {
             if (b_.arrived_ + 1 == b_.parties_) {
                 index_ = b_.parties_ - 1;
-                released_ = true;
+                granted_ = true;
                 b_.release();
             }
-            return released_;
+            return granted_;
         }
 
         bool await_suspend(std::coroutine_handle<> caller) {
-            if (!park(caller, "barrier::arrive_and_wait()")) {
+            if (!park_in(b_.waiters_, caller, "barrier::arrive_and_wait()")) {
                 return false; // cancelled: it never arrived
             }
             ++b_.arrived_;
-            b_.waiters_.push_back(*this);
             return true;
         }
 
         std::size_t await_resume() {
-            if (!released_) {
-                finish(); // raises: cancelled before its generation completed
-            }
+            claim(); // raises: cancelled before its generation completed
             return index_;
         }
 
     private:
         friend class barrier;
-        using hook = detail::list_hook<detail::sync_waiter_tag>;
 
         // Cancelled before the generation completed: withdraw the arrival.
         static void on_abort(parked_wait* p) noexcept {
             auto* self = static_cast<arriver*>(p);
-            self->hook::unlink();
             --self->b_.arrived_;
-            self->aborted();
-        }
-
-        void wake() noexcept {
-            hook::unlink();
-            complete();
+            self->withdraw();
         }
 
         barrier& b_;
         std::size_t index_ = 0;
-        bool released_ = false;
     };
 
     /// Arrives and waits for the rest of this generation; gives the arrival index.
@@ -145,8 +124,7 @@ private:
         std::size_t i = 0;
         while (arriver* w = waiters_.front()) {
             w->index_ = i++;
-            w->released_ = true;
-            w->wake();
+            w->grant();
         }
         arrived_ = 0;
         ++generation_;

@@ -6,8 +6,7 @@
 #include <utility>
 
 #include <uvasync/detail/deferred.hpp>
-#include <uvasync/detail/intrusive_list.hpp>
-#include <uvasync/detail/park.hpp>
+#include <uvasync/detail/list_waiter.hpp>
 #include <uvasync/error.hpp>
 #include <uvasync/outcome.hpp>
 #include <uvasync/sync/mutex.hpp>
@@ -47,27 +46,21 @@ public:
     condition& operator=(condition&&) = delete;
     ~condition() = default;
 
-    class [[nodiscard]] waiter : public detail::mutex_waiter {
+    /// Granted when the mutex hands it the lock back (notified, or cancelled while waiting).
+    class [[nodiscard]] waiter : public detail::list_waiter {
     public:
         waiter(condition& c, mutex::guard& g) noexcept
-            : mutex_waiter(&on_abort)
+            : list_waiter(&on_abort)
             , c_(c)
             , g_(g) {
             static constexpr detail::wait_kind kind{"condition"};
             describe_as(kind);
         }
 
-        waiter(waiter&& other) noexcept // only before it is awaited
-            : mutex_waiter(std::move(other))
-            , c_(other.c_)
-            , g_(other.g_) {}
-
-        waiter(const waiter&) = delete;
-        waiter& operator=(const waiter&) = delete;
-        waiter& operator=(waiter&&) = delete;
+        waiter(waiter&&) noexcept = default; // only before it is awaited
 
         ~waiter() {
-            if (granted && !taken_) {
+            if (unclaimed()) {
                 c_.m_.unlock(); // handed the lock back, never resumed: pass it on
             }
         }
@@ -76,21 +69,17 @@ public:
 
         bool await_suspend(std::coroutine_handle<> caller) {
             c_.check(g_); // again: the guard may have been unlocked since wait() was called
-            if (!park(caller, "condition::wait()")) {
+            if (!park_in(c_.waiters_, caller, "condition::wait()")) {
                 return false; // cancelled: raises with the lock still held
             }
-            c_.waiters_.push_back(*this);
-            g_.m_ = nullptr;
+            g_.owner_ = nullptr;
             c_.m_.unlock();
             return true;
         }
 
         void await_resume() {
-            if (!granted) {
-                finish(); // raises: cancelled before it released anything
-            }
-            taken_ = true;
-            g_.m_ = &c_.m_;
+            claim(); // raises: cancelled before it released anything
+            g_.owner_ = &c_.m_;
             if (cancelled_) {
                 detail::throw_cancelled(core()); // the lock is back; now raise
             }
@@ -99,14 +88,11 @@ public:
         /// `await_resume` for `as_outcome` (SEMANTICS 19.2): the lock is back in `g` as above,
         /// and a cancellation is reported as a value instead of raised.
         outcome<void> await_resume_outcome() {
-            if (!granted) {
-                if (delivery_pending()) {
-                    return outcome<void>(detail::make_delivery(core())); // released nothing
-                }
-                finish();
+            if (delivery_pending()) {
+                return outcome<void>(detail::make_delivery(core())); // released nothing
             }
-            taken_ = true;
-            g_.m_ = &c_.m_;
+            claim();
+            g_.owner_ = &c_.m_;
             if (cancelled_) {
                 return outcome<void>(detail::make_delivery(core()));
             }
@@ -124,7 +110,7 @@ public:
                 return;
             }
             self->cancelled_ = true;
-            self->list_hook<detail::mutex_waiter_tag>::unlink();
+            self->leave_list();
             self->c_.m_.acquire_for(*self);
         }
 
@@ -132,7 +118,6 @@ public:
         mutex::guard& g_;
         bool notified_ = false;
         bool cancelled_ = false;
-        bool taken_ = false;
     };
 
     /// Releases the lock `g` holds, waits for a notification, takes the lock back into `g`.
@@ -195,7 +180,7 @@ private:
     }
 
     mutex& m_;
-    detail::intrusive_list<waiter, detail::mutex_waiter_tag> waiters_;
+    detail::waiter_list<waiter> waiters_;
 };
 
 } // namespace uvasync

@@ -45,11 +45,7 @@ public:
         [[nodiscard]] bool await_ready() const noexcept { return event_.set_; }
 
         bool await_suspend(std::coroutine_handle<> caller) {
-            if (!park(caller, "event::wait()")) {
-                return false;
-            }
-            event_.waiters_.push_back(*this);
-            return true;
+            return park_in(event_.waiters_, caller, "event::wait()");
         }
 
         void await_resume() { finish(); }

@@ -69,11 +69,7 @@ public:
     [[nodiscard]] bool await_ready() const noexcept { return state_ == nullptr || state_->done(); }
 
     bool await_suspend(std::coroutine_handle<> caller) {
-        if (!park(caller, "awaiting a future")) {
-            return false;
-        }
-        state_->waiters.push_back(*this);
-        return true;
+        return park_in(state_->waiters, caller, "awaiting a future");
     }
 
     T await_resume() {

@@ -41,6 +41,7 @@ public:
     queue& operator=(queue&&) = delete;
     ~queue() = default;
 
+    /// Granted when its item is in the queue or handed to a getter.
     class [[nodiscard]] putter : public detail::list_waiter {
     public:
         putter(queue& q, T item)
@@ -51,33 +52,25 @@ public:
         }
 
         [[nodiscard]] bool await_ready() {
-            if (queue_.putters_.empty() && queue_.try_put_now(item_)) {
-                done_ = true;
-            }
-            return done_;
+            granted_ = queue_.putters_.empty() && queue_.try_put_now(item_);
+            return granted_;
         }
 
         bool await_suspend(std::coroutine_handle<> caller) {
-            if (!park(caller, "queue::put()")) {
-                return false;
-            }
-            queue_.putters_.push_back(*this);
-            return true;
+            return park_in(queue_.putters_, caller, "queue::put()");
         }
 
         void await_resume() {
-            if (!done_) {
-                finish(); // raises: cancelled before a place freed up
-            }
+            claim(); // raises: cancelled before a place freed up
         }
 
     private:
         friend class queue;
         queue& queue_;
         std::optional<T> item_;
-        bool done_ = false;
     };
 
+    /// Granted when an item is handed to it.
     class [[nodiscard]] getter : public detail::list_waiter {
     public:
         explicit getter(queue& q) noexcept
@@ -86,16 +79,12 @@ public:
             describe_as(kind);
         }
 
-        getter(getter&& other) noexcept // only before it is awaited
+        getter(getter&& other) noexcept // only before it is awaited: no item yet
             : list_waiter(std::move(other))
             , queue_(other.queue_) {}
 
-        getter(const getter&) = delete;
-        getter& operator=(const getter&) = delete;
-        getter& operator=(getter&&) = delete;
-
         ~getter() {
-            if (item_ && !taken_) {
+            if (item_ && unclaimed()) { // granted means an item; testing it lets gcc see that too
                 // Handed an item, never resumed (a frame destroyed at shutdown): the item goes
                 // back to the head of the queue, or to the next getter, instead of being lost.
                 queue_.give_back(std::move(*item_));
@@ -105,23 +94,17 @@ public:
         [[nodiscard]] bool await_ready() {
             if (queue_.getters_.empty()) {
                 item_ = queue_.try_get();
+                granted_ = item_.has_value();
             }
-            return item_.has_value();
+            return granted_;
         }
 
         bool await_suspend(std::coroutine_handle<> caller) {
-            if (!park(caller, "queue::get()")) {
-                return false;
-            }
-            queue_.getters_.push_back(*this);
-            return true;
+            return park_in(queue_.getters_, caller, "queue::get()");
         }
 
         T await_resume() {
-            if (!item_) {
-                finish(); // raises: cancelled before an item arrived
-            }
-            taken_ = true;
+            claim(); // raises: cancelled before an item arrived
             return std::move(*item_);
         }
 
@@ -129,7 +112,6 @@ public:
         friend class queue;
         queue& queue_;
         std::optional<T> item_;
-        bool taken_ = false;
     };
 
     /// Waits for room, then appends `item`.
@@ -170,7 +152,7 @@ private:
         if (getter* g = getters_.front()) {
             g->item_ = std::move(slot);
             slot.reset();
-            g->wake();
+            g->grant();
             return true;
         }
         if (items_.size() < capacity_) {
@@ -186,7 +168,7 @@ private:
     void give_back(T item) {
         if (getter* g = getters_.front()) {
             g->item_.emplace(std::move(item));
-            g->wake();
+            g->grant();
             return;
         }
         items_.push_front(std::move(item));
@@ -196,8 +178,7 @@ private:
         if (putter* p = putters_.front(); p != nullptr && items_.size() < capacity_) {
             items_.push_back(std::move(*p->item_));
             p->item_.reset();
-            p->done_ = true;
-            p->wake();
+            p->grant();
         }
     }
 

@@ -4,9 +4,10 @@
 #include <coroutine>
 #include <cstddef>
 #include <optional>
-#include <utility>
 
 #include <uvasync/detail/list_waiter.hpp>
+#include <uvasync/detail/unit_hold.hpp>
+#include <uvasync/detail/wait_kind.hpp>
 #include <uvasync/error.hpp>
 
 namespace uvasync {
@@ -20,43 +21,28 @@ namespace uvasync {
 /// whose frame is destroyed before it resumes (a task leaked at shutdown) passes it on.
 /// **Thread:** loop thread only.
 class semaphore {
+    // Gives a permit back: to the first waiter, if any.
+    struct release_one {
+        void operator()(semaphore* s) const noexcept { s->release(); }
+    };
+
 public:
     /// Releases its permit when destroyed, unless moved from or released already.
-    class permit {
+    class permit : private detail::unit_hold<semaphore, release_one> {
     public:
         permit() noexcept = default;
 
-        permit(permit&& other) noexcept
-            : sem_(std::exchange(other.sem_, nullptr)) {}
+        /// Returns the permit now. No effect on an empty permit.
+        void release() noexcept { give_back(); }
 
-        permit& operator=(permit&& other) noexcept {
-            if (this != &other) {
-                release();
-                sem_ = std::exchange(other.sem_, nullptr);
-            }
-            return *this;
-        }
-
-        permit(const permit&) = delete;
-        permit& operator=(const permit&) = delete;
-
-        ~permit() { release(); }
-
-        void release() noexcept {
-            if (sem_ != nullptr) {
-                std::exchange(sem_, nullptr)->release();
-            }
-        }
-
-        [[nodiscard]] bool held() const noexcept { return sem_ != nullptr; }
+        [[nodiscard]] bool held() const noexcept { return owner_ != nullptr; }
 
     private:
         friend class semaphore;
+        friend detail::unit_waiter<semaphore, permit, release_one>;
 
         explicit permit(semaphore* s) noexcept
-            : sem_(s) {}
-
-        semaphore* sem_ = nullptr;
+            : unit_hold(s) {}
     };
 
     explicit semaphore(std::size_t initial) noexcept
@@ -68,67 +54,15 @@ public:
     semaphore& operator=(semaphore&&) = delete;
     ~semaphore() = default;
 
-    class [[nodiscard]] acquirer : public detail::list_waiter {
-    public:
-        explicit acquirer(semaphore& s) noexcept
-            : sem_(s) {
-            static constexpr detail::wait_kind kind{"semaphore"};
-            describe_as(kind);
-        }
+    /// The awaitable of `acquire()` (detail/unit_hold.hpp).
+    using acquirer = detail::unit_waiter<semaphore, permit, release_one>;
 
-        acquirer(acquirer&& other) noexcept // only before it is awaited
-            : list_waiter(std::move(other))
-            , sem_(other.sem_) {}
-
-        acquirer(const acquirer&) = delete;
-        acquirer& operator=(const acquirer&) = delete;
-        acquirer& operator=(acquirer&&) = delete;
-
-        ~acquirer() {
-            if (granted_ && !taken_) {
-                sem_.release(); // handed a permit, never resumed (a leaked frame): pass it on
-            }
-        }
-
-        // Immediate when a permit is free and nobody queues ahead (FIFO fairness).
-        [[nodiscard]] bool await_ready() noexcept {
-            if (sem_.count_ > 0 && sem_.waiters_.empty()) {
-                --sem_.count_;
-                granted_ = true;
-            }
-            return granted_;
-        }
-
-        bool await_suspend(std::coroutine_handle<> caller) {
-            if (!park(caller, "semaphore::acquire()")) {
-                return false;
-            }
-            sem_.waiters_.push_back(*this);
-            return true;
-        }
-
-        permit await_resume() {
-            if (!granted_) {
-                finish(); // raises: aborted before a permit arrived
-            }
-            taken_ = true;
-            return permit(&sem_);
-        }
-
-    private:
-        friend class semaphore;
-        semaphore& sem_;
-        bool granted_ = false;
-        bool taken_ = false;
-    };
-
-    /// Waits for a permit.
+    /// Waits for a permit; `co_await` gives the `permit`.
     [[nodiscard]] acquirer acquire() noexcept { return acquirer(*this); }
 
     /// A permit if one is free right now (and nobody waits), else nothing. Never suspends.
     [[nodiscard]] std::optional<permit> try_acquire() noexcept {
-        if (count_ > 0 && waiters_.empty()) {
-            --count_;
+        if (take_unit()) {
             return permit(this);
         }
         return std::nullopt;
@@ -137,8 +71,7 @@ public:
     /// Returns a permit: hands it to the first waiter, or makes it free.
     void release() noexcept {
         if (acquirer* w = waiters_.front()) {
-            w->granted_ = true;
-            w->wake();
+            w->grant();
         } else {
             ++count_;
         }
@@ -147,6 +80,20 @@ public:
     [[nodiscard]] std::size_t available() const noexcept { return count_; }
 
 private:
+    friend acquirer;
+
+    static constexpr detail::wait_kind unit_kind{"semaphore"};
+    static constexpr const char* unit_call = "semaphore::acquire()";
+
+    /// A permit now if one is free and nobody queues ahead (FIFO fairness).
+    bool take_unit() noexcept {
+        if (count_ == 0 || !waiters_.empty()) {
+            return false;
+        }
+        --count_;
+        return true;
+    }
+
     std::size_t count_;
     detail::waiter_list<acquirer> waiters_;
 };
