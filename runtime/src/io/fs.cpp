@@ -261,7 +261,7 @@ detail::request_awaiter<detail::scandir_op> scandir(std::string path) {
 task<std::string> read_file(std::string path) {
     file f = co_await open(std::move(path), UV_FS_O_RDONLY);
     std::string out;
-    std::vector<char> chunk(64 * 1024);
+    std::vector<char> chunk(std::size_t{64} * 1024);
     for (;;) {
         const std::size_t n = co_await f.read(chunk);
         if (n == 0) {

@@ -71,7 +71,7 @@ uv_pipe_t* pipe_stream::native_handle() noexcept {
 // ---------------------------------------------------------------------------------------------
 // pipe_listener
 
-pipe_listener pipe_listener::bind(std::string path, int backlog) {
+pipe_listener pipe_listener::bind(const std::string& path, int backlog) {
     check_pipe_path(path, "pipe_listener::bind");
     const std::string what = "pipe_listener::bind " + path;
     uv_loop_t* loop = detail::current_runtime("pipe_listener::bind").loop();
@@ -88,6 +88,7 @@ pipe_listener pipe_listener::bind(std::string path, int backlog) {
 }
 
 detail::accept_awaiter<pipe_stream> pipe_listener::accept() {
+    // NOLINTNEXTLINE(modernize-return-braced-init-list): the constructor is explicit
     return detail::accept_awaiter<pipe_stream>(state_.get());
 }
 

@@ -142,6 +142,7 @@ tcp_listener tcp_listener::bind(socket_address address, int backlog) {
 }
 
 detail::accept_awaiter<tcp_stream> tcp_listener::accept() {
+    // NOLINTNEXTLINE(modernize-return-braced-init-list): the constructor is explicit
     return detail::accept_awaiter<tcp_stream>(state_.get());
 }
 

@@ -60,7 +60,7 @@ public:
     /// **Errors:** `std::system_error` naming the path (`UV_EADDRINUSE` when it exists);
     /// `std::invalid_argument` for a path with a NUL character or longer than `sun_path` allows
     /// (107 bytes on Linux): nothing is created, no socket file is left behind.
-    static pipe_listener bind(std::string path, int backlog = 511);
+    static pipe_listener bind(const std::string& path, int backlog = 511);
 
     /// As `tcp_listener::accept`, returning a `pipe_stream`.
     [[nodiscard]] detail::accept_awaiter<pipe_stream> accept();
